@@ -1,0 +1,1 @@
+//! `walb-tool`: offline tools for wlogs, wdiffs and images.

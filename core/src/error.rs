@@ -1,0 +1,64 @@
+//! One error type for every format and algorithm in `core`. Each variant names what was wrong
+//! and where, so a tool can print "FILE: wdiff pack header at offset 4128: checksum mismatch".
+
+use std::io;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A structure broke a format rule.
+    #[error("{what} at offset {offset}: {rule}")]
+    Corrupt {
+        what: &'static str,
+        offset: u64,
+        rule: String,
+    },
+    /// The input ended inside a structure.
+    #[error("truncated {what} at offset {offset}: need {need} bytes, got {got}")]
+    Truncated {
+        what: &'static str,
+        offset: u64,
+        need: u64,
+        got: u64,
+    },
+    /// A caller asked for something the format cannot express.
+    #[error("invalid argument: {0}")]
+    Invalid(String),
+    /// A codec failed to compress or decompress.
+    #[error("{codec} codec: {msg}")]
+    Codec { codec: &'static str, msg: String },
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: io::Error,
+    },
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    pub fn corrupt(what: &'static str, offset: u64, rule: impl Into<String>) -> Error {
+        Error::Corrupt {
+            what,
+            offset,
+            rule: rule.into(),
+        }
+    }
+    pub fn io(context: impl Into<String>, source: io::Error) -> Error {
+        Error::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}
+
+/// Adds context to `io::Result`s.
+pub trait IoContext<T> {
+    fn ctx(self, context: impl FnOnce() -> String) -> Result<T>;
+}
+
+impl<T> IoContext<T> for io::Result<T> {
+    fn ctx(self, context: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(|e| Error::io(context(), e))
+    }
+}

@@ -12,3 +12,11 @@ pub mod wdiff;
 
 pub use error::{Error, Result};
 pub use types::{Gid, Lb, Lsid, Pbs, Uuid, LBS};
+pub mod apply;
+pub mod bhash;
+pub mod blockio;
+pub mod ldev;
+pub mod logpack;
+pub mod source;
+pub mod virt;
+pub mod wlog;

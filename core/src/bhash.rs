@@ -1,0 +1,76 @@
+//! BLAKE3 hashing of an image per bulk (default 256 KiB), with reading overlapped with hashing.
+//! The image digest is BLAKE3 over the size, the bulk size and every bulk's hash, so two images
+//! are equal exactly when their digests are (for the same bulk size).
+
+use std::sync::mpsc;
+
+use crate::error::{Error, Result};
+use crate::virt::BulkSource;
+
+pub const DEFAULT_BULK: usize = 256 * 1024;
+/// Bulks read per buffer handed to the hasher.
+const BULKS_PER_READ: usize = 16;
+
+pub struct BulkHashes {
+    pub size: u64,
+    pub bulk: usize,
+    pub hashes: Vec<blake3::Hash>,
+}
+
+impl BulkHashes {
+    pub fn digest(&self) -> blake3::Hash {
+        let mut h = blake3::Hasher::new();
+        h.update(&self.size.to_le_bytes());
+        h.update(&(self.bulk as u64).to_le_bytes());
+        for b in &self.hashes {
+            h.update(b.as_bytes());
+        }
+        h.finalize()
+    }
+}
+
+/// Checks a bulk size: a multiple of 512 between 512 B and 4 MiB.
+pub fn check_bulk(bulk: usize) -> Result<()> {
+    if bulk < 512 || bulk > 4 << 20 || bulk % 512 != 0 {
+        return Err(Error::Invalid(format!(
+            "bulk size {bulk}: must be a multiple of 512 from 512 B to 4 MiB"
+        )));
+    }
+    Ok(())
+}
+
+/// Hashes every bulk of `src`; a reader thread fills buffers while this thread hashes.
+pub fn hash_bulks(mut src: Box<dyn BulkSource>, bulk: usize) -> Result<BulkHashes> {
+    check_bulk(bulk)?;
+    let size = src.size();
+    let (full_tx, full_rx) = mpsc::sync_channel::<(Vec<u8>, usize)>(2);
+    let (empty_tx, empty_rx) = mpsc::channel::<Vec<u8>>();
+    for _ in 0..3 {
+        empty_tx
+            .send(vec![0u8; bulk * BULKS_PER_READ])
+            .expect("receiver alive");
+    }
+    let reader = std::thread::spawn(move || -> Result<()> {
+        while let Ok(mut buf) = empty_rx.recv() {
+            let n = src.read_next(&mut buf)?;
+            if n == 0 || full_tx.send((buf, n)).is_err() {
+                break;
+            }
+        }
+        Ok(())
+    });
+    let mut hashes = Vec::with_capacity(size.div_ceil(bulk as u64) as usize);
+    for (buf, n) in full_rx {
+        for chunk in buf[..n].chunks(bulk) {
+            hashes.push(blake3::hash(chunk));
+        }
+        if empty_tx.send(buf).is_err() {
+            break;
+        }
+    }
+    drop(empty_tx);
+    reader
+        .join()
+        .map_err(|_| Error::Invalid("image reader thread panicked".into()))??;
+    Ok(BulkHashes { size, bulk, hashes })
+}

@@ -31,7 +31,7 @@ impl BulkHashes {
 
 /// Checks a bulk size: a multiple of 512 between 512 B and 4 MiB.
 pub fn check_bulk(bulk: usize) -> Result<()> {
-    if bulk < 512 || bulk > 4 << 20 || bulk % 512 != 0 {
+    if !(512..=4 << 20).contains(&bulk) || !bulk.is_multiple_of(512) {
         return Err(Error::Invalid(format!(
             "bulk size {bulk}: must be a multiple of 512 from 512 B to 4 MiB"
         )));

@@ -13,6 +13,7 @@ pub mod wdiff;
 pub use error::{Error, Result};
 pub use types::{Gid, Lb, Lsid, Pbs, Uuid, LBS};
 pub mod apply;
+pub mod atomic;
 pub mod bhash;
 pub mod blockio;
 pub mod ldev;

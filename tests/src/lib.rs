@@ -1,2 +1,45 @@
 //! walb-tests: multi-process acceptance tests. Real binaries as child processes, real files,
 //! loop devices where root allows. It must not mock a server.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+/// Path of a workspace binary. `scripts/test.sh` builds them before the tests run;
+/// `WALB_BIN_DIR` points elsewhere (e.g. a release build).
+pub fn bin(name: &str) -> PathBuf {
+    let dir = std::env::var_os("WALB_BIN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/debug"));
+    let p = dir.join(name);
+    assert!(
+        p.exists(),
+        "{} is missing: run scripts/test.sh (it builds the binaries first) or set WALB_BIN_DIR",
+        p.display()
+    );
+    p
+}
+
+/// Runs a command to completion and returns its output; panics if it cannot start.
+pub fn run(cmd: &mut Command) -> Output {
+    cmd.output()
+        .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"))
+}
+
+/// Runs a command that must succeed; returns its stdout.
+pub fn run_ok(cmd: &mut Command) -> String {
+    let out = run(cmd);
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 output")
+}
+
+/// Runs a command that must fail; returns its stderr.
+pub fn run_err(cmd: &mut Command) -> String {
+    let out = run(cmd);
+    assert!(!out.status.success(), "{cmd:?} unexpectedly succeeded");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}

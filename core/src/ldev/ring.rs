@@ -73,7 +73,7 @@ impl Ldev {
     /// Writes consecutive PBs from `lsid`, wrapping at the ring end.
     pub fn write_pbs(&mut self, lsid: u64, data: &[u8]) -> Result<()> {
         let pbs = self.pbs().bytes() as u64;
-        debug_assert!(data.len() as u64 % pbs == 0);
+        debug_assert!((data.len() as u64).is_multiple_of(pbs));
         self.for_each_run(lsid, data.len() as u64 / pbs, |io, off, at, len| {
             io.write_at(&data[at..at + len], off)
                 .ctx(|| format!("write log device at byte {off}"))

@@ -73,7 +73,7 @@ impl PackBuilder {
 
     /// Adds a normal write of `data` (a multiple of 512 bytes, ≤ 65535 LB) at `offset` LB.
     pub fn add_write(&mut self, offset: u64, data: &[u8], salt: u32) -> Result<(), Full> {
-        assert!(data.len() % LBS == 0 && !data.is_empty());
+        assert!(data.len().is_multiple_of(LBS) && !data.is_empty());
         let io_size = (data.len() / LBS) as u32;
         assert!(io_size <= MAX_NORMAL_IO_LB);
         let pb = self.pbs.pbs_for_lb(io_size as u64);

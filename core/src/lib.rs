@@ -16,6 +16,7 @@ pub mod apply;
 pub mod atomic;
 pub mod bhash;
 pub mod blockio;
+pub mod convert;
 pub mod ldev;
 pub mod logpack;
 pub mod source;

@@ -1,0 +1,77 @@
+//! `DiffMemory`: records kept sorted and non-overlapping; a newer record cuts whatever older
+//! records it overlaps (newest wins per block).
+
+use std::collections::BTreeMap;
+
+use crate::types::LBS;
+use crate::wdiff::rec::{Body, DiffRec};
+
+#[derive(Default)]
+pub struct DiffMemory {
+    map: BTreeMap<u64, DiffRec>,
+    data_bytes: usize,
+}
+
+impl DiffMemory {
+    pub fn new() -> DiffMemory {
+        DiffMemory::default()
+    }
+
+    pub fn insert(&mut self, rec: DiffRec) {
+        if rec.blocks == 0 {
+            return;
+        }
+        let (addr, end) = (rec.addr, rec.end());
+        let hit: Vec<u64> = self
+            .map
+            .range(..end)
+            .rev()
+            .take_while(|(_, r)| r.end() > addr)
+            .map(|(&k, _)| k)
+            .collect();
+        for k in hit {
+            let old = self.map.remove(&k).expect("key just listed");
+            self.data_bytes -= data_len(&old);
+            if old.addr < addr {
+                self.put(old.slice(old.addr, addr));
+            }
+            if old.end() > end {
+                self.put(old.slice(end, old.end()));
+            }
+        }
+        self.put(rec);
+    }
+
+    fn put(&mut self, r: DiffRec) {
+        self.data_bytes += data_len(&r);
+        self.map.insert(r.addr, r);
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Bytes of data held (ALLZERO and DISCARD hold none).
+    pub fn data_bytes(&self) -> usize {
+        self.data_bytes
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &DiffRec> {
+        self.map.values()
+    }
+
+    pub fn into_sorted(self) -> impl Iterator<Item = DiffRec> {
+        self.map.into_values()
+    }
+}
+
+fn data_len(r: &DiffRec) -> usize {
+    match &r.body {
+        Body::Data(_) => r.blocks as usize * LBS,
+        _ => 0,
+    }
+}

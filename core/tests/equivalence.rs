@@ -71,7 +71,7 @@ fn make_wlogs(pbs: Pbs, seed: u64, big: bool, parts: usize) -> Vec<Bytes> {
     c.ring_size = Some(ring);
     c.begin_lsid = ring * 5 - 300;
     c.max_io_lb = if big { 2600 } else { 64 };
-    c.random_data = seed % 3 == 0;
+    c.random_data = seed.is_multiple_of(3);
     let packs: Vec<_> = Generator::new(c.clone()).collect();
     for (h, d) in &packs {
         ldev.write_pack(h, d).unwrap();

@@ -66,7 +66,7 @@ fn bench_bhash(c: &mut Criterion) {
     g.bench_function("limit_blake3_per_bulk", |b| {
         b.iter(|| {
             data.chunks(DEFAULT_BULK)
-                .map(|c| blake3::hash(c))
+                .map(blake3::hash)
                 .collect::<Vec<_>>()
         })
     });

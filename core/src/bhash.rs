@@ -64,13 +64,41 @@ pub fn hash_bulks(mut src: Box<dyn BulkSource>, bulk: usize) -> Result<BulkHashe
         for chunk in buf[..n].chunks(bulk) {
             hashes.push(blake3::hash(chunk));
         }
-        if empty_tx.send(buf).is_err() {
-            break;
-        }
+        // The reader may be done already; buffers still queued must be hashed regardless.
+        let _ = empty_tx.send(buf);
     }
     drop(empty_tx);
     reader
         .join()
         .map_err(|_| Error::Invalid("image reader thread panicked".into()))??;
     Ok(BulkHashes { size, bulk, hashes })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::virt::BulkSource;
+
+    struct Mem(Vec<u8>, usize);
+    impl BulkSource for Mem {
+        fn size(&self) -> u64 {
+            self.0.len() as u64
+        }
+        fn read_next(&mut self, buf: &mut [u8]) -> Result<usize> {
+            let n = buf.len().min(self.0.len() - self.1);
+            buf[..n].copy_from_slice(&self.0[self.1..self.1 + n]);
+            self.1 += n;
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn every_bulk_is_hashed_in_order() {
+        let data: Vec<u8> = (0..(5 << 20) + 1536).map(|i| (i % 251) as u8).collect();
+        for _ in 0..50 {
+            let h = hash_bulks(Box::new(Mem(data.clone(), 0)), 64 * 1024).unwrap();
+            let want: Vec<_> = data.chunks(64 * 1024).map(blake3::hash).collect();
+            assert_eq!(h.hashes, want);
+        }
+    }
 }

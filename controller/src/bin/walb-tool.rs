@@ -1,6 +1,11 @@
 use clap::Parser;
 
 fn main() {
+    // Die quietly when a pipe reader (head, less) goes away, as Unix tools do.
+    // SAFETY: called before any thread starts; SIG_DFL is a valid disposition.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = walb_controller::tool::Cli::parse();
     if let Err(e) = walb_controller::tool::run(cli) {
         eprintln!("walb-tool: error: {e:#}");

@@ -3,6 +3,7 @@
 
 pub mod image;
 pub mod size;
+pub mod wdiff;
 pub mod wlog;
 
 use clap::{Parser, Subcommand};
@@ -30,6 +31,16 @@ pub enum Cmd {
     WlogRedo(wlog::RedoArgs),
     /// Extract logs from a log device (or ldev file) into a wlog.
     WlogCat(wlog::CatArgs),
+    /// Convert wlogs into one wdiff (sorted by default).
+    WlogToWdiff(wdiff::ToWdiffArgs),
+    /// Print (or verify) the records of wdiffs.
+    WdiffShow(wdiff::ShowArgs),
+    /// Merge wdiffs (oldest first) into one sorted wdiff; the newest wins per block.
+    WdiffMerge(wdiff::MergeArgs),
+    /// Apply a wdiff onto an image file or block device.
+    WdiffRedo(wdiff::RedoArgs),
+    /// Write the virtual full image (base + wdiffs, oldest first).
+    VirtFullCat(wdiff::VirtArgs),
     /// BLAKE3 hashes of an image per bulk, and the image digest.
     Bhash(image::BhashArgs),
 }
@@ -40,6 +51,11 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::WlogShow(a) => wlog::show(a),
         Cmd::WlogRedo(a) => wlog::redo(a),
         Cmd::WlogCat(a) => wlog::cat(a),
+        Cmd::WlogToWdiff(a) => wdiff::to_wdiff(a),
+        Cmd::WdiffShow(a) => wdiff::show(a),
+        Cmd::WdiffMerge(a) => wdiff::merge(a),
+        Cmd::WdiffRedo(a) => wdiff::redo(a),
+        Cmd::VirtFullCat(a) => wdiff::virt_full_cat(a),
         Cmd::Bhash(a) => image::bhash(a),
     }
 }

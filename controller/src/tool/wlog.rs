@@ -46,6 +46,10 @@ pub struct GenArgs {
     /// Incompressible data instead of a compressible pattern.
     #[arg(long)]
     pub random_data: bool,
+    /// WAL uuid (32 hex digits; default: derived from the seed). Give the same uuid to
+    /// generate wlogs that continue one another.
+    #[arg(long)]
+    pub uuid: Option<Uuid>,
     /// Output wlog (`-` for stdout).
     #[arg(short = 'o')]
     pub out: PathBuf,
@@ -151,16 +155,15 @@ pub fn gen(a: GenArgs) -> Result<()> {
     cfg.allzero = !a.no_allzero;
     cfg.padding = !a.no_padding;
     cfg.random_data = a.random_data;
-    cfg.salt = rand_u32(a.seed);
+    // One WAL generation has one uuid and one salt: derive the salt from the uuid.
+    let uuid = a
+        .uuid
+        .unwrap_or_else(|| Uuid(derive(&a.seed.to_le_bytes())));
+    cfg.salt = u32::from_le_bytes(derive(&uuid.0)[..4].try_into().unwrap());
     let header = WlogHeader {
         salt: cfg.salt,
         pbs,
-        uuid: Uuid(
-            *blake3::hash(&a.seed.to_le_bytes())
-                .as_bytes()
-                .first_chunk()
-                .unwrap(),
-        ),
+        uuid,
         begin_lsid: a.lsid,
         end_lsid: u64::MAX,
     };
@@ -171,8 +174,8 @@ pub fn gen(a: GenArgs) -> Result<()> {
     w.finish()?.commit()
 }
 
-fn rand_u32(seed: u64) -> u32 {
-    seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(17) as u32
+fn derive(from: &[u8]) -> [u8; 16] {
+    *blake3::hash(from).as_bytes().first_chunk().unwrap()
 }
 
 fn open_wlog(path: &Path) -> Result<WlogReader> {

@@ -19,6 +19,7 @@ pub mod blockio;
 pub mod convert;
 pub mod ldev;
 pub mod logpack;
+pub mod meta;
 pub mod source;
 pub mod virt;
 pub mod wlog;

@@ -3,12 +3,24 @@
 //! Criterion prints MB/s (Throughput::Bytes) for every line of a group.
 
 use std::hint::black_box;
+use std::os::unix::fs::FileExt;
+
+use bytes::Bytes;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use rand::RngCore;
+use walb_core::apply::{Applier, DiscardMode};
 use walb_core::bhash::{hash_bulks, DEFAULT_BULK};
+use walb_core::blockio::{FileIo, UringIo};
 use walb_core::checksum::checksum;
-use walb_core::virt::BulkSource;
+use walb_core::convert::wlog_records;
+use walb_core::source::BytesSource;
+use walb_core::virt::{BulkSource, ImageSource, VirtualFull};
+use walb_core::wdiff::{
+    Body, Cmpr, Codec, DiffMemory, Merger, RecStream, SortedReader, SortedWriter,
+};
+use walb_core::wlog::{GenConfig, Generator, WlogHeader, WlogReader, WlogWriter};
+use walb_core::{Pbs, Uuid};
 
 fn random_buf(len: usize) -> Vec<u8> {
     let mut v = vec![0u8; len];
@@ -73,5 +85,230 @@ fn bench_bhash(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_checksum, bench_bhash);
+/// A 64 MiB wlog of compressible writes (up to 256 KiB each) over a 1 GiB device.
+fn bench_wlog() -> Bytes {
+    let mut c = GenConfig::new(1 << 21, 64 << 20, Pbs::B4096, 1);
+    c.max_io_lb = 512;
+    c.salt = 9;
+    let h = WlogHeader {
+        salt: c.salt,
+        pbs: c.pbs,
+        uuid: Uuid([1; 16]),
+        begin_lsid: 0,
+        end_lsid: u64::MAX,
+    };
+    let mut w = WlogWriter::new(Vec::new(), h).unwrap();
+    for (h, d) in Generator::new(c) {
+        w.write_pack(&h, &d).unwrap();
+    }
+    Bytes::from(w.finish().unwrap())
+}
+
+/// Converts into `out` (reused, so the bench measures conversion, not page faults).
+fn to_sorted_into(wlog: &Bytes, cmpr: Cmpr, out: &mut Vec<u8>) {
+    let mut mem = DiffMemory::new();
+    let r = WlogReader::new(Box::new(BytesSource::new(wlog.clone()))).unwrap();
+    wlog_records(vec![r], |rec| {
+        mem.insert(rec);
+        Ok(())
+    })
+    .unwrap();
+    out.clear();
+    let mut w = SortedWriter::new(out, Uuid([1; 16]), cmpr).unwrap();
+    for rec in mem.into_sorted() {
+        w.push(rec).unwrap();
+    }
+    w.finish().unwrap();
+}
+
+fn to_sorted(wlog: &Bytes, cmpr: Cmpr) -> Vec<u8> {
+    let mut out = Vec::new();
+    to_sorted_into(wlog, cmpr, &mut out);
+    out
+}
+
+/// The record data of a wlog, concatenated: what a codec alone would compress.
+fn record_data(wlog: &Bytes) -> Vec<Bytes> {
+    let r = WlogReader::new(Box::new(BytesSource::new(wlog.clone()))).unwrap();
+    let mut out = Vec::new();
+    wlog_records(vec![r], |rec| {
+        if let Body::Data(d) = rec.body {
+            out.push(d);
+        }
+        Ok(())
+    })
+    .unwrap();
+    out
+}
+
+fn bench_convert(c: &mut Criterion) {
+    let wlog = bench_wlog();
+    let data = record_data(&wlog);
+    let data_len: usize = data.iter().map(|d| d.len()).sum();
+    for (name, cmpr) in [
+        ("none", Cmpr::NONE),
+        ("snappy", Cmpr::new(Codec::Snappy, 0)),
+        ("lz4", Cmpr::new(Codec::Lz4, 0)),
+        ("zstd1", Cmpr::new(Codec::Zstd, 1)),
+    ] {
+        let mut g = c.benchmark_group(format!("wlog_to_wdiff_{name}"));
+        g.sample_size(10);
+        g.throughput(Throughput::Bytes(wlog.len() as u64));
+        let mut out = to_sorted(&wlog, cmpr);
+        g.bench_function("walb_convert", |b| {
+            b.iter(|| to_sorted_into(&wlog, cmpr, &mut out))
+        });
+        if cmpr.codec != Codec::None {
+            g.throughput(Throughput::Bytes(data_len as u64));
+            g.bench_function("limit_codec_alone", |b| {
+                b.iter(|| {
+                    data.iter()
+                        .map(|d| cmpr.compress(d).unwrap().map_or(0, |z| z.len()))
+                        .sum::<usize>()
+                })
+            });
+        }
+        g.finish();
+    }
+}
+
+fn bench_merge(c: &mut Criterion) {
+    // Four wdiffs of 64 MiB of log each, merged oldest first.
+    let inputs: Vec<Bytes> = (0..4u64)
+        .map(|i| {
+            let mut c = GenConfig::new(1 << 21, 64 << 20, Pbs::B4096, 10 + i);
+            c.max_io_lb = 512;
+            let h = WlogHeader {
+                salt: 0,
+                pbs: c.pbs,
+                uuid: Uuid([1; 16]),
+                begin_lsid: 0,
+                end_lsid: u64::MAX,
+            };
+            let mut w = WlogWriter::new(Vec::new(), h).unwrap();
+            for (h, d) in Generator::new(c) {
+                w.write_pack(&h, &d).unwrap();
+            }
+            Bytes::from(to_sorted(&Bytes::from(w.finish().unwrap()), Cmpr::NONE))
+        })
+        .collect();
+    let total: usize = inputs.iter().map(|b| b.len()).sum();
+    let mut g = c.benchmark_group("merge_4x_none");
+    g.sample_size(10);
+    g.throughput(Throughput::Bytes(total as u64));
+    let mut out: Vec<u8> = Vec::with_capacity(total);
+    out.resize(total, 0);
+    g.bench_function("walb_merge", |b| {
+        b.iter(|| {
+            out.clear();
+            let streams: Vec<RecStream> = inputs
+                .iter()
+                .map(|b| -> RecStream {
+                    Box::new(
+                        SortedReader::open(Box::new(BytesSource::new(b.clone())))
+                            .unwrap()
+                            .1,
+                    )
+                })
+                .collect();
+            let mut w = SortedWriter::new(&mut out, Uuid([1; 16]), Cmpr::NONE).unwrap();
+            for r in Merger::new(streams) {
+                w.push(r.unwrap()).unwrap();
+            }
+            w.finish().unwrap();
+        })
+    });
+    let mut dst = vec![0u8; total];
+    g.bench_function("limit_memcpy", |b| {
+        b.iter(|| {
+            let mut at = 0;
+            for i in &inputs {
+                dst[at..at + i.len()].copy_from_slice(i);
+                at += i.len();
+            }
+        })
+    });
+    g.finish();
+}
+
+fn bench_redo_and_virt(c: &mut Criterion) {
+    let wlog = bench_wlog();
+    let wdiff = Bytes::from(to_sorted(&wlog, Cmpr::NONE));
+    let dev = 1u64 << 30;
+    let img = tempfile::NamedTempFile::new_in(".").unwrap();
+    img.as_file().set_len(dev).unwrap();
+    let recs = || {
+        SortedReader::open(Box::new(BytesSource::new(wdiff.clone())))
+            .unwrap()
+            .1
+    };
+    let data_bytes: u64 = recs()
+        .map(|r| r.unwrap())
+        .filter(|r| matches!(r.body, Body::Data(_)))
+        .map(|r| r.blocks as u64 * 512)
+        .sum();
+    let mut g = c.benchmark_group("wdiff_redo_file");
+    g.sample_size(10);
+    g.throughput(Throughput::Bytes(data_bytes));
+    g.bench_function("walb_redo_uring", |b| {
+        b.iter(|| {
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .read(true)
+                .open(img.path())
+                .unwrap();
+            let mut io = UringIo::new(f, 64);
+            let mut ap = Applier::new(&mut io, DiscardMode::Ignore).unwrap();
+            for r in recs() {
+                ap.apply(&r.unwrap()).unwrap();
+            }
+            ap.finish().unwrap()
+        })
+    });
+    let chunk = vec![7u8; 1 << 20];
+    g.bench_function("limit_sequential_pwrite", |b| {
+        b.iter(|| {
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(img.path())
+                .unwrap();
+            let mut off = 0;
+            while off < data_bytes {
+                f.write_all_at(&chunk, off).unwrap();
+                off += chunk.len() as u64;
+            }
+            f.sync_data().unwrap();
+        })
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("virtual_full_read_1GiB");
+    g.sample_size(10);
+    g.throughput(Throughput::Bytes(dev));
+    let mut buf = vec![0u8; 4 << 20];
+    g.bench_function("walb_virt_full", |b| {
+        b.iter(|| {
+            let base = FileIo::open(img.path(), false).unwrap();
+            let mut v = VirtualFull::new(Box::new(base), Box::new(recs())).unwrap();
+            while v.read_next(&mut buf).unwrap() > 0 {}
+        })
+    });
+    g.bench_function("limit_plain_read", |b| {
+        b.iter(|| {
+            let mut src =
+                ImageSource::new(Box::new(FileIo::open(img.path(), false).unwrap())).unwrap();
+            while src.read_next(&mut buf).unwrap() > 0 {}
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    bench_checksum,
+    bench_bhash,
+    bench_convert,
+    bench_merge,
+    bench_redo_and_virt
+);
 criterion_main!(benches);

@@ -9,7 +9,7 @@ use crate::virt::BulkSource;
 
 pub const DEFAULT_BULK: usize = 256 * 1024;
 /// Bulks read per buffer handed to the hasher.
-const BULKS_PER_READ: usize = 16;
+const BULKS_PER_READ: usize = 4;
 
 pub struct BulkHashes {
     pub size: u64,

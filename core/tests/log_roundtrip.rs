@@ -119,6 +119,42 @@ fn corrupt_wlog_is_an_error_never_a_panic() {
     assert!(read_wlog(bad).is_err());
 }
 
+#[test]
+fn wrong_lsid_is_named() {
+    let c = cfg(Pbs::B4096, 21);
+    let mut packs = gen_packs(&c);
+    // Re-seal the second pack at a wrong lsid: valid on its own, out of place in the stream.
+    let h = &mut packs[1].0;
+    h.lsid += 1;
+    for r in &mut h.records {
+        r.lsid += 1;
+    }
+    let mut w = WlogWriter::new(
+        Vec::new(),
+        WlogHeader {
+            salt: c.salt,
+            pbs: c.pbs,
+            uuid: Uuid([7; 16]),
+            begin_lsid: c.begin_lsid,
+            end_lsid: u64::MAX,
+        },
+    )
+    .unwrap();
+    w.write_pack(&packs[0].0, &packs[0].1).unwrap();
+    let e = w
+        .write_pack(&packs[1].0, &packs[1].1)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("does not follow"), "{e}");
+    // Forced into a file, the reader names the rule.
+    let mut bytes = write_wlog(&c, &packs[..1]);
+    bytes.truncate(bytes.len() - 4096);
+    bytes.extend(packs[1].0.encode(c.pbs, c.salt));
+    bytes.extend(&packs[1].1);
+    let e = read_wlog(bytes).unwrap_err().to_string();
+    assert!(e.contains("logpack_lsid") && e.contains("expected"), "{e}");
+}
+
 fn ldev_file(ring_pb: u64, pbs: Pbs) -> (tempfile::NamedTempFile, Ldev) {
     let f = tempfile::NamedTempFile::new().unwrap();
     let off = walb_core::ldev::superblock::ring_offset_pb(pbs);

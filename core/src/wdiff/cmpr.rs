@@ -77,9 +77,17 @@ impl Cmpr {
                 e.write_all(src).map_err(|e| codec_err(Codec::Zlib, e))?;
                 e.finish().map_err(|e| codec_err(Codec::Zlib, e))?
             }
-            Codec::Snappy => snap::raw::Encoder::new()
-                .compress_vec(src)
-                .map_err(|e| codec_err(Codec::Snappy, e))?,
+            Codec::Snappy => {
+                return with_scratch(
+                    snap::raw::max_compress_len(src.len()),
+                    |buf| {
+                        SNAPPY
+                            .with_borrow_mut(|enc| enc.compress(src, buf))
+                            .map_err(|e| codec_err(Codec::Snappy, e))
+                    },
+                    src.len(),
+                )
+            }
             Codec::Xz => {
                 let level = if self.level == 0 {
                     6
@@ -90,18 +98,63 @@ impl Cmpr {
                 e.write_all(src).map_err(|e| codec_err(Codec::Xz, e))?;
                 e.finish().map_err(|e| codec_err(Codec::Xz, e))?
             }
-            Codec::Lz4 => lz4_flex::block::compress(src),
+            Codec::Lz4 => {
+                return with_scratch(
+                    lz4_flex::block::get_maximum_output_size(src.len()),
+                    |buf| {
+                        lz4_flex::block::compress_into(src, buf)
+                            .map_err(|e| codec_err(Codec::Lz4, e))
+                    },
+                    src.len(),
+                )
+            }
             Codec::Zstd => {
                 let level = if self.level == 0 {
                     1
                 } else {
                     self.level.min(19)
-                };
-                zstd::bulk::compress(src, level as i32).map_err(|e| codec_err(Codec::Zstd, e))?
+                } as i32;
+                return with_scratch(
+                    zstd::zstd_safe::compress_bound(src.len()),
+                    |buf| {
+                        ZSTD.with_borrow_mut(|z| {
+                            if z.as_ref().is_none_or(|(l, _)| *l != level) {
+                                *z = Some((level, zstd::bulk::Compressor::new(level)?));
+                            }
+                            z.as_mut().expect("just set").1.compress_to_buffer(src, buf)
+                        })
+                        .map_err(|e| codec_err(Codec::Zstd, e))
+                    },
+                    src.len(),
+                );
             }
         };
         Ok((out.len() < src.len()).then_some(out))
     }
+}
+
+thread_local! {
+    /// Per-thread output buffer for block codecs: zeroed once, not per record.
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    static SNAPPY: std::cell::RefCell<snap::raw::Encoder> = std::cell::RefCell::new(snap::raw::Encoder::new());
+    /// A zstd context is costly to build; keep one per thread for the last level used.
+    static ZSTD: std::cell::RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Runs a block compressor into the scratch buffer (`max` bytes); copies out the result only
+/// when it is strictly smaller than the input.
+fn with_scratch(
+    max: usize,
+    f: impl FnOnce(&mut [u8]) -> Result<usize>,
+    src_len: usize,
+) -> Result<Option<Vec<u8>>> {
+    SCRATCH.with_borrow_mut(|buf| {
+        if buf.len() < max {
+            buf.resize(max, 0);
+        }
+        let n = f(&mut buf[..max])?;
+        Ok((n < src_len).then(|| buf[..n].to_vec()))
+    })
 }
 
 /// Decompresses `src` stored with `codec` into exactly `orig_len` bytes.

@@ -157,8 +157,15 @@ fn with_scratch(
     })
 }
 
+/// The largest decompressed record or image: a whole wdiff pack's worth (32 MiB).
+pub const MAX_DECOMPRESSED: usize = 32 << 20;
+
 /// Decompresses `src` stored with `codec` into exactly `orig_len` bytes.
 pub fn decompress(codec: Codec, src: &[u8], orig_len: usize) -> Result<Vec<u8>> {
+    // Sizes come from untrusted headers: refuse before allocating.
+    if orig_len > MAX_DECOMPRESSED {
+        return Err(size_err(codec, orig_len, MAX_DECOMPRESSED));
+    }
     let out = match codec {
         Codec::None => src.to_vec(),
         Codec::Zlib => read_exact_all(flate2::read::ZlibDecoder::new(src), orig_len, codec)?,
@@ -202,7 +209,7 @@ fn codec_err(codec: Codec, e: impl fmt::Display) -> Error {
 fn size_err(codec: Codec, got: usize, want: usize) -> Error {
     Error::Codec {
         codec: codec.name(),
-        msg: format!("decompressed to {got} bytes, expected {want}"),
+        msg: format!("decompressed size {got} bytes, expected {want}"),
     }
 }
 
@@ -266,6 +273,14 @@ mod tests {
         for code in 1..=5 {
             let c = Cmpr::new(Codec::from_code(code).unwrap(), 0);
             assert!(c.compress(&data).unwrap().is_none());
+        }
+    }
+
+    #[test]
+    fn huge_claimed_size_is_refused_without_allocating() {
+        for code in 0..=5 {
+            let e = decompress(Codec::from_code(code).unwrap(), &[1, 2, 3], 1 << 41);
+            assert!(e.is_err());
         }
     }
 

@@ -1,3 +1,9 @@
-//! walb-wdev: the user-space walb device (`wdevd`, `wdevc`): FUSE front end, log-then-data write
-//! path, lsids, overflow, freeze/melt, reset-wal, resize, and the unix control socket.
-//! It must not know about backups, servers or gids.
+//! walb-wdev: the user-space walb device. `Wdev` is the write path as walb's driver runs it
+//! (FORMATS §8): every write is logged to the ring before it is acknowledged, data reaches the
+//! data device only once its log is permanent, reads see pending data, redo after a crash.
+//! The FUSE front end, `wdevd` and `wdevc` build on it. It must not know about backups, servers
+//! or gids.
+
+pub mod dev;
+
+pub use dev::{Io, Lsids, Wdev, WdevError};

@@ -60,6 +60,17 @@ impl DiffMemory {
         self.data_bytes
     }
 
+    /// Records overlapping `[start, end)` LB, in address order.
+    pub fn overlapping(&self, start: u64, end: u64) -> impl Iterator<Item = &DiffRec> {
+        let first = self
+            .map
+            .range(..=start)
+            .next_back()
+            .filter(|(_, r)| r.end() > start)
+            .map_or(start, |(&k, _)| k);
+        self.map.range(first..end).map(|(_, r)| r)
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = &DiffRec> {
         self.map.values()
     }

@@ -1,0 +1,352 @@
+//! `Wdev`: the write path of a walb device without FUSE (FORMATS §8).
+//!
+//! Each `submit` groups its IOs into logpacks, writes them to the ring and returns once the log
+//! write is done (the driver's ack point); a FUA or `flush` makes the log durable first.
+//! Acknowledged data stays pending in memory (reads see it) and reaches the data device only
+//! after its log is permanent. The superblock is synced at checkpoints, so redo after a crash
+//! starts from a written lsid whose data is on the data device.
+
+use bytes::Bytes;
+use walb_core::apply::{Applier, DiscardMode};
+use walb_core::blockio::BlockIo;
+use walb_core::ldev::superblock::ring_size_for;
+use walb_core::ldev::Ldev;
+use walb_core::logpack::PackBuilder;
+use walb_core::wdiff::{Body, DiffMemory, DiffRec};
+use walb_core::{Pbs, Uuid, LBS};
+
+use super::lsids::Lsids;
+use super::redo::redo;
+
+#[derive(Debug, thiserror::Error)]
+pub enum WdevError {
+    #[error(transparent)]
+    Core(#[from] walb_core::Error),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("device is read-only after a superblock write failure")]
+    ReadOnly,
+}
+
+pub type Result<T> = std::result::Result<T, WdevError>;
+
+/// One IO of a batch.
+#[derive(Clone, Debug)]
+pub enum Io {
+    Write { lba: u64, data: Bytes },
+    Discard { lba: u64, blocks: u32 },
+}
+
+/// Pending data beyond this is written to the data device without waiting for a flush.
+const DEFAULT_MAX_PENDING: usize = 64 << 20;
+
+pub struct Wdev {
+    ldev: Ldev,
+    ddev: Box<dyn BlockIo>,
+    lsids: Lsids,
+    overflow: bool,
+    read_only: bool,
+    /// Acknowledged data not yet on the data device; newest wins.
+    pending: DiffMemory,
+    max_pending: usize,
+}
+
+fn invalid(msg: String) -> WdevError {
+    WdevError::Invalid(msg)
+}
+
+impl Wdev {
+    /// Opens a formatted log device and its data device, redoes the log from the written
+    /// lsid and syncs the superblock.
+    pub fn open(
+        ldev: Box<dyn BlockIo>,
+        mut ddev: Box<dyn BlockIo>,
+        pbs: Option<Pbs>,
+    ) -> Result<Wdev> {
+        let mut ldev = Ldev::open(ldev, pbs)?;
+        let ddev_lb = ddev
+            .size()
+            .map_err(|e| walb_core::Error::io("data device size", e))?
+            / LBS as u64;
+        if ldev.sb.device_size > ddev_lb {
+            return Err(invalid(format!(
+                "superblock device size {} LB exceeds the data device's {ddev_lb} LB",
+                ldev.sb.device_size
+            )));
+        }
+        let end = redo(&mut ldev, ddev.as_mut())?;
+        let oldest = ldev.sb.oldest_lsid;
+        let ring = ldev.sb.ring_buffer_size;
+        let overflow = end - oldest > ring || (end > oldest && ldev.read_header(oldest)?.is_err());
+        let mut dev = Wdev {
+            ldev,
+            ddev,
+            lsids: Lsids::at(oldest, end),
+            overflow,
+            read_only: false,
+            pending: DiffMemory::new(),
+            max_pending: DEFAULT_MAX_PENDING,
+        };
+        dev.sync_super()?;
+        Ok(dev)
+    }
+
+    pub fn lsids(&self) -> Lsids {
+        self.lsids
+    }
+    pub fn pbs(&self) -> Pbs {
+        self.ldev.pbs()
+    }
+    pub fn uuid(&self) -> Uuid {
+        self.ldev.sb.uuid
+    }
+    pub fn salt(&self) -> u32 {
+        self.ldev.sb.log_checksum_salt
+    }
+    /// Device size in LB.
+    pub fn size_lb(&self) -> u64 {
+        self.ldev.sb.device_size
+    }
+    pub fn name(&self) -> &str {
+        &self.ldev.sb.name
+    }
+    pub fn is_overflow(&self) -> bool {
+        self.overflow
+    }
+    /// `latest − oldest` in PBs; may exceed the capacity after an overflow.
+    pub fn log_usage(&self) -> u64 {
+        self.lsids.latest - self.lsids.oldest
+    }
+    pub fn log_capacity(&self) -> u64 {
+        self.ldev.sb.ring_buffer_size
+    }
+
+    fn check_range(&self, lba: u64, blocks: u64) -> Result<()> {
+        if blocks == 0 || lba.checked_add(blocks).is_none_or(|e| e > self.size_lb()) {
+            return Err(invalid(format!(
+                "IO at LB {lba} (+{blocks}) is outside the device's {} LB",
+                self.size_lb()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Logs a batch of IOs (grouped into packs) and returns once the log writes are done;
+    /// with `fua` the logs are durable too.
+    pub fn submit(&mut self, ios: &[Io], fua: bool) -> Result<()> {
+        if self.read_only {
+            return Err(WdevError::ReadOnly);
+        }
+        for io in ios {
+            match io {
+                Io::Write { lba, data } => {
+                    if data.is_empty()
+                        || !data.len().is_multiple_of(LBS)
+                        || data.len() / LBS > 65535
+                    {
+                        return Err(invalid(format!(
+                            "write of {} bytes: must be a positive multiple of 512 up to 65535 blocks",
+                            data.len()
+                        )));
+                    }
+                    self.check_range(*lba, (data.len() / LBS) as u64)?;
+                }
+                Io::Discard { lba, blocks } => self.check_range(*lba, *blocks as u64)?,
+            }
+        }
+        let ring = self.log_capacity();
+        let salt = self.salt();
+        let mut b = PackBuilder::new(self.pbs(), self.lsids.latest, Some(ring));
+        for io in ios {
+            loop {
+                let added = match io {
+                    Io::Write { lba, data } => b.add_write(*lba, data, salt),
+                    Io::Discard { lba, blocks } => b.add_discard(*lba, *blocks),
+                };
+                if added.is_ok() {
+                    break;
+                }
+                self.write_pack(&mut b)?;
+            }
+        }
+        if !b.is_empty() {
+            self.write_pack(&mut b)?;
+        }
+        for io in ios {
+            let rec = match io {
+                Io::Write { lba, data } => DiffRec {
+                    addr: *lba,
+                    blocks: (data.len() / LBS) as u32,
+                    body: Body::Data(data.clone()),
+                },
+                Io::Discard { lba, blocks } => DiffRec {
+                    addr: *lba,
+                    blocks: *blocks,
+                    body: Body::Discard,
+                },
+            };
+            self.pending.insert(rec);
+        }
+        // FUA makes the log durable before the ack; too much pending data forces the same.
+        if fua || self.pending.data_bytes() > self.max_pending {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Writes the builder's pack at `latest` and starts the next one.
+    fn write_pack(&mut self, b: &mut PackBuilder) -> Result<()> {
+        let (h, data) = b.take();
+        let next = h.next_lsid();
+        let ring = self.log_capacity();
+        // Redo safety: never overwrite logs at or above prev_written.
+        if next - self.lsids.prev_written > ring {
+            self.checkpoint()?;
+        }
+        if next - self.lsids.oldest > ring && !self.overflow {
+            tracing::warn!(
+                device = self.name(),
+                "log overflow: logs not yet extracted are being overwritten"
+            );
+            self.overflow = true;
+        }
+        self.ldev.write_pack(&h, &data)?;
+        self.lsids.latest = next;
+        self.lsids.completed = next;
+        Ok(())
+    }
+
+    /// `submit` of one write.
+    pub fn write(&mut self, lba: u64, data: Bytes, fua: bool) -> Result<()> {
+        self.submit(&[Io::Write { lba, data }], fua)
+    }
+
+    /// `submit` of one discard; the range reads back as zeros.
+    pub fn discard(&mut self, lba: u64, blocks: u32) -> Result<()> {
+        self.submit(&[Io::Discard { lba, blocks }], false)
+    }
+
+    /// Makes every completed log durable (permanent), then writes pending data to the data
+    /// device (written).
+    pub fn flush(&mut self) -> Result<()> {
+        self.ldev.sync()?;
+        self.lsids.permanent = self.lsids.completed;
+        let pending = std::mem::take(&mut self.pending);
+        let mut ap = Applier::new(self.ddev.as_mut(), DiscardMode::Zero)?;
+        for rec in pending.into_sorted() {
+            ap.apply(&rec)?;
+        }
+        ap.finish()?;
+        self.lsids.written = self.lsids.permanent;
+        Ok(())
+    }
+
+    /// Flushes, then syncs the superblock so redo would start at `written`.
+    pub fn checkpoint(&mut self) -> Result<()> {
+        self.flush()?;
+        self.sync_super()
+    }
+
+    fn sync_super(&mut self) -> Result<()> {
+        self.ldev.sb.oldest_lsid = self.lsids.oldest;
+        self.ldev.sb.written_lsid = self.lsids.written;
+        let r = self.ldev.write_super().and_then(|_| self.ldev.sync());
+        if let Err(e) = r {
+            self.read_only = true;
+            return Err(e.into());
+        }
+        self.lsids.prev_written = self.lsids.written;
+        Ok(())
+    }
+
+    /// Reads `buf.len()` bytes at `lba`: the data device with pending data laid over it.
+    pub fn read(&mut self, lba: u64, buf: &mut [u8]) -> Result<()> {
+        if !buf.len().is_multiple_of(LBS) {
+            return Err(invalid(format!(
+                "read of {} bytes is not a multiple of 512",
+                buf.len()
+            )));
+        }
+        let blocks = (buf.len() / LBS) as u64;
+        self.check_range(lba, blocks)?;
+        self.ddev
+            .read_at(buf, lba * LBS as u64)
+            .map_err(|e| walb_core::Error::io(format!("read data device at LB {lba}"), e))?;
+        let end = lba + blocks;
+        for r in self.pending.overlapping(lba, end) {
+            let (s, e) = (r.addr.max(lba), r.end().min(end));
+            let dst = &mut buf[((s - lba) as usize) * LBS..((e - lba) as usize) * LBS];
+            match &r.body {
+                Body::Data(d) => dst.copy_from_slice(
+                    &d[((s - r.addr) as usize) * LBS..((e - r.addr) as usize) * LBS],
+                ),
+                Body::AllZero | Body::Discard => dst.fill(0),
+            }
+        }
+        Ok(())
+    }
+
+    /// Frees logs below `lsid` (after they were extracted). Must be in
+    /// `[oldest, prev_written]`, and a valid pack boundary below `permanent`.
+    pub fn set_oldest_lsid(&mut self, lsid: u64) -> Result<()> {
+        if lsid < self.lsids.oldest || lsid > self.lsids.prev_written {
+            return Err(invalid(format!(
+                "oldest lsid {lsid} must be within [{}, {}] (oldest, prev_written)",
+                self.lsids.oldest, self.lsids.prev_written
+            )));
+        }
+        if lsid < self.lsids.permanent && self.ldev.read_header(lsid)?.is_err() {
+            return Err(invalid(format!(
+                "lsid {lsid} is not the start of a logpack"
+            )));
+        }
+        self.lsids.oldest = lsid;
+        self.sync_super()
+    }
+
+    /// Drops every log: new uuid and salt, lsids 0, overflow cleared. Data stays.
+    pub fn reset_wal(&mut self) -> Result<()> {
+        self.checkpoint()?;
+        let size = self
+            .ldev
+            .io()
+            .size()
+            .map_err(|e| walb_core::Error::io("log device size", e))?;
+        let ring = ring_size_for(size, self.pbs())?;
+        if ring < self.ldev.sb.ring_buffer_size {
+            return Err(invalid(
+                "the log device shrank; reset-wal cannot continue".into(),
+            ));
+        }
+        self.ldev.sb.ring_buffer_size = ring;
+        self.ldev.sb.uuid = Uuid::random();
+        self.ldev.sb.log_checksum_salt = rand_salt();
+        self.lsids = Lsids::at(0, 0);
+        self.ldev.invalidate(0)?;
+        self.sync_super()?;
+        self.overflow = false;
+        Ok(())
+    }
+
+    /// Grows the device to `new_lb` (0: the whole data device); never shrinks.
+    pub fn resize(&mut self, new_lb: u64) -> Result<()> {
+        let ddev_lb = self
+            .ddev
+            .size()
+            .map_err(|e| walb_core::Error::io("data device size", e))?
+            / LBS as u64;
+        let new_lb = if new_lb == 0 { ddev_lb } else { new_lb };
+        if new_lb < self.size_lb() || new_lb > ddev_lb {
+            return Err(invalid(format!(
+                "resize to {new_lb} LB: must be within [{}, {ddev_lb}] (current, data device)",
+                self.size_lb()
+            )));
+        }
+        self.ldev.sb.device_size = new_lb;
+        self.sync_super()
+    }
+}
+
+fn rand_salt() -> u32 {
+    u32::from_le_bytes(Uuid::random().0[..4].try_into().unwrap())
+}

@@ -249,3 +249,32 @@ fn bad_input_is_a_clear_error() {
     assert!(e.contains("bulk size"), "{e}");
     assert_eq!(digest(dir, "img"), before);
 }
+
+#[test]
+fn wdevc_format_ldev_makes_an_empty_log() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    blank(dir, "ldev", 8 << 20);
+    blank(dir, "ddev", 32 << 20);
+    let out = run_ok(Command::new(bin("wdevc")).current_dir(dir).args([
+        "format-ldev",
+        "ldev",
+        "ddev",
+        "--pbs",
+        "4096",
+        "--name",
+        "vol0",
+    ]));
+    assert!(out.contains("device 65536 LB"), "{out}");
+    run_ok(tool(dir).args(["wlog-cat", "ldev", "-o", "x.wlog"]));
+    let stat = run_ok(tool(dir).args(["wlog-show", "--stat", "x.wlog"]));
+    assert!(stat.contains("lsid 0..0 packs 0"), "{stat}");
+    let e = run_err(Command::new(bin("wdevc")).current_dir(dir).args([
+        "format-ldev",
+        "ldev",
+        "ddev",
+        "--pbs",
+        "1024",
+    ]));
+    assert!(e.contains("512 or 4096"), "{e}");
+}

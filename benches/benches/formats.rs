@@ -86,8 +86,8 @@ fn bench_bhash(c: &mut Criterion) {
 }
 
 /// A 64 MiB wlog of compressible writes (up to 256 KiB each) over a 1 GiB device.
-fn bench_wlog() -> Bytes {
-    let mut c = GenConfig::new(1 << 21, 64 << 20, Pbs::B4096, 1);
+fn bench_wlog(seed: u64) -> Bytes {
+    let mut c = GenConfig::new(1 << 21, 64 << 20, Pbs::B4096, seed);
     c.max_io_lb = 512;
     c.salt = 9;
     let h = WlogHeader {
@@ -142,7 +142,7 @@ fn record_data(wlog: &Bytes) -> Vec<Bytes> {
 }
 
 fn bench_convert(c: &mut Criterion) {
-    let wlog = bench_wlog();
+    let wlog = bench_wlog(1);
     let data = record_data(&wlog);
     let data_len: usize = data.iter().map(|d| d.len()).sum();
     for (name, cmpr) in [
@@ -175,22 +175,7 @@ fn bench_convert(c: &mut Criterion) {
 fn bench_merge(c: &mut Criterion) {
     // Four wdiffs of 64 MiB of log each, merged oldest first.
     let inputs: Vec<Bytes> = (0..4u64)
-        .map(|i| {
-            let mut c = GenConfig::new(1 << 21, 64 << 20, Pbs::B4096, 10 + i);
-            c.max_io_lb = 512;
-            let h = WlogHeader {
-                salt: 0,
-                pbs: c.pbs,
-                uuid: Uuid([1; 16]),
-                begin_lsid: 0,
-                end_lsid: u64::MAX,
-            };
-            let mut w = WlogWriter::new(Vec::new(), h).unwrap();
-            for (h, d) in Generator::new(c) {
-                w.write_pack(&h, &d).unwrap();
-            }
-            Bytes::from(to_sorted(&Bytes::from(w.finish().unwrap()), Cmpr::NONE))
-        })
+        .map(|i| Bytes::from(to_sorted(&bench_wlog(10 + i), Cmpr::NONE)))
         .collect();
     let total: usize = inputs.iter().map(|b| b.len()).sum();
     let mut g = c.benchmark_group("merge_4x_none");
@@ -232,7 +217,7 @@ fn bench_merge(c: &mut Criterion) {
 }
 
 fn bench_redo_and_virt(c: &mut Criterion) {
-    let wlog = bench_wlog();
+    let wlog = bench_wlog(1);
     let wdiff = Bytes::from(to_sorted(&wlog, Cmpr::NONE));
     let dev = 1u64 << 30;
     let img = tempfile::NamedTempFile::new_in(".").unwrap();

@@ -15,6 +15,7 @@ use crate::source::map_file;
 use crate::types::{Uuid, LBS};
 use crate::wdiff::cmpr::{decompress, Cmpr, Codec};
 use crate::wdiff::header::{FileHeader, Kind, FILE_HEADER_SIZE};
+use crate::wdiff::memory::overlapping_keys;
 use crate::wdiff::rec::{Body, DiffRec};
 use crate::wdiff::sorted::{DEFAULT_MAX_IO_BLOCKS, FLAG_ALLZERO, FLAG_DISCARD};
 
@@ -194,15 +195,8 @@ impl<W: Write> IndexedWriter<W> {
 
     /// Removes `[addr, end)` from the index, keeping the uncovered parts of older entries.
     fn cut(&mut self, addr: u64, end: u64) {
-        let hit: Vec<u64> = self
-            .index
-            .range(..end)
-            .rev()
-            .take_while(|(_, r)| r.end() > addr)
-            .map(|(&k, _)| k)
-            .collect();
         let mut parts = Vec::new();
-        for k in hit {
+        for k in overlapping_keys(&self.index, addr, end, IRec::end) {
             let old = self.index.remove(&k).expect("key just listed");
             if old.addr < addr {
                 old.part(old.addr, addr, self.max_io_blocks, &mut parts);

@@ -22,14 +22,7 @@ impl DiffMemory {
             return;
         }
         let (addr, end) = (rec.addr, rec.end());
-        let hit: Vec<u64> = self
-            .map
-            .range(..end)
-            .rev()
-            .take_while(|(_, r)| r.end() > addr)
-            .map(|(&k, _)| k)
-            .collect();
-        for k in hit {
+        for k in overlapping_keys(&self.map, addr, end, DiffRec::end) {
             let old = self.map.remove(&k).expect("key just listed");
             self.data_bytes -= data_len(&old);
             if old.addr < addr {
@@ -78,6 +71,21 @@ impl DiffMemory {
     pub fn into_sorted(self) -> impl Iterator<Item = DiffRec> {
         self.map.into_values()
     }
+}
+
+/// Keys of the entries of a map of non-overlapping ranges (keyed by start) that overlap
+/// `[addr, end)`; `end_of` gives an entry's end.
+pub(crate) fn overlapping_keys<V>(
+    map: &BTreeMap<u64, V>,
+    addr: u64,
+    end: u64,
+    end_of: impl Fn(&V) -> u64,
+) -> Vec<u64> {
+    map.range(..end)
+        .rev()
+        .take_while(|(_, v)| end_of(v) > addr)
+        .map(|(&k, _)| k)
+        .collect()
 }
 
 fn data_len(r: &DiffRec) -> usize {

@@ -43,3 +43,22 @@ pub fn run_err(cmd: &mut Command) -> String {
     assert!(!out.status.success(), "{cmd:?} unexpectedly succeeded");
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
+
+/// True when this process can mount FUSE and attach loop devices. When it cannot, says so
+/// loudly; the caller fails unless `WALB_ALLOW_NO_ROOT=1` asks to skip such tests.
+pub fn have_root_and_fuse(test: &str) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let fuse = std::path::Path::new("/dev/fuse").exists();
+    if root && fuse {
+        return true;
+    }
+    let why =
+        format!("{test}: NEEDS ROOT AND /dev/fuse (root: {root}, /dev/fuse: {fuse}) — NOT RUN");
+    eprintln!("\n!!!!!!!! {why} !!!!!!!!\n");
+    assert!(
+        std::env::var_os("WALB_ALLOW_NO_ROOT").is_some(),
+        "{why}; set WALB_ALLOW_NO_ROOT=1 to skip knowingly"
+    );
+    false
+}

@@ -7,3 +7,4 @@
 pub mod dev;
 
 pub use dev::{Io, Lsids, Wdev, WdevError};
+pub mod daemon;

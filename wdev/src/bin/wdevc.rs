@@ -1,17 +1,22 @@
-//! `wdevc`: control of walb devices. This build has `format-ldev`; the daemon commands come
-//! with `wdevd`.
+//! `wdevc`: control of walb devices: `format-ldev` works on the devices directly; every other
+//! command talks to `wdevd` over `RUN_DIR/wdevd.sock`.
 
 use std::path::PathBuf;
+use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use walb_core::blockio::{BlockIo, FileIo};
 use walb_core::ldev::Ldev;
 use walb_core::Pbs;
+use walb_wdev::daemon::ctl::request;
 
 #[derive(Parser)]
 #[command(name = "wdevc", version, about = "walb-rs device control")]
 struct Cli {
+    /// wdevd's run directory.
+    #[arg(long, global = true, default_value = "/run/walb")]
+    run_dir: PathBuf,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -31,6 +36,130 @@ enum Cmd {
         #[arg(long, default_value = "")]
         name: String,
     },
+    /// Serve a device and attach a loop device to it; prints /dev/loopN.
+    CreateWdev {
+        name: String,
+        ldev: PathBuf,
+        ddev: PathBuf,
+    },
+    /// Detach the loop device, then stop serving (after a final checkpoint).
+    DeleteWdev {
+        name: String,
+    },
+    /// Names of the served devices.
+    List,
+    GetOldestLsid {
+        name: String,
+    },
+    GetWrittenLsid {
+        name: String,
+    },
+    GetPermanentLsid {
+        name: String,
+    },
+    GetCompletedLsid {
+        name: String,
+    },
+    /// Free logs below LSID.
+    SetOldestLsid {
+        name: String,
+        lsid: u64,
+    },
+    GetLogUsage {
+        name: String,
+    },
+    GetLogCapacity {
+        name: String,
+    },
+    IsLogOverflow {
+        name: String,
+    },
+    /// Drop every log (new uuid and salt); clears overflow.
+    ResetWal {
+        name: String,
+    },
+    /// Grow to SIZE_LB logical blocks (0: the whole data device).
+    Resize {
+        name: String,
+        size_lb: u64,
+    },
+    ForceCheckpoint {
+        name: String,
+    },
+    Status {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// The loop device attached to `file`, if any.
+fn loop_of(file: &std::path::Path) -> Result<Option<String>> {
+    let out = Command::new("losetup")
+        .args(["-j"])
+        .arg(file)
+        .output()
+        .context("run losetup")?;
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .next()
+        .and_then(|l| l.split(':').next())
+        .map(str::to_string))
+}
+
+fn ask(run_dir: &std::path::Path, line: String) -> Result<String> {
+    request(&run_dir.join("wdevd.sock"), &line).map_err(|e| anyhow::anyhow!(e))
+}
+
+fn create_wdev(
+    run_dir: &std::path::Path,
+    name: &str,
+    ldev: &std::path::Path,
+    ddev: &std::path::Path,
+) -> Result<()> {
+    let abs =
+        |p: &std::path::Path| std::fs::canonicalize(p).with_context(|| format!("{}", p.display()));
+    ask(
+        run_dir,
+        format!(
+            "create {name} {} {}",
+            abs(ldev)?.display(),
+            abs(ddev)?.display()
+        ),
+    )?;
+    let file = run_dir.join("devices").join(name);
+    let out = Command::new("losetup")
+        .args(["--find", "--show", "--direct-io=on"])
+        .arg(&file)
+        .output()
+        .context("run losetup")?;
+    if !out.status.success() {
+        let _ = ask(run_dir, format!("delete {name}"));
+        bail!(
+            "losetup {}: {}",
+            file.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    println!("{}", String::from_utf8_lossy(&out.stdout).trim());
+    Ok(())
+}
+
+fn delete_wdev(run_dir: &std::path::Path, name: &str) -> Result<()> {
+    let file = run_dir.join("devices").join(name);
+    // Loop first: nothing may write to the file once the device stops being served.
+    if let Some(dev) = loop_of(&file)? {
+        let st = Command::new("losetup")
+            .arg("-d")
+            .arg(&dev)
+            .status()
+            .context("run losetup")?;
+        if !st.success() {
+            bail!("losetup -d {dev} failed");
+        }
+    }
+    ask(run_dir, format!("delete {name}"))?;
+    Ok(())
 }
 
 fn format_ldev(ldev: PathBuf, ddev: PathBuf, pbs: Option<u32>, name: String) -> Result<()> {
@@ -66,13 +195,31 @@ fn format_ldev(ldev: PathBuf, ddev: PathBuf, pbs: Option<u32>, name: String) -> 
 }
 
 fn main() {
-    let r = match Cli::parse().cmd {
+    let cli = Cli::parse();
+    let rd = cli.run_dir.as_path();
+    let print = |line: String| ask(rd, line).map(|v| println!("{v}"));
+    let r = match cli.cmd {
         Cmd::FormatLdev {
             ldev,
             ddev,
             pbs,
             name,
         } => format_ldev(ldev, ddev, pbs, name),
+        Cmd::CreateWdev { name, ldev, ddev } => create_wdev(rd, &name, &ldev, &ddev),
+        Cmd::DeleteWdev { name } => delete_wdev(rd, &name),
+        Cmd::List => print("list".into()),
+        Cmd::GetOldestLsid { name } => print(format!("get-oldest-lsid {name}")),
+        Cmd::GetWrittenLsid { name } => print(format!("get-written-lsid {name}")),
+        Cmd::GetPermanentLsid { name } => print(format!("get-permanent-lsid {name}")),
+        Cmd::GetCompletedLsid { name } => print(format!("get-completed-lsid {name}")),
+        Cmd::SetOldestLsid { name, lsid } => print(format!("set-oldest-lsid {name} {lsid}")),
+        Cmd::GetLogUsage { name } => print(format!("get-log-usage {name}")),
+        Cmd::GetLogCapacity { name } => print(format!("get-log-capacity {name}")),
+        Cmd::IsLogOverflow { name } => print(format!("is-log-overflow {name}")),
+        Cmd::ResetWal { name } => print(format!("reset-wal {name}")),
+        Cmd::Resize { name, size_lb } => print(format!("resize {name} {size_lb}")),
+        Cmd::ForceCheckpoint { name } => print(format!("force-checkpoint {name}")),
+        Cmd::Status { name, json: _ } => print(format!("status {name}")),
     };
     if let Err(e) = r {
         eprintln!("wdevc: error: {e:#}");

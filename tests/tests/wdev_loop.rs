@@ -1,0 +1,178 @@
+//! The user-space device under a real file system: ext4 on /dev/loopN over wdevd's FUSE file.
+//! Every log the device wrote, extracted with wlog-cat and redone onto the initial data
+//! device, must give the data device byte for byte; the file system must be clean and every
+//! file must hash the same. Needs root and /dev/fuse (says so loudly otherwise).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use walb_tests::{bin, have_root_and_fuse, run_ok};
+
+/// Stops wdevd and undoes mounts even when the test fails half-way.
+struct Rig {
+    dir: PathBuf,
+    wdevd: Option<Child>,
+    mounts: Vec<PathBuf>,
+}
+
+impl Rig {
+    fn run_dir(&self) -> PathBuf {
+        self.dir.join("run")
+    }
+    fn wdevc(&self) -> Command {
+        let mut c = Command::new(bin("wdevc"));
+        c.current_dir(&self.dir)
+            .arg("--run-dir")
+            .arg(self.run_dir());
+        c
+    }
+    fn stop_wdevd(&mut self) {
+        if let Some(mut c) = self.wdevd.take() {
+            // SAFETY: plain kill(2) on our own child's pid.
+            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+            let t = Instant::now();
+            while c.try_wait().unwrap().is_none() && t.elapsed() < Duration::from_secs(20) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Rig {
+    fn drop(&mut self) {
+        for m in self.mounts.drain(..).rev() {
+            let _ = Command::new("umount").arg(&m).status();
+        }
+        let file = self.run_dir().join("devices/v0");
+        let _ = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "losetup -j {} | cut -d: -f1 | xargs -r losetup -d",
+                file.display()
+            ))
+            .status();
+        self.stop_wdevd();
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.run_dir().join("devices"))
+            .status();
+    }
+}
+
+fn sh(cmd: &str, dir: &Path) -> String {
+    run_ok(Command::new("sh").arg("-c").arg(cmd).current_dir(dir))
+}
+
+fn file_hashes(root: &Path) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = std::fs::read_dir(root)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_type().unwrap().is_file())
+        .map(|e| {
+            let h = blake3::hash(&std::fs::read(e.path()).unwrap())
+                .to_hex()
+                .to_string();
+            (e.file_name().to_string_lossy().into_owned(), h)
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn wdev_ext4_logs_redo_to_the_data_device() {
+    if !have_root_and_fuse("wdev_ext4_logs_redo_to_the_data_device") {
+        return;
+    }
+    let td = tempfile::tempdir().unwrap();
+    let mut rig = Rig {
+        dir: td.path().to_path_buf(),
+        wdevd: None,
+        mounts: Vec::new(),
+    };
+    let dir = rig.dir.clone();
+    sh("truncate -s 64M ldev && truncate -s 128M ddev", &dir);
+    run_ok(rig.wdevc().args([
+        "format-ldev",
+        "ldev",
+        "ddev",
+        "--pbs",
+        "4096",
+        "--name",
+        "v0",
+    ]));
+    std::fs::create_dir_all(rig.run_dir()).unwrap();
+    rig.wdevd = Some(
+        Command::new(bin("wdevd"))
+            .arg("--run-dir")
+            .arg(rig.run_dir())
+            .stderr(std::fs::File::create(dir.join("wdevd.log")).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let sock = rig.run_dir().join("wdevd.sock");
+    let t = Instant::now();
+    while !sock.exists() {
+        assert!(t.elapsed() < Duration::from_secs(10), "wdevd did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let loopdev = run_ok(rig.wdevc().args(["create-wdev", "v0", "ldev", "ddev"]))
+        .trim()
+        .to_string();
+    assert!(loopdev.starts_with("/dev/loop"), "{loopdev}");
+
+    sh(&format!("mkfs.ext4 -q -F {loopdev}"), &dir);
+    let m = dir.join("m");
+    std::fs::create_dir_all(&m).unwrap();
+    sh(&format!("mount {loopdev} {}", m.display()), &dir);
+    rig.mounts.push(m.clone());
+    for i in 0..2000u32 {
+        let len = 1 + (i as usize * 7919) % 9000;
+        let data: Vec<u8> = (0..len)
+            .map(|j| (j as u32 ^ i.wrapping_mul(2654435761)) as u8)
+            .collect();
+        std::fs::write(m.join(format!("f{i}")), data).unwrap();
+    }
+    sh(
+        &format!(
+            "dd if=/dev/urandom of={}/big bs=1M count=24 conv=fsync status=none",
+            m.display()
+        ),
+        &dir,
+    );
+    sh(&format!("rm {}/f1*", m.display()), &dir);
+    sh("sync", &dir);
+    let want = file_hashes(&m);
+    assert_eq!(want.len(), 2000 - 1111 + 1);
+    sh(&format!("umount {}", m.display()), &dir);
+    rig.mounts.pop();
+    run_ok(rig.wdevc().args(["delete-wdev", "v0"]));
+    rig.stop_wdevd();
+
+    // Every log from lsid 0, redone onto the initial (all-zero) data device.
+    let tool = || {
+        let mut c = Command::new(bin("walb-tool"));
+        c.current_dir(&dir);
+        c
+    };
+    run_ok(tool().args(["wlog-cat", "--begin", "0", "ldev", "-o", "x.wlog"]));
+    sh("truncate -s 128M copy", &dir);
+    run_ok(tool().args(["wlog-redo", "--discard", "zero", "x.wlog", "copy"]));
+    let (a, b) = (
+        std::fs::read(dir.join("copy")).unwrap(),
+        std::fs::read(dir.join("ddev")).unwrap(),
+    );
+    assert!(
+        a == b,
+        "redo of the extracted logs differs from the data device"
+    );
+    sh("e2fsck -fn ddev", &dir);
+    let m2 = dir.join("m2");
+    std::fs::create_dir_all(&m2).unwrap();
+    sh(&format!("mount -o loop,ro copy {}", m2.display()), &dir);
+    rig.mounts.push(m2.clone());
+    assert_eq!(file_hashes(&m2), want, "files in the redone image");
+}

@@ -1,0 +1,85 @@
+//! `wdevd --run-dir DIR`: the device daemon. Mounts a FUSE file system at DIR/devices (one file
+//! per device) and serves `wdevc` on DIR/wdevd.sock. Runs in the foreground.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use walb_wdev::daemon::{ctl, fs::WdevFs, registry::Registry};
+
+#[derive(Parser)]
+#[command(name = "wdevd", version, about = "walb-rs user-space device daemon")]
+struct Args {
+    #[arg(long, default_value = "/run/walb")]
+    run_dir: PathBuf,
+    /// Seconds between superblock checkpoints.
+    #[arg(long, default_value_t = 10)]
+    checkpoint_interval: u64,
+}
+
+/// Blocks SIGINT and SIGTERM in every thread (call before spawning any), so `wait_for_stop`
+/// can take them and shut down cleanly.
+fn block_stop_signals() -> libc::sigset_t {
+    // SAFETY: sigset_t is plain data; sigemptyset/sigaddset initialise it before use, and
+    // pthread_sigmask only reads it.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    }
+}
+
+fn wait_for_stop(set: &libc::sigset_t) -> i32 {
+    let mut sig = 0;
+    // SAFETY: `set` was initialised by block_stop_signals; sigwait writes one int.
+    unsafe { libc::sigwait(set, &mut sig) };
+    sig
+}
+
+fn main() -> Result<()> {
+    let stop = block_stop_signals();
+    let a = Args::parse();
+    let mnt = a.run_dir.join("devices");
+    std::fs::create_dir_all(&mnt).with_context(|| format!("create {}", mnt.display()))?;
+    let sock = a.run_dir.join("wdevd.sock");
+    let _ = std::fs::remove_file(&sock);
+    let reg = Arc::new(Registry::new());
+    let mut cfg = fuser::Config::default();
+    cfg.mount_options
+        .push(fuser::MountOption::FSName("wdev".into()));
+    let session =
+        fuser::spawn_mount(WdevFs { reg: reg.clone() }, &mnt, &cfg).with_context(|| {
+            format!(
+                "mount FUSE at {} (root and /dev/fuse needed)",
+                mnt.display()
+            )
+        })?;
+    let listener = std::os::unix::net::UnixListener::bind(&sock)
+        .with_context(|| format!("bind {}", sock.display()))?;
+    {
+        let reg = reg.clone();
+        let every = Duration::from_secs(a.checkpoint_interval.max(1));
+        std::thread::spawn(move || loop {
+            std::thread::sleep(every);
+            reg.checkpoint_all();
+        });
+    }
+    {
+        let reg = reg.clone();
+        std::thread::spawn(move || ctl::serve(listener, reg));
+    }
+    eprintln!("wdevd: serving {} and {}", mnt.display(), sock.display());
+    let sig = wait_for_stop(&stop);
+    eprintln!("wdevd: signal {sig}: checkpointing and unmounting");
+    // Devices still attached to loop devices lose their backing file here, as a stopped
+    // kernel driver would; their logs are durable and redo runs at the next create.
+    reg.checkpoint_all();
+    drop(session);
+    let _ = std::fs::remove_file(&sock);
+    Ok(())
+}

@@ -1,0 +1,112 @@
+//! The devices a daemon serves, by name; each behind its own lock.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex, RwLock};
+
+use walb_core::blockio::FileIo;
+
+use crate::dev::{Wdev, WdevError};
+
+pub struct Served {
+    /// FUSE inode of the device's file.
+    pub ino: u64,
+    pub dev: Mutex<Wdev>,
+}
+
+#[derive(Default)]
+pub struct Registry {
+    devs: RwLock<BTreeMap<String, Arc<Served>>>,
+    next_ino: std::sync::atomic::AtomicU64,
+}
+
+impl Registry {
+    pub fn new() -> Registry {
+        Registry {
+            devs: RwLock::default(),
+            next_ino: std::sync::atomic::AtomicU64::new(2),
+        }
+    }
+
+    /// Opens (and redoes) the device and serves it as `name`.
+    pub fn create(&self, name: &str, ldev: &Path, ddev: &Path) -> Result<(), WdevError> {
+        if name.is_empty() || name.contains('/') || name.len() > 31 {
+            return Err(WdevError::Invalid(format!(
+                "device name {name:?}: 1 to 31 bytes, no '/'"
+            )));
+        }
+        let mut devs = self.devs.write().expect("registry lock");
+        if devs.contains_key(name) {
+            return Err(WdevError::Invalid(format!("device {name} exists")));
+        }
+        let open = |p: &Path| {
+            FileIo::open(p, true)
+                .map_err(|e| walb_core::Error::io(format!("open {}", p.display()), e))
+        };
+        let lio = open(ldev)?;
+        let pbs = lio
+            .physical_block_size()
+            .map_err(|e| walb_core::Error::io("block size", e))?
+            .and_then(walb_core::Pbs::new);
+        let dev = Wdev::open(Box::new(lio), Box::new(open(ddev)?), pbs)?;
+        let ino = self
+            .next_ino
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        devs.insert(
+            name.to_string(),
+            Arc::new(Served {
+                ino,
+                dev: Mutex::new(dev),
+            }),
+        );
+        Ok(())
+    }
+
+    /// Stops serving `name` after a final checkpoint.
+    pub fn delete(&self, name: &str) -> Result<(), WdevError> {
+        let s = self
+            .devs
+            .write()
+            .expect("registry lock")
+            .remove(name)
+            .ok_or_else(|| WdevError::Invalid(format!("no device {name}")))?;
+        let mut dev = s.dev.lock().expect("device lock");
+        dev.checkpoint()
+    }
+
+    pub fn get(&self, name: &str) -> Result<Arc<Served>, WdevError> {
+        self.devs
+            .read()
+            .expect("registry lock")
+            .get(name)
+            .cloned()
+            .ok_or_else(|| WdevError::Invalid(format!("no device {name}")))
+    }
+
+    pub fn by_ino(&self, ino: u64) -> Option<(String, Arc<Served>)> {
+        self.devs
+            .read()
+            .expect("registry lock")
+            .iter()
+            .find(|(_, s)| s.ino == ino)
+            .map(|(n, s)| (n.clone(), s.clone()))
+    }
+
+    pub fn names(&self) -> Vec<(String, Arc<Served>)> {
+        self.devs
+            .read()
+            .expect("registry lock")
+            .iter()
+            .map(|(n, s)| (n.clone(), s.clone()))
+            .collect()
+    }
+
+    /// Checkpoints every device (the periodic superblock sync).
+    pub fn checkpoint_all(&self) {
+        for (name, s) in self.names() {
+            if let Err(e) = s.dev.lock().expect("device lock").checkpoint() {
+                tracing::error!(device = name, "checkpoint failed: {e}");
+            }
+        }
+    }
+}

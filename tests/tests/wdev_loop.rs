@@ -27,6 +27,60 @@ impl Rig {
             .arg(self.run_dir());
         c
     }
+    fn start_wdevd(&mut self) {
+        std::fs::create_dir_all(self.run_dir()).unwrap();
+        // A killed daemon leaves its socket behind; wait for the new one's.
+        let _ = std::fs::remove_file(self.run_dir().join("wdevd.sock"));
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("wdevd.log"))
+            .unwrap();
+        self.wdevd = Some(
+            Command::new(bin("wdevd"))
+                .arg("--run-dir")
+                .arg(self.run_dir())
+                .stderr(log)
+                .spawn()
+                .unwrap(),
+        );
+        let sock = self.run_dir().join("wdevd.sock");
+        let t = Instant::now();
+        while !sock.exists() {
+            assert!(t.elapsed() < Duration::from_secs(10), "wdevd did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Formats, starts wdevd, serves v0 and makes ext4 on its loop device; returns the loop.
+    fn device_with_ext4(&mut self) -> String {
+        sh("truncate -s 64M ldev && truncate -s 128M ddev", &self.dir);
+        run_ok(self.wdevc().args([
+            "format-ldev",
+            "ldev",
+            "ddev",
+            "--pbs",
+            "4096",
+            "--name",
+            "v0",
+        ]));
+        self.start_wdevd();
+        let loopdev = run_ok(self.wdevc().args(["create-wdev", "v0", "ldev", "ddev"]))
+            .trim()
+            .to_string();
+        assert!(loopdev.starts_with("/dev/loop"), "{loopdev}");
+        sh(&format!("mkfs.ext4 -q -F {loopdev}"), &self.dir);
+        loopdev
+    }
+
+    fn mount(&mut self, what: &str, name: &str, opts: &str) -> PathBuf {
+        let m = self.dir.join(name);
+        std::fs::create_dir_all(&m).unwrap();
+        sh(&format!("mount {opts} {what} {}", m.display()), &self.dir);
+        self.mounts.push(m.clone());
+        m
+    }
+
     fn stop_wdevd(&mut self) {
         if let Some(mut c) = self.wdevd.take() {
             // SAFETY: plain kill(2) on our own child's pid.
@@ -94,41 +148,8 @@ fn wdev_ext4_logs_redo_to_the_data_device() {
         mounts: Vec::new(),
     };
     let dir = rig.dir.clone();
-    sh("truncate -s 64M ldev && truncate -s 128M ddev", &dir);
-    run_ok(rig.wdevc().args([
-        "format-ldev",
-        "ldev",
-        "ddev",
-        "--pbs",
-        "4096",
-        "--name",
-        "v0",
-    ]));
-    std::fs::create_dir_all(rig.run_dir()).unwrap();
-    rig.wdevd = Some(
-        Command::new(bin("wdevd"))
-            .arg("--run-dir")
-            .arg(rig.run_dir())
-            .stderr(std::fs::File::create(dir.join("wdevd.log")).unwrap())
-            .spawn()
-            .unwrap(),
-    );
-    let sock = rig.run_dir().join("wdevd.sock");
-    let t = Instant::now();
-    while !sock.exists() {
-        assert!(t.elapsed() < Duration::from_secs(10), "wdevd did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let loopdev = run_ok(rig.wdevc().args(["create-wdev", "v0", "ldev", "ddev"]))
-        .trim()
-        .to_string();
-    assert!(loopdev.starts_with("/dev/loop"), "{loopdev}");
-
-    sh(&format!("mkfs.ext4 -q -F {loopdev}"), &dir);
-    let m = dir.join("m");
-    std::fs::create_dir_all(&m).unwrap();
-    sh(&format!("mount {loopdev} {}", m.display()), &dir);
-    rig.mounts.push(m.clone());
+    let loopdev = rig.device_with_ext4();
+    let m = rig.mount(&loopdev, "m", "");
     for i in 0..2000u32 {
         let len = 1 + (i as usize * 7919) % 9000;
         let data: Vec<u8> = (0..len)
@@ -170,9 +191,77 @@ fn wdev_ext4_logs_redo_to_the_data_device() {
         "redo of the extracted logs differs from the data device"
     );
     sh("e2fsck -fn ddev", &dir);
-    let m2 = dir.join("m2");
-    std::fs::create_dir_all(&m2).unwrap();
-    sh(&format!("mount -o loop,ro copy {}", m2.display()), &dir);
-    rig.mounts.push(m2.clone());
+    let m2 = rig.mount("copy", "m2", "-o loop,ro");
     assert_eq!(file_hashes(&m2), want, "files in the redone image");
+}
+
+#[test]
+fn wdev_survives_kill_9_during_fsynced_writes() {
+    if !have_root_and_fuse("wdev_survives_kill_9_during_fsynced_writes") {
+        return;
+    }
+    let td = tempfile::tempdir().unwrap();
+    let mut rig = Rig {
+        dir: td.path().to_path_buf(),
+        wdevd: None,
+        mounts: Vec::new(),
+    };
+    let dir = rig.dir.clone();
+    let loopdev = rig.device_with_ext4();
+    let m = rig.mount(&loopdev, "m", "");
+    // Files fsynced before the kill must survive it.
+    let mut synced = Vec::new();
+    for i in 0..300u32 {
+        let data: Vec<u8> = (0..4096 + i as usize * 97)
+            .map(|j| (j as u32 * 31 + i) as u8)
+            .collect();
+        let p = m.join(format!("s{i}"));
+        let mut f = std::fs::File::create(&p).unwrap();
+        std::io::Write::write_all(&mut f, &data).unwrap();
+        f.sync_all().unwrap();
+        synced.push((format!("s{i}"), blake3::hash(&data).to_hex().to_string()));
+    }
+    sh(&format!("sync -f {}/s0", m.display()), &dir);
+    // Writes go on while the daemon dies.
+    let busy = m.clone();
+    let writer = std::thread::spawn(move || {
+        for i in 0..400u32 {
+            let p = busy.join(format!("late{i}"));
+            let ok = std::fs::write(&p, vec![i as u8; 65536])
+                .and_then(|_| std::fs::File::open(&p)?.sync_all());
+            if ok.is_err() {
+                return i;
+            }
+        }
+        400
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let pid = rig.wdevd.as_ref().unwrap().id() as i32;
+    // SAFETY: plain kill(2) on our own child's pid.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    let _ = rig.wdevd.take().unwrap().wait();
+    let written = writer.join().unwrap();
+    eprintln!("writer stopped after {written} late files");
+
+    // Operator steps (docs/wdev.md): drop the dead mounts, restart, reattach.
+    sh(&format!("umount -l {}", m.display()), &dir);
+    rig.mounts.pop();
+    sh(&format!("losetup -d {loopdev} || true"), &dir);
+    sh(&format!("umount -l {}/run/devices", dir.display()), &dir);
+    rig.start_wdevd();
+    let loop2 = run_ok(rig.wdevc().args(["create-wdev", "v0", "ldev", "ddev"]))
+        .trim()
+        .to_string();
+    let m2 = rig.mount(&loop2, "m2", "");
+    let got = file_hashes(&m2);
+    for (name, h) in &synced {
+        assert!(
+            got.contains(&(name.clone(), h.clone())),
+            "fsynced file {name} lost or changed"
+        );
+    }
+    sh(&format!("umount {}", m2.display()), &dir);
+    rig.mounts.pop();
+    sh(&format!("e2fsck -fn {loop2}"), &dir);
+    run_ok(rig.wdevc().args(["delete-wdev", "v0"]));
 }

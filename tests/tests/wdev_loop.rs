@@ -265,3 +265,111 @@ fn wdev_survives_kill_9_during_fsynced_writes() {
     sh(&format!("e2fsck -fn {loop2}"), &dir);
     run_ok(rig.wdevc().args(["delete-wdev", "v0"]));
 }
+
+#[test]
+fn wdev_overflow_freeze_and_resize_through_wdevc() {
+    if !have_root_and_fuse("wdev_overflow_freeze_and_resize_through_wdevc") {
+        return;
+    }
+    let td = tempfile::tempdir().unwrap();
+    let mut rig = Rig {
+        dir: td.path().to_path_buf(),
+        wdevd: None,
+        mounts: Vec::new(),
+    };
+    let dir = rig.dir.clone();
+    sh("truncate -s 2M ldev && truncate -s 32M ddev", &dir);
+    run_ok(rig.wdevc().args([
+        "format-ldev",
+        "ldev",
+        "ddev",
+        "--pbs",
+        "4096",
+        "--name",
+        "v0",
+    ]));
+    rig.start_wdevd();
+    let dev = run_ok(rig.wdevc().args(["create-wdev", "v0", "ldev", "ddev"]))
+        .trim()
+        .to_string();
+    let q = |rig: &Rig, cmd: &str| run_ok(rig.wdevc().args([cmd, "v0"])).trim().to_string();
+    let write_mib = |n: u32, seek: u32| {
+        sh(
+            &format!(
+                "dd if=/dev/urandom of={dev} bs=1M count={n} seek={seek} oflag=direct status=none"
+            ),
+            &dir,
+        )
+    };
+
+    // Freeing extracted logs keeps a 2 MiB ring from overflowing under 8 MiB of writes.
+    for i in 0..8 {
+        write_mib(1, i);
+        q(&rig, "force-checkpoint");
+        let written = q(&rig, "get-written-lsid");
+        run_ok(rig.wdevc().args(["set-oldest-lsid", "v0", &written]));
+    }
+    assert_eq!(q(&rig, "is-log-overflow"), "0");
+    // Nobody frees logs: it overflows, writes still succeed, reset-wal clears it.
+    write_mib(8, 8);
+    assert_eq!(q(&rig, "is-log-overflow"), "1");
+    let usage: u64 = q(&rig, "get-log-usage").parse().unwrap();
+    let cap: u64 = q(&rig, "get-log-capacity").parse().unwrap();
+    assert!(usage > cap, "usage {usage} capacity {cap}");
+    q(&rig, "reset-wal");
+    assert_eq!(q(&rig, "is-log-overflow"), "0");
+    assert_eq!(q(&rig, "get-log-usage"), "0");
+
+    // Freeze holds writes until melt; reads go on.
+    q(&rig, "freeze");
+    assert_eq!(q(&rig, "is-frozen"), "1");
+    let mut held = Command::new("dd")
+        .args([
+            "if=/dev/zero",
+            &format!("of={dev}"),
+            "bs=64K",
+            "count=1",
+            "oflag=direct",
+            "status=none",
+        ])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        held.try_wait().unwrap().is_none(),
+        "a write went through a frozen device"
+    );
+    // Reads of the device go on (through its file: the loop device queues them behind the
+    // held write).
+    let file = rig.run_dir().join("devices/v0");
+    sh(
+        &format!(
+            "dd if={} of=/dev/null bs=64K count=4 iflag=direct status=none",
+            file.display()
+        ),
+        &dir,
+    );
+    q(&rig, "melt");
+    assert!(held.wait().unwrap().success());
+    // With a timeout it melts by itself.
+    run_ok(rig.wdevc().args(["freeze", "v0", "--timeout", "1"]));
+    let t = Instant::now();
+    write_mib(1, 0);
+    assert!(
+        t.elapsed() >= Duration::from_millis(800),
+        "the write waited for the timeout"
+    );
+    assert_eq!(q(&rig, "is-frozen"), "0");
+
+    // Resize grows the device and its loop device.
+    sh("truncate -s 48M ddev", &dir);
+    run_ok(rig.wdevc().args(["resize", "v0", "0"]));
+    assert_eq!(
+        sh(&format!("blockdev --getsize64 {dev}"), &dir).trim(),
+        (48u64 << 20).to_string()
+    );
+    write_mib(1, 47);
+    let e = walb_tests::run_err(rig.wdevc().args(["resize", "v0", "1000"]));
+    assert!(e.contains("resize to 1000 LB"), "shrinking refused: {e}");
+    run_ok(rig.wdevc().args(["delete-wdev", "v0"]));
+}

@@ -86,6 +86,18 @@ enum Cmd {
     ForceCheckpoint {
         name: String,
     },
+    /// Hold writes (reads go on); melts by itself after --timeout seconds.
+    Freeze {
+        name: String,
+        #[arg(long, default_value_t = 0)]
+        timeout: u64,
+    },
+    Melt {
+        name: String,
+    },
+    IsFrozen {
+        name: String,
+    },
     Status {
         name: String,
         #[arg(long)]
@@ -142,6 +154,24 @@ fn create_wdev(
         );
     }
     println!("{}", String::from_utf8_lossy(&out.stdout).trim());
+    Ok(())
+}
+
+/// Grows the device, then tells its loop device to pick up the new size.
+fn resize(run_dir: &std::path::Path, name: &str, size_lb: u64) -> Result<()> {
+    ask(run_dir, format!("resize {name} {size_lb}"))?;
+    if let Some(dev) = loop_of(&run_dir.join("devices").join(name))? {
+        // The FUSE attribute cache holds the old size for up to a second.
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        let st = Command::new("losetup")
+            .arg("-c")
+            .arg(&dev)
+            .status()
+            .context("run losetup")?;
+        if !st.success() {
+            bail!("losetup -c {dev} failed");
+        }
+    }
     Ok(())
 }
 
@@ -217,7 +247,10 @@ fn main() {
         Cmd::GetLogCapacity { name } => print(format!("get-log-capacity {name}")),
         Cmd::IsLogOverflow { name } => print(format!("is-log-overflow {name}")),
         Cmd::ResetWal { name } => print(format!("reset-wal {name}")),
-        Cmd::Resize { name, size_lb } => print(format!("resize {name} {size_lb}")),
+        Cmd::Resize { name, size_lb } => resize(rd, &name, size_lb),
+        Cmd::Freeze { name, timeout } => print(format!("freeze {name} {timeout}")),
+        Cmd::Melt { name } => print(format!("melt {name}")),
+        Cmd::IsFrozen { name } => print(format!("is-frozen {name}")),
         Cmd::ForceCheckpoint { name } => print(format!("force-checkpoint {name}")),
         Cmd::Status { name, json: _ } => print(format!("status {name}")),
     };

@@ -52,6 +52,8 @@ fn main() -> Result<()> {
     let mut cfg = fuser::Config::default();
     cfg.mount_options
         .push(fuser::MountOption::FSName("wdev".into()));
+    // A frozen device's writers wait; other devices and reads must go on.
+    cfg.n_threads = Some(4);
     let session =
         fuser::spawn_mount(WdevFs { reg: reg.clone() }, &mnt, &cfg).with_context(|| {
             format!(

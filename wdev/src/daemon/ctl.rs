@@ -110,6 +110,23 @@ fn handle(reg: &Registry, line: &str) -> Result<String, String> {
             let v = num(&args, 2, "SIZE_LB")?;
             with_dev(reg, name, |d| d.resize(v).map(|_| ""))
         }
+        "freeze" => {
+            let t = args.get(2).map(|_| num(&args, 2, "TIMEOUT")).transpose()?;
+            let timeout = t
+                .filter(|&t| t > 0)
+                .map(|t| std::time::Duration::from_secs(t.min(86_400)));
+            let s = reg.get(name).map_err(|e| e.to_string())?;
+            s.freeze(timeout)
+                .map(|_| String::new())
+                .map_err(|e| e.to_string())
+        }
+        "melt" => {
+            reg.get(name).map_err(|e| e.to_string())?.melt();
+            Ok(String::new())
+        }
+        "is-frozen" => {
+            Ok((reg.get(name).map_err(|e| e.to_string())?.is_frozen() as u8).to_string())
+        }
         "status" => with_dev(reg, name, |d| {
             let l = d.lsids();
             Ok(format!(

@@ -148,6 +148,7 @@ impl Filesystem for WdevFs {
         let Some((lba, _)) = lb_range(offset, data.len() as u64) else {
             return reply.error(Errno::EINVAL);
         };
+        s.wait_melted();
         let fua = flags.0 & (libc::O_DSYNC | libc::O_SYNC) != 0;
         let r = s
             .dev
@@ -209,6 +210,7 @@ impl Filesystem for WdevFs {
         let Some((lba, blocks)) = lb_range(offset, length) else {
             return reply.error(Errno::EINVAL);
         };
+        s.wait_melted();
         let mut dev = s.dev.lock().expect("device lock");
         let mut r = Ok(());
         // A discard record holds at most 2^32−1 LB.

@@ -2,7 +2,8 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use walb_core::blockio::FileIo;
 
@@ -12,6 +13,57 @@ pub struct Served {
     /// FUSE inode of the device's file.
     pub ino: u64,
     pub dev: Mutex<Wdev>,
+    /// `Some(deadline)` while frozen (`None` inside: no timeout).
+    frozen: Mutex<Option<Option<Instant>>>,
+    melted: Condvar,
+}
+
+impl Served {
+    fn new(ino: u64, dev: Wdev) -> Served {
+        Served {
+            ino,
+            dev: Mutex::new(dev),
+            frozen: Mutex::new(None),
+            melted: Condvar::new(),
+        }
+    }
+
+    /// Stops writes (they wait) once the ones in flight are done and checkpointed; melts by
+    /// itself after `timeout` when given. Freezing a frozen device resets the timer.
+    pub fn freeze(&self, timeout: Option<Duration>) -> Result<(), WdevError> {
+        *self.frozen.lock().expect("freeze lock") = Some(timeout.map(|t| Instant::now() + t));
+        // Writes hold the device lock, so taking it waits for the one in flight.
+        self.dev.lock().expect("device lock").checkpoint()
+    }
+
+    pub fn melt(&self) {
+        *self.frozen.lock().expect("freeze lock") = None;
+        self.melted.notify_all();
+    }
+
+    pub fn is_frozen(&self) -> bool {
+        let mut f = self.frozen.lock().expect("freeze lock");
+        if matches!(*f, Some(Some(t)) if Instant::now() >= t) {
+            *f = None;
+        }
+        f.is_some()
+    }
+
+    /// Blocks a writer while the device is frozen.
+    pub fn wait_melted(&self) {
+        let mut f = self.frozen.lock().expect("freeze lock");
+        while let Some(deadline) = *f {
+            let wait = match deadline {
+                Some(t) if Instant::now() >= t => {
+                    *f = None;
+                    break;
+                }
+                Some(t) => t - Instant::now(),
+                None => Duration::from_secs(3600),
+            };
+            f = self.melted.wait_timeout(f, wait).expect("freeze lock").0;
+        }
+    }
 }
 
 #[derive(Default)]
@@ -52,13 +104,7 @@ impl Registry {
         let ino = self
             .next_ino
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        devs.insert(
-            name.to_string(),
-            Arc::new(Served {
-                ino,
-                dev: Mutex::new(dev),
-            }),
-        );
+        devs.insert(name.to_string(), Arc::new(Served::new(ino, dev)));
         Ok(())
     }
 

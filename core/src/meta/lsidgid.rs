@@ -28,8 +28,10 @@ pub struct TransferEnd {
 }
 
 /// Picks the end of the next transfer from `done` over `queue` (oldest first): the oldest
-/// record, extended over following mergeable ones while they stay within
-/// `done.lsid + max_wlog_send_pb` and `permanent`. `None` when the queue is empty.
+/// record, extended to the next one while the current end is mergeable (an implicit
+/// snapshot) and the next stays within `done.lsid + max_wlog_send_pb` and `permanent`. A
+/// transfer may end at an explicit snapshot but never passes one. `None` when the queue is
+/// empty.
 pub fn transfer_end(
     done: &MetaLsidGid,
     queue: &[MetaLsidGid],
@@ -40,7 +42,7 @@ pub fn transfer_end(
     let cap = Lsid((done.lsid.0 + max_wlog_send_pb).min(permanent.0));
     let mut rec_e = first;
     for r in &queue[1..] {
-        if !r.is_mergeable || r.lsid > cap {
+        if !rec_e.is_mergeable || r.lsid > cap {
             break;
         }
         rec_e = *r;

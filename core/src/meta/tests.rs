@@ -136,7 +136,22 @@ fn gid_allocation() {
             ..pre
         },
     ];
+    // Implicit snapshots are passed over; the explicit one may end the transfer.
     let e = transfer_end(&pre, &q, Lsid(5000), 1000).unwrap();
+    assert_eq!(e.rec_e.gid, Gid(11));
+    // An explicit snapshot is never passed.
+    let q2 = [
+        MetaLsidGid {
+            is_mergeable: false,
+            ..q[0]
+        },
+        q[1],
+    ];
+    assert_eq!(
+        transfer_end(&pre, &q2, Lsid(5000), 1000).unwrap().rec_e.gid,
+        Gid(9)
+    );
+    let e = transfer_end(&pre, &q[..2], Lsid(5000), 1000).unwrap();
     assert_eq!(e.rec_e.gid, Gid(10));
     assert_eq!(transfer_end_gid(&pre, &e, Lsid(1150)), Gid(10));
     assert_eq!(transfer_end_gid(&pre, &e, Lsid(1120)), Gid(8));

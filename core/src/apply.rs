@@ -118,4 +118,10 @@ impl<'a> Applier<'a> {
         self.io.sync().ctx(|| "sync apply target".into())?;
         Ok(self.bytes_written)
     }
+
+    /// Waits for every write without making it durable (the caller syncs later).
+    pub fn finish_unsynced(self) -> Result<u64> {
+        self.io.drain().ctx(|| "write to apply target".into())?;
+        Ok(self.bytes_written)
+    }
 }

@@ -236,7 +236,9 @@ impl Wdev {
         for rec in pending.into_sorted() {
             ap.apply(&rec)?;
         }
-        ap.finish()?;
+        // The data device is made durable at the next checkpoint, before the superblock
+        // says `written`; redo covers it until then.
+        ap.finish_unsynced()?;
         self.lsids.written = self.lsids.permanent;
         Ok(())
     }
@@ -247,7 +249,12 @@ impl Wdev {
         self.sync_super()
     }
 
+    /// Writes the superblock: the data device is made durable first (FORMATS §1.2), since the
+    /// superblock's `written` tells redo that everything below it is there.
     fn sync_super(&mut self) -> Result<()> {
+        self.ddev
+            .sync()
+            .map_err(|e| walb_core::Error::io("sync data device", e))?;
         self.ldev.sb.oldest_lsid = self.lsids.oldest;
         self.ldev.sb.written_lsid = self.lsids.written;
         let r = self.ldev.write_super().and_then(|_| self.ldev.sync());

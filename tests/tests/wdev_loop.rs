@@ -302,6 +302,16 @@ fn wdev_overflow_freeze_and_resize_through_wdevc() {
         )
     };
 
+    run_ok(rig.wdevc().args(["set-checkpoint-interval", "2500"]));
+    assert_eq!(
+        run_ok(rig.wdevc().arg("get-checkpoint-interval")).trim(),
+        "2500"
+    );
+    assert!(
+        walb_tests::run_err(rig.wdevc().args(["set-checkpoint-interval", "86400001"]))
+            .contains("86400000")
+    );
+
     // Freeing extracted logs keeps a 2 MiB ring from overflowing under 8 MiB of writes.
     for i in 0..8 {
         write_mib(1, i);

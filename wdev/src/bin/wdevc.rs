@@ -86,6 +86,11 @@ enum Cmd {
     ForceCheckpoint {
         name: String,
     },
+    GetCheckpointInterval,
+    /// Milliseconds between superblock checkpoints (0: none; at most 86400000).
+    SetCheckpointInterval {
+        ms: u64,
+    },
     /// Hold writes (reads go on); melts by itself after --timeout seconds.
     Freeze {
         name: String,
@@ -250,6 +255,8 @@ fn main() {
         Cmd::Resize { name, size_lb } => resize(rd, &name, size_lb),
         Cmd::Freeze { name, timeout } => print(format!("freeze {name} {timeout}")),
         Cmd::Melt { name } => print(format!("melt {name}")),
+        Cmd::GetCheckpointInterval => print("get-checkpoint-interval".into()),
+        Cmd::SetCheckpointInterval { ms } => print(format!("set-checkpoint-interval {ms}")),
         Cmd::IsFrozen { name } => print(format!("is-frozen {name}")),
         Cmd::ForceCheckpoint { name } => print(format!("force-checkpoint {name}")),
         Cmd::Status { name, json: _ } => print(format!("status {name}")),

@@ -2,8 +2,9 @@
 //! per device) and serves `wdevc` on DIR/wdevd.sock. Runs in the foreground.
 
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::Parser;
@@ -14,8 +15,9 @@ use walb_wdev::daemon::{ctl, fs::WdevFs, registry::Registry};
 struct Args {
     #[arg(long, default_value = "/run/walb")]
     run_dir: PathBuf,
-    /// Seconds between superblock checkpoints.
-    #[arg(long, default_value_t = 10)]
+    /// Milliseconds between superblock checkpoints (0: none); `wdevc set-checkpoint-interval`
+    /// changes it at run time.
+    #[arg(long, default_value_t = 10_000)]
     checkpoint_interval: u64,
 }
 
@@ -41,6 +43,18 @@ fn wait_for_stop(set: &libc::sigset_t) -> i32 {
     sig
 }
 
+/// Keeps the daemon out of swap: a device whose daemon waits on a page-in under memory
+/// pressure can deadlock the writeback that would free memory.
+fn lock_memory() {
+    // SAFETY: mlockall takes flags only.
+    if unsafe { libc::mlockall(libc::MCL_CURRENT | libc::MCL_FUTURE) } != 0 {
+        eprintln!(
+            "wdevd: warning: mlockall failed ({}); running unlocked",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
 fn main() -> Result<()> {
     let stop = block_stop_signals();
     let a = Args::parse();
@@ -63,14 +77,23 @@ fn main() -> Result<()> {
         })?;
     let listener = std::os::unix::net::UnixListener::bind(&sock)
         .with_context(|| format!("bind {}", sock.display()))?;
+    reg.checkpoint_ms
+        .store(a.checkpoint_interval.min(86_400_000), Ordering::Relaxed);
     {
         let reg = reg.clone();
-        let every = Duration::from_secs(a.checkpoint_interval.max(1));
-        std::thread::spawn(move || loop {
-            std::thread::sleep(every);
-            reg.checkpoint_all();
+        std::thread::spawn(move || {
+            let mut last = Instant::now();
+            loop {
+                std::thread::sleep(Duration::from_millis(100));
+                let ms = reg.checkpoint_ms.load(Ordering::Relaxed);
+                if ms > 0 && last.elapsed() >= Duration::from_millis(ms) {
+                    reg.checkpoint_all();
+                    last = Instant::now();
+                }
+            }
         });
     }
+    lock_memory();
     {
         let reg = reg.clone();
         std::thread::spawn(move || ctl::serve(listener, reg));

@@ -4,6 +4,7 @@
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use crate::daemon::registry::Registry;
@@ -80,6 +81,18 @@ fn handle(reg: &Registry, line: &str) -> Result<String, String> {
             .map(|(n, _)| n)
             .collect::<Vec<_>>()
             .join(" "));
+    }
+    if cmd == "get-checkpoint-interval" {
+        return Ok(reg.checkpoint_ms.load(Ordering::Relaxed).to_string());
+    }
+    if cmd == "set-checkpoint-interval" {
+        // walb's bound: 0 (off) to one day, in milliseconds.
+        let ms = num(&args, 1, "MILLISECONDS")?;
+        if ms > 86_400_000 {
+            return Err("checkpoint interval must be 0 to 86400000 ms".into());
+        }
+        reg.checkpoint_ms.store(ms, Ordering::Relaxed);
+        return Ok(String::new());
     }
     let name = arg(&args, 1, "device name")?;
     match cmd {

@@ -70,6 +70,8 @@ impl Served {
 pub struct Registry {
     devs: RwLock<BTreeMap<String, Arc<Served>>>,
     next_ino: std::sync::atomic::AtomicU64,
+    /// Milliseconds between checkpoints (0: none); walb's default is 10 000.
+    pub checkpoint_ms: std::sync::atomic::AtomicU64,
 }
 
 impl Registry {
@@ -77,6 +79,7 @@ impl Registry {
         Registry {
             devs: RwLock::default(),
             next_ino: std::sync::atomic::AtomicU64::new(2),
+            checkpoint_ms: std::sync::atomic::AtomicU64::new(10_000),
         }
     }
 

@@ -14,9 +14,25 @@ struct Rig {
     dir: PathBuf,
     wdevd: Option<Child>,
     mounts: Vec<PathBuf>,
+    /// Dropped after `Drop::drop` has unmounted everything below it.
+    _tmp: tempfile::TempDir,
 }
 
 impl Rig {
+    /// A rig in a fresh temp dir, or `None` (said loudly) without root and /dev/fuse.
+    fn new(test: &str) -> Option<Rig> {
+        if !have_root_and_fuse(test) {
+            return None;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        Some(Rig {
+            dir: tmp.path().to_path_buf(),
+            wdevd: None,
+            mounts: Vec::new(),
+            _tmp: tmp,
+        })
+    }
+
     fn run_dir(&self) -> PathBuf {
         self.dir.join("run")
     }
@@ -138,14 +154,8 @@ fn file_hashes(root: &Path) -> Vec<(String, String)> {
 
 #[test]
 fn wdev_ext4_logs_redo_to_the_data_device() {
-    if !have_root_and_fuse("wdev_ext4_logs_redo_to_the_data_device") {
+    let Some(mut rig) = Rig::new("wdev_ext4_logs_redo_to_the_data_device") else {
         return;
-    }
-    let td = tempfile::tempdir().unwrap();
-    let mut rig = Rig {
-        dir: td.path().to_path_buf(),
-        wdevd: None,
-        mounts: Vec::new(),
     };
     let dir = rig.dir.clone();
     let loopdev = rig.device_with_ext4();
@@ -197,14 +207,8 @@ fn wdev_ext4_logs_redo_to_the_data_device() {
 
 #[test]
 fn wdev_survives_kill_9_during_fsynced_writes() {
-    if !have_root_and_fuse("wdev_survives_kill_9_during_fsynced_writes") {
+    let Some(mut rig) = Rig::new("wdev_survives_kill_9_during_fsynced_writes") else {
         return;
-    }
-    let td = tempfile::tempdir().unwrap();
-    let mut rig = Rig {
-        dir: td.path().to_path_buf(),
-        wdevd: None,
-        mounts: Vec::new(),
     };
     let dir = rig.dir.clone();
     let loopdev = rig.device_with_ext4();
@@ -268,14 +272,8 @@ fn wdev_survives_kill_9_during_fsynced_writes() {
 
 #[test]
 fn wdev_overflow_freeze_and_resize_through_wdevc() {
-    if !have_root_and_fuse("wdev_overflow_freeze_and_resize_through_wdevc") {
+    let Some(mut rig) = Rig::new("wdev_overflow_freeze_and_resize_through_wdevc") else {
         return;
-    }
-    let td = tempfile::tempdir().unwrap();
-    let mut rig = Rig {
-        dir: td.path().to_path_buf(),
-        wdevd: None,
-        mounts: Vec::new(),
     };
     let dir = rig.dir.clone();
     sh("truncate -s 2M ldev && truncate -s 32M ddev", &dir);

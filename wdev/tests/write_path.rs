@@ -8,7 +8,7 @@ use walb_core::apply::{Applier, DiscardMode};
 use walb_core::blockio::{BlockIo, Fault, FaultIo, FileIo};
 use walb_core::ldev::Ldev;
 use walb_core::{Pbs, LBS};
-use walb_wdev::dev::Io;
+use walb_wdev::dev::{GroupCommit, Io};
 use walb_wdev::Wdev;
 
 const DEV_LB: u64 = 8192;
@@ -282,4 +282,62 @@ fn bad_requests_are_refused() {
     assert!(dev.resize(DEV_LB * 2).is_err());
     let mut b = vec![0u8; 1000];
     assert!(dev.read(0, &mut b).is_err());
+}
+
+#[test]
+fn concurrent_writers_are_grouped_into_shared_logpacks() {
+    // Eight writers, each on its own region so the end state is known whatever the order.
+    let f = files(50_000, Pbs::B4096);
+    let dev = std::sync::Mutex::new(open(&f));
+    let group = GroupCommit::new();
+    let (writers, writes) = (8u64, 200u64);
+    let region = DEV_LB / writers;
+    let mut model = vec![0u8; DEV_LB as usize * LBS];
+    std::thread::scope(|s| {
+        for w in 0..writers {
+            let (dev, group) = (&dev, &group);
+            s.spawn(move || {
+                for i in 0..writes {
+                    let lba = w * region + (i * 8) % region;
+                    let data = Bytes::from(vec![(w * 31 + i) as u8; 8 * LBS]);
+                    group
+                        .submit(dev, Io::Write { lba, data }, i % 50 == 0)
+                        .unwrap();
+                }
+            });
+        }
+    });
+    for w in 0..writers {
+        for i in 0..writes {
+            let lba = w * region + (i * 8) % region;
+            model_apply(
+                &mut model,
+                &Io::Write {
+                    lba,
+                    data: Bytes::from(vec![(w * 31 + i) as u8; 8 * LBS]),
+                },
+            );
+        }
+    }
+    let bad = Io::Write {
+        lba: DEV_LB,
+        data: Bytes::from(vec![1u8; 512]),
+    };
+    assert!(group.submit(&dev, bad, false).is_err());
+    let mut dev = dev.into_inner().unwrap();
+    assert!(read_all(&mut dev) == model);
+    dev.checkpoint().unwrap();
+    let mut ldev = Ldev::open(Box::new(FileIo::open(&f.ldev, false).unwrap()), None).unwrap();
+    let (mut lsid, mut packs, mut records) = (0, 0u64, 0u64);
+    while lsid < dev.lsids().permanent {
+        let p = ldev.read_pack(lsid).unwrap().expect("valid pack");
+        packs += 1;
+        records += p.header.records.len() as u64;
+        lsid = p.header.next_lsid();
+    }
+    assert_eq!(records, writers * writes);
+    assert!(
+        packs < records,
+        "{packs} packs for {records} writes: concurrent writes were never grouped"
+    );
 }

@@ -66,7 +66,8 @@ fn main() -> Result<()> {
     let mut cfg = fuser::Config::default();
     cfg.mount_options
         .push(fuser::MountOption::FSName("wdev".into()));
-    // A frozen device's writers wait; other devices and reads must go on.
+    // A frozen device's writers wait while other devices and reads go on; writers waiting
+    // together on one device are logged as one batch.
     cfg.n_threads = Some(4);
     let session =
         fuser::spawn_mount(WdevFs { reg: reg.clone() }, &mnt, &cfg).with_context(|| {

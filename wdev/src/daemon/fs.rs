@@ -8,14 +8,14 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use bytes::Bytes;
 use fuser::{
-    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, LockOwner,
-    OpenFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyWrite,
-    Request, WriteFlags,
+    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
+    KernelConfig, LockOwner, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyEmpty,
+    ReplyEntry, ReplyOpen, ReplyWrite, Request, WriteFlags,
 };
 use walb_core::LBS;
 
 use crate::daemon::registry::Registry;
-use crate::dev::WdevError;
+use crate::dev::{Io, WdevError};
 
 const TTL: Duration = Duration::from_secs(1);
 const FALLOC_FL_PUNCH_HOLE: i32 = 0x02;
@@ -75,6 +75,16 @@ impl WdevFs {
 }
 
 impl Filesystem for WdevFs {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        // Async direct IO lets the loop device's concurrent writes reach us concurrently;
+        // a kernel without it still works, one write at a time.
+        if let Err(missing) = config.add_capabilities(InitFlags::FUSE_ASYNC_DIO) {
+            tracing::warn!("kernel lacks FUSE capabilities {missing:?}: writes are not grouped");
+        }
+        let _ = config.set_max_background(64);
+        Ok(())
+    }
+
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         let found = (u64::from(parent) == 1)
             .then(|| name.to_str().and_then(|n| self.reg.get(n).ok()))
@@ -98,7 +108,11 @@ impl Filesystem for WdevFs {
             return reply.error(Errno::ENOENT);
         }
         // No page cache in between: the loop device above does its own caching.
-        reply.opened(FileHandle(0), FopenFlags::FOPEN_DIRECT_IO);
+        // Parallel direct writes let the group commit see several writes at once.
+        reply.opened(
+            FileHandle(0),
+            FopenFlags::FOPEN_DIRECT_IO | FopenFlags::FOPEN_PARALLEL_DIRECT_WRITES,
+        );
     }
 
     fn read(
@@ -148,14 +162,12 @@ impl Filesystem for WdevFs {
         let Some((lba, _)) = lb_range(offset, data.len() as u64) else {
             return reply.error(Errno::EINVAL);
         };
-        s.wait_melted();
         let fua = flags.0 & (libc::O_DSYNC | libc::O_SYNC) != 0;
-        let r = s
-            .dev
-            .lock()
-            .expect("device lock")
-            .write(lba, Bytes::copy_from_slice(data), fua);
-        match r {
+        let io = Io::Write {
+            lba,
+            data: Bytes::copy_from_slice(data),
+        };
+        match s.submit(io, fua) {
             Ok(()) => reply.written(data.len() as u32),
             Err(e) => reply.error(errno(&e)),
         }
@@ -210,20 +222,22 @@ impl Filesystem for WdevFs {
         let Some((lba, blocks)) = lb_range(offset, length) else {
             return reply.error(Errno::EINVAL);
         };
-        s.wait_melted();
-        let mut dev = s.dev.lock().expect("device lock");
-        let mut r = Ok(());
         // A discard record holds at most 2^32−1 LB.
         let (mut at, end) = (lba, lba + blocks);
-        while at < end && r.is_ok() {
+        while at < end {
             let n = (end - at).min(u32::MAX as u64);
-            r = dev.discard(at, n as u32);
+            if let Err(e) = s.submit(
+                Io::Discard {
+                    lba: at,
+                    blocks: n as u32,
+                },
+                false,
+            ) {
+                return reply.error(errno(&e));
+            }
             at += n;
         }
-        match r {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(&e)),
-        }
+        reply.ok()
     }
 
     fn readdir(

@@ -7,12 +7,13 @@ use std::time::{Duration, Instant};
 
 use walb_core::blockio::FileIo;
 
-use crate::dev::{Wdev, WdevError};
+use crate::dev::{GroupCommit, Io, Outcome, Wdev, WdevError};
 
 pub struct Served {
     /// FUSE inode of the device's file.
     pub ino: u64,
     pub dev: Mutex<Wdev>,
+    writes: GroupCommit,
     /// `Some(deadline)` while frozen (`None` inside: no timeout).
     frozen: Mutex<Option<Option<Instant>>>,
     melted: Condvar,
@@ -23,6 +24,7 @@ impl Served {
         Served {
             ino,
             dev: Mutex::new(dev),
+            writes: GroupCommit::new(),
             frozen: Mutex::new(None),
             melted: Condvar::new(),
         }
@@ -34,6 +36,12 @@ impl Served {
         *self.frozen.lock().expect("freeze lock") = Some(timeout.map(|t| Instant::now() + t));
         // Writes hold the device lock, so taking it waits for the one in flight.
         self.dev.lock().expect("device lock").checkpoint()
+    }
+
+    /// Waits while frozen, then logs `io` grouped with the writes that arrive meanwhile.
+    pub fn submit(&self, io: Io, fua: bool) -> Outcome {
+        self.wait_melted();
+        self.writes.submit(&self.dev, io, fua)
     }
 
     pub fn melt(&self) {

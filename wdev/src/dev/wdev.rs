@@ -131,6 +131,23 @@ impl Wdev {
         Ok(())
     }
 
+    /// Refuses an IO the device cannot take: a write that is not a positive multiple of 512
+    /// bytes up to 65535 blocks, or a range outside the device.
+    pub fn check_io(&self, io: &Io) -> Result<()> {
+        match io {
+            Io::Write { lba, data } => {
+                if data.is_empty() || !data.len().is_multiple_of(LBS) || data.len() / LBS > 65535 {
+                    return Err(invalid(format!(
+                        "write of {} bytes: must be a positive multiple of 512 up to 65535 blocks",
+                        data.len()
+                    )));
+                }
+                self.check_range(*lba, (data.len() / LBS) as u64)
+            }
+            Io::Discard { lba, blocks } => self.check_range(*lba, *blocks as u64),
+        }
+    }
+
     /// Logs a batch of IOs (grouped into packs) and returns once the log writes are done;
     /// with `fua` the logs are durable too.
     pub fn submit(&mut self, ios: &[Io], fua: bool) -> Result<()> {
@@ -138,21 +155,7 @@ impl Wdev {
             return Err(WdevError::ReadOnly);
         }
         for io in ios {
-            match io {
-                Io::Write { lba, data } => {
-                    if data.is_empty()
-                        || !data.len().is_multiple_of(LBS)
-                        || data.len() / LBS > 65535
-                    {
-                        return Err(invalid(format!(
-                            "write of {} bytes: must be a positive multiple of 512 up to 65535 blocks",
-                            data.len()
-                        )));
-                    }
-                    self.check_range(*lba, (data.len() / LBS) as u64)?;
-                }
-                Io::Discard { lba, blocks } => self.check_range(*lba, *blocks as u64)?,
-            }
+            self.check_io(io)?;
         }
         let ring = self.log_capacity();
         let salt = self.salt();

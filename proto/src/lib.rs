@@ -1,2 +1,12 @@
-//! walb-proto: the `.proto` files of every gRPC service and their generated tonic code.
-//! It must not hold logic.
+//! walb-proto: the `.proto` files of every gRPC service, their generated tonic code, and the
+//! transport settings every endpoint shares (window and message sizes, chunk checksums).
+//! It must not hold logic: no volume state, no policy.
+
+#[allow(clippy::all, missing_docs)]
+mod generated {
+    tonic::include_proto!("walb");
+}
+
+pub use generated::*;
+
+pub mod wire;

@@ -1,0 +1,72 @@
+//! Command errors and their gRPC statuses.
+
+use tonic::{Code, Status};
+
+/// Why a command failed; each kind maps to one gRPC status code so walbc can tell them apart.
+#[derive(Debug, thiserror::Error)]
+pub enum CmdError {
+    /// Unknown volume (or other named thing).
+    #[error("{0}")]
+    NotFound(String),
+    /// The volume is in a state that does not allow the command.
+    #[error("{0}")]
+    State(String),
+    /// Bad arguments or bad input data.
+    #[error("{0}")]
+    Invalid(String),
+    /// A failure of this server (I/O, corrupt local data).
+    #[error("{0}")]
+    Internal(String),
+}
+
+pub type CmdResult<T> = Result<T, CmdError>;
+
+impl From<CmdError> for Status {
+    fn from(e: CmdError) -> Status {
+        match e {
+            CmdError::NotFound(m) => Status::new(Code::NotFound, m),
+            CmdError::State(m) => Status::new(Code::FailedPrecondition, m),
+            CmdError::Invalid(m) => Status::new(Code::InvalidArgument, m),
+            CmdError::Internal(m) => Status::new(Code::Internal, m),
+        }
+    }
+}
+
+impl From<walb_core::Error> for CmdError {
+    fn from(e: walb_core::Error) -> CmdError {
+        match e {
+            walb_core::Error::Io { .. } => CmdError::Internal(e.to_string()),
+            _ => CmdError::Invalid(e.to_string()),
+        }
+    }
+}
+
+impl From<std::io::Error> for CmdError {
+    fn from(e: std::io::Error) -> CmdError {
+        CmdError::Internal(e.to_string())
+    }
+}
+
+/// `Invalid` with a formatted message.
+pub fn invalid(msg: impl Into<String>) -> CmdError {
+    CmdError::Invalid(msg.into())
+}
+
+/// `State` with a formatted message.
+pub fn bad_state(msg: impl Into<String>) -> CmdError {
+    CmdError::State(msg.into())
+}
+
+/// Argument `i` of a command, or an error naming what is missing.
+pub fn arg<'a>(args: &'a [String], i: usize, what: &str) -> CmdResult<&'a str> {
+    args.get(i)
+        .map(String::as_str)
+        .ok_or_else(|| invalid(format!("missing argument: {what}")))
+}
+
+/// Argument `i` parsed as a number.
+pub fn num_arg(args: &[String], i: usize, what: &str) -> CmdResult<u64> {
+    let s = arg(args, i, what)?;
+    s.parse()
+        .map_err(|_| invalid(format!("{what}: {s:?} is not a number")))
+}

@@ -1,0 +1,176 @@
+//! Running a daemon: logging, the Control service over a `Commands` implementation, extra gRPC
+//! services, `/metrics`, and shutdown on SIGTERM/SIGINT or the `shutdown` command.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use tokio::sync::watch;
+use tonic::transport::server::Router;
+use tonic::{Request, Response, Status};
+use walb_proto::control_server::{Control, ControlServer};
+use walb_proto::wire::MAX_MESSAGE;
+use walb_proto::{Command, Reply};
+
+use crate::error::CmdResult;
+use crate::metrics::Metrics;
+
+/// A daemon's command set (everything walbc can ask it).
+#[tonic::async_trait]
+pub trait Commands: Send + Sync + 'static {
+    async fn call(&self, args: Vec<String>) -> CmdResult<String>;
+}
+
+/// Tells background tasks to stop: `stopping()` resolves once shutdown began; `force` says
+/// whether running transfers should be cut rather than finished.
+#[derive(Clone)]
+pub struct Shutdown {
+    tx: Arc<watch::Sender<Option<bool>>>,
+    rx: watch::Receiver<Option<bool>>,
+}
+
+impl Default for Shutdown {
+    fn default() -> Self {
+        Shutdown::new()
+    }
+}
+
+impl Shutdown {
+    pub fn new() -> Shutdown {
+        let (tx, rx) = watch::channel(None);
+        Shutdown {
+            tx: Arc::new(tx),
+            rx,
+        }
+    }
+
+    /// Starts shutdown (`force`: cut running work).
+    pub fn begin(&self, force: bool) {
+        self.tx.send_if_modified(|s| {
+            if s.is_none() {
+                *s = Some(force);
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    pub fn is_stopping(&self) -> bool {
+        self.rx.borrow().is_some()
+    }
+
+    pub fn is_forced(&self) -> bool {
+        *self.rx.borrow() == Some(true)
+    }
+
+    /// Resolves once shutdown began.
+    pub async fn stopping(&self) {
+        let mut rx = self.rx.clone();
+        let _ = rx.wait_for(Option::is_some).await;
+    }
+}
+
+struct ControlSvc {
+    host_type: &'static str,
+    commands: Arc<dyn Commands>,
+    shutdown: Shutdown,
+}
+
+#[tonic::async_trait]
+impl Control for ControlSvc {
+    async fn call(&self, req: Request<Command>) -> Result<Response<Reply>, Status> {
+        let args = req.into_inner().args;
+        tracing::debug!(?args, "command");
+        let text = match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
+            ["get", "host-type"] => self.host_type.to_string(),
+            ["get", "pid"] => std::process::id().to_string(),
+            ["version"] => format!("{} {}", self.host_type, env!("CARGO_PKG_VERSION")),
+            ["shutdown"] | ["shutdown", "graceful"] => {
+                self.shutdown.begin(false);
+                "ok".into()
+            }
+            ["shutdown", "force"] => {
+                self.shutdown.begin(true);
+                "ok".into()
+            }
+            _ => match self.commands.call(args.clone()).await {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::info!(?args, "command refused: {e}");
+                    return Err(e.into());
+                }
+            },
+        };
+        Ok(Response::new(Reply { text }))
+    }
+}
+
+/// What `run` needs besides the services.
+pub struct Opts {
+    pub host_type: &'static str,
+    pub listen: SocketAddr,
+    pub metrics: Option<SocketAddr>,
+}
+
+/// Sets up `tracing` from `RUST_LOG` (default info) on stderr.
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Serves Control plus whatever `add` adds until SIGTERM/SIGINT (graceful) or the `shutdown`
+/// command; then returns so the caller can finish its own shutdown.
+pub async fn run(
+    opts: Opts,
+    commands: Arc<dyn Commands>,
+    metrics: Arc<Metrics>,
+    shutdown: Shutdown,
+    add: impl FnOnce(Router) -> Router,
+) -> Result<()> {
+    let control = ControlServer::new(ControlSvc {
+        host_type: opts.host_type,
+        commands,
+        shutdown: shutdown.clone(),
+    })
+    .max_decoding_message_size(MAX_MESSAGE)
+    .max_encoding_message_size(MAX_MESSAGE);
+    let router = add(walb_proto::wire::server().add_service(control));
+    if let Some(addr) = opts.metrics {
+        let l = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("bind metrics {addr}"))?;
+        tokio::spawn(crate::metrics::serve(l, metrics));
+    }
+    let listener = tokio::net::TcpListener::bind(opts.listen)
+        .await
+        .with_context(|| format!("bind {}", opts.listen))?;
+    tracing::info!("{} listening on {}", opts.host_type, opts.listen);
+    {
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("SIGTERM handler");
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            shutdown.begin(false);
+        });
+    }
+    let stop = shutdown.clone();
+    router
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            async move { stop.stopping().await },
+        )
+        .await
+        .context("gRPC server")?;
+    tracing::info!("{} stopped", opts.host_type);
+    Ok(())
+}

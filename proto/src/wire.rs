@@ -1,0 +1,109 @@
+//! Transport settings shared by every client and server, and the framing helpers of data flows.
+
+use std::time::Duration;
+
+use tonic::transport::{Channel, Endpoint, Server};
+
+use crate::{event, frame, Chunk, Event, Frame};
+
+/// Largest message either side accepts: a 4 MiB data message plus its framing, or a control
+/// reply listing many diffs.
+pub const MAX_MESSAGE: usize = 16 << 20;
+/// Data flows send their payload in messages of this size.
+pub const CHUNK: usize = 1 << 20;
+const STREAM_WINDOW: u32 = 8 << 20;
+const CONN_WINDOW: u32 = 16 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum WireError {
+    #[error("bad address {0:?}: {1}")]
+    Address(String, String),
+    #[error("connect to {0}: {1}")]
+    Connect(String, String),
+    #[error("chunk checksum mismatch: got {got:#010x}, expected {want:#010x}")]
+    Checksum { got: u32, want: u32 },
+}
+
+/// A channel to `addr` (host:port) with the large HTTP/2 windows data flows need.
+pub async fn connect(addr: &str) -> Result<Channel, WireError> {
+    endpoint(addr)?
+        .connect()
+        .await
+        .map_err(|e| WireError::Connect(addr.to_string(), source_chain(&e)))
+}
+
+/// The endpoint for `addr`; `connect_lazy` on it gives a channel that connects on first use.
+pub fn endpoint(addr: &str) -> Result<Endpoint, WireError> {
+    Ok(Endpoint::from_shared(format!("http://{addr}"))
+        .map_err(|e| WireError::Address(addr.to_string(), e.to_string()))?
+        .connect_timeout(Duration::from_secs(5))
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(10))
+        .keep_alive_timeout(Duration::from_secs(20))
+        .initial_stream_window_size(STREAM_WINDOW)
+        .initial_connection_window_size(CONN_WINDOW))
+}
+
+/// A server builder with the same windows.
+pub fn server() -> Server {
+    Server::builder()
+        .tcp_nodelay(true)
+        .initial_stream_window_size(STREAM_WINDOW)
+        .initial_connection_window_size(CONN_WINDOW)
+        .http2_keepalive_interval(Some(Duration::from_secs(10)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+}
+
+/// An error and its sources on one line ("transport error: connection refused").
+pub fn source_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+/// A data frame carrying `data` and its checksum.
+pub fn chunk(data: impl Into<bytes::Bytes>) -> Frame {
+    let data = data.into();
+    Frame {
+        kind: Some(frame::Kind::Chunk(Chunk {
+            crc32: crc32fast::hash(&data),
+            data,
+        })),
+    }
+}
+
+/// The chunk's data, once its checksum matches.
+pub fn check_chunk(c: &Chunk) -> Result<&bytes::Bytes, WireError> {
+    let got = crc32fast::hash(&c.data);
+    if got != c.crc32 {
+        return Err(WireError::Checksum { got, want: c.crc32 });
+    }
+    Ok(&c.data)
+}
+
+pub fn frame(kind: frame::Kind) -> Frame {
+    Frame { kind: Some(kind) }
+}
+
+pub fn accept() -> Event {
+    Event {
+        kind: Some(event::Kind::Accept(crate::Accept {})),
+    }
+}
+
+pub fn reject(reason: impl Into<String>) -> Event {
+    Event {
+        kind: Some(event::Kind::Reject(reason.into())),
+    }
+}
+
+pub fn ack() -> Event {
+    Event {
+        kind: Some(event::Kind::Ack(crate::Ack {})),
+    }
+}

@@ -2,3 +2,4 @@
 //! `walb-tool` (offline format tools over `walb-core`). It must not hold volume state.
 
 pub mod tool;
+pub mod walbc;

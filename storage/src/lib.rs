@@ -1,2 +1,12 @@
-//! walb-storage: the storage daemon (volume states, done record, snapshot queue, wlog extraction
-//! and transfer, full and hash backup as client). It must not reach into another daemon's files.
+//! walb-storage: the storage daemon. Per volume: state, done record and snapshot queue; wlog
+//! extraction from the log device and transfer to the first proxy that accepts; full backup to
+//! the primary archive. It reads the log device and the device file wdevd serves, and talks
+//! to wdevd only through its control socket; it must not reach into another daemon's files.
+
+pub mod commands;
+pub mod flow;
+pub mod full;
+pub mod record;
+pub mod ship;
+pub mod vol;
+pub mod wdevd;

@@ -71,6 +71,10 @@ enum Cmd {
     GetLogCapacity {
         name: String,
     },
+    /// The log device's path, as wdevd opened it.
+    GetLdevPath {
+        name: String,
+    },
     IsLogOverflow {
         name: String,
     },
@@ -250,6 +254,7 @@ fn main() {
         Cmd::SetOldestLsid { name, lsid } => print(format!("set-oldest-lsid {name} {lsid}")),
         Cmd::GetLogUsage { name } => print(format!("get-log-usage {name}")),
         Cmd::GetLogCapacity { name } => print(format!("get-log-capacity {name}")),
+        Cmd::GetLdevPath { name } => print(format!("get-ldev-path {name}")),
         Cmd::IsLogOverflow { name } => print(format!("is-log-overflow {name}")),
         Cmd::ResetWal { name } => print(format!("reset-wal {name}")),
         Cmd::Resize { name, size_lb } => resize(rd, &name, size_lb),

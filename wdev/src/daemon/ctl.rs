@@ -137,6 +137,12 @@ fn handle(reg: &Registry, line: &str) -> Result<String, String> {
             reg.get(name).map_err(|e| e.to_string())?.melt();
             Ok(String::new())
         }
+        "get-ldev-path" => {
+            let s = reg.get(name).map_err(|e| e.to_string())?;
+            std::fs::canonicalize(&s.ldev)
+                .map(|p| p.display().to_string())
+                .map_err(|e| format!("{}: {e}", s.ldev.display()))
+        }
         "is-frozen" => {
             Ok((reg.get(name).map_err(|e| e.to_string())?.is_frozen() as u8).to_string())
         }

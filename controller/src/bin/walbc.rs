@@ -1,0 +1,12 @@
+//! `walbc`: the walb-rs controller.
+
+use clap::Parser;
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    let cli = walb_controller::walbc::cli::Cli::parse();
+    if let Err(e) = walb_controller::walbc::cli::run(cli).await {
+        eprintln!("walbc: error: {e:#}");
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,201 @@
+//! walbc's command line.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+
+use super::client::call;
+use super::layout::Layout;
+use super::ops::Ctl;
+
+#[derive(Parser)]
+#[command(name = "walbc", version, about = "walb-rs controller")]
+pub struct Cli {
+    /// The layout file (TOML); default $WALB_LAYOUT, else ./walb-layout.toml.
+    #[arg(long, global = true)]
+    pub layout: Option<PathBuf>,
+    /// Seconds an operation may wait for its result.
+    #[arg(long, global = true, default_value_t = 120)]
+    pub timeout: u64,
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+pub enum Cmd {
+    /// Send one command to one server (an id of the layout, or HOST:PORT); print its reply.
+    Call {
+        server: String,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        args: Vec<String>,
+    },
+    /// Bind a volume to a wdev device on a storage server.
+    InitStorage {
+        storage: String,
+        vol: String,
+        wdev: String,
+    },
+    /// Full backup to the primary archive; prints the gid once it is restorable.
+    FullBackup {
+        storage: String,
+        vol: String,
+        /// Bulk size in bytes (k/m suffix), 512 to 4m.
+        #[arg(long)]
+        bulk: Option<String>,
+    },
+    /// Explicit snapshot; prints its gid once it is restorable on the primary archive.
+    Snapshot {
+        storage: String,
+        vol: String,
+        /// Print the gid at once, without waiting.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Restore snapshot GID to an image file on the archive host; prints its path.
+    Restore {
+        vol: String,
+        gid: u64,
+        #[arg(long)]
+        archive: Option<String>,
+        /// Attach a loop device to the image and print it too (needs root).
+        #[arg(long = "loop")]
+        attach_loop: bool,
+    },
+    /// Write diffs up to GID into the archive's base image.
+    Apply {
+        vol: String,
+        gid: u64,
+        #[arg(long)]
+        archive: Option<String>,
+    },
+    /// Merge the diffs from GIDB to GIDE into one.
+    Merge {
+        vol: String,
+        gid_b: u64,
+        gid_e: u64,
+        #[arg(long)]
+        archive: Option<String>,
+    },
+    /// Status of every server, or a volume's summary (`--json`).
+    Status {
+        vol: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Wake storages (retry transfers now) or proxies (resend now, clear send errors).
+    Kick { servers: Vec<String> },
+}
+
+fn layout_path(flag: Option<PathBuf>) -> PathBuf {
+    flag.or_else(|| std::env::var_os("WALB_LAYOUT").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("walb-layout.toml"))
+}
+
+pub async fn run(cli: Cli) -> Result<()> {
+    let path = layout_path(cli.layout);
+    let load = || Layout::load(&path);
+    let ctl = || -> Result<Ctl> {
+        Ok(Ctl {
+            layout: load()?,
+            timeout: Duration::from_secs(cli.timeout),
+        })
+    };
+    match cli.cmd {
+        Cmd::Call { server, args } => {
+            let addr = if server.contains(':') {
+                server
+            } else {
+                load()?.find(&server)?.1.addr.clone()
+            };
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let out = call(&addr, &args).await?;
+            print_reply(&out);
+        }
+        Cmd::InitStorage { storage, vol, wdev } => {
+            ctl()?.init_storage(&storage, &vol, &wdev).await?;
+        }
+        Cmd::FullBackup { storage, vol, bulk } => {
+            println!(
+                "{}",
+                ctl()?.full_backup(&storage, &vol, bulk.as_deref()).await?
+            );
+        }
+        Cmd::Snapshot {
+            storage,
+            vol,
+            no_wait,
+        } => println!("{}", ctl()?.snapshot(&storage, &vol, !no_wait).await?),
+        Cmd::Restore {
+            vol,
+            gid,
+            archive,
+            attach_loop,
+        } => {
+            let path = ctl()?.restore(&vol, gid, archive.as_deref()).await?;
+            println!("{path}");
+            if attach_loop {
+                println!("{}", attach(&path)?);
+            }
+        }
+        Cmd::Apply { vol, gid, archive } => {
+            let c = ctl()?;
+            let a = c.layout.archive(archive.as_deref())?.clone();
+            c.call(&a, &["apply", &vol, &gid.to_string()]).await?;
+        }
+        Cmd::Merge {
+            vol,
+            gid_b,
+            gid_e,
+            archive,
+        } => {
+            let c = ctl()?;
+            let a = c.layout.archive(archive.as_deref())?.clone();
+            c.call(&a, &["merge", &vol, &gid_b.to_string(), &gid_e.to_string()])
+                .await?;
+        }
+        Cmd::Status { vol, json } => {
+            let c = ctl()?;
+            match (vol, json) {
+                (Some(v), true) => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&c.status_json(&v).await?)?
+                ),
+                (None, true) => bail!("status --json needs a volume"),
+                (v, false) => print!("{}", c.status(v.as_deref()).await?),
+            }
+        }
+        Cmd::Kick { servers } => {
+            let c = ctl()?;
+            for id in &servers {
+                let s = c.layout.find(id)?.1.clone();
+                c.call(&s, &["kick"]).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn print_reply(out: &str) {
+    if out.ends_with('\n') || out.is_empty() {
+        print!("{out}");
+    } else {
+        println!("{out}");
+    }
+}
+
+/// `losetup --find --show` on `path`.
+fn attach(path: &str) -> Result<String> {
+    let out = std::process::Command::new("losetup")
+        .args(["--find", "--show", path])
+        .output()
+        .context("run losetup")?;
+    if !out.status.success() {
+        bail!(
+            "losetup {path}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}

@@ -1,0 +1,231 @@
+//! Operations across servers, each waiting for its result (walblib's Controller).
+
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use tonic::Code;
+
+use super::client::{call, wait_for, CallError};
+use super::layout::{Layout, Server};
+
+pub struct Ctl {
+    pub layout: Layout,
+    /// How long a wait (restorable snapshot, state change) may take.
+    pub timeout: Duration,
+}
+
+/// One line of an archive's `get restorable`: gid, UTC time, explicit.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Restorable {
+    pub gid: u64,
+    pub time: String,
+    pub explicit: bool,
+}
+
+pub fn parse_restorable(text: &str) -> Vec<Restorable> {
+    text.lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            Some(Restorable {
+                gid: f.first()?.parse().ok()?,
+                time: f.get(1)?.to_string(),
+                explicit: f.get(2) == Some(&"1"),
+            })
+        })
+        .collect()
+}
+
+impl Ctl {
+    pub async fn call(&self, s: &Server, args: &[&str]) -> Result<String> {
+        call(&s.addr, args)
+            .await
+            .map_err(|e| named(s, e))
+            .map(|t| t.trim_end().to_string())
+    }
+
+    /// A storage server by id (the only one when `id` is None and there is one).
+    pub fn storage(&self, id: &str) -> Result<&Server> {
+        self.layout
+            .storage
+            .iter()
+            .find(|s| s.id == id)
+            .with_context(|| format!("no storage {id:?} in the layout"))
+    }
+
+    pub async fn init_storage(&self, sid: &str, vol: &str, wdev: &str) -> Result<()> {
+        self.call(self.storage(sid)?, &["init-vol", vol, wdev])
+            .await
+            .map(drop)
+    }
+
+    /// Every proxy sends to every archive of the layout and is started.
+    pub async fn prepare_proxies(&self, vol: &str) -> Result<()> {
+        for p in &self.layout.proxy {
+            let have = match call(&p.addr, &["archive-info", "list", vol]).await {
+                Ok(t) => t.lines().map(str::to_string).collect::<Vec<_>>(),
+                Err(e) if e.code == Code::NotFound => Vec::new(),
+                Err(e) => return Err(named(p, e)),
+            };
+            let missing: Vec<&Server> = self
+                .layout
+                .archive
+                .iter()
+                .filter(|a| !have.contains(&a.id))
+                .collect();
+            let state = self.proxy_state(p, vol).await?;
+            if !missing.is_empty() && state == "Started" {
+                self.call(p, &["stop", vol]).await?;
+            }
+            for a in &missing {
+                self.call(p, &["archive-info", "add", vol, &a.id, &a.addr])
+                    .await?;
+            }
+            if self.proxy_state(p, vol).await? != "Started" {
+                self.call(p, &["start", vol]).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn proxy_state(&self, p: &Server, vol: &str) -> Result<String> {
+        match call(&p.addr, &["get", "state", vol]).await {
+            Ok(t) => Ok(t.trim().to_string()),
+            Err(e) if e.code == Code::NotFound => Ok("Clear".into()),
+            Err(e) => Err(named(p, e)),
+        }
+    }
+
+    /// The archive's state for `vol`, "Clear" when it does not know the volume.
+    pub async fn archive_state(&self, a: &Server, vol: &str) -> Result<String> {
+        match call(&a.addr, &["get", "state", vol]).await {
+            Ok(t) => Ok(t.trim().to_string()),
+            Err(e) if e.code == Code::NotFound => Ok("Clear".into()),
+            Err(e) => Err(named(a, e)),
+        }
+    }
+
+    /// Full backup of `vol` from storage `sid` to the primary archive; returns the gid once
+    /// it is restorable there.
+    pub async fn full_backup(&self, sid: &str, vol: &str, bulk: Option<&str>) -> Result<u64> {
+        let s = self.storage(sid)?;
+        let a = self.layout.primary_archive()?;
+        match self.archive_state(a, vol).await?.as_str() {
+            "Clear" => {
+                self.call(a, &["init-vol", vol]).await?;
+            }
+            "SyncReady" => {}
+            other => bail!(
+                "{}: volume {vol} is {other}; a full backup needs it SyncReady (reset-vol first, which discards its backups)",
+                a.id
+            ),
+        }
+        self.prepare_proxies(vol).await?;
+        let mut args = vec!["full-bkp", vol];
+        if let Some(b) = bulk {
+            args.push(b);
+        }
+        let gid: u64 = self
+            .call(s, &args)
+            .await?
+            .parse()
+            .context("full-bkp reply is not a gid")?;
+        self.wait_restorable(a, vol, gid).await?;
+        Ok(gid)
+    }
+
+    /// Takes an explicit snapshot; with `wait`, returns once it is restorable on the primary.
+    pub async fn snapshot(&self, sid: &str, vol: &str, wait: bool) -> Result<u64> {
+        let gid: u64 = self
+            .call(self.storage(sid)?, &["snapshot", vol])
+            .await?
+            .parse()
+            .context("snapshot reply is not a gid")?;
+        if wait {
+            self.wait_restorable(self.layout.primary_archive()?, vol, gid)
+                .await?;
+        }
+        Ok(gid)
+    }
+
+    pub async fn wait_restorable(&self, a: &Server, vol: &str, gid: u64) -> Result<()> {
+        wait_for(&a.addr, &["get", "restorable", vol], self.timeout, |t| {
+            parse_restorable(t).iter().any(|r| r.gid == gid)
+        })
+        .await
+        .map(drop)
+        .map_err(|e| named(a, e))
+        .with_context(|| {
+            format!(
+                "snapshot {gid} of {vol} did not become restorable on {}",
+                a.id
+            )
+        })
+    }
+
+    pub async fn restore(&self, vol: &str, gid: u64, archive: Option<&str>) -> Result<String> {
+        let a = self.layout.archive(archive)?;
+        self.call(a, &["restore", vol, &gid.to_string()]).await
+    }
+
+    /// Status of every server (or the servers' view of one volume).
+    pub async fn status(&self, vol: Option<&str>) -> Result<String> {
+        let mut out = String::new();
+        for (_, s) in self.layout.all() {
+            let mut args = vec!["status"];
+            args.extend(vol);
+            match self.call(s, &args).await {
+                Ok(t) => out.push_str(&format!("== {} ({})\n{t}\n", s.id, s.addr)),
+                Err(e) => out.push_str(&format!("== {} ({}) unreachable: {e:#}\n", s.id, s.addr)),
+            }
+        }
+        Ok(out)
+    }
+
+    /// One volume's summary as JSON: newest restorable snapshot and its age, log usage on
+    /// each storage, and each archive's lag behind the storage's newest snapshot.
+    pub async fn status_json(&self, vol: &str) -> Result<serde_json::Value> {
+        let mut storages = Vec::new();
+        let mut newest_gid = 0;
+        for s in &self.layout.storage {
+            let state = self.call(s, &["get", "state", vol]).await.ok();
+            let usage = self.call(s, &["get", "log-usage", vol]).await.ok();
+            let latest: Option<u64> = self
+                .call(s, &["get", "latest-snap", vol])
+                .await
+                .ok()
+                .and_then(|t| t.parse().ok());
+            newest_gid = newest_gid.max(latest.unwrap_or(0));
+            let (used, cap) = usage
+                .as_deref()
+                .and_then(|u| u.split_once(' '))
+                .map(|(a, b)| (a.parse::<u64>().ok(), b.parse::<u64>().ok()))
+                .unwrap_or((None, None));
+            storages.push(serde_json::json!({
+                "id": s.id, "state": state, "latest_gid": latest,
+                "log_usage_pb": used, "log_capacity_pb": cap,
+            }));
+        }
+        let mut archives = Vec::new();
+        for a in &self.layout.archive {
+            let rs = self
+                .call(a, &["get", "restorable", vol, "all"])
+                .await
+                .map(|t| parse_restorable(&t))
+                .unwrap_or_default();
+            let newest = rs.iter().rev().find(|r| r.explicit).cloned();
+            let latest = rs.last().map(|r| r.gid);
+            archives.push(serde_json::json!({
+                "id": a.id,
+                "state": self.archive_state(a, vol).await.ok(),
+                "newest_restorable": newest,
+                "latest_gid": latest,
+                "lag_gids": latest.map(|l| newest_gid.saturating_sub(l)),
+            }));
+        }
+        Ok(serde_json::json!({"vol": vol, "storages": storages, "archives": archives}))
+    }
+}
+
+fn named(s: &Server, e: CallError) -> anyhow::Error {
+    anyhow::anyhow!("{} ({}): {} [{:?}]", s.id, s.addr, e.message, e.code)
+}

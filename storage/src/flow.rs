@@ -1,0 +1,75 @@
+//! The sending side of a data flow (walb.proto): Open → Accept|Reject → frames → Commit → Ack.
+
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::Streaming;
+use walb_proto::{event, Event, Frame};
+
+/// Why a flow did not end with an Ack.
+#[derive(Debug, thiserror::Error)]
+pub enum FlowError {
+    /// The receiver refused, with walb's rejection word.
+    #[error("rejected: {0}")]
+    Rejected(String),
+    #[error("{0}")]
+    Transport(String),
+}
+
+impl From<tonic::Status> for FlowError {
+    fn from(s: tonic::Status) -> FlowError {
+        FlowError::Transport(format!("{}: {}", s.code(), s.message()))
+    }
+}
+
+/// The frame sender and event stream of an opened flow.
+pub struct Flow {
+    pub tx: mpsc::Sender<Frame>,
+    events: Streaming<Event>,
+}
+
+impl Flow {
+    /// Starts a flow with `open` through `call` (a generated client method) and waits for the
+    /// receiver's answer.
+    pub async fn open<F, Fut>(open: Frame, call: F) -> Result<Flow, FlowError>
+    where
+        F: FnOnce(ReceiverStream<Frame>) -> Fut,
+        Fut: std::future::Future<Output = Result<tonic::Response<Streaming<Event>>, tonic::Status>>,
+    {
+        let (tx, rx) = mpsc::channel(8);
+        tx.send(open)
+            .await
+            .map_err(|_| FlowError::Transport("flow closed".into()))?;
+        let events = call(ReceiverStream::new(rx)).await?.into_inner();
+        let mut flow = Flow { tx, events };
+        match flow.next().await? {
+            event::Kind::Accept(_) => Ok(flow),
+            event::Kind::Reject(r) => Err(FlowError::Rejected(r)),
+            event::Kind::Ack(_) => Err(FlowError::Transport("ack before data".into())),
+        }
+    }
+
+    async fn next(&mut self) -> Result<event::Kind, FlowError> {
+        self.events
+            .message()
+            .await?
+            .and_then(|e| e.kind)
+            .ok_or_else(|| FlowError::Transport("receiver closed the flow".into()))
+    }
+
+    pub async fn send(&self, f: Frame) -> Result<(), FlowError> {
+        self.tx
+            .send(f)
+            .await
+            .map_err(|_| FlowError::Transport("receiver closed the flow".into()))
+    }
+
+    /// Sends the commit and waits for the Ack (the receiver made it durable).
+    pub async fn commit(mut self, commit: Frame) -> Result<(), FlowError> {
+        self.send(commit).await?;
+        match self.next().await? {
+            event::Kind::Ack(_) => Ok(()),
+            event::Kind::Reject(r) => Err(FlowError::Rejected(r)),
+            event::Kind::Accept(_) => Err(FlowError::Transport("accept instead of ack".into())),
+        }
+    }
+}

@@ -1,0 +1,185 @@
+//! Full backup (FORMATS §6.2 over our frames): reset the WAL, stream every bulk of the live
+//! device to the primary archive (zero bulks as empty bulks, others zstd-compressed), then
+//! take the explicit snapshot that ends it; the volume goes to Target.
+
+use std::os::unix::fs::FileExt;
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+use walb_core::meta::{next_gid, MetaLsidGid, MetaSnap};
+use walb_core::{Lsid, LBS};
+use walb_daemon::{CmdError, CmdResult};
+use walb_proto::archive_client::ArchiveClient;
+use walb_proto::{frame, wire, Bulk, Commit, Frame, Open};
+
+use crate::commands::Storage;
+use crate::flow::{Flow, FlowError};
+use crate::record::now;
+use crate::vol::{require, save, zero_done, State, Vol};
+
+/// Runs a full backup of `vol` with bulks of `bulk_lb`; returns the snapshot's gid.
+pub async fn full_backup(st: &Storage, vol: &Vol, bulk_lb: u32) -> CmdResult<u64> {
+    let wdev = {
+        let mut m = vol.meta.lock().await;
+        require(&m, &[State::SyncReady], "full-bkp")?;
+        m.state = State::FullSync;
+        m.wdev.clone()
+    };
+    let r = run(st, vol, &wdev, bulk_lb).await;
+    let mut m = vol.meta.lock().await;
+    match r {
+        Ok(gid) => {
+            m.state = State::Target;
+            save(&vol.dir, &m)?;
+            vol.kick.notify_one();
+            Ok(gid)
+        }
+        Err(e) => {
+            m.state = State::SyncReady;
+            save(&vol.dir, &m)?;
+            Err(e)
+        }
+    }
+}
+
+async fn run(st: &Storage, vol: &Vol, wdev: &str, bulk_lb: u32) -> CmdResult<u64> {
+    st.wdevd.reset_wal(wdev).await?;
+    {
+        let mut m = vol.meta.lock().await;
+        m.done = zero_done();
+        m.queue.clear();
+        save(&vol.dir, &m)?;
+    }
+    let dev = st.wdevd.status(wdev).await?;
+    let uuid: walb_core::Uuid = dev
+        .uuid
+        .parse()
+        .map_err(|e| CmdError::Internal(format!("wdevd uuid: {e}")))?;
+    let open = Open {
+        vol: vol.name.clone(),
+        host_type: "storage".into(),
+        uuid: Bytes::copy_from_slice(&uuid.0),
+        pbs: dev.pbs,
+        size_lb: dev.size_lb,
+        bulk_lb,
+        cur_time: now(),
+        ..Default::default()
+    };
+    let ch = wire::connect(&st.archive)
+        .await
+        .map_err(|e| CmdError::Internal(e.to_string()))?;
+    let mut client = ArchiveClient::new(ch)
+        .max_decoding_message_size(wire::MAX_MESSAGE)
+        .max_encoding_message_size(wire::MAX_MESSAGE);
+    let flow = Flow::open(wire::frame(frame::Kind::Open(open)), |s| {
+        client.full_sync(s)
+    })
+    .await
+    .map_err(flow_err)?;
+    let file = st.wdevd.device_file(wdev);
+    let (tx, mut rx) = mpsc::channel::<CmdResult<Frame>>(4);
+    let size_lb = dev.size_lb;
+    let reader = tokio::task::spawn_blocking(move || read_bulks(&file, size_lb, bulk_lb, tx));
+    let mut sent = 0u64;
+    while let Some(f) = rx.recv().await {
+        let f = f?;
+        if let Some(frame::Kind::Bulk(b)) = &f.kind {
+            sent += b.blocks as u64 * LBS as u64;
+            st.metrics.set(
+                "walb_storage_full_backup_bytes",
+                &[("vol", &vol.name)],
+                sent as f64,
+            );
+        }
+        flow.send(f).await.map_err(flow_err)?;
+    }
+    reader
+        .await
+        .map_err(|e| CmdError::Internal(format!("reader task: {e}")))?;
+    // The snapshot ends the dirty image: logs up to it make it clean.
+    st.wdevd.checkpoint(wdev).await?;
+    let dev = st.wdevd.status(wdev).await?;
+    let gid = {
+        let mut m = vol.meta.lock().await;
+        let max_pb = st.max_wlog_send_pb(dev.pbs);
+        let gid = next_gid(&m.done, Lsid(dev.latest), max_pb);
+        m.queue.push(MetaLsidGid {
+            is_mergeable: false,
+            timestamp: now(),
+            lsid: Lsid(dev.latest),
+            gid,
+        });
+        save(&vol.dir, &m)?;
+        gid.0
+    };
+    let snap = MetaSnap::new(walb_core::Gid(0), walb_core::Gid(gid))?;
+    flow.commit(wire::frame(frame::Kind::Commit(Commit {
+        diff: Bytes::new(),
+        snap: snap.to_bytes().into(),
+    })))
+    .await
+    .map_err(flow_err)?;
+    tracing::info!(vol = vol.name, "full backup done: {sent} bytes, gid {gid}");
+    Ok(gid)
+}
+
+fn flow_err(e: FlowError) -> CmdError {
+    match e {
+        FlowError::Rejected(r) => CmdError::State(format!("archive refused the full backup: {r}")),
+        FlowError::Transport(t) => CmdError::Internal(format!("full backup to the archive: {t}")),
+    }
+}
+
+/// Reads the device bulk by bulk into frames (zero bulks empty, others compressed).
+fn read_bulks(
+    path: &std::path::Path,
+    size_lb: u64,
+    bulk_lb: u32,
+    tx: mpsc::Sender<CmdResult<Frame>>,
+) {
+    let send = |r| tx.blocking_send(r).is_ok();
+    let f = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) => {
+            send(Err(CmdError::Internal(format!(
+                "open {}: {e}",
+                path.display()
+            ))));
+            return;
+        }
+    };
+    let mut buf = vec![0u8; bulk_lb as usize * LBS];
+    let mut lba = 0u64;
+    while lba < size_lb {
+        let blocks = (size_lb - lba).min(bulk_lb as u64) as u32;
+        let b = &mut buf[..blocks as usize * LBS];
+        if let Err(e) = f.read_exact_at(b, lba * LBS as u64) {
+            send(Err(CmdError::Internal(format!(
+                "read {} at LB {lba}: {e}",
+                path.display()
+            ))));
+            return;
+        }
+        let zstd = if b.iter().all(|&x| x == 0) {
+            Bytes::new()
+        } else {
+            match zstd::bulk::compress(b, 1) {
+                Ok(c) => Bytes::from(c),
+                Err(e) => {
+                    send(Err(CmdError::Internal(format!("compress: {e}"))));
+                    return;
+                }
+            }
+        };
+        let bulk = Bulk {
+            lba,
+            blocks,
+            crc32: crc32fast::hash(&zstd),
+            zstd,
+        };
+        if !send(Ok(wire::frame(frame::Kind::Bulk(bulk)))) {
+            return;
+        }
+        lba += blocks as u64;
+    }
+}

@@ -1,0 +1,85 @@
+//! `walb-storage`: the storage daemon.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Result;
+use clap::Parser;
+use walb_daemon::metrics::Metrics;
+use walb_daemon::serve::{self, Opts, Shutdown};
+use walb_storage::commands::{Storage, StorageCommands};
+use walb_storage::wdevd::Wdevd;
+
+#[derive(Parser)]
+#[command(name = "walb-storage", version, about = "walb-rs storage daemon")]
+struct Args {
+    /// This server's id in the layout.
+    #[arg(long, default_value = "s0")]
+    id: String,
+    #[arg(long, default_value = "127.0.0.1:10000")]
+    listen: SocketAddr,
+    #[arg(long)]
+    data_dir: PathBuf,
+    /// Proxies in priority order (host:port,…).
+    #[arg(long, value_delimiter = ',', required = true)]
+    proxy: Vec<String>,
+    /// The primary archive (host:port) for full and hash backup.
+    #[arg(long)]
+    archive: String,
+    /// wdevd's control socket.
+    #[arg(long, default_value = "/run/walb/wdevd.sock")]
+    wdevd: PathBuf,
+    /// Prometheus endpoint (host:port).
+    #[arg(long)]
+    metrics: Option<SocketAddr>,
+    /// Largest wlog sent at once, in MiB (also the gid reservation unit).
+    #[arg(long, default_value_t = 128)]
+    max_wlog_send_mb: u64,
+    /// Seconds between implicit snapshots while logs arrive.
+    #[arg(long, default_value_t = 10)]
+    snapshot_interval: u64,
+    /// Milliseconds between polls of the device for new logs.
+    #[arg(long, default_value_t = 500)]
+    poll_ms: u64,
+    /// TOML file with any of these flags (same names).
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let a: Args = walb_daemon::config::parse();
+    serve::init_logging();
+    std::fs::create_dir_all(&a.data_dir)?;
+    let metrics = Arc::new(Metrics::new());
+    let shutdown = Shutdown::new();
+    let st = Arc::new(Storage {
+        id: a.id,
+        data_dir: a.data_dir,
+        wdevd: Wdevd::new(&a.wdevd),
+        proxies: a.proxy,
+        archive: a.archive,
+        max_wlog_send_mb: a.max_wlog_send_mb.max(1),
+        snapshot_interval: Duration::from_secs(a.snapshot_interval),
+        poll: Duration::from_millis(a.poll_ms.max(10)),
+        metrics: metrics.clone(),
+        shutdown: shutdown.clone(),
+        vols: Default::default(),
+    });
+    st.load().await?;
+    let opts = Opts {
+        host_type: "storage",
+        listen: a.listen,
+        metrics: a.metrics,
+    };
+    serve::run(
+        opts,
+        Arc::new(StorageCommands(st)),
+        metrics,
+        shutdown,
+        |r| r,
+    )
+    .await
+}

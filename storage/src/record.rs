@@ -1,0 +1,74 @@
+//! The done record and the snapshot queue (FORMATS §5.4), as one text line per record:
+//! `MERGEABLE TIMESTAMP LSID GID`.
+
+use walb_core::meta::MetaLsidGid;
+use walb_core::{Gid, Lsid};
+use walb_daemon::{CmdError, CmdResult};
+
+pub fn format(r: &MetaLsidGid) -> String {
+    format!(
+        "{} {} {} {}",
+        r.is_mergeable as u8, r.timestamp, r.lsid.0, r.gid.0
+    )
+}
+
+pub fn parse(line: &str) -> CmdResult<MetaLsidGid> {
+    let f: Vec<&str> = line.split_whitespace().collect();
+    let num = |i: usize| -> CmdResult<u64> {
+        f.get(i)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| CmdError::Internal(format!("bad record line {line:?}")))
+    };
+    if f.len() != 4 {
+        return Err(CmdError::Internal(format!("bad record line {line:?}")));
+    }
+    Ok(MetaLsidGid {
+        is_mergeable: num(0)? != 0,
+        timestamp: num(1)?,
+        lsid: Lsid(num(2)?),
+        gid: Gid(num(3)?),
+    })
+}
+
+pub fn format_all(rs: &[MetaLsidGid]) -> String {
+    rs.iter().map(|r| format(r) + "\n").collect()
+}
+
+pub fn parse_all(text: &str) -> CmdResult<Vec<MetaLsidGid>> {
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(parse)
+        .collect()
+}
+
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_round_trip() {
+        let rs = vec![
+            MetaLsidGid {
+                is_mergeable: true,
+                timestamp: 5,
+                lsid: Lsid(10),
+                gid: Gid(3),
+            },
+            MetaLsidGid {
+                is_mergeable: false,
+                timestamp: 6,
+                lsid: Lsid(20),
+                gid: Gid(4),
+            },
+        ];
+        assert_eq!(parse_all(&format_all(&rs)).unwrap(), rs);
+        assert!(parse("1 2 3").is_err());
+    }
+}

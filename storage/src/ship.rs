@@ -1,0 +1,275 @@
+//! Wlog shipping: per volume in Target, take implicit snapshots, extract the logs of the next
+//! transfer from the log device, send them to the first proxy that accepts, and after the ack
+//! advance the done record and free the logs (FORMATS §5.4, §7.5).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use walb_core::meta::{next_gid, transfer_end, transfer_end_gid, MetaDiff, MetaLsidGid, MetaSnap};
+use walb_core::wlog::{WlogHeader, WlogWriter};
+use walb_core::Lsid;
+use walb_daemon::serve::Shutdown;
+use walb_daemon::{CmdError, CmdResult};
+use walb_proto::proxy_client::ProxyClient;
+use walb_proto::{frame, wire, Commit, Open};
+
+use crate::commands::Storage;
+use crate::flow::{Flow, FlowError};
+use crate::record::now;
+use crate::vol::{save, State, Vol};
+
+/// Runs until shutdown: one step per kick or poll tick, backing off after failures.
+pub async fn run(st: Arc<Storage>, vol: Arc<Vol>, shutdown: Shutdown) {
+    let mut backoff = Duration::ZERO;
+    loop {
+        let tick = if backoff.is_zero() { st.poll } else { backoff };
+        tokio::select! {
+            _ = vol.kick.notified() => backoff = Duration::ZERO,
+            _ = tokio::time::sleep(tick) => {}
+            _ = shutdown.stopping() => return,
+        }
+        loop {
+            match step(&st, &vol).await {
+                Ok(true) if !shutdown.is_stopping() => continue,
+                Ok(true) => return,
+                Ok(false) => {
+                    backoff = Duration::ZERO;
+                    break;
+                }
+                Err(e) => {
+                    backoff = (backoff * 2).clamp(Duration::from_secs(1), Duration::from_secs(300));
+                    tracing::warn!(vol = vol.name, "wlog transfer: {e}; retry in {backoff:?}");
+                    st.metrics.add(
+                        "walb_storage_transfer_errors_total",
+                        &[("vol", &vol.name)],
+                        1.0,
+                    );
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// One transfer if there is one to do; true when more may follow at once.
+async fn step(st: &Storage, vol: &Vol) -> CmdResult<bool> {
+    let meta = vol.meta.lock().await.clone();
+    let dev = match meta.state {
+        State::Target | State::Standby => st.wdevd.status(&meta.wdev).await?,
+        _ => return Ok(false),
+    };
+    let l = [("vol", vol.name.as_str())];
+    st.metrics
+        .set("walb_storage_log_usage_pb", &l, dev.log_usage as f64);
+    st.metrics
+        .set("walb_storage_log_capacity_pb", &l, dev.log_capacity as f64);
+    if meta.state == State::Standby {
+        // Not the backup target: logs are simply freed.
+        let to = dev.permanent.min(dev.prev_written);
+        if to > dev.oldest {
+            st.wdevd.set_oldest(&meta.wdev, to).await?;
+        }
+        return Ok(false);
+    }
+    if dev.overflow {
+        let mut m = vol.meta.lock().await;
+        if m.state == State::Target {
+            tracing::error!(
+                vol = vol.name,
+                "log overflow: stopping; a hash backup recovers"
+            );
+            m.state = State::Stopped;
+            save(&vol.dir, &m)?;
+        }
+        return Ok(false);
+    }
+    let max_pb = st.max_wlog_send_pb(dev.pbs);
+    take_implicit_snapshot(st, vol, dev.permanent, max_pb).await?;
+    let meta = vol.meta.lock().await.clone();
+    let Some(end) = transfer_end(&meta.done, &meta.queue, Lsid(dev.permanent), max_pb) else {
+        return Ok(false);
+    };
+    if end.rec_e.lsid > Lsid(dev.permanent) {
+        // Its logs are not permanent yet (a snapshot taken just before a WAL reset). A
+        // transfer cut short here could take an intermediate gid the snapshot owns.
+        return Ok(false);
+    }
+    let ldev = st.wdevd.ldev_path(&meta.wdev).await?;
+    let (begin, limit) = (meta.done.lsid.0, end.lsid_limit.0);
+    let (wlog, lsid_e) = tokio::task::spawn_blocking(move || extract(&ldev, begin, limit))
+        .await
+        .map_err(|e| CmdError::Internal(format!("extract task: {e}")))??;
+    let gid_e = transfer_end_gid(&meta.done, &end, Lsid(lsid_e));
+    let mut diff = MetaDiff::new(MetaSnap::clean(meta.done.gid), MetaSnap::clean(gid_e))?;
+    diff.is_mergeable = meta.done.is_mergeable;
+    diff.timestamp = end.rec_e.timestamp;
+    let open = Open {
+        vol: vol.name.clone(),
+        host_type: "storage".into(),
+        uuid: wlog.uuid.clone(),
+        pbs: dev.pbs,
+        salt: wlog.salt,
+        size_lb: dev.size_lb,
+        max_log_pb: limit - begin,
+        ..Default::default()
+    };
+    let bytes = wlog.bytes.len() as u64;
+    let proxy = send_to_first_proxy(st, open, wlog.bytes, diff.to_bytes()).await?;
+    let reached = lsid_e == end.rec_e.lsid.0;
+    {
+        let mut m = vol.meta.lock().await;
+        m.done = MetaLsidGid {
+            is_mergeable: if reached {
+                end.rec_e.is_mergeable
+            } else {
+                true
+            },
+            timestamp: end.rec_e.timestamp,
+            lsid: Lsid(lsid_e),
+            gid: gid_e,
+        };
+        m.queue.retain(|r| r.gid > gid_e);
+        save(&vol.dir, &m)?;
+    }
+    tracing::info!(
+        vol = vol.name,
+        proxy,
+        "shipped lsid {begin}..{lsid_e} as gid {} → {}",
+        meta.done.gid,
+        gid_e.0
+    );
+    st.metrics
+        .add("walb_storage_bytes_shipped_total", &l, bytes as f64);
+    st.metrics.set("walb_storage_done_gid", &l, gid_e.0 as f64);
+    // Free what was shipped; wdevd allows up to its last checkpoint.
+    let dev = st.wdevd.status(&meta.wdev).await?;
+    let to = lsid_e.min(dev.prev_written);
+    if to > dev.oldest {
+        st.wdevd.set_oldest(&meta.wdev, to).await?;
+    }
+    Ok(lsid_e < dev.permanent)
+}
+
+/// Queues a mergeable snapshot at `permanent` when new logs wait and either the queue is
+/// empty or its newest record is older than the snapshot interval.
+async fn take_implicit_snapshot(
+    st: &Storage,
+    vol: &Vol,
+    permanent: u64,
+    max_pb: u64,
+) -> CmdResult<()> {
+    let mut m = vol.meta.lock().await;
+    let pre = *m.queue.last().unwrap_or(&m.done);
+    let due = m.queue.is_empty() || pre.timestamp + st.snapshot_interval.as_secs() <= now();
+    if permanent > pre.lsid.0 && due {
+        let gid = next_gid(&pre, Lsid(permanent), max_pb);
+        m.queue.push(MetaLsidGid {
+            is_mergeable: true,
+            timestamp: now(),
+            lsid: Lsid(permanent),
+            gid,
+        });
+        save(&vol.dir, &m)?;
+    }
+    Ok(())
+}
+
+/// A wlog file in memory.
+pub struct Wlog {
+    pub uuid: Bytes,
+    pub salt: u32,
+    pub bytes: Bytes,
+}
+
+/// Reads the packs in `[begin, limit)` from the log device (stopping before a pack that
+/// crosses `limit`) as a wlog file; returns it and the lsid reached.
+pub fn extract(ldev: &Path, begin: u64, limit: u64) -> CmdResult<(Wlog, u64)> {
+    let io = walb_core::blockio::FileIo::open(ldev, false)
+        .map_err(|e| CmdError::Internal(format!("open {}: {e}", ldev.display())))?;
+    let mut ldev_r = walb_core::ldev::Ldev::open(Box::new(io), None)?;
+    let sb = ldev_r.sb.clone();
+    let header = WlogHeader {
+        salt: sb.log_checksum_salt,
+        pbs: sb.pbs,
+        uuid: sb.uuid,
+        begin_lsid: begin,
+        end_lsid: limit,
+    };
+    let mut w = WlogWriter::new(Vec::new(), header)?;
+    let mut lsid = begin;
+    while lsid < limit {
+        let p = ldev_r.read_pack(lsid)?.ok_or_else(|| {
+            CmdError::Internal(format!(
+                "{}: no valid logpack at lsid {lsid}, below the permanent lsid",
+                ldev.display()
+            ))
+        })?;
+        if p.header.next_lsid() > limit {
+            break;
+        }
+        if let Some(i) = p.first_bad_record(sb.pbs, sb.log_checksum_salt) {
+            return Err(CmdError::Internal(format!(
+                "{}: logpack at lsid {lsid}, record {i}: data checksum mismatch",
+                ldev.display()
+            )));
+        }
+        w.write_pack(&p.header, &p.data)?;
+        lsid = p.header.next_lsid();
+    }
+    let bytes = w.finish()?;
+    Ok((
+        Wlog {
+            uuid: Bytes::copy_from_slice(&sb.uuid.0),
+            salt: sb.log_checksum_salt,
+            bytes: Bytes::from(bytes),
+        },
+        lsid,
+    ))
+}
+
+/// Sends the wlog to the proxies in priority order; the first that accepts and acks wins.
+/// Returns its address.
+async fn send_to_first_proxy(
+    st: &Storage,
+    open: Open,
+    wlog: Bytes,
+    diff: Vec<u8>,
+) -> CmdResult<String> {
+    let mut why = Vec::new();
+    for p in &st.proxies {
+        match send_wlog(p, open.clone(), wlog.clone(), diff.clone()).await {
+            Ok(()) => return Ok(p.clone()),
+            Err(e) => why.push(format!("{p}: {e}")),
+        }
+    }
+    Err(CmdError::Internal(format!(
+        "no proxy took the wlog ({})",
+        why.join("; ")
+    )))
+}
+
+async fn send_wlog(addr: &str, open: Open, wlog: Bytes, diff: Vec<u8>) -> Result<(), FlowError> {
+    let ch = wire::connect(addr)
+        .await
+        .map_err(|e| FlowError::Transport(e.to_string()))?;
+    let mut client = ProxyClient::new(ch)
+        .max_decoding_message_size(wire::MAX_MESSAGE)
+        .max_encoding_message_size(wire::MAX_MESSAGE);
+    let flow = Flow::open(wire::frame(frame::Kind::Open(open)), |s| {
+        client.wlog_transfer(s)
+    })
+    .await?;
+    let mut at = 0;
+    while at < wlog.len() {
+        let n = (wlog.len() - at).min(wire::CHUNK);
+        flow.send(wire::chunk(wlog.slice(at..at + n))).await?;
+        at += n;
+    }
+    flow.commit(wire::frame(frame::Kind::Commit(Commit {
+        diff: diff.into(),
+        snap: Bytes::new(),
+    })))
+    .await
+}

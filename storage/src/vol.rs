@@ -1,0 +1,139 @@
+//! A storage volume: its persisted state, device, done record and snapshot queue.
+
+use std::path::{Path, PathBuf};
+
+use tokio::sync::{Mutex, Notify};
+use walb_core::meta::MetaLsidGid;
+use walb_core::{Gid, Lsid};
+use walb_daemon::error::bad_state;
+use walb_daemon::{volfile, CmdError, CmdResult};
+
+use crate::record;
+
+/// Static states are persisted; transient ones (a foreground task running) are not, and a
+/// restart finds the static state the task started from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    SyncReady,
+    Stopped,
+    Target,
+    Standby,
+    FullSync,
+}
+
+impl State {
+    pub fn name(self) -> &'static str {
+        match self {
+            State::SyncReady => "SyncReady",
+            State::Stopped => "Stopped",
+            State::Target => "Target",
+            State::Standby => "Standby",
+            State::FullSync => "FullSync",
+        }
+    }
+
+    fn parse(s: &str) -> CmdResult<State> {
+        Ok(match s {
+            "SyncReady" => State::SyncReady,
+            "Stopped" => State::Stopped,
+            "Target" => State::Target,
+            "Standby" => State::Standby,
+            other => return Err(CmdError::Internal(format!("bad state file: {other:?}"))),
+        })
+    }
+}
+
+/// What is persisted per volume.
+#[derive(Clone, Debug)]
+pub struct Meta {
+    pub state: State,
+    /// wdevd's name of the device.
+    pub wdev: String,
+    /// How far logs were transferred.
+    pub done: MetaLsidGid,
+    /// Snapshots not yet transferred, oldest first.
+    pub queue: Vec<MetaLsidGid>,
+}
+
+pub struct Vol {
+    pub name: String,
+    pub dir: PathBuf,
+    pub meta: Mutex<Meta>,
+    /// Wakes the shipping task (snapshot, kick, state change).
+    pub kick: Notify,
+}
+
+pub fn zero_done() -> MetaLsidGid {
+    MetaLsidGid {
+        is_mergeable: false,
+        timestamp: record::now(),
+        lsid: Lsid(0),
+        gid: Gid(0),
+    }
+}
+
+impl Vol {
+    /// Creates a volume directory in SyncReady.
+    pub fn create(dir: &Path, name: &str, wdev: &str) -> CmdResult<Vol> {
+        std::fs::create_dir_all(dir)?;
+        let meta = Meta {
+            state: State::SyncReady,
+            wdev: wdev.to_string(),
+            done: zero_done(),
+            queue: Vec::new(),
+        };
+        volfile::write(&dir.join("wdev"), wdev)?;
+        save(dir, &meta)?;
+        Ok(Vol::new(dir, name, meta))
+    }
+
+    /// Loads a volume directory written by `create`/`save`.
+    pub fn load(dir: &Path, name: &str) -> CmdResult<Vol> {
+        let need = |f: &str| -> CmdResult<String> {
+            volfile::read(&dir.join(f))?
+                .ok_or_else(|| CmdError::Internal(format!("{}: missing {f}", dir.display())))
+        };
+        let meta = Meta {
+            state: State::parse(&need("state")?)?,
+            wdev: need("wdev")?,
+            done: record::parse(&need("done")?)?,
+            queue: record::parse_all(&volfile::read(&dir.join("queue"))?.unwrap_or_default())?,
+        };
+        Ok(Vol::new(dir, name, meta))
+    }
+
+    fn new(dir: &Path, name: &str, meta: Meta) -> Vol {
+        Vol {
+            name: name.to_string(),
+            dir: dir.to_path_buf(),
+            meta: Mutex::new(meta),
+            kick: Notify::new(),
+        }
+    }
+}
+
+/// Persists `meta` (each file atomically; the queue before the done record, so a crash
+/// between them leaves records the next transfer skips as already done).
+pub fn save(dir: &Path, meta: &Meta) -> CmdResult<()> {
+    let state = match meta.state {
+        // A restart during a full backup finds the volume waiting for one.
+        State::FullSync => State::SyncReady,
+        s => s,
+    };
+    volfile::write(&dir.join("queue"), &record::format_all(&meta.queue))?;
+    volfile::write(&dir.join("done"), &record::format(&meta.done))?;
+    volfile::write(&dir.join("state"), state.name())
+}
+
+/// Refuses `cmd` unless the state is one of `ok`.
+pub fn require(meta: &Meta, ok: &[State], cmd: &str) -> CmdResult<()> {
+    if ok.contains(&meta.state) {
+        return Ok(());
+    }
+    let want: Vec<&str> = ok.iter().map(|s| s.name()).collect();
+    Err(bad_state(format!(
+        "{cmd}: volume is {}, needs {}",
+        meta.state.name(),
+        want.join(" or ")
+    )))
+}

@@ -9,4 +9,5 @@ mod generated {
 
 pub use generated::*;
 
+pub mod flow;
 pub mod wire;

@@ -13,9 +13,9 @@ use walb_proto::archive_client::ArchiveClient;
 use walb_proto::{frame, wire, Bulk, Commit, Frame, Open};
 
 use crate::commands::Storage;
-use crate::flow::{Flow, FlowError};
 use crate::record::now;
 use crate::vol::{require, save, zero_done, State, Vol};
+use walb_proto::flow::{Flow, FlowError};
 
 /// Runs a full backup of `vol` with bulks of `bulk_lb`; returns the snapshot's gid.
 pub async fn full_backup(st: &Storage, vol: &Vol, bulk_lb: u32) -> CmdResult<u64> {

@@ -4,7 +4,6 @@
 //! to wdevd only through its control socket; it must not reach into another daemon's files.
 
 pub mod commands;
-pub mod flow;
 pub mod full;
 pub mod record;
 pub mod ship;

@@ -16,9 +16,9 @@ use walb_proto::proxy_client::ProxyClient;
 use walb_proto::{frame, wire, Commit, Open};
 
 use crate::commands::Storage;
-use crate::flow::{Flow, FlowError};
 use crate::record::now;
 use crate::vol::{save, State, Vol};
+use walb_proto::flow::{Flow, FlowError};
 
 /// Runs until shutdown: one step per kick or poll tick, backing off after failures.
 pub async fn run(st: Arc<Storage>, vol: Arc<Vol>, shutdown: Shutdown) {
@@ -261,12 +261,7 @@ async fn send_wlog(addr: &str, open: Open, wlog: Bytes, diff: Vec<u8>) -> Result
         client.wlog_transfer(s)
     })
     .await?;
-    let mut at = 0;
-    while at < wlog.len() {
-        let n = (wlog.len() - at).min(wire::CHUNK);
-        flow.send(wire::chunk(wlog.slice(at..at + n))).await?;
-        at += n;
-    }
+    flow.send_bytes(wlog).await?;
     flow.commit(wire::frame(frame::Kind::Commit(Commit {
         diff: diff.into(),
         snap: Bytes::new(),

@@ -84,6 +84,29 @@ pub enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Send a sorted wdiff file to an archive as diff GIDB → GIDE (what a proxy does); prints
+    /// `accept` or the archive's rejection word.
+    WdiffSend {
+        archive: String,
+        vol: String,
+        file: PathBuf,
+        gid_b: u64,
+        gid_e: u64,
+        /// The volume's uuid (hex); default: the archive's.
+        #[arg(long)]
+        uuid: Option<String>,
+        /// Device size in LB; default: from the file's highest address.
+        #[arg(long)]
+        size_lb: Option<u64>,
+    },
+    /// Start wdevd, a storage, a proxy and an archive on localhost in DIR, back up, snapshot,
+    /// restore and verify; leaves everything running (`--stop` ends it).
+    Quickstart {
+        #[arg(long, default_value = "/var/tmp/walb-quickstart")]
+        dir: PathBuf,
+        #[arg(long)]
+        stop: bool,
+    },
     /// Wake storages (retry transfers now) or proxies (resend now, clear send errors).
     Kick { servers: Vec<String> },
 }
@@ -164,6 +187,38 @@ pub async fn run(cli: Cli) -> Result<()> {
                 ),
                 (None, true) => bail!("status --json needs a volume"),
                 (v, false) => print!("{}", c.status(v.as_deref()).await?),
+            }
+        }
+        Cmd::WdiffSend {
+            archive,
+            vol,
+            file,
+            gid_b,
+            gid_e,
+            uuid,
+            size_lb,
+        } => {
+            let c = ctl()?;
+            let a = c.layout.archive(Some(&archive))?.clone();
+            let uuid = match uuid {
+                Some(u) => u,
+                None => c.call(&a, &["get", "uuid", &vol]).await?,
+            };
+            let send = super::send::WdiffSend {
+                vol,
+                uuid: uuid.parse().map_err(anyhow::Error::msg)?,
+                gid_b,
+                gid_e,
+                size_lb,
+            };
+            println!("{}", send.run(&a.addr, &file).await?);
+        }
+        Cmd::Quickstart { dir, stop } => {
+            let q = super::quickstart::Quickstart { dir };
+            if stop {
+                q.stop()?;
+            } else {
+                q.start().await?;
             }
         }
         Cmd::Kick { servers } => {

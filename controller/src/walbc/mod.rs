@@ -5,3 +5,5 @@ pub mod cli;
 pub mod client;
 pub mod layout;
 pub mod ops;
+pub mod quickstart;
+pub mod send;

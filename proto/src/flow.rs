@@ -1,9 +1,10 @@
 //! The sending side of a data flow (walb.proto): Open → Accept|Reject → frames → Commit → Ack.
+//! Plumbing only: what the frames carry is the caller's business.
 
+use crate::{event, Event, Frame};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Streaming;
-use walb_proto::{event, Event, Frame};
 
 /// Why a flow did not end with an Ack.
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +62,18 @@ impl Flow {
             .send(f)
             .await
             .map_err(|_| FlowError::Transport("receiver closed the flow".into()))
+    }
+
+    /// Sends `data` as chunks of `wire::CHUNK` bytes.
+    pub async fn send_bytes(&self, data: bytes::Bytes) -> Result<(), FlowError> {
+        let mut at = 0;
+        while at < data.len() {
+            let n = (data.len() - at).min(crate::wire::CHUNK);
+            self.send(crate::wire::chunk(data.slice(at..at + n)))
+                .await?;
+            at += n;
+        }
+        Ok(())
     }
 
     /// Sends the commit and waits for the Ack (the receiver made it durable).

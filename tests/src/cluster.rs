@@ -1,0 +1,351 @@
+//! A whole system on localhost for one test: wdevd with wdev devices on loop devices, and
+//! storage, proxy and archive daemons on free 127.0.0.1 ports, each a child process with its
+//! own data dir and log under one temp dir; `walbc` with the matching layout. Dropping the
+//! cluster kills every process, detaches the loop devices and unmounts.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use crate::{bin, have_root_and_fuse, run, run_ok};
+
+/// How many servers of each kind, and the devices (name, size in MiB, log size in MiB).
+pub struct Spec {
+    pub storages: usize,
+    pub proxies: usize,
+    pub archives: usize,
+    pub devices: Vec<(&'static str, u64, u64)>,
+}
+
+impl Default for Spec {
+    fn default() -> Spec {
+        Spec {
+            storages: 1,
+            proxies: 1,
+            archives: 1,
+            devices: vec![("wdev0", 32, 16)],
+        }
+    }
+}
+
+struct Daemon {
+    kind: &'static str,
+    addr: String,
+    args: Vec<String>,
+    child: Option<Child>,
+}
+
+pub struct Cluster {
+    pub dir: PathBuf,
+    daemons: BTreeMap<String, Daemon>,
+    wdevd: Option<Child>,
+    /// Device name → loop device.
+    pub loops: BTreeMap<String, String>,
+    _tmp: tempfile::TempDir,
+}
+
+/// A free port on 127.0.0.1 (bound and released; the daemon binds it right after).
+pub fn free_addr() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    l.local_addr().unwrap().to_string()
+}
+
+impl Cluster {
+    /// Starts everything, or returns `None` (said loudly) without root and /dev/fuse.
+    pub fn start(test: &str, spec: Spec) -> Option<Cluster> {
+        if !have_root_and_fuse(test) {
+            return None;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let mut c = Cluster {
+            dir: tmp.path().to_path_buf(),
+            daemons: BTreeMap::new(),
+            wdevd: None,
+            loops: BTreeMap::new(),
+            _tmp: tmp,
+        };
+        c.start_wdevd();
+        for (name, mb, log_mb) in &spec.devices {
+            c.create_device(name, *mb, *log_mb);
+        }
+        let ids = |p: &str, n: usize| (0..n).map(|i| format!("{p}{i}")).collect::<Vec<_>>();
+        let (ss, ps, aa) = (
+            ids("s", spec.storages),
+            ids("p", spec.proxies),
+            ids("a", spec.archives),
+        );
+        let addrs: BTreeMap<String, String> = ss
+            .iter()
+            .chain(&ps)
+            .chain(&aa)
+            .map(|id| (id.clone(), free_addr()))
+            .collect();
+        let proxy_list = ps
+            .iter()
+            .map(|p| addrs[p].clone())
+            .collect::<Vec<_>>()
+            .join(",");
+        for id in &aa {
+            c.add_daemon(id, "archive", &addrs[id], vec![]);
+        }
+        for id in &ps {
+            c.add_daemon(id, "proxy", &addrs[id], vec![]);
+        }
+        let wdevd_sock = c.run_dir().join("wdevd.sock").display().to_string();
+        for id in &ss {
+            let extra = vec![
+                "--proxy".into(),
+                proxy_list.clone(),
+                "--archive".into(),
+                addrs[&aa[0]].clone(),
+                "--wdevd".into(),
+                wdevd_sock.clone(),
+                "--poll-ms".into(),
+                "200".into(),
+            ];
+            c.add_daemon(id, "storage", &addrs[id], extra);
+        }
+        c.write_layout(&ss, &ps, &aa, &addrs);
+        for id in c.daemons.keys().cloned().collect::<Vec<_>>() {
+            c.start_daemon(&id);
+        }
+        Some(c)
+    }
+
+    pub fn run_dir(&self) -> PathBuf {
+        self.dir.join("run")
+    }
+
+    fn start_wdevd(&mut self) {
+        std::fs::create_dir_all(self.run_dir()).unwrap();
+        let _ = std::fs::remove_file(self.run_dir().join("wdevd.sock"));
+        let log = self.log_file("wdevd");
+        self.wdevd = Some(
+            Command::new(bin("wdevd"))
+                .arg("--run-dir")
+                .arg(self.run_dir())
+                .stderr(log)
+                .spawn()
+                .expect("start wdevd"),
+        );
+        let sock = self.run_dir().join("wdevd.sock");
+        let t = Instant::now();
+        while !sock.exists() {
+            assert!(t.elapsed() < Duration::from_secs(10), "wdevd did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn log_file(&self, name: &str) -> std::fs::File {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join(format!("{name}.log")))
+            .unwrap()
+    }
+
+    pub fn wdevc(&self) -> Command {
+        let mut c = Command::new(bin("wdevc"));
+        c.current_dir(&self.dir)
+            .arg("--run-dir")
+            .arg(self.run_dir());
+        c
+    }
+
+    fn create_device(&mut self, name: &str, mb: u64, log_mb: u64) {
+        let (l, d) = (format!("{name}.ldev"), format!("{name}.ddev"));
+        for (f, size) in [(&l, log_mb), (&d, mb)] {
+            std::fs::File::create(self.dir.join(f))
+                .unwrap()
+                .set_len(size << 20)
+                .unwrap();
+        }
+        run_ok(
+            self.wdevc()
+                .args(["format-ldev", &l, &d, "--pbs", "4096", "--name", name]),
+        );
+        let lp = run_ok(self.wdevc().args(["create-wdev", name, &l, &d]));
+        self.loops.insert(name.to_string(), lp.trim().to_string());
+    }
+
+    fn add_daemon(&mut self, id: &str, kind: &'static str, addr: &str, extra: Vec<String>) {
+        let data = self.dir.join(id);
+        let mut args = vec![
+            "--id".to_string(),
+            id.to_string(),
+            "--listen".into(),
+            addr.to_string(),
+            "--data-dir".into(),
+            data.display().to_string(),
+        ];
+        args.extend(extra);
+        self.daemons.insert(
+            id.to_string(),
+            Daemon {
+                kind,
+                addr: addr.to_string(),
+                args,
+                child: None,
+            },
+        );
+    }
+
+    fn write_layout(
+        &self,
+        ss: &[String],
+        ps: &[String],
+        aa: &[String],
+        addrs: &BTreeMap<String, String>,
+    ) {
+        let mut t = String::new();
+        for (kind, ids) in [("storage", ss), ("proxy", ps), ("archive", aa)] {
+            for id in ids {
+                t.push_str(&format!(
+                    "[[{kind}]]\nid = \"{id}\"\naddr = \"{}\"\n",
+                    addrs[id]
+                ));
+            }
+        }
+        std::fs::write(self.layout(), t).unwrap();
+    }
+
+    pub fn layout(&self) -> PathBuf {
+        self.dir.join("layout.toml")
+    }
+
+    pub fn addr(&self, id: &str) -> &str {
+        &self.daemons[id].addr
+    }
+
+    /// Starts (or restarts) daemon `id` and waits until it answers.
+    pub fn start_daemon(&mut self, id: &str) {
+        let log = self.log_file(id);
+        let d = self.daemons.get_mut(id).expect("daemon id");
+        let child = Command::new(bin(&format!("walb-{}", d.kind)))
+            .args(&d.args)
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {id}: {e}"));
+        d.child = Some(child);
+        let t = Instant::now();
+        loop {
+            let out = run(self.walbc_cmd().args(["call", id, "get", "pid"]));
+            if out.status.success() {
+                break;
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(20),
+                "{id} did not start: {}\nlog:\n{}",
+                String::from_utf8_lossy(&out.stderr),
+                self.log(id)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// SIGKILL of daemon `id`.
+    pub fn kill(&mut self, id: &str) {
+        if let Some(mut c) = self.daemons.get_mut(id).and_then(|d| d.child.take()) {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn log(&self, id: &str) -> String {
+        std::fs::read_to_string(self.dir.join(format!("{id}.log"))).unwrap_or_default()
+    }
+
+    pub fn walbc_cmd(&self) -> Command {
+        let mut c = Command::new(bin("walbc"));
+        c.current_dir(&self.dir)
+            .arg("--layout")
+            .arg(self.layout())
+            .args(["--timeout", "60"]);
+        c
+    }
+
+    /// Runs walbc; it must succeed; returns stdout trimmed.
+    pub fn walbc(&self, args: &[&str]) -> String {
+        let out = run(self.walbc_cmd().args(args));
+        assert!(
+            out.status.success(),
+            "walbc {args:?} failed: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            self.logs()
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// Runs walbc; it must fail; returns stderr.
+    pub fn walbc_err(&self, args: &[&str]) -> String {
+        let out = run(self.walbc_cmd().args(args));
+        assert!(
+            !out.status.success(),
+            "walbc {args:?} unexpectedly succeeded"
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    /// Every daemon's log, for failure messages.
+    pub fn logs(&self) -> String {
+        let mut s = String::new();
+        for id in self.daemons.keys() {
+            s.push_str(&format!("---- {id}.log\n{}\n", self.log(id)));
+        }
+        s
+    }
+
+    /// Writes `len` random bytes (seeded) at `offset` of device `name` and fsyncs.
+    pub fn write_random(&self, name: &str, offset: u64, len: usize, seed: u64) {
+        use rand::{RngCore, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let mut buf = vec![0u8; len];
+        rng.fill_bytes(&mut buf);
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&self.loops[name])
+            .unwrap();
+        f.write_all_at(&buf, offset).unwrap();
+        f.sync_all().unwrap();
+    }
+
+    /// BLAKE3 of the whole device `name` as it reads now.
+    pub fn device_hash(&self, name: &str) -> String {
+        file_hash(Path::new(&self.loops[name]))
+    }
+}
+
+/// BLAKE3 of a file or block device, hex.
+pub fn file_hash(p: &Path) -> String {
+    let mut f = std::fs::File::open(p).unwrap_or_else(|e| panic!("open {}: {e}", p.display()));
+    let mut h = blake3::Hasher::new();
+    std::io::copy(&mut f, &mut h).unwrap();
+    h.finalize().to_hex().to_string()
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for d in self.daemons.values_mut() {
+            if let Some(mut c) = d.child.take() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+        for lp in self.loops.values() {
+            let _ = Command::new("losetup").args(["-d", lp]).status();
+        }
+        if let Some(mut w) = self.wdevd.take() {
+            // SAFETY: kill takes a pid and a signal number.
+            unsafe { libc::kill(w.id() as i32, libc::SIGTERM) };
+            let _ = w.wait();
+        }
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.run_dir().join("devices"))
+            .status();
+        let _ = std::io::stderr().flush();
+    }
+}

@@ -31,13 +31,40 @@ pub struct Storage {
     pub metrics: Arc<Metrics>,
     pub shutdown: Shutdown,
     pub vols: RwLock<BTreeMap<String, Arc<Vol>>>,
+    /// Proxies that failed lately, with when: tried after the others for a while.
+    pub down: std::sync::Mutex<BTreeMap<String, std::time::Instant>>,
 }
+
+/// How long a proxy that failed is tried only after the others.
+const PROXY_DOWN_FOR: Duration = Duration::from_secs(10);
 
 const DEFAULT_BULK_LB: u32 = 512;
 
 impl Storage {
     pub fn max_wlog_send_pb(&self, pbs: u32) -> u64 {
         (self.max_wlog_send_mb << 20) / pbs.max(512) as u64
+    }
+
+    /// Proxies in priority order, those that failed within `PROXY_DOWN_FOR` last.
+    pub fn proxy_order(&self) -> Vec<String> {
+        let down = self.down.lock().expect("proxy lock");
+        let is_down = |p: &String| down.get(p).is_some_and(|t| t.elapsed() < PROXY_DOWN_FOR);
+        let (mut up, dn): (Vec<String>, Vec<String>) =
+            self.proxies.iter().cloned().partition(|p| !is_down(p));
+        up.extend(dn);
+        up
+    }
+
+    pub fn proxy_down(&self, p: &str) {
+        tracing::warn!(proxy = p, "proxy unreachable; trying the others first");
+        self.down
+            .lock()
+            .expect("proxy lock")
+            .insert(p.to_string(), std::time::Instant::now());
+    }
+
+    pub fn proxy_up(&self, p: &str) {
+        self.down.lock().expect("proxy lock").remove(p);
     }
 
     fn vols_dir(&self) -> PathBuf {
@@ -271,6 +298,7 @@ impl Commands for StorageCommands {
                     .map(|g| g.to_string())
             }
             "kick" => {
+                st.down.lock().expect("proxy lock").clear();
                 for v in st.vols.read().await.values() {
                     v.kick.notify_one();
                 }
@@ -301,4 +329,19 @@ pub fn parse_bulk(s: &str) -> CmdResult<u32> {
         )));
     }
     Ok((bytes / 512) as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_bulk;
+
+    #[test]
+    fn bulk_sizes() {
+        assert_eq!(parse_bulk("256k").unwrap(), 512);
+        assert_eq!(parse_bulk("512").unwrap(), 1);
+        assert_eq!(parse_bulk("4m").unwrap(), 8192);
+        for bad in ["0", "100", "8m", "x", "1000"] {
+            assert!(parse_bulk(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -67,6 +67,7 @@ async fn main() -> Result<()> {
         metrics: metrics.clone(),
         shutdown: shutdown.clone(),
         vols: Default::default(),
+        down: Default::default(),
     });
     st.load().await?;
     let opts = Opts {

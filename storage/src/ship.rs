@@ -229,8 +229,8 @@ pub fn extract(ldev: &Path, begin: u64, limit: u64) -> CmdResult<(Wlog, u64)> {
     ))
 }
 
-/// Sends the wlog to the proxies in priority order; the first that accepts and acks wins.
-/// Returns its address.
+/// Sends the wlog to the proxies in priority order, those that failed lately last; the
+/// first that accepts and acks wins. Returns its address.
 async fn send_to_first_proxy(
     st: &Storage,
     open: Open,
@@ -238,10 +238,18 @@ async fn send_to_first_proxy(
     diff: Vec<u8>,
 ) -> CmdResult<String> {
     let mut why = Vec::new();
-    for p in &st.proxies {
-        match send_wlog(p, open.clone(), wlog.clone(), diff.clone()).await {
-            Ok(()) => return Ok(p.clone()),
-            Err(e) => why.push(format!("{p}: {e}")),
+    for p in st.proxy_order() {
+        match send_wlog(&p, open.clone(), wlog.clone(), diff.clone()).await {
+            Ok(()) => {
+                st.proxy_up(&p);
+                return Ok(p);
+            }
+            Err(e) => {
+                if matches!(e, FlowError::Transport(_)) {
+                    st.proxy_down(&p);
+                }
+                why.push(format!("{p}: {e}"));
+            }
         }
     }
     Err(CmdError::Internal(format!(

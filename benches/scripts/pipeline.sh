@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# End-to-end throughput of the pipeline on localhost (root, /dev/fuse): wdevd + storage + proxy
+# + archive from a release build, one wdev device.
+#  1. full backup MB/s of a SIZE_MB device filled with random data, next to the disk's read
+#     speed of the same bytes (dd of the data device file, page cache dropped first);
+#  2. device writes → restorable snapshot: WRITE_MB of random 1 MiB writes through the loop
+#     device, then a snapshot; MB/s from the first write to "restorable on the archive".
+# Usage: pipeline.sh [SIZE_MB] [WRITE_MB]
+set -euo pipefail
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+size_mb="${1:-1024}"
+write_mb="${2:-512}"
+cargo build --release -q --manifest-path "$root/Cargo.toml" \
+    -p walb-wdev -p walb-storage -p walb-proxy -p walb-archive -p walb-controller --bins
+bin="$root/target/release"
+dir="$(mktemp -d /var/tmp/walb-bench.XXXXXX)"
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    "$bin/wdevc" --run-dir "$dir/run" delete-wdev b0 2>/dev/null || true
+    [ -n "${wdevd:-}" ] && kill "$wdevd" 2>/dev/null && wait "$wdevd" 2>/dev/null || true
+    rm -rf "$dir"
+}
+trap cleanup EXIT
+cd "$dir"
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+truncate -s $((write_mb * 2 + 64))M ldev
+truncate -s ${size_mb}M ddev
+"$bin/wdevc" format-ldev ldev ddev --pbs 4096 --name b0 >/dev/null
+mkdir -p run
+"$bin/wdevd" --run-dir "$dir/run" 2>wdevd.log & wdevd=$!
+while [ ! -S run/wdevd.sock ]; do sleep 0.1; done
+dev=$("$bin/wdevc" --run-dir "$dir/run" create-wdev b0 ldev ddev)
+sp=$(port); pp=$(port); ap=$(port)
+"$bin/walb-archive" --id a0 --listen 127.0.0.1:$ap --data-dir a0 2>a0.log & pids+=($!)
+"$bin/walb-proxy" --id p0 --listen 127.0.0.1:$pp --data-dir p0 2>p0.log & pids+=($!)
+"$bin/walb-storage" --id s0 --listen 127.0.0.1:$sp --data-dir s0 --proxy 127.0.0.1:$pp \
+    --archive 127.0.0.1:$ap --wdevd run/wdevd.sock 2>s0.log & pids+=($!)
+cat > layout.toml <<L
+[[storage]]
+id = "s0"
+addr = "127.0.0.1:$sp"
+[[proxy]]
+id = "p0"
+addr = "127.0.0.1:$pp"
+[[archive]]
+id = "a0"
+addr = "127.0.0.1:$ap"
+L
+w() { "$bin/walbc" --layout layout.toml --timeout 600 "$@"; }
+for s in s0 p0 a0; do until w call $s get pid >/dev/null 2>&1; do sleep 0.1; done; done
+w init-storage s0 vol0 b0
+dd if=/dev/urandom of="$dev" bs=1M count="$size_mb" oflag=direct status=none
+sync; echo 3 > /proc/sys/vm/drop_caches
+t0=$(date +%s.%N); dd if=ddev of=/dev/null bs=1M status=none; t1=$(date +%s.%N)
+disk=$(echo "$size_mb / ($t1 - $t0)" | bc -l)
+sync; echo 3 > /proc/sys/vm/drop_caches
+t0=$(date +%s.%N); gid=$(w full-backup s0 vol0); t1=$(date +%s.%N)
+full=$(echo "$size_mb / ($t1 - $t0)" | bc -l)
+t0=$(date +%s.%N)
+fio --name=w --filename="$dev" --direct=1 --ioengine=libaio --rw=randwrite --bs=1M --iodepth=8 \
+    --size="${write_mb}M" --output=/dev/null
+gid=$(w snapshot s0 vol0); t1=$(date +%s.%N)
+ship=$(echo "$write_mb / ($t1 - $t0)" | bc -l)
+printf '%-44s %10s\n' what MB/s
+printf '%-44s %10.1f\n' "disk read of the data device (limit)" "$disk"
+printf '%-44s %10.1f  (%.0f%% of the disk read)\n' "full backup, ${size_mb} MiB random" "$full" "$(echo "100*$full/$disk" | bc -l)"
+printf '%-44s %10.1f\n' "writes → restorable snapshot, ${write_mb} MiB" "$ship"

@@ -7,6 +7,7 @@ pub mod config;
 pub mod error;
 pub mod metrics;
 pub mod serve;
+pub mod tls;
 pub mod volfile;
 
 pub use error::{CmdError, CmdResult};

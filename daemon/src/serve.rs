@@ -139,7 +139,7 @@ pub async fn run(
     })
     .max_decoding_message_size(MAX_MESSAGE)
     .max_encoding_message_size(MAX_MESSAGE);
-    let router = add(walb_proto::wire::server().add_service(control));
+    let router = add(walb_proto::wire::server()?.add_service(control));
     if let Some(addr) = opts.metrics {
         let l = tokio::net::TcpListener::bind(addr)
             .await

@@ -1,8 +1,12 @@
 //! Transport settings shared by every client and server, and the framing helpers of data flows.
 
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::time::Duration;
 
-use tonic::transport::{Channel, Endpoint, Server};
+use tonic::transport::{
+    Certificate, Channel, ClientTlsConfig, Endpoint, Identity, Server, ServerTlsConfig,
+};
 
 use crate::{event, frame, Chunk, Event, Frame};
 
@@ -20,8 +24,69 @@ pub enum WireError {
     Address(String, String),
     #[error("connect to {0}: {1}")]
     Connect(String, String),
+    #[error("TLS: {0}")]
+    Tls(String),
     #[error("chunk checksum mismatch: got {got:#010x}, expected {want:#010x}")]
     Checksum { got: u32, want: u32 },
+}
+
+/// The process's TLS identity: its certificate and key, and the CA that signs every peer's.
+/// With TLS, servers accept only clients with a certificate from that CA, and clients check
+/// servers against it.
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub ca: PathBuf,
+}
+
+struct Tls {
+    client: ClientTlsConfig,
+    server: ServerTlsConfig,
+}
+
+static TLS: OnceLock<Option<Tls>> = OnceLock::new();
+
+fn read(p: &Path) -> Result<Vec<u8>, WireError> {
+    std::fs::read(p).map_err(|e| WireError::Tls(format!("read {}: {e}", p.display())))
+}
+
+/// Sets the process's transport once, before any connection: TLS with `files`, or plain TCP.
+pub fn init_tls(files: Option<&TlsFiles>) -> Result<(), WireError> {
+    let tls = match files {
+        None => None,
+        Some(f) => {
+            let id = Identity::from_pem(read(&f.cert)?, read(&f.key)?);
+            let ca = Certificate::from_pem(read(&f.ca)?);
+            Some(Tls {
+                client: ClientTlsConfig::new()
+                    .ca_certificate(ca.clone())
+                    .identity(id.clone()),
+                server: ServerTlsConfig::new().identity(id).client_ca_root(ca),
+            })
+        }
+    };
+    TLS.set(tls)
+        .map_err(|_| WireError::Tls("transport already initialised".into()))
+}
+
+fn tls() -> Option<&'static Tls> {
+    TLS.get().and_then(Option::as_ref)
+}
+
+/// `TlsFiles` from three optional flags: all or none.
+pub fn tls_files(
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    ca: Option<PathBuf>,
+) -> Result<Option<TlsFiles>, WireError> {
+    match (cert, key, ca) {
+        (None, None, None) => Ok(None),
+        (Some(cert), Some(key), Some(ca)) => Ok(Some(TlsFiles { cert, key, ca })),
+        _ => Err(WireError::Tls(
+            "--tls-cert, --tls-key and --tls-ca go together".into(),
+        )),
+    }
 }
 
 /// A channel to `addr` (host:port) with the large HTTP/2 windows data flows need.
@@ -34,9 +99,15 @@ pub async fn connect(addr: &str) -> Result<Channel, WireError> {
 
 /// The endpoint for `addr`; `connect_lazy` on it gives a channel that connects on first use.
 pub fn endpoint(addr: &str) -> Result<Endpoint, WireError> {
-    Ok(Endpoint::from_shared(format!("http://{addr}"))
-        .map_err(|e| WireError::Address(addr.to_string(), e.to_string()))?
-        .connect_timeout(Duration::from_secs(5))
+    let scheme = if tls().is_some() { "https" } else { "http" };
+    let mut e = Endpoint::from_shared(format!("{scheme}://{addr}"))
+        .map_err(|e| WireError::Address(addr.to_string(), e.to_string()))?;
+    if let Some(t) = tls() {
+        e = e
+            .tls_config(t.client.clone())
+            .map_err(|e| WireError::Tls(source_chain(&e)))?;
+    }
+    Ok(e.connect_timeout(Duration::from_secs(5))
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(10))
         .keep_alive_timeout(Duration::from_secs(20))
@@ -44,14 +115,20 @@ pub fn endpoint(addr: &str) -> Result<Endpoint, WireError> {
         .initial_connection_window_size(CONN_WINDOW))
 }
 
-/// A server builder with the same windows.
-pub fn server() -> Server {
-    Server::builder()
+/// A server builder with the same windows (and TLS requiring client certificates, when set).
+pub fn server() -> Result<Server, WireError> {
+    let s = Server::builder()
         .tcp_nodelay(true)
         .initial_stream_window_size(STREAM_WINDOW)
         .initial_connection_window_size(CONN_WINDOW)
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
-        .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(20)));
+    match tls() {
+        None => Ok(s),
+        Some(t) => s
+            .tls_config(t.server.clone())
+            .map_err(|e| WireError::Tls(source_chain(&e))),
+    }
 }
 
 /// An error and its sources on one line ("transport error: connection refused").

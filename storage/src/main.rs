@@ -43,6 +43,8 @@ struct Args {
     /// Milliseconds between polls of the device for new logs.
     #[arg(long, default_value_t = 500)]
     poll_ms: u64,
+    #[command(flatten)]
+    tls: walb_daemon::tls::TlsArgs,
     /// TOML file with any of these flags (same names).
     #[arg(long)]
     config: Option<PathBuf>,
@@ -52,6 +54,7 @@ struct Args {
 async fn main() -> Result<()> {
     let a: Args = walb_daemon::config::parse();
     serve::init_logging();
+    a.tls.init()?;
     std::fs::create_dir_all(&a.data_dir)?;
     let metrics = Arc::new(Metrics::new());
     let shutdown = Shutdown::new();

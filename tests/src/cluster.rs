@@ -18,6 +18,8 @@ pub struct Spec {
     pub proxies: usize,
     pub archives: usize,
     pub devices: Vec<(&'static str, u64, u64)>,
+    /// Every connection over TLS with client certificates.
+    pub tls: bool,
 }
 
 impl Default for Spec {
@@ -27,6 +29,7 @@ impl Default for Spec {
             proxies: 1,
             archives: 1,
             devices: vec![("wdev0", 32, 16)],
+            tls: false,
         }
     }
 }
@@ -44,6 +47,8 @@ pub struct Cluster {
     wdevd: Option<Child>,
     /// Device name → loop device.
     pub loops: BTreeMap<String, String>,
+    /// The certificates when the cluster runs TLS.
+    pub certs: Option<crate::certs::Certs>,
     _tmp: tempfile::TempDir,
 }
 
@@ -65,8 +70,12 @@ impl Cluster {
             daemons: BTreeMap::new(),
             wdevd: None,
             loops: BTreeMap::new(),
+            certs: None,
             _tmp: tmp,
         };
+        if spec.tls {
+            c.certs = Some(crate::certs::make(&c.dir, "cluster"));
+        }
         c.start_wdevd();
         for (name, mb, log_mb) in &spec.devices {
             c.create_device(name, *mb, *log_mb);
@@ -182,6 +191,7 @@ impl Cluster {
             data.display().to_string(),
         ];
         args.extend(extra);
+        args.extend(self.certs.iter().flat_map(|c| c.flags()));
         self.daemons.insert(
             id.to_string(),
             Daemon {
@@ -263,7 +273,8 @@ impl Cluster {
         c.current_dir(&self.dir)
             .arg("--layout")
             .arg(self.layout())
-            .args(["--timeout", "60"]);
+            .args(["--timeout", "60"])
+            .args(self.certs.iter().flat_map(|c| c.flags()));
         c
     }
 

@@ -1,6 +1,7 @@
 //! walb-tests: multi-process acceptance tests. Real binaries as child processes, real files,
 //! loop devices where root allows. It must not mock a server.
 
+pub mod certs;
 pub mod cluster;
 
 use std::path::PathBuf;

@@ -19,6 +19,14 @@ pub struct Cli {
     /// Seconds an operation may wait for its result.
     #[arg(long, global = true, default_value_t = 120)]
     pub timeout: u64,
+    /// Client certificate (PEM) for servers that run TLS; with --tls-key and --tls-ca.
+    #[arg(long, global = true)]
+    pub tls_cert: Option<PathBuf>,
+    #[arg(long, global = true)]
+    pub tls_key: Option<PathBuf>,
+    /// The CA (PEM) that signs the servers' certificates.
+    #[arg(long, global = true)]
+    pub tls_ca: Option<PathBuf>,
     #[command(subcommand)]
     pub cmd: Cmd,
 }
@@ -117,6 +125,8 @@ fn layout_path(flag: Option<PathBuf>) -> PathBuf {
 }
 
 pub async fn run(cli: Cli) -> Result<()> {
+    let tls = walb_proto::wire::tls_files(cli.tls_cert, cli.tls_key, cli.tls_ca)?;
+    walb_proto::wire::init_tls(tls.as_ref())?;
     let path = layout_path(cli.layout);
     let load = || Layout::load(&path);
     let ctl = || -> Result<Ctl> {

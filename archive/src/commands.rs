@@ -74,6 +74,7 @@ async fn state_cmd(a: &Arc<Archive>, args: &[String]) -> CmdResult<String> {
                 vol.expect_state(&cmd, &[State::SyncReady, State::Stopped])?;
                 vol.remove_data()?;
                 vol.reset_files()?;
+                a.metrics.forget("vol", &n2);
             }
             "start" => {
                 let vol = a.vol(&n2).require()?;
@@ -216,7 +217,9 @@ async fn data_cmd(a: &Arc<Archive>, args: &[String]) -> CmdResult<String> {
             }
             "gc-diff" => {
                 vol.expect_state(&cmd, &[State::Archived, State::Stopped])?;
-                ops::gc(&vol)?.to_string()
+                // A running flow's temporary file is not stray.
+                let sweep = a.entry(&vol.name).transient().is_none();
+                ops::gc(&vol, sweep)?.to_string()
             }
             "cat" => {
                 vol.expect_state(&cmd, &[State::Archived, State::Stopped])?;

@@ -147,8 +147,9 @@ pub fn del_restored(vol: &Vol, gid: u64) -> CmdResult<()> {
     }
 }
 
-/// Removes the diffs that are not on the chain from the base, and stray temporary files.
-pub fn gc(vol: &Vol) -> CmdResult<usize> {
+/// Removes the diffs that are not on the chain from the base, and stray temporary files unless
+/// a flow is writing one (`sweep` false).
+pub fn gc(vol: &Vol, sweep: bool) -> CmdResult<usize> {
     let base = vol.base()?;
     let chain = vol.chain(&base, None)?;
     let stray: Vec<MetaDiff> = vol
@@ -157,7 +158,8 @@ pub fn gc(vol: &Vol) -> CmdResult<usize> {
         .filter(|d| !chain.iter().any(|c| c == d))
         .collect();
     vol.remove_diffs(&stray)?;
-    Ok(stray.len() + vol.sweep_temps()?)
+    let temps = if sweep { vol.sweep_temps()? } else { 0 };
+    Ok(stray.len() + temps)
 }
 
 /// The chain from the base to snapshot gid `gid` (clean or dirty: any point of the chain).

@@ -191,7 +191,7 @@ async fn wdiff_flow(
         let _lock = a.lock(&vol.name).await;
         admit_wdiff(&a, &vol, &open, &uuid, &diff)?
     };
-    let _transient = match admitted {
+    let transient = match admitted {
         Ok(g) => g,
         Err(word) => return send_reject(&a, &tx, &vol.name, word).await,
     };
@@ -247,6 +247,8 @@ async fn wdiff_flow(
         })
         .await?
     };
+    // The flow is over before the sender learns it, so its next transfer is not refused.
+    drop(transient);
     if let Some(word) = commit {
         return send_reject(&a, &tx, &vol.name, word).await;
     }
@@ -320,7 +322,7 @@ async fn full_sync_flow(
             }
         }
     };
-    let _transient = match admitted {
+    let transient = match admitted {
         Ok(g) => g,
         Err(word) => return send_reject(&a, &tx, &vol.name, word).await,
     };
@@ -400,6 +402,7 @@ async fn full_sync_flow(
         Ok(())
     })
     .await?;
+    drop(transient);
     tracing::info!(vol = %vol.name, "full sync done: base <{snap}>");
     send(&tx, ack()).await
 }

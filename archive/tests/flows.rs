@@ -179,6 +179,24 @@ async fn corrupt_or_dropped_wdiff_changes_nothing() {
     assert_eq!(d.ctl(&["get", "diff", VOL]).await, "");
     assert_eq!(d.ctl(&["bhash", VOL, "0"]).await, before);
     assert_eq!(d.ctl(&["get", "latest-snap", VOL]).await, "0 0");
+    // A chunk whose checksum does not match its data.
+    let mut frames = wdiff_frames(&make_wdiff(LB, 23, uuid), 65536);
+    if let Some(walb_proto::frame::Kind::Chunk(ch)) = &mut frames[0].kind {
+        ch.crc32 ^= 1;
+    }
+    let o = flow(
+        &mut c,
+        true,
+        wdiff_open(VOL, "proxy", uuid, LB, &diff(0, 1, false, 1)),
+        frames,
+    )
+    .await;
+    assert!(
+        matches!(&o, Outcome::Failed(m) if m.contains("checksum")),
+        "{o:?}"
+    );
+    wait_for(|| d.temp_files(VOL).is_empty()).await;
+    assert_eq!(d.ctl(&["get", "diff", VOL]).await, "");
 
     // A sender that goes away mid-transfer.
     let good = make_wdiff(LB, 22, uuid);
@@ -385,4 +403,59 @@ async fn volume_lifecycle() {
     assert_eq!(d.ctl(&["get", "state", VOL]).await, "Clear");
     assert_eq!(d.ctl(&["get", "vol"]).await, "");
     assert!(!d.vol_dir(VOL).exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_diffs_bytes_and_rejections() {
+    let dir = tempfile::tempdir().unwrap();
+    let maddr = free_addr();
+    let d = Daemon::start_with(dir.path(), &["--metrics", &maddr, "--discard", "ignore"]).await;
+    assert_eq!(d.ctl(&["init-vol", VOL]).await, "ok");
+    assert_eq!(d.ctl(&["get", "uuid", VOL]).await, "0".repeat(32));
+    let img = random_image(LB, 2);
+    let uuid = Uuid([3; 16]);
+    let mut c = d.archive().await;
+    assert_eq!(
+        full_sync(&mut c, VOL, uuid, &img, snap(0, 0)).await,
+        Outcome::Acked
+    );
+    let w = make_wdiff(LB, 9, uuid);
+    let d01 = diff(0, 1, false, 5);
+    assert_eq!(
+        send_wdiff(&mut c, VOL, uuid, LB, &d01, &w).await,
+        Outcome::Acked
+    );
+    assert_eq!(
+        send_wdiff(&mut c, VOL, uuid, LB, &d01, &w).await,
+        Outcome::Rejected("too-old-diff".into())
+    );
+    let m = scrape(&maddr);
+    assert!(m.contains("walb_archive_diffs{vol=\"vol0\"} 1\n"), "{m}");
+    assert!(
+        m.contains(&format!(
+            "walb_archive_diff_bytes{{vol=\"vol0\"}} {}\n",
+            w.len()
+        )),
+        "{m}"
+    );
+    assert!(
+        m.contains("walb_archive_latest_gid{vol=\"vol0\"} 1\n"),
+        "{m}"
+    );
+    assert!(
+        m.contains("walb_archive_rejections_total{vol=\"vol0\",reason=\"too-old-diff\"} 1\n"),
+        "{m}"
+    );
+    let received = m
+        .lines()
+        .find_map(|l| l.strip_prefix("walb_archive_bytes_received_total{vol=\"vol0\"} "))
+        .expect("bytes received")
+        .parse::<f64>()
+        .unwrap();
+    assert!(received > w.len() as f64, "{received}");
+    let st = d.ctl(&["status"]).await;
+    assert!(
+        st.starts_with("vol0: state Archived base <|0|> latest |1| diffs 1"),
+        "{st}"
+    );
 }

@@ -44,10 +44,16 @@ fn free_port() -> u16 {
 
 impl Daemon {
     pub async fn start(data_dir: &Path) -> Daemon {
+        Daemon::start_with(data_dir, &[]).await
+    }
+
+    /// Starts the daemon with extra flags.
+    pub async fn start_with(data_dir: &Path, extra: &[&str]) -> Daemon {
         let addr = format!("127.0.0.1:{}", free_port());
         let child = Command::new(env!("CARGO_BIN_EXE_walb-archive"))
             .args(["--id", "a0", "--listen", &addr, "--data-dir"])
             .arg(data_dir)
+            .args(extra)
             .stdout(Stdio::null())
             .env("RUST_LOG", "warn")
             .stderr(Stdio::inherit())
@@ -355,6 +361,21 @@ pub fn bhash_of(img: &[u8]) -> String {
         .digest()
         .to_hex()
         .to_string()
+}
+
+/// The text of `GET /metrics` at `addr`.
+pub fn scrape(addr: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+pub fn free_addr() -> String {
+    format!("127.0.0.1:{}", free_port())
 }
 
 pub fn file_hash(p: &str) -> blake3::Hash {

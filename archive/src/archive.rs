@@ -46,11 +46,18 @@ impl Transient {
 pub struct Entry {
     lock: Arc<tokio::sync::Mutex<()>>,
     transient: Mutex<Option<Transient>>,
+    /// `stop force` wakes the running flow so it gives up.
+    abort: tokio::sync::Notify,
 }
 
 impl Entry {
     pub fn transient(&self) -> Option<Transient> {
         *self.transient.lock().expect("transient lock")
+    }
+
+    /// Resolves when `stop force` asks the running flow to end.
+    pub async fn aborted(&self) {
+        self.abort.notified().await
     }
 }
 
@@ -137,6 +144,19 @@ impl Archive {
         *cur = Some(t);
         drop(cur);
         Ok(TransientGuard { entry })
+    }
+
+    /// Waits until WdiffRecv ends (`force`: asks it to give up); other transients and a flow
+    /// still running after `limit` are refused by the caller's own state check.
+    pub async fn wait_wdiff_recv(&self, name: &str, force: bool, limit: std::time::Duration) {
+        let entry = self.entry(name);
+        let t0 = std::time::Instant::now();
+        while entry.transient() == Some(Transient::WdiffRecv) && t0.elapsed() < limit {
+            if force {
+                entry.abort.notify_waiters();
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
     }
 
     /// Refuses `cmd` while a transient runs on the volume.

@@ -12,6 +12,9 @@ use crate::archive::Archive;
 use crate::ops;
 use crate::volume::{utc, State};
 
+/// How long `stop` waits for a running wdiff transfer.
+const STOP_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// The command set; a newtype so the trait can be implemented on the shared `Arc<Archive>`.
 pub struct ArchiveCommands(pub Arc<Archive>);
 
@@ -43,11 +46,13 @@ async fn state_cmd(a: &Arc<Archive>, args: &[String]) -> CmdResult<String> {
     let cmd = args[0].clone();
     let name = vol_arg(args, 1)?;
     if cmd == "stop" {
-        if let Some(mode) = args.get(2) {
-            if mode != "graceful" && mode != "force" {
-                return Err(invalid(format!("stop mode {mode:?}: graceful or force")));
-            }
-        }
+        let force = match args.get(2).map(String::as_str) {
+            None | Some("graceful") => false,
+            Some("force") => true,
+            Some(mode) => return Err(invalid(format!("stop mode {mode:?}: graceful or force"))),
+        };
+        // graceful lets a running wdiff transfer finish; force cuts it.
+        a.wait_wdiff_recv(&name, force, STOP_WAIT).await;
     }
     let n2 = name.clone();
     a.run(&name, move |a, vol| {

@@ -191,6 +191,7 @@ async fn wdiff_flow(
         let _lock = a.lock(&vol.name).await;
         admit_wdiff(&a, &vol, &open, &uuid, &diff)?
     };
+    let entry = a.entry(&vol.name);
     let transient = match admitted {
         Ok(g) => g,
         Err(word) => return send_reject(&a, &tx, &vol.name, word).await,
@@ -201,7 +202,11 @@ async fn wdiff_flow(
     let tmp = Arc::new(TempFile::create(vol.temp_path("wdiff")).map_err(cmd_status)?);
     let mut off = 0u64;
     loop {
-        match next_frame(&mut input, "Chunk or Commit").await? {
+        let next = tokio::select! {
+            f = next_frame(&mut input, "Chunk or Commit") => f?,
+            _ = entry.aborted() => return Err(Status::aborted("the volume was stopped by force")),
+        };
+        match next {
             frame::Kind::Chunk(c) => {
                 let data = check_chunk(&c)
                     .map_err(|e| Status::data_loss(format!("wdiff chunk at byte {off}: {e}")))?
@@ -322,6 +327,7 @@ async fn full_sync_flow(
             }
         }
     };
+    let entry = a.entry(&vol.name);
     let transient = match admitted {
         Ok(g) => g,
         Err(word) => return send_reject(&a, &tx, &vol.name, word).await,
@@ -334,7 +340,11 @@ async fn full_sync_flow(
     tracing::info!(vol = %vol.name, size_lb = open.size_lb, "full sync started");
 
     let snap = loop {
-        match next_frame(&mut input, "Bulk or Commit").await? {
+        let next = tokio::select! {
+            f = next_frame(&mut input, "Bulk or Commit") => f?,
+            _ = entry.aborted() => return Err(Status::aborted("the volume was stopped by force")),
+        };
+        match next {
             frame::Kind::Bulk(b) => {
                 let end = b.lba.checked_add(b.blocks as u64);
                 if b.blocks == 0 || end.is_none_or(|e| e > open.size_lb) {

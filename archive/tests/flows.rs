@@ -198,7 +198,7 @@ async fn corrupt_or_dropped_wdiff_changes_nothing() {
     wait_for(|| d.temp_files(VOL).is_empty()).await;
     assert_eq!(d.ctl(&["get", "diff", VOL]).await, "");
 
-    // A sender that goes away mid-transfer.
+    // A transfer cut by stop force.
     let good = make_wdiff(LB, 22, uuid);
     let (tx, rx) = tokio::sync::mpsc::channel(4);
     tx.send(walb_proto::wire::frame(walb_proto::frame::Kind::Open(
@@ -226,6 +226,29 @@ async fn corrupt_or_dropped_wdiff_changes_nothing() {
         send_wdiff(&mut c2, VOL, uuid, LB, &diff(0, 1, false, 1), &good).await,
         Outcome::Rejected("wdiff-recv".into())
     );
+    // stop force cuts the transfer; nothing is registered and the volume is Stopped.
+    assert_eq!(d.ctl(&["stop", VOL, "force"]).await, "ok");
+    assert_eq!(d.ctl(&["get", "state", VOL]).await, "Stopped");
+    let end = events.message().await;
+    assert!(end.is_err(), "{end:?}");
+    assert_eq!(d.ctl(&["start", VOL]).await, "ok");
+
+    // A sender that goes away mid-transfer.
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tx.send(walb_proto::wire::frame(walb_proto::frame::Kind::Open(
+        wdiff_open(VOL, "proxy", uuid, LB, &diff(0, 1, false, 1)),
+    )))
+    .await
+    .unwrap();
+    let mut events = c
+        .wdiff_transfer(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    events.message().await.unwrap().unwrap(); // Accept
+    tx.send(wdiff_frames(&good, 4096).remove(0)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(d.ctl(&["get", "state", VOL]).await, "WdiffRecv");
     drop(tx);
     drop(events);
     drop(c);

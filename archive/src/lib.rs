@@ -1,2 +1,9 @@
 //! walb-archive: the archive daemon (base image + wdiff chain, apply, merge, restore, replication).
 //! It must not reach into another daemon's files.
+
+pub mod archive;
+pub mod commands;
+pub mod image;
+pub mod ops;
+pub mod service;
+pub mod volume;

@@ -1,0 +1,250 @@
+//! The control commands (SCENARIOS B §1.5, §1.6) over the argument vector walbc sends.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use walb_core::bhash::DEFAULT_BULK;
+use walb_daemon::error::{arg, invalid, num_arg};
+use walb_daemon::serve::Commands;
+use walb_daemon::{volfile, CmdError, CmdResult};
+
+use crate::archive::Archive;
+use crate::ops;
+use crate::volume::{utc, State};
+
+/// How long `stop` waits for a running wdiff transfer.
+const STOP_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The command set; a newtype so the trait can be implemented on the shared `Arc<Archive>`.
+pub struct ArchiveCommands(pub Arc<Archive>);
+
+#[tonic::async_trait]
+impl Commands for ArchiveCommands {
+    async fn call(&self, args: Vec<String>) -> CmdResult<String> {
+        let a = &self.0;
+        let cmd = arg(&args, 0, "command")?;
+        match cmd {
+            "init-vol" | "clear-vol" | "reset-vol" | "start" | "stop" => state_cmd(a, &args).await,
+            "get" => get(a, &args).await,
+            "status" => status(a, &args).await,
+            "restore" | "del-restored" | "apply" | "merge" | "gc-diff" | "cat" | "bhash" => {
+                data_cmd(a, &args).await
+            }
+            _ => Err(invalid(format!("unknown command {cmd:?}"))),
+        }
+    }
+}
+
+/// The volume argument at `i`, checked.
+fn vol_arg(args: &[String], i: usize) -> CmdResult<String> {
+    let v = arg(args, i, "volume")?;
+    volfile::check_vol_name(v)?;
+    Ok(v.to_string())
+}
+
+async fn state_cmd(a: &Arc<Archive>, args: &[String]) -> CmdResult<String> {
+    let cmd = args[0].clone();
+    let name = vol_arg(args, 1)?;
+    if cmd == "stop" {
+        let force = match args.get(2).map(String::as_str) {
+            None | Some("graceful") => false,
+            Some("force") => true,
+            Some(mode) => return Err(invalid(format!("stop mode {mode:?}: graceful or force"))),
+        };
+        // graceful lets a running wdiff transfer finish; force cuts it.
+        a.wait_wdiff_recv(&name, force, STOP_WAIT).await;
+    }
+    let n2 = name.clone();
+    a.run(&name, move |a, vol| {
+        a.no_transient(&n2, &cmd)?;
+        match cmd.as_str() {
+            "init-vol" => {
+                if vol.exists() {
+                    return Err(walb_daemon::error::bad_state(format!(
+                        "volume {} is {}: init-vol needs Clear",
+                        vol.name,
+                        vol.state()?.word()
+                    )));
+                }
+                vol.create()?;
+            }
+            "clear-vol" => {
+                let vol = a.vol(&n2).require()?;
+                vol.expect_state(&cmd, &[State::SyncReady, State::Stopped])?;
+                vol.remove_all()?;
+                a.metrics.forget("vol", &n2);
+            }
+            "reset-vol" => {
+                let vol = a.vol(&n2).require()?;
+                vol.expect_state(&cmd, &[State::SyncReady, State::Stopped])?;
+                vol.remove_data()?;
+                vol.reset_files()?;
+                a.metrics.forget("vol", &n2);
+            }
+            "start" => {
+                let vol = a.vol(&n2).require()?;
+                vol.expect_state(&cmd, &[State::Stopped])?;
+                vol.set_state(State::Archived)?;
+            }
+            _ => {
+                let vol = a.vol(&n2).require()?;
+                vol.expect_state(&cmd, &[State::Archived])?;
+                vol.set_state(State::Stopped)?;
+            }
+        }
+        a.refresh_metrics(vol);
+        Ok("ok".to_string())
+    })
+    .await
+}
+
+async fn get(a: &Arc<Archive>, args: &[String]) -> CmdResult<String> {
+    let what = arg(args, 1, "get target")?.to_string();
+    if what == "vol" {
+        return Ok(a.volumes()?.join("\n"));
+    }
+    let name = vol_arg(args, 2)?;
+    if what == "state" {
+        // Clear is the absence of the volume; transients show over the static state.
+        let vol = a.vol(&name);
+        if !vol.exists() {
+            return Ok("Clear".into());
+        }
+        if let Some(t) = a.entry(&name).transient() {
+            return Ok(t.word().into());
+        }
+        return Ok(vol.state()?.word().into());
+    }
+    let all = match args.get(3).map(String::as_str) {
+        None => false,
+        Some("all") if what == "restorable" => true,
+        Some(x) => return Err(invalid(format!("get {what}: unexpected argument {x:?}"))),
+    };
+    a.run(&name, move |a, vol| {
+        let vol = a.vol(&vol.name).require()?;
+        Ok(match what.as_str() {
+            "restorable" => vol
+                .restorable()?
+                .iter()
+                .filter(|r| all || r.is_explicit)
+                .map(|r| format!("{} {} {}", r.gid, utc(r.timestamp), u8::from(r.is_explicit)))
+                .collect::<Vec<_>>()
+                .join("\n"),
+            "base" => vol.base()?.to_string(),
+            "latest-snap" => {
+                let s = vol.latest()?;
+                format!("{} {}", s.gid_b, s.gid_e)
+            }
+            "uuid" => vol.uuid()?.to_string(),
+            "archive-uuid" => vol.archive_uuid()?.to_string(),
+            "diff" => vol
+                .diffs()?
+                .iter()
+                .map(walb_core::meta::format_name)
+                .collect::<Vec<_>>()
+                .join("\n"),
+            "exists-base-image" => u8::from(vol.has_image()).to_string(),
+            "restored" => vol
+                .restored()?
+                .iter()
+                .map(u64::to_string)
+                .collect::<Vec<_>>()
+                .join("\n"),
+            _ => return Err(invalid(format!("unknown get target {what:?}"))),
+        })
+    })
+    .await
+}
+
+async fn status(a: &Arc<Archive>, args: &[String]) -> CmdResult<String> {
+    let names = match args.get(1) {
+        Some(_) => vec![vol_arg(args, 1)?],
+        None => a.volumes()?,
+    };
+    let mut out = Vec::new();
+    for name in names {
+        let transient = a.entry(&name).transient();
+        let line = a
+            .run(&name, move |a, vol| {
+                let vol = a.vol(&vol.name).require()?;
+                let state = match transient {
+                    Some(t) => t.word(),
+                    None => vol.state()?.word(),
+                };
+                let diffs = vol.diffs()?;
+                let bytes: u64 = diffs.iter().map(|d| d.data_size).sum();
+                let latest = vol.latest()?;
+                Ok(format!(
+                    "{}: state {state} base {} latest {} diffs {} ({bytes} bytes) size {} LB restorable {}",
+                    vol.name,
+                    vol.base()?,
+                    latest,
+                    diffs.len(),
+                    vol.size_lb()?,
+                    vol.restorable()?.len(),
+                ))
+            })
+            .await?;
+        out.push(line);
+    }
+    Ok(out.join("\n"))
+}
+
+async fn data_cmd(a: &Arc<Archive>, args: &[String]) -> CmdResult<String> {
+    let cmd = args[0].clone();
+    let name = vol_arg(args, 1)?;
+    let mode = a.discard;
+    let args = args.to_vec();
+    a.run(&name, move |a, vol| {
+        let vol = a.vol(&vol.name).require()?;
+        let reply = match cmd.as_str() {
+            "restore" => {
+                vol.expect_state(&cmd, &[State::Archived])?;
+                let gid = num_arg(&args, 2, "gid")?;
+                ops::restore(&vol, gid, mode)?.display().to_string()
+            }
+            "del-restored" => {
+                vol.expect_state(&cmd, &[State::Archived, State::Stopped])?;
+                ops::del_restored(&vol, num_arg(&args, 2, "gid")?)?;
+                "ok".into()
+            }
+            "apply" => {
+                vol.expect_state(&cmd, &[State::Archived])?;
+                ops::apply(&vol, num_arg(&args, 2, "gid")?, mode)?;
+                "ok".into()
+            }
+            "merge" => {
+                vol.expect_state(&cmd, &[State::Archived])?;
+                let b = num_arg(&args, 2, "gidB")?;
+                let e = num_arg(&args, 3, "gidE")?;
+                ops::merge(&vol, b, e)?;
+                "ok".into()
+            }
+            "gc-diff" => {
+                vol.expect_state(&cmd, &[State::Archived, State::Stopped])?;
+                // A running flow's temporary file is not stray.
+                let sweep = a.entry(&vol.name).transient().is_none();
+                ops::gc(&vol, sweep)?.to_string()
+            }
+            "cat" => {
+                vol.expect_state(&cmd, &[State::Archived, State::Stopped])?;
+                let gid = num_arg(&args, 2, "gid")?;
+                let path = PathBuf::from(arg(&args, 3, "path")?);
+                ops::cat(&vol, gid, &path)?;
+                "ok".into()
+            }
+            _ => {
+                vol.expect_state(&cmd, &[State::Archived, State::Stopped])?;
+                let gid = num_arg(&args, 2, "gid")?;
+                let bulk = match args.get(3) {
+                    Some(_) => num_arg(&args, 3, "bulk bytes")? as usize,
+                    None => DEFAULT_BULK,
+                };
+                ops::bhash(&vol, gid, bulk)?
+            }
+        };
+        a.refresh_metrics(&vol);
+        Ok::<_, CmdError>(reply)
+    })
+    .await
+}

@@ -1,0 +1,418 @@
+//! The data services: full sync (FORMATS §6.2) and wdiff transfer (§7.6) over our frames.
+//! Open → Accept | Reject(word) → Bulk*/Chunk* → Commit → Ack; Ack is sent only after the data
+//! and the metadata are durable. Anything else (an error, a stream that ends without Commit)
+//! removes the temporary file and leaves the volume as it was.
+
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+use walb_core::meta::{self, MetaDiff, MetaSnap, MetaState, Relation};
+use walb_core::wdiff::{Kind, WdiffReader};
+use walb_core::{Uuid, LBS};
+use walb_proto::archive_server::Archive as ArchiveSvc;
+use walb_proto::wire::{accept, ack, check_chunk, reject};
+use walb_proto::{frame, Event, Frame, Open};
+
+use crate::archive::{Archive, Transient, TransientGuard};
+use crate::volume::{State, TempFile, Vol};
+
+type Events = mpsc::Sender<Result<Event, Status>>;
+
+pub struct Service(pub Arc<Archive>);
+
+fn internal(e: impl std::fmt::Display) -> Status {
+    Status::internal(e.to_string())
+}
+
+fn cmd_status(e: walb_daemon::CmdError) -> Status {
+    e.into()
+}
+
+/// Runs a flow in its own task; its events (and a final error status) go to the client.
+fn spawn_flow<F, Fut>(
+    arc: Arc<Archive>,
+    input: Streaming<Frame>,
+    flow: F,
+) -> ReceiverStream<Result<Event, Status>>
+where
+    F: FnOnce(Arc<Archive>, Streaming<Frame>, Events) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<(), Status>> + Send + 'static,
+{
+    let (tx, rx) = mpsc::channel(4);
+    tokio::spawn(async move {
+        if let Err(st) = flow(arc, input, tx.clone()).await {
+            tracing::warn!("data flow failed: {}", st.message());
+            let _ = tx.send(Err(st)).await;
+        }
+    });
+    ReceiverStream::new(rx)
+}
+
+#[tonic::async_trait]
+impl ArchiveSvc for Service {
+    type WdiffTransferStream = ReceiverStream<Result<Event, Status>>;
+    type FullSyncStream = ReceiverStream<Result<Event, Status>>;
+
+    async fn wdiff_transfer(
+        &self,
+        req: Request<Streaming<Frame>>,
+    ) -> Result<Response<Self::WdiffTransferStream>, Status> {
+        Ok(Response::new(spawn_flow(
+            self.0.clone(),
+            req.into_inner(),
+            wdiff_flow,
+        )))
+    }
+
+    async fn full_sync(
+        &self,
+        req: Request<Streaming<Frame>>,
+    ) -> Result<Response<Self::FullSyncStream>, Status> {
+        Ok(Response::new(spawn_flow(
+            self.0.clone(),
+            req.into_inner(),
+            full_sync_flow,
+        )))
+    }
+}
+
+async fn next_frame(input: &mut Streaming<Frame>, what: &str) -> Result<frame::Kind, Status> {
+    match input.message().await? {
+        Some(Frame { kind: Some(k) }) => Ok(k),
+        Some(Frame { kind: None }) => Err(Status::invalid_argument(format!(
+            "empty frame while expecting {what}"
+        ))),
+        None => Err(Status::aborted(format!(
+            "the sender closed the stream while expecting {what}"
+        ))),
+    }
+}
+
+async fn read_open(input: &mut Streaming<Frame>) -> Result<Open, Status> {
+    match next_frame(input, "Open").await? {
+        frame::Kind::Open(o) => Ok(o),
+        _ => Err(Status::invalid_argument("the first frame must be Open")),
+    }
+}
+
+fn uuid_of(b: &[u8]) -> Result<Uuid, Status> {
+    let a: [u8; 16] = b
+        .try_into()
+        .map_err(|_| Status::invalid_argument(format!("uuid must be 16 bytes, got {}", b.len())))?;
+    Ok(Uuid(a))
+}
+
+async fn send(tx: &Events, ev: Event) -> Result<(), Status> {
+    tx.send(Ok(ev))
+        .await
+        .map_err(|_| Status::cancelled("the sender went away"))
+}
+
+async fn send_reject(a: &Archive, tx: &Events, vol: &str, reason: &str) -> Result<(), Status> {
+    tracing::info!(vol, "data flow rejected: {reason}");
+    a.count_rejection(vol, reason);
+    send(tx, reject(reason)).await
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, Status> + Send + 'static,
+) -> Result<T, Status> {
+    tokio::task::spawn_blocking(f).await.map_err(internal)?
+}
+
+// ---- wdiff transfer ----
+
+/// Checks an Open against the volume (under its lock); starts WdiffRecv or names the rejection.
+fn admit_wdiff(
+    a: &Archive,
+    vol: &Vol,
+    open: &Open,
+    uuid: &Uuid,
+    diff: &MetaDiff,
+) -> Result<Result<TransientGuard, &'static str>, Status> {
+    if !vol.exists() {
+        return Ok(Err("archive-not-found"));
+    }
+    if let Some(t) = a.entry(&vol.name).transient() {
+        return Ok(Err(t.reject_word()));
+    }
+    if vol.state().map_err(cmd_status)? != State::Archived {
+        return Ok(Err("stopped"));
+    }
+    if open.host_type == "proxy" && *uuid != vol.uuid().map_err(cmd_status)? {
+        return Ok(Err("different-uuid"));
+    }
+    if open.size_lb > vol.size_lb().map_err(cmd_status)? {
+        return Ok(Err("smaller-lv-size"));
+    }
+    if let Some(word) = relation_word(vol, diff)? {
+        return Ok(Err(word));
+    }
+    Ok(a.begin_transient(&vol.name, Transient::WdiffRecv)
+        .map_err(|t| t.reject_word()))
+}
+
+/// The rejection for a diff that is not applicable to the latest snapshot.
+fn relation_word(vol: &Vol, diff: &MetaDiff) -> Result<Option<&'static str>, Status> {
+    let latest = vol.latest().map_err(cmd_status)?;
+    Ok(match meta::relation(&latest, diff) {
+        Relation::Applicable => None,
+        Relation::TooOld => Some("too-old-diff"),
+        Relation::TooNew => Some("too-new-diff"),
+        Relation::NotApplicable if diff.snap_b.gid_b < latest.gid_b => Some("too-old-diff"),
+        Relation::NotApplicable => Some("too-new-diff"),
+    })
+}
+
+async fn wdiff_flow(
+    a: Arc<Archive>,
+    mut input: Streaming<Frame>,
+    tx: Events,
+) -> Result<(), Status> {
+    let open = read_open(&mut input).await?;
+    if open.host_type != "proxy" && open.host_type != "archive" {
+        return Err(Status::invalid_argument(format!(
+            "host_type {:?}: wdiff transfer takes proxy or archive",
+            open.host_type
+        )));
+    }
+    if walb_daemon::volfile::check_vol_name(&open.vol).is_err() {
+        return send_reject(&a, &tx, &open.vol, "archive-not-found").await;
+    }
+    let uuid = uuid_of(&open.uuid)?;
+    let diff = MetaDiff::from_bytes(&open.diff)
+        .map_err(|e| Status::invalid_argument(format!("Open.diff: {e}")))?;
+    let vol = a.vol(&open.vol);
+    let admitted = {
+        let _lock = a.lock(&vol.name).await;
+        admit_wdiff(&a, &vol, &open, &uuid, &diff)?
+    };
+    let entry = a.entry(&vol.name);
+    let transient = match admitted {
+        Ok(g) => g,
+        Err(word) => return send_reject(&a, &tx, &vol.name, word).await,
+    };
+    send(&tx, accept()).await?;
+    tracing::info!(vol = %vol.name, "receiving wdiff {diff}");
+
+    let tmp = Arc::new(TempFile::create(vol.temp_path("wdiff")).map_err(cmd_status)?);
+    let mut off = 0u64;
+    loop {
+        let next = tokio::select! {
+            f = next_frame(&mut input, "Chunk or Commit") => f?,
+            _ = entry.aborted() => return Err(Status::aborted("the volume was stopped by force")),
+        };
+        match next {
+            frame::Kind::Chunk(c) => {
+                let data = check_chunk(&c)
+                    .map_err(|e| Status::data_loss(format!("wdiff chunk at byte {off}: {e}")))?
+                    .clone();
+                a.count_received(&vol.name, data.len());
+                let t = tmp.clone();
+                let at = off;
+                blocking(move || t.file.write_all_at(&data, at).map_err(internal)).await?;
+                off += c.data.len() as u64;
+            }
+            frame::Kind::Commit(_) => break,
+            _ => {
+                return Err(Status::invalid_argument(
+                    "wdiff transfer takes Chunk or Commit",
+                ))
+            }
+        }
+    }
+    let tmp = Arc::into_inner(tmp).expect("no write in flight");
+    let size_lb = vol.size_lb().map_err(cmd_status)?;
+    let tmp = blocking(move || {
+        tmp.file.sync_all().map_err(internal)?;
+        verify_wdiff(&tmp.path, &uuid, size_lb)?;
+        Ok(tmp)
+    })
+    .await?;
+
+    let commit = {
+        let lock = a.lock(&vol.name).await;
+        let a2 = a.clone();
+        let name = vol.name.clone();
+        blocking(move || {
+            let _lock = lock;
+            let vol = a2.vol(&name);
+            // Nothing else registers diffs while WdiffRecv runs, but apply and merge may have
+            // run: the relation is checked again against the latest snapshot.
+            if let Some(word) = relation_word(&vol, &diff)? {
+                return Ok(Some(word));
+            }
+            tmp.persist(&vol.diff_path(&diff)).map_err(cmd_status)?;
+            a2.refresh_metrics(&vol);
+            Ok(None)
+        })
+        .await?
+    };
+    // The flow is over before the sender learns it, so its next transfer is not refused.
+    drop(transient);
+    if let Some(word) = commit {
+        return send_reject(&a, &tx, &vol.name, word).await;
+    }
+    tracing::info!(vol = %vol.name, "registered wdiff {diff} ({off} bytes)");
+    send(&tx, ack()).await
+}
+
+/// Reads every record of the received file: a sorted wdiff with the announced uuid whose
+/// records fit in the volume.
+fn verify_wdiff(path: &Path, uuid: &Uuid, size_lb: u64) -> Result<(), Status> {
+    let bad = |e: String| Status::data_loss(format!("received wdiff: {e}"));
+    let r = WdiffReader::open(path).map_err(|e| bad(e.to_string()))?;
+    if r.kind() != Kind::Sorted {
+        return Err(bad("indexed wdiff where a sorted one is needed".into()));
+    }
+    if r.uuid() != *uuid {
+        return Err(bad(format!(
+            "header uuid {} differs from Open.uuid {uuid}",
+            r.uuid()
+        )));
+    }
+    for rec in r {
+        let rec = rec.map_err(|e| bad(e.to_string()))?;
+        if rec.end() > size_lb {
+            return Err(bad(format!(
+                "record at LB {} (+{}) ends beyond the volume's {size_lb} LB",
+                rec.addr, rec.blocks
+            )));
+        }
+    }
+    Ok(())
+}
+
+// ---- full sync ----
+
+async fn full_sync_flow(
+    a: Arc<Archive>,
+    mut input: Streaming<Frame>,
+    tx: Events,
+) -> Result<(), Status> {
+    let open = read_open(&mut input).await?;
+    if open.host_type != "storage" {
+        return Err(Status::invalid_argument(format!(
+            "host_type {:?}: full sync takes storage",
+            open.host_type
+        )));
+    }
+    if walb_daemon::volfile::check_vol_name(&open.vol).is_err() {
+        return send_reject(&a, &tx, &open.vol, "archive-not-found").await;
+    }
+    let uuid = uuid_of(&open.uuid)?;
+    if open.size_lb == 0 || open.bulk_lb == 0 {
+        return Err(Status::invalid_argument(
+            "size_lb and bulk_lb must be positive",
+        ));
+    }
+    let vol = a.vol(&open.vol);
+    let admitted = {
+        let _lock = a.lock(&vol.name).await;
+        if !vol.exists() {
+            Err("archive-not-found")
+        } else if let Some(t) = a.entry(&vol.name).transient() {
+            Err(t.reject_word())
+        } else {
+            match vol.state().map_err(cmd_status)? {
+                State::SyncReady => a
+                    .begin_transient(&vol.name, Transient::FullSync)
+                    .map_err(|t| t.reject_word()),
+                State::Archived => Err("archived"),
+                State::Stopped => Err("stopped"),
+            }
+        }
+    };
+    let entry = a.entry(&vol.name);
+    let transient = match admitted {
+        Ok(g) => g,
+        Err(word) => return send_reject(&a, &tx, &vol.name, word).await,
+    };
+    let size = open.size_lb * LBS as u64;
+    let tmp = TempFile::create(vol.temp_path("fullsync")).map_err(cmd_status)?;
+    tmp.file.set_len(size).map_err(internal)?;
+    let tmp = Arc::new(tmp);
+    send(&tx, accept()).await?;
+    tracing::info!(vol = %vol.name, size_lb = open.size_lb, "full sync started");
+
+    let snap = loop {
+        let next = tokio::select! {
+            f = next_frame(&mut input, "Bulk or Commit") => f?,
+            _ = entry.aborted() => return Err(Status::aborted("the volume was stopped by force")),
+        };
+        match next {
+            frame::Kind::Bulk(b) => {
+                let end = b.lba.checked_add(b.blocks as u64);
+                if b.blocks == 0 || end.is_none_or(|e| e > open.size_lb) {
+                    return Err(Status::invalid_argument(format!(
+                        "bulk at LB {} (+{}) outside the volume's {} LB",
+                        b.lba, b.blocks, open.size_lb
+                    )));
+                }
+                let got = crc32fast::hash(&b.zstd);
+                if got != b.crc32 {
+                    return Err(Status::data_loss(format!(
+                        "bulk at LB {}: crc32 {got:#010x}, expected {:#010x}",
+                        b.lba, b.crc32
+                    )));
+                }
+                a.count_received(&vol.name, b.zstd.len());
+                if b.zstd.is_empty() {
+                    // All zero: the image is sparse.
+                    continue;
+                }
+                let t = tmp.clone();
+                blocking(move || {
+                    let len = b.blocks as usize * LBS;
+                    let data = zstd::bulk::decompress(&b.zstd, len).map_err(|e| {
+                        Status::data_loss(format!("bulk at LB {}: zstd: {e}", b.lba))
+                    })?;
+                    if data.len() != len {
+                        return Err(Status::data_loss(format!(
+                            "bulk at LB {}: {} bytes after decompression, expected {len}",
+                            b.lba,
+                            data.len()
+                        )));
+                    }
+                    t.file
+                        .write_all_at(&data, b.lba * LBS as u64)
+                        .map_err(internal)
+                })
+                .await?;
+            }
+            frame::Kind::Commit(c) => {
+                break MetaSnap::from_bytes(&c.snap)
+                    .map_err(|e| Status::invalid_argument(format!("Commit.snap: {e}")))?
+            }
+            _ => return Err(Status::invalid_argument("full sync takes Bulk or Commit")),
+        }
+    };
+    let tmp = Arc::into_inner(tmp).expect("no write in flight");
+    let lock = a.lock(&vol.name).await;
+    let a2 = a.clone();
+    let name = vol.name.clone();
+    let cur_time = open.cur_time;
+    blocking(move || {
+        let _lock = lock;
+        let vol = a2.vol(&name);
+        // The state file is the commit point: written last, after everything else is durable.
+        vol.remove_diffs(&vol.diffs().map_err(cmd_status)?)
+            .map_err(cmd_status)?;
+        tmp.persist(&vol.image()).map_err(cmd_status)?;
+        vol.set_base(&MetaState::new(snap, cur_time))
+            .map_err(cmd_status)?;
+        vol.set_archive_uuid(&Uuid::random()).map_err(cmd_status)?;
+        vol.set_uuid(&uuid).map_err(cmd_status)?;
+        vol.set_state(State::Archived).map_err(cmd_status)?;
+        a2.refresh_metrics(&vol);
+        Ok(())
+    })
+    .await?;
+    drop(transient);
+    tracing::info!(vol = %vol.name, "full sync done: base <{snap}>");
+    send(&tx, ack()).await
+}

@@ -1,0 +1,423 @@
+//! One volume's persistent files under `D/vols/<vol>/` (FORMATS §5.5): `state`, `uuid`,
+//! `archive_uuid`, `base` (MetaState), `base.img` and the wdiffs named by their MetaDiff; its
+//! restored images under `D/restored/<vol>/`. Every small file is replaced atomically; a missing
+//! directory is the Clear state.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use walb_core::meta::{self, MetaDiff, MetaSnap, MetaState, Restorable};
+use walb_core::{Gid, Uuid, LBS};
+use walb_daemon::error::{bad_state, invalid};
+use walb_daemon::{volfile, CmdError, CmdResult};
+
+/// The persisted (static) states; transients live in memory only (`archive::Transient`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    SyncReady,
+    Archived,
+    Stopped,
+}
+
+impl State {
+    pub fn word(self) -> &'static str {
+        match self {
+            State::SyncReady => "SyncReady",
+            State::Archived => "Archived",
+            State::Stopped => "Stopped",
+        }
+    }
+
+    fn parse(s: &str) -> Option<State> {
+        [State::SyncReady, State::Archived, State::Stopped]
+            .into_iter()
+            .find(|st| st.word() == s)
+    }
+}
+
+const IMAGE: &str = "base.img";
+
+pub struct Vol {
+    pub name: String,
+    pub dir: PathBuf,
+    pub restored_dir: PathBuf,
+}
+
+fn internal(what: impl std::fmt::Display, e: impl std::fmt::Display) -> CmdError {
+    CmdError::Internal(format!("{what}: {e}"))
+}
+
+impl Vol {
+    pub fn new(data_dir: &Path, name: &str) -> Vol {
+        Vol {
+            name: name.to_string(),
+            dir: data_dir.join("vols").join(name),
+            restored_dir: data_dir.join("restored").join(name),
+        }
+    }
+
+    pub fn exists(&self) -> bool {
+        self.dir.is_dir()
+    }
+
+    /// The volume, or NotFound when it has no directory.
+    pub fn require(self) -> CmdResult<Vol> {
+        if self.exists() {
+            Ok(self)
+        } else {
+            Err(CmdError::NotFound(format!(
+                "volume {} not found",
+                self.name
+            )))
+        }
+    }
+
+    /// Creates the directory and the files of a fresh SyncReady volume.
+    pub fn create(&self) -> CmdResult<()> {
+        std::fs::create_dir_all(&self.dir).map_err(|e| internal(self.dir.display(), e))?;
+        self.reset_files()?;
+        sync_parent(&self.dir)
+    }
+
+    /// Empty metadata: null uuids, the default base state, SyncReady (written last).
+    pub fn reset_files(&self) -> CmdResult<()> {
+        self.set_uuid(&Uuid::default())?;
+        self.set_archive_uuid(&Uuid::default())?;
+        self.set_base(&MetaState::new(MetaSnap::default(), 0))?;
+        self.set_state(State::SyncReady)
+    }
+
+    pub fn state(&self) -> CmdResult<State> {
+        let path = self.dir.join("state");
+        let s = volfile::read(&path)?
+            .ok_or_else(|| CmdError::Internal(format!("{} is missing", path.display())))?;
+        State::parse(&s)
+            .ok_or_else(|| CmdError::Internal(format!("{}: bad state {s:?}", path.display())))
+    }
+
+    pub fn set_state(&self, s: State) -> CmdResult<()> {
+        volfile::write(&self.dir.join("state"), s.word())
+    }
+
+    /// The state, which must be one of `allowed` for `cmd`.
+    pub fn expect_state(&self, cmd: &str, allowed: &[State]) -> CmdResult<State> {
+        let s = self.state()?;
+        if allowed.contains(&s) {
+            Ok(s)
+        } else {
+            Err(bad_state(format!(
+                "volume {} is {}: {cmd} needs {}",
+                self.name,
+                s.word(),
+                allowed
+                    .iter()
+                    .map(|s| s.word())
+                    .collect::<Vec<_>>()
+                    .join(" or ")
+            )))
+        }
+    }
+
+    fn read_uuid(&self, file: &str) -> CmdResult<Uuid> {
+        let path = self.dir.join(file);
+        let s = volfile::read(&path)?.unwrap_or_default();
+        s.parse()
+            .map_err(|e: String| CmdError::Internal(format!("{}: {e}", path.display())))
+    }
+
+    pub fn uuid(&self) -> CmdResult<Uuid> {
+        self.read_uuid("uuid")
+    }
+
+    pub fn set_uuid(&self, u: &Uuid) -> CmdResult<()> {
+        volfile::write(&self.dir.join("uuid"), &u.to_string())
+    }
+
+    pub fn archive_uuid(&self) -> CmdResult<Uuid> {
+        self.read_uuid("archive_uuid")
+    }
+
+    pub fn set_archive_uuid(&self, u: &Uuid) -> CmdResult<()> {
+        volfile::write(&self.dir.join("archive_uuid"), &u.to_string())
+    }
+
+    pub fn base(&self) -> CmdResult<MetaState> {
+        let path = self.dir.join("base");
+        let b = volfile::read_bytes(&path)?
+            .ok_or_else(|| CmdError::Internal(format!("{} is missing", path.display())))?;
+        MetaState::from_bytes(&b).map_err(|e| internal(path.display(), e))
+    }
+
+    pub fn set_base(&self, s: &MetaState) -> CmdResult<()> {
+        volfile::write_bytes(&self.dir.join("base"), &s.to_bytes())
+    }
+
+    pub fn image(&self) -> PathBuf {
+        self.dir.join(IMAGE)
+    }
+
+    pub fn has_image(&self) -> bool {
+        self.image().is_file()
+    }
+
+    /// Size of the base image in LB (0 without one).
+    pub fn size_lb(&self) -> CmdResult<u64> {
+        match std::fs::metadata(self.image()) {
+            Ok(m) => Ok(m.len() / LBS as u64),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+            Err(e) => Err(internal(self.image().display(), e)),
+        }
+    }
+
+    pub fn diff_path(&self, d: &MetaDiff) -> PathBuf {
+        self.dir.join(meta::format_name(d))
+    }
+
+    /// Every wdiff of the volume, ordered by gid range (chain order for a plain chain).
+    pub fn diffs(&self) -> CmdResult<Vec<MetaDiff>> {
+        let mut v = Vec::new();
+        let rd = std::fs::read_dir(&self.dir).map_err(|e| internal(self.dir.display(), e))?;
+        for e in rd {
+            let e = e.map_err(|e| internal(self.dir.display(), e))?;
+            let Some(name) = e.file_name().to_str().map(str::to_string) else {
+                continue;
+            };
+            if name.starts_with('.') || !name.ends_with(".wdiff") {
+                continue;
+            }
+            let size = e.metadata().map_err(|e| internal(&name, e))?.len();
+            match meta::parse_name(&name, size) {
+                Ok(d) => v.push(d),
+                Err(err) => tracing::warn!(vol = %self.name, "ignoring {name}: {err}"),
+            }
+        }
+        v.sort_by_key(|d| {
+            (
+                d.snap_b.gid_b,
+                d.snap_e.gid_b,
+                d.snap_b.gid_e,
+                d.snap_e.gid_e,
+            )
+        });
+        Ok(v)
+    }
+
+    /// The chain applicable to the base snapshot (up to `up_to`).
+    pub fn chain(&self, base: &MetaState, up_to: Option<Gid>) -> CmdResult<Vec<MetaDiff>> {
+        Ok(meta::applicable_chain(&base.snap_b, &self.diffs()?, up_to))
+    }
+
+    /// The archive's latest snapshot: the base with every applicable diff applied.
+    pub fn latest(&self) -> CmdResult<MetaSnap> {
+        let base = self.base()?;
+        let chain = self.chain(&base, None)?;
+        Ok(meta::apply_all(&base.snap_b, &chain)?)
+    }
+
+    pub fn restorable(&self) -> CmdResult<Vec<Restorable>> {
+        let base = self.base()?;
+        Ok(meta::restorable(
+            &base.snap_b,
+            base.timestamp,
+            &self.diffs()?,
+        ))
+    }
+
+    /// The chain from the base to clean snapshot `gid`, which must be restorable.
+    pub fn chain_to_clean(&self, gid: u64) -> CmdResult<(MetaState, Vec<MetaDiff>)> {
+        if !self.restorable()?.iter().any(|r| r.gid == Gid(gid)) {
+            return Err(invalid(format!(
+                "gid {gid} is not a restorable snapshot of volume {}",
+                self.name
+            )));
+        }
+        let base = self.base()?;
+        let chain = self.chain(&base, Some(Gid(gid)))?;
+        let end = meta::apply_all(&base.snap_b, &chain)?;
+        if end != MetaSnap::clean(Gid(gid)) {
+            return Err(CmdError::Internal(format!(
+                "the chain to gid {gid} of volume {} ends at {end}",
+                self.name
+            )));
+        }
+        Ok((base, chain))
+    }
+
+    /// A temporary file name in the volume directory (swept at startup).
+    pub fn temp_path(&self, what: &str) -> PathBuf {
+        self.dir
+            .join(format!(".tmp-{what}-{:016x}", rand::random::<u64>()))
+    }
+
+    /// Removes temporary files (ours `.tmp*`, AtomicFile's `.NAME.tmp.PID`) left by a crash.
+    pub fn sweep_temps(&self) -> CmdResult<usize> {
+        let mut n = 0;
+        for dir in [&self.dir, &self.restored_dir] {
+            let rd = match std::fs::read_dir(dir) {
+                Ok(rd) => rd,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(internal(dir.display(), e)),
+            };
+            for e in rd {
+                let e = e.map_err(|e| internal(dir.display(), e))?;
+                if e.file_name().to_string_lossy().starts_with('.') {
+                    std::fs::remove_file(e.path())
+                        .map_err(|err| internal(e.path().display(), err))?;
+                    n += 1;
+                }
+            }
+        }
+        Ok(n)
+    }
+
+    /// Deletes diff files; the directory is synced once.
+    pub fn remove_diffs(&self, ds: &[MetaDiff]) -> CmdResult<()> {
+        for d in ds {
+            let p = self.diff_path(d);
+            match std::fs::remove_file(&p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(internal(p.display(), e)),
+            }
+        }
+        if !ds.is_empty() {
+            sync_dir(&self.dir)?;
+        }
+        Ok(())
+    }
+
+    pub fn restored_path(&self, gid: u64) -> PathBuf {
+        self.restored_dir.join(format!("{gid}.img"))
+    }
+
+    /// Gids of the restored images, ascending.
+    pub fn restored(&self) -> CmdResult<Vec<u64>> {
+        let mut v: Vec<u64> = match std::fs::read_dir(&self.restored_dir) {
+            Ok(rd) => rd
+                .filter_map(|e| e.ok())
+                .filter_map(|e| {
+                    let n = e.file_name().to_string_lossy().into_owned();
+                    n.strip_suffix(".img")?.parse().ok()
+                })
+                .collect(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(internal(self.restored_dir.display(), e)),
+        };
+        v.sort_unstable();
+        Ok(v)
+    }
+
+    /// Removes everything of the volume (clear-vol).
+    pub fn remove_all(&self) -> CmdResult<()> {
+        for d in [&self.restored_dir, &self.dir] {
+            match std::fs::remove_dir_all(d) {
+                Ok(()) => sync_parent(d)?,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(internal(d.display(), e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes the image, the diffs and the restored images (reset-vol keeps the directory).
+    pub fn remove_data(&self) -> CmdResult<()> {
+        self.remove_diffs(&self.diffs()?)?;
+        match std::fs::remove_file(self.image()) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(internal(self.image().display(), e)),
+        }
+        match std::fs::remove_dir_all(&self.restored_dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(internal(self.restored_dir.display(), e)),
+        }
+        sync_dir(&self.dir)
+    }
+}
+
+pub fn sync_dir(dir: &Path) -> CmdResult<()> {
+    walb_core::atomic::sync_dir(dir).map_err(|e| CmdError::Internal(e.to_string()))
+}
+
+fn sync_parent(p: &Path) -> CmdResult<()> {
+    match p.parent() {
+        Some(d) => sync_dir(d),
+        None => Ok(()),
+    }
+}
+
+/// A temporary file that is removed on drop unless `persist`ed under its final name.
+pub struct TempFile {
+    pub path: PathBuf,
+    pub file: File,
+    kept: bool,
+}
+
+impl TempFile {
+    pub fn create(path: PathBuf) -> CmdResult<TempFile> {
+        let file = File::options()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|e| internal(path.display(), e))?;
+        Ok(TempFile {
+            path,
+            file,
+            kept: false,
+        })
+    }
+
+    /// fsync, rename to `to`, fsync the directory.
+    pub fn persist(mut self, to: &Path) -> CmdResult<()> {
+        self.file
+            .sync_all()
+            .map_err(|e| internal(format!("fsync {}", self.path.display()), e))?;
+        std::fs::rename(&self.path, to).map_err(|e| internal(to.display(), e))?;
+        self.kept = true;
+        sync_parent(to)
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if !self.kept {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// `YYYY-MM-DDThh:mm:ss` in UTC.
+pub fn utc(ts: u64) -> String {
+    let days = (ts / 86_400) as i64;
+    let rem = ts % 86_400;
+    // Days-to-civil over 400-year eras (proleptic Gregorian).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_renders_known_times() {
+        assert_eq!(utc(0), "1970-01-01T00:00:00");
+        assert_eq!(utc(1_540_989_296), "2018-10-31T12:34:56");
+        assert_eq!(utc(951_782_400), "2000-02-29T00:00:00");
+    }
+}

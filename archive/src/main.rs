@@ -34,6 +34,8 @@ struct Args {
     /// How DISCARD records are applied to images: zero or ignore.
     #[arg(long, default_value = "zero", value_parser = ["zero", "ignore"])]
     discard: String,
+    #[command(flatten)]
+    tls: walb_daemon::tls::TlsArgs,
     /// TOML file with any of these flags.
     #[arg(long)]
     config: Option<PathBuf>,
@@ -43,6 +45,7 @@ struct Args {
 async fn main() -> Result<()> {
     let args: Args = walb_daemon::config::parse();
     init_logging();
+    args.tls.init()?;
     let discard: DiscardMode = args.discard.parse().context("--discard")?;
     let metrics = Arc::new(Metrics::new());
     let data_dir = args.data_dir.clone();

@@ -52,9 +52,21 @@ fn bad_input_unknown_volume_and_wrong_state() {
     let Some((c, _)) = backed_up("bad_input_unknown_volume_and_wrong_state") else {
         return;
     };
-    for s in ["s0", "p0", "a0"] {
-        let e = c.walbc_err(&["call", s, "get", "state", "nosuch"]);
-        assert!(e.contains("nosuch") && e.contains("NotFound"), "{s}: {e}");
+    for args in [
+        ["s0", "snapshot", "nosuch"],
+        ["p0", "start", "nosuch"],
+        ["a0", "restore", "nosuch"],
+    ] {
+        let mut a = vec!["call"];
+        a.extend(args);
+        if args[0] == "a0" {
+            a.push("1");
+        }
+        let e = c.walbc_err(&a);
+        assert!(
+            e.contains("nosuch") && e.contains("NotFound"),
+            "{args:?}: {e}"
+        );
     }
     // Target: a full backup again is the wrong state on both sides.
     let e = c.walbc_err(&["call", "s0", "full-bkp", "vol0"]);

@@ -19,7 +19,7 @@ use crate::volume::{Archive, SendCtl, State, Vol, VolSt};
 
 #[derive(Clone, Debug)]
 pub struct Opts {
-    /// Give up retrying an archive when no wlog arrived for this long.
+    /// Give up retrying an archive after this long without a new wlog, kick or start.
     pub retry_timeout: Duration,
     /// Limits of one merged send.
     pub max_merge_bytes: u64,
@@ -241,7 +241,6 @@ impl Proxy {
         }
         v.dir.set_started(true)?;
         st.state = State::Started;
-        st.last_recv = Instant::now();
         let now = Instant::now();
         for (name, a) in st.archives.iter_mut() {
             {
@@ -250,6 +249,7 @@ impl Proxy {
                 s.error = false;
                 s.backoff = Duration::ZERO;
                 s.due = Some(now);
+                s.armed = Some(now);
             }
             self.set_send_error_metric(vol, name, false);
             a.task = Some(
@@ -409,13 +409,12 @@ impl Proxy {
         finish_tasks(all, force).await;
     }
 
-    /// A diff was registered: reset the give-up clock, clear send errors, schedule sends.
+    /// A diff was registered: clear send errors (re-arming the give-up clock), schedule sends.
     pub fn on_received(&self, v: &Vol, bytes: u64) {
         self.metrics
             .add(RECEIVED, &[("vol", &v.name)], bytes as f64);
         let names: Vec<String> = {
-            let mut st = v.lock();
-            st.last_recv = Instant::now();
+            let st = v.lock();
             let now = Instant::now();
             for a in st.archives.values() {
                 a.ctl.trigger(now + Duration::from_secs(a.info.delay), true);

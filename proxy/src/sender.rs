@@ -2,7 +2,7 @@
 //! (send.rs) and reacts to the outcome as walb's proxy does (SCENARIOS B §2.2): delete on
 //! accept / too-old-diff / different-uuid; send error at once on smaller-lv-size /
 //! archive-not-found; back-off (1 s doubling to 300 s) otherwise, giving up after the retry
-//! timeout without new wlogs, except for too-new-diff and syncing, which retry forever.
+//! timeout without a new wlog (or kick, or start), except for too-new-diff and syncing, which retry forever.
 
 use std::io::Read;
 use std::sync::Arc;
@@ -37,7 +37,7 @@ enum Round {
     Idle,
     /// Diffs left the queue; look again at once.
     Progress,
-    /// Retry later; `give_up` if nothing arrived from storage for the retry timeout.
+    /// Retry later; `give_up` once the retry timeout passed without a new wlog, kick or start.
     Retry { why: String, give_up: bool },
     /// Stop until kick, start or a new wlog.
     Error(String),
@@ -82,8 +82,6 @@ impl Sender {
             }
             let round = self.round().await;
             self.proxy.update_waiting(&self.vol, &self.archive);
-            // Read before taking the send lock: the volume lock is always taken first.
-            let quiet = self.vol.lock().last_recv.elapsed() >= self.proxy.opts.retry_timeout;
             let mut st = self.ctl.lock();
             st.busy = false;
             let (vol, archive) = (self.vol.name.as_str(), self.archive.as_str());
@@ -95,6 +93,9 @@ impl Sender {
                     st.due = Some(Instant::now());
                 }
                 Round::Retry { why, give_up } => {
+                    let quiet = st
+                        .armed
+                        .is_none_or(|t| t.elapsed() >= self.proxy.opts.retry_timeout);
                     if give_up && quiet {
                         tracing::warn!(vol, archive, "send error: giving up after {why}");
                         st.error = true;

@@ -56,6 +56,8 @@ pub struct SendSt {
     pub backoff: Duration,
     /// Why the last send failed, for status.
     pub last_failure: Option<String>,
+    /// When retrying was last (re)armed by a new wlog, kick or start: the give-up clock.
+    pub armed: Option<Instant>,
 }
 
 impl SendCtl {
@@ -69,6 +71,7 @@ impl SendCtl {
             let mut st = self.lock();
             if clear_error {
                 st.error = false;
+                st.armed = Some(Instant::now());
             }
             st.due = Some(st.due.map_or(at, |d| d.min(at)));
         }
@@ -86,8 +89,6 @@ pub struct Archive {
 pub struct VolSt {
     pub state: State,
     pub archives: BTreeMap<String, Archive>,
-    /// When the last wlog arrived (or the volume started): the give-up clock.
-    pub last_recv: Instant,
     /// Set to abort a running wlog receive (`stop force`).
     pub abort_recv: Option<Arc<Notify>>,
 }
@@ -106,7 +107,6 @@ impl Vol {
             st: Mutex::new(VolSt {
                 state,
                 archives: BTreeMap::new(),
-                last_recv: Instant::now(),
                 abort_recv: None,
             }),
         }

@@ -206,3 +206,99 @@ impl Write for ChunkSink {
         self.send()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use walb_core::source::BytesSource;
+    use walb_core::wdiff::{Body, Codec, DiffRec, IndexedWriter, SortedReader};
+
+    use super::*;
+
+    fn rec(addr: u64, blocks: u32, fill: u8) -> DiffRec {
+        let body = if fill == 0 {
+            Body::AllZero
+        } else {
+            Body::Data(Bytes::from(vec![fill; blocks as usize * 512]))
+        };
+        DiffRec { addr, blocks, body }
+    }
+
+    fn indexed(path: &std::path::Path, uuid: Uuid, recs: &[DiffRec]) {
+        let f = std::fs::File::create(path).unwrap();
+        let mut w = IndexedWriter::new(f, uuid, Cmpr::NONE).unwrap();
+        for r in recs {
+            w.add(r.clone()).unwrap();
+        }
+        w.finish().unwrap();
+    }
+
+    /// Per-LB fill byte (None: untouched), applying `recs` in order.
+    fn lbs(recs: &[DiffRec], n: usize) -> Vec<Option<u8>> {
+        let mut v = vec![None; n];
+        for r in recs {
+            for i in 0..r.blocks as usize {
+                v[r.addr as usize + i] = Some(match &r.body {
+                    Body::Data(d) => d[i * 512],
+                    _ => 0,
+                });
+            }
+        }
+        v
+    }
+
+    #[test]
+    fn produce_merges_newest_wins_into_a_valid_sorted_wdiff_in_chunks() {
+        let dir = tempfile::tempdir().unwrap();
+        let uuid = Uuid([7; 16]);
+        // Large enough to need several 1 MiB chunks; overlaps every way.
+        let old = vec![rec(0, 2048, 1), rec(4096, 2048, 2), rec(9000, 100, 3)];
+        let new = vec![rec(1000, 500, 4), rec(4000, 200, 0), rec(9050, 100, 5)];
+        let (p0, p1) = (dir.path().join("0"), dir.path().join("1"));
+        indexed(&p0, uuid, &old);
+        indexed(&p1, uuid, &new);
+        let (u, readers) = open_all(&[p0, p1]).unwrap();
+        assert_eq!(u, uuid);
+        let (tx, mut rx) = mpsc::channel(1000);
+        let total = produce(readers, uuid, Cmpr::new(Codec::Zstd, 1), tx).unwrap();
+        let mut file = Vec::new();
+        let mut n = 0;
+        while let Ok(f) = rx.try_recv() {
+            let Some(frame::Kind::Chunk(c)) = f.kind else {
+                panic!("not a chunk")
+            };
+            assert!(c.data.len() <= wire::CHUNK);
+            file.extend_from_slice(wire::check_chunk(&c).unwrap());
+            n += 1;
+        }
+        assert_eq!(file.len() as u64, total);
+        let (h, r) = SortedReader::open(Box::new(BytesSource::new(file.into()))).unwrap();
+        assert_eq!(h.uuid, uuid);
+        let got: Vec<DiffRec> = r.map(|x| x.unwrap()).collect();
+        let all: Vec<DiffRec> = old.iter().chain(&new).cloned().collect();
+        assert_eq!(lbs(&got, 10_000), lbs(&all, 10_000));
+        // Compressible data: fewer bytes than raw, still cut into chunks when raw.
+        assert!(n >= 1);
+        let (tx, mut rx) = mpsc::channel(1000);
+        let dir2 = tempfile::tempdir().unwrap();
+        let p = dir2.path().join("x");
+        indexed(&p, uuid, &old);
+        let (_, readers) = open_all(&[p]).unwrap();
+        produce(readers, uuid, Cmpr::NONE, tx).unwrap();
+        let mut chunks = 0;
+        while rx.try_recv().is_ok() {
+            chunks += 1;
+        }
+        assert!(chunks >= 2, "2 MiB of raw data in {chunks} chunks");
+    }
+
+    #[test]
+    fn diffs_of_different_uuids_are_not_sent_together() {
+        let dir = tempfile::tempdir().unwrap();
+        let (p0, p1) = (dir.path().join("0"), dir.path().join("1"));
+        indexed(&p0, Uuid([1; 16]), &[rec(0, 8, 1)]);
+        indexed(&p1, Uuid([2; 16]), &[rec(0, 8, 1)]);
+        let e = open_all(&[p0, p1]).err().unwrap();
+        assert!(e.contains("differs"), "{e}");
+    }
+}

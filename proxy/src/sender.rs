@@ -236,3 +236,73 @@ fn pick(waiting: Vec<HeldDiff>, max_bytes: u64, max_files: usize) -> CmdResult<V
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use walb_core::meta::format_name;
+    use walb_core::wdiff::{Cmpr, IndexedWriter};
+
+    use super::*;
+
+    fn held(dir: &std::path::Path, b: u64, e: u64, mergeable: bool, uuid: u8) -> HeldDiff {
+        let mut meta = MetaDiff::clean(b, e).unwrap();
+        meta.is_mergeable = mergeable;
+        let name = format_name(&meta);
+        let path = dir.join(&name);
+        let w = IndexedWriter::new(
+            std::fs::File::create(&path).unwrap(),
+            Uuid([uuid; 16]),
+            Cmpr::NONE,
+        )
+        .unwrap();
+        w.finish().unwrap();
+        meta.data_size = std::fs::metadata(&path).unwrap().len();
+        HeldDiff { path, name, meta }
+    }
+
+    fn gids(v: &[HeldDiff]) -> Vec<(u64, u64)> {
+        v.iter()
+            .map(|d| (d.meta.snap_b.gid_b.0, d.meta.snap_e.gid_b.0))
+            .collect()
+    }
+
+    #[test]
+    fn pick_takes_the_oldest_mergeable_run_within_limits() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path();
+        let all = vec![
+            held(p, 0, 1, true, 1),
+            held(p, 1, 2, true, 1),
+            held(p, 2, 3, true, 1),
+            // An explicit snapshot: not mergeable onto the run before it.
+            held(p, 3, 4, false, 1),
+            held(p, 4, 5, true, 1),
+            held(p, 5, 6, true, 2),
+        ];
+        let size = all[0].meta.data_size;
+        assert_eq!(
+            gids(&pick(all.clone(), u64::MAX, 1000).unwrap()),
+            [(0, 1), (1, 2), (2, 3)]
+        );
+        assert_eq!(
+            gids(&pick(all.clone(), u64::MAX, 2).unwrap()),
+            [(0, 1), (1, 2)]
+        );
+        assert_eq!(
+            gids(&pick(all.clone(), size * 2, 1000).unwrap()),
+            [(0, 1), (1, 2)]
+        );
+        // One diff alone may exceed the size limit.
+        assert_eq!(gids(&pick(all.clone(), 1, 1000).unwrap()), [(0, 1)]);
+        assert_eq!(
+            gids(&pick(all[3..].to_vec(), u64::MAX, 1000).unwrap()),
+            [(3, 4), (4, 5)]
+        );
+        // A uuid change ends the run.
+        assert_eq!(
+            gids(&pick(all[4..].to_vec(), u64::MAX, 1000).unwrap()),
+            [(4, 5)]
+        );
+        assert!(pick(Vec::new(), 1, 1).unwrap().is_empty());
+    }
+}

@@ -70,7 +70,9 @@ impl SendCtl {
         {
             let mut st = self.lock();
             if clear_error {
+                // Re-armed: retry from the first back-off step, give up only after a new timeout.
                 st.error = false;
+                st.backoff = Duration::ZERO;
                 st.armed = Some(Instant::now());
             }
             st.due = Some(st.due.map_or(at, |d| d.min(at)));

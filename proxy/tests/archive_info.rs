@@ -14,25 +14,54 @@ async fn archive_info_lifecycle() {
     let (code, msg) = d.err(&["get", "state", "vol0"]).await;
     assert_eq!(code, Code::NotFound, "{msg}");
 
-    assert_eq!(d.ok(&["archive-info", "add", "vol0", "a0", "127.0.0.1:5000"]).await, "ok");
+    assert_eq!(
+        d.ok(&["archive-info", "add", "vol0", "a0", "127.0.0.1:5000"])
+            .await,
+        "ok"
+    );
     assert_eq!(d.ok(&["get", "state", "vol0"]).await, "Stopped");
-    assert_eq!(d.ok(&["archive-info", "get", "vol0", "a0"]).await, "127.0.0.1:5000 zstd:1 0");
-    d.ok(&["archive-info", "add", "vol0", "a1", "h1:6000", "none", "30"]).await;
-    assert_eq!(d.ok(&["archive-info", "get", "vol0", "a1"]).await, "h1:6000 none 30");
+    assert_eq!(
+        d.ok(&["archive-info", "get", "vol0", "a0"]).await,
+        "127.0.0.1:5000 zstd:1 0"
+    );
+    d.ok(&["archive-info", "add", "vol0", "a1", "h1:6000", "none", "30"])
+        .await;
+    assert_eq!(
+        d.ok(&["archive-info", "get", "vol0", "a1"]).await,
+        "h1:6000 none 30"
+    );
     assert_eq!(d.ok(&["archive-info", "list", "vol0"]).await, "a0\na1");
     assert_eq!(d.ok(&["get", "vol"]).await, "vol0");
     let (code, _) = d.err(&["archive-info", "add", "vol0", "a0", "h:1"]).await;
     assert_eq!(code, Code::InvalidArgument);
-    let (code, msg) = d.err(&["archive-info", "add", "vol0", "a2", "nohost"]).await;
+    let (code, msg) = d
+        .err(&["archive-info", "add", "vol0", "a2", "nohost"])
+        .await;
     assert_eq!(code, Code::InvalidArgument);
     assert!(msg.contains("HOST:PORT"), "{msg}");
-    let (code, msg) = d.err(&["archive-info", "add", "vol0", "a2", "h:1", "bogus"]).await;
+    let (code, msg) = d
+        .err(&["archive-info", "add", "vol0", "a2", "h:1", "bogus"])
+        .await;
     assert_eq!(code, Code::InvalidArgument);
     assert!(msg.contains("compression"), "{msg}");
 
-    d.ok(&["archive-info", "update", "vol0", "a0", "127.0.0.1:5001", "zstd:3", "5"]).await;
-    assert_eq!(d.ok(&["archive-info", "get", "vol0", "a0"]).await, "127.0.0.1:5001 zstd:3 5");
-    let (code, _) = d.err(&["archive-info", "update", "vol0", "zz", "h:1"]).await;
+    d.ok(&[
+        "archive-info",
+        "update",
+        "vol0",
+        "a0",
+        "127.0.0.1:5001",
+        "zstd:3",
+        "5",
+    ])
+    .await;
+    assert_eq!(
+        d.ok(&["archive-info", "get", "vol0", "a0"]).await,
+        "127.0.0.1:5001 zstd:3 5"
+    );
+    let (code, _) = d
+        .err(&["archive-info", "update", "vol0", "zz", "h:1"])
+        .await;
     assert_eq!(code, Code::NotFound);
     let (code, _) = d.err(&["archive-info", "get", "vol0", "zz"]).await;
     assert_eq!(code, Code::NotFound);
@@ -49,7 +78,10 @@ async fn archive_info_lifecycle() {
     ] {
         let (code, msg) = d.err(args).await;
         assert_eq!(code, Code::FailedPrecondition, "{args:?}: {msg}");
-        assert!(msg.contains("Started") && msg.contains(args[0]), "{args:?}: {msg}");
+        assert!(
+            msg.contains("Started") && msg.contains(args[0]),
+            "{args:?}: {msg}"
+        );
     }
     assert_eq!(d.ok(&["stop", "vol0"]).await, "ok");
     assert_eq!(d.ok(&["get", "state", "vol0"]).await, "Stopped");

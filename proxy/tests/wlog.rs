@@ -41,8 +41,10 @@ fn expand(recs: impl IntoIterator<Item = DiffRec>) -> Vec<Option<Lb>> {
 
 async fn started(dir: &std::path::Path) -> Daemon {
     let d = Daemon::start(dir, &[]).await;
-    d.ok(&["archive-info", "add", "vol0", "a0", &dead_addr()]).await;
-    d.ok(&["archive-info", "add", "vol0", "a1", &dead_addr()]).await;
+    d.ok(&["archive-info", "add", "vol0", "a0", &dead_addr()])
+        .await;
+    d.ok(&["archive-info", "add", "vol0", "a1", &dead_addr()])
+        .await;
     d.ok(&["start", "vol0"]).await;
     d
 }
@@ -61,7 +63,10 @@ async fn a_wlog_becomes_an_indexed_wdiff_queued_for_each_archive() {
     assert_eq!(d.ok(&["get", "proxy-diff", "vol0", "a1"]).await, name);
     assert_eq!(d.ok(&["get", "state", "vol0"]).await, "Started");
     let vd = d.vol_dir("vol0");
-    assert_eq!(std::fs::read_to_string(vd.join("size")).unwrap().trim(), DEV_LB.to_string());
+    assert_eq!(
+        std::fs::read_to_string(vd.join("size")).unwrap().trim(),
+        DEV_LB.to_string()
+    );
 
     let r = IndexedReader::open(&vd.join(&name)).unwrap();
     assert_eq!(r.header().uuid, w.header.uuid);
@@ -84,7 +89,13 @@ async fn a_wlog_becomes_an_indexed_wdiff_queued_for_each_archive() {
     // A second diff, and a bigger volume size.
     let w2 = make_wlog(1, 64 << 10, w_end(&w));
     let m2 = diff(1, 2);
-    let end = transfer(&d.addr, open_frame("vol0", &w2.header, DEV_LB * 2), &w2.bytes, &m2).await;
+    let end = transfer(
+        &d.addr,
+        open_frame("vol0", &w2.header, DEV_LB * 2),
+        &w2.bytes,
+        &m2,
+    )
+    .await;
     assert_eq!(end, End::Ack);
     assert_eq!(
         d.ok(&["get", "proxy-diff", "vol0"]).await,
@@ -114,9 +125,16 @@ async fn rejections_and_bad_transfers_register_nothing() {
     let m = diff(0, 1);
     let open = || open_frame("vol0", &w.header, DEV_LB);
 
-    assert_eq!(transfer(&d.addr, open(), &w.bytes, &m).await, End::Reject("not-found".into()));
-    d.ok(&["archive-info", "add", "vol0", "a0", &dead_addr()]).await;
-    assert_eq!(transfer(&d.addr, open(), &w.bytes, &m).await, End::Reject("stopped".into()));
+    assert_eq!(
+        transfer(&d.addr, open(), &w.bytes, &m).await,
+        End::Reject("not-found".into())
+    );
+    d.ok(&["archive-info", "add", "vol0", "a0", &dead_addr()])
+        .await;
+    assert_eq!(
+        transfer(&d.addr, open(), &w.bytes, &m).await,
+        End::Reject("stopped".into())
+    );
     d.ok(&["start", "vol0"]).await;
     let vd = d.vol_dir("vol0");
 
@@ -158,9 +176,15 @@ async fn rejections_and_bad_transfers_register_nothing() {
         let mut c = ProxyClient::new(ch);
         let (tx, rx) = mpsc::channel(4);
         tx.send(open()).await.unwrap();
-        let mut ev = c.wlog_transfer(ReceiverStream::new(rx)).await.unwrap().into_inner();
+        let mut ev = c
+            .wlog_transfer(ReceiverStream::new(rx))
+            .await
+            .unwrap()
+            .into_inner();
         ev.message().await.unwrap().unwrap();
-        tx.send(wire::chunk(w.bytes[..100_000].to_vec())).await.unwrap();
+        tx.send(wire::chunk(w.bytes[..100_000].to_vec()))
+            .await
+            .unwrap();
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert_eq!(d.ok(&["get", "state", "vol0"]).await, "WlogRecv");
         assert_eq!(temps(&vd).len(), 1);

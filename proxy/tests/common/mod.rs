@@ -57,13 +57,21 @@ impl Daemon {
             if d.call(&["get", "pid"]).await.is_ok() {
                 return d;
             }
-            assert!(t0.elapsed() < Duration::from_secs(20), "walb-proxy did not come up");
+            assert!(
+                t0.elapsed() < Duration::from_secs(20),
+                "walb-proxy did not come up"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
     pub async fn call(&self, args: &[&str]) -> Result<String, Status> {
-        let ch = wire::connect(&self.addr)
+        Daemon::call_at(&self.addr, args).await
+    }
+
+    /// A Control call to the daemon at `addr` (for calls made from another task).
+    pub async fn call_at(addr: &str, args: &[&str]) -> Result<String, Status> {
+        let ch = wire::connect(addr)
             .await
             .map_err(|e| Status::unavailable(e.to_string()))?;
         let mut c = ControlClient::new(ch)
@@ -110,7 +118,10 @@ impl Daemon {
             if s == want {
                 return;
             }
-            assert!(t0.elapsed() < Duration::from_secs(10), "state {s}, want {want}");
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "state {s}, want {want}"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }

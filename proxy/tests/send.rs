@@ -9,6 +9,15 @@ use common::{dead_addr, diff, make_wlog, open_frame, temps, transfer, Daemon, En
 use tonic::Code;
 use walb_core::meta::format_name;
 
+fn metrics(addr: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
 async fn wait_send_error(d: &Daemon, want: &str, within: Duration) {
     let t0 = Instant::now();
     loop {
@@ -24,7 +33,8 @@ async fn wait_send_error(d: &Daemon, want: &str, within: Duration) {
 #[tokio::test(flavor = "multi_thread")]
 async fn unreachable_archive_retries_then_gives_up_until_kicked() {
     let dir = tempfile::tempdir().unwrap();
-    let d = Daemon::start(dir.path(), &["--retry-timeout", "2"]).await;
+    let maddr = format!("127.0.0.1:{}", common::free_port());
+    let d = Daemon::start(dir.path(), &["--retry-timeout", "2", "--metrics", &maddr]).await;
     d.ok(&["archive-info", "add", "vol0", "a0", &dead_addr()])
         .await;
     d.ok(&["start", "vol0"]).await;
@@ -51,6 +61,18 @@ async fn unreachable_archive_retries_then_gives_up_until_kicked() {
         format_name(&m)
     );
     assert!(d.ok(&["status", "vol0"]).await.contains("send error"));
+    let m = metrics(&maddr);
+    for line in [
+        "walb_proxy_send_error{vol=\"vol0\",archive=\"a0\"} 1",
+        "walb_proxy_send_errors_total{vol=\"vol0\",archive=\"a0\"} 1",
+        "walb_proxy_diffs{vol=\"vol0\",archive=\"a0\"} 1",
+        &format!(
+            "walb_proxy_bytes_received_total{{vol=\"vol0\"}} {}",
+            w.bytes.len()
+        ),
+    ] {
+        assert!(m.contains(line), "{line} not in\n{m}");
+    }
 
     // kick VOL NAME clears it (and retrying starts over).
     assert_eq!(d.ok(&["kick", "vol0", "a0"]).await, "ok");

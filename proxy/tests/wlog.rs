@@ -138,6 +138,25 @@ async fn rejections_and_bad_transfers_register_nothing() {
     d.ok(&["start", "vol0"]).await;
     let vd = d.vol_dir("vol0");
 
+    // More log announced than the disk holds.
+    let mut huge = open();
+    if let Some(walb_proto::frame::Kind::Open(o)) = &mut huge.kind {
+        o.max_log_pb = 1 << 40;
+    }
+    assert_eq!(
+        transfer(&d.addr, huge, &w.bytes, &m).await,
+        End::Reject("no-space".into())
+    );
+    // A wlog longer than announced.
+    let mut small = open();
+    if let Some(walb_proto::frame::Kind::Open(o)) = &mut small.kind {
+        o.max_log_pb = 4;
+    }
+    match transfer(&d.addr, small, &w.bytes, &m).await {
+        End::Error(e) => assert!(e.contains("exceeds the announced"), "{e}"),
+        other => panic!("oversized wlog: {other:?}"),
+    }
+
     // A flipped byte in the first record's data (no discards or padding: it is checksummed).
     let mut bad = w.bytes.clone();
     bad[4096 + 4096 + 10] ^= 0x40;
@@ -192,6 +211,30 @@ async fn rejections_and_bad_transfers_register_nothing() {
     d.wait_state("vol0", "Started").await;
     assert!(temps(&vd).is_empty(), "{:?}", temps(&vd));
     assert_eq!(d.ok(&["get", "proxy-diff", "vol0"]).await, "");
+
+    // stop force cuts a running receive; graceful stop would wait for it.
+    {
+        let ch = wire::connect(&d.addr).await.unwrap();
+        let mut c = ProxyClient::new(ch);
+        let (tx, rx) = mpsc::channel(4);
+        tx.send(open()).await.unwrap();
+        let mut ev = c
+            .wlog_transfer(ReceiverStream::new(rx))
+            .await
+            .unwrap()
+            .into_inner();
+        ev.message().await.unwrap().unwrap();
+        tx.send(wire::chunk(w.bytes[..100_000].to_vec()))
+            .await
+            .unwrap();
+        d.wait_state("vol0", "WlogRecv").await;
+        assert_eq!(d.ok(&["stop", "vol0", "force"]).await, "ok");
+        assert_eq!(d.ok(&["get", "state", "vol0"]).await, "Stopped");
+        let e = ev.message().await.expect_err("the receive was aborted");
+        assert!(e.message().contains("stop force"), "{e}");
+        assert!(temps(&vd).is_empty(), "{:?}", temps(&vd));
+        d.ok(&["start", "vol0"]).await;
+    }
 
     // After all that, a good transfer still works.
     assert_eq!(transfer(&d.addr, open(), &w.bytes, &m).await, End::Ack);

@@ -189,7 +189,7 @@ pub fn open_frame(vol: &str, w: &WlogHeader, size_lb: u64) -> Frame {
         pbs: w.pbs.get(),
         salt: w.salt,
         size_lb,
-        max_log_pb: 1 << 20,
+        max_log_pb: 1 << 14,
         ..Default::default()
     }))
 }

@@ -47,10 +47,6 @@ impl VolDir {
         }
     }
 
-    pub fn exists(&self) -> bool {
-        self.dir.is_dir()
-    }
-
     fn info_path(&self, archive: &str) -> PathBuf {
         self.dir.join(format!("{archive}{ARCHIVE_EXT}"))
     }

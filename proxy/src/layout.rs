@@ -1,0 +1,286 @@
+//! A volume's files under `D/vols/<vol>/`:
+//! - `<diff name>`: each received diff once, an indexed wdiff named by its MetaDiff;
+//! - `sendto/<archive>/<diff name>`: hard links to it, one per archive still to receive it;
+//! - `<archive>.archive`: archive-info; `size`: volume size in LB; `started`: the volume was
+//!   Started (so a restart resumes it);
+//! - `.tmp.*`: files being received (removed on failure and at boot).
+//!
+//! A diff is linked into every `sendto/` before it gets its main name, so a main file means
+//! "registered everywhere"; once the last link is gone the main file is removed.
+
+use std::fs;
+use std::io::ErrorKind;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use walb_core::atomic::sync_dir;
+use walb_core::meta::{parse_name, MetaDiff};
+use walb_daemon::{volfile, CmdError, CmdResult};
+
+use crate::archive_info::ArchiveInfo;
+
+const ARCHIVE_EXT: &str = ".archive";
+const TMP_PREFIX: &str = ".tmp.";
+
+fn internal(what: &str, p: &Path, e: impl std::fmt::Display) -> CmdError {
+    CmdError::Internal(format!("{what} {}: {e}", p.display()))
+}
+
+/// A diff waiting in a directory: its file and metadata (data_size = file size).
+#[derive(Clone, Debug)]
+pub struct HeldDiff {
+    pub path: PathBuf,
+    pub name: String,
+    pub meta: MetaDiff,
+}
+
+#[derive(Clone, Debug)]
+pub struct VolDir {
+    pub dir: PathBuf,
+}
+
+impl VolDir {
+    pub fn new(vols: &Path, vol: &str) -> VolDir {
+        VolDir {
+            dir: vols.join(vol),
+        }
+    }
+
+    fn info_path(&self, archive: &str) -> PathBuf {
+        self.dir.join(format!("{archive}{ARCHIVE_EXT}"))
+    }
+
+    pub fn sendto(&self, archive: &str) -> PathBuf {
+        self.dir.join("sendto").join(archive)
+    }
+
+    /// A fresh temporary path in the volume directory.
+    pub fn temp_path(&self, what: &str) -> PathBuf {
+        static N: AtomicU64 = AtomicU64::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        self.dir
+            .join(format!("{TMP_PREFIX}{what}.{}.{n}", std::process::id()))
+    }
+
+    /// Creates the directory tree for a new archive (and the volume).
+    pub fn add_archive(&self, name: &str, info: &ArchiveInfo) -> CmdResult<()> {
+        let sendto = self.sendto(name);
+        fs::create_dir_all(&sendto).map_err(|e| internal("create", &sendto, e))?;
+        for d in [self.dir.join("sendto"), self.dir.clone()] {
+            sync_dir(&d)?;
+        }
+        if let Some(parent) = self.dir.parent() {
+            sync_dir(parent)?;
+        }
+        self.write_info(name, info)
+    }
+
+    pub fn write_info(&self, name: &str, info: &ArchiveInfo) -> CmdResult<()> {
+        volfile::write(&self.info_path(name), &format!("{}\n", info.line()))
+    }
+
+    /// The archives and their info, by name.
+    pub fn archives(&self) -> CmdResult<Vec<(String, ArchiveInfo)>> {
+        let mut out = Vec::new();
+        let rd = match fs::read_dir(&self.dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(internal("list", &self.dir, e)),
+        };
+        for e in rd {
+            let e = e?;
+            let fname = e.file_name();
+            let Some(name) = fname.to_str().and_then(|n| n.strip_suffix(ARCHIVE_EXT)) else {
+                continue;
+            };
+            if name.starts_with('.') {
+                continue;
+            }
+            let text = volfile::read(&e.path())?.unwrap_or_default();
+            let info = ArchiveInfo::parse_line(&text)
+                .map_err(|err| internal("corrupt archive-info", &e.path(), err))?;
+            out.push((name.to_string(), info));
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
+
+    /// Removes an archive: its info and its queue (diffs no other archive needs go too).
+    pub fn delete_archive(&self, name: &str) -> CmdResult<()> {
+        let p = self.info_path(name);
+        fs::remove_file(&p).map_err(|e| internal("remove", &p, e))?;
+        sync_dir(&self.dir)?;
+        let sendto = self.sendto(name);
+        match fs::remove_dir_all(&sendto) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => return Err(internal("remove", &sendto, e)),
+        }
+        sync_dir(&self.dir.join("sendto"))?;
+        self.gc_unlinked()
+    }
+
+    /// Removes the whole volume.
+    pub fn remove(&self) -> CmdResult<()> {
+        match fs::remove_dir_all(&self.dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => return Err(internal("remove", &self.dir, e)),
+        }
+        if let Some(parent) = self.dir.parent() {
+            sync_dir(parent)?;
+        }
+        Ok(())
+    }
+
+    pub fn size_lb(&self) -> CmdResult<u64> {
+        let p = self.dir.join("size");
+        match volfile::read(&p)? {
+            None => Ok(0),
+            Some(s) => s.parse().map_err(|e| internal("corrupt", &p, e)),
+        }
+    }
+
+    pub fn set_size_lb(&self, lb: u64) -> CmdResult<()> {
+        volfile::write(&self.dir.join("size"), &format!("{lb}\n"))
+    }
+
+    pub fn is_started(&self) -> bool {
+        self.dir.join("started").exists()
+    }
+
+    pub fn set_started(&self, on: bool) -> CmdResult<()> {
+        let p = self.dir.join("started");
+        if on {
+            volfile::write(&p, "")
+        } else {
+            match fs::remove_file(&p) {
+                Ok(()) => Ok(sync_dir(&self.dir)?),
+                Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(internal("remove", &p, e)),
+            }
+        }
+    }
+
+    /// Diffs held in the volume directory (all archives), oldest first.
+    pub fn held(&self) -> CmdResult<Vec<HeldDiff>> {
+        list_diffs(&self.dir)
+    }
+
+    /// Diffs waiting for `archive`, oldest first.
+    pub fn waiting(&self, archive: &str) -> CmdResult<Vec<HeldDiff>> {
+        list_diffs(&self.sendto(archive))
+    }
+
+    /// Registers a received diff durably: links `tmp` into each archive's queue (a link that
+    /// is already there is the same diff, queued once), then renames it to its main name.
+    /// Returns false when the diff was already held (nothing changed, `tmp` removed).
+    pub fn register(&self, tmp: &Path, name: &str, archives: &[String]) -> CmdResult<bool> {
+        let main = self.dir.join(name);
+        if main.exists() {
+            let _ = fs::remove_file(tmp);
+            return Ok(false);
+        }
+        for a in archives {
+            let dir = self.sendto(a);
+            let link = dir.join(name);
+            match fs::hard_link(tmp, &link) {
+                Ok(()) => {}
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(internal("link", &link, e)),
+            }
+            sync_dir(&dir)?;
+        }
+        fs::rename(tmp, &main).map_err(|e| internal("rename to", &main, e))?;
+        sync_dir(&self.dir)?;
+        Ok(true)
+    }
+
+    /// Drops `archive`'s links to `diffs` (sent or obsolete) and main files no archive needs.
+    pub fn unlink_sent(&self, archive: &str, diffs: &[HeldDiff]) -> CmdResult<()> {
+        for d in diffs {
+            match fs::remove_file(&d.path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(e) => return Err(internal("remove", &d.path, e)),
+            }
+        }
+        sync_dir(&self.sendto(archive))?;
+        for d in diffs {
+            self.gc_one(&self.dir.join(&d.name))?;
+        }
+        sync_dir(&self.dir)?;
+        Ok(())
+    }
+
+    /// Removes a main file whose queue links are all gone (link count 1).
+    fn gc_one(&self, main: &Path) -> CmdResult<()> {
+        match fs::metadata(main) {
+            Ok(md) if md.nlink() <= 1 => match fs::remove_file(main) {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(internal("remove", main, e)),
+            },
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(internal("stat", main, e)),
+        }
+    }
+
+    fn gc_unlinked(&self) -> CmdResult<()> {
+        for d in self.held()? {
+            self.gc_one(&d.path)?;
+        }
+        sync_dir(&self.dir)?;
+        Ok(())
+    }
+
+    /// Boot-time cleanup: temporary files of interrupted receives; main files no queue needs.
+    pub fn sweep(&self) -> CmdResult<()> {
+        let rd = fs::read_dir(&self.dir).map_err(|e| internal("list", &self.dir, e))?;
+        for e in rd {
+            let e = e?;
+            if e.file_name().to_string_lossy().starts_with(TMP_PREFIX) {
+                tracing::info!("removing leftover {}", e.path().display());
+                fs::remove_file(e.path()).map_err(|err| internal("remove", &e.path(), err))?;
+            }
+        }
+        self.gc_unlinked()
+    }
+}
+
+/// The wdiff files (by name) in `dir`, oldest first (by gid range).
+fn list_diffs(dir: &Path) -> CmdResult<Vec<HeldDiff>> {
+    let mut out = Vec::new();
+    let rd = match fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(internal("list", dir, e)),
+    };
+    for e in rd {
+        let e = e?;
+        let fname = e.file_name();
+        let Some(name) = fname.to_str() else { continue };
+        if !name.ends_with(".wdiff") || name.starts_with('.') {
+            continue;
+        }
+        let md = match e.metadata() {
+            Ok(md) => md,
+            // Deleted by a sender meanwhile.
+            Err(err) if err.kind() == ErrorKind::NotFound => continue,
+            Err(err) => return Err(internal("stat", &e.path(), err)),
+        };
+        let Ok(meta) = parse_name(name, md.len()) else {
+            tracing::warn!("ignoring {}: not a wdiff name", e.path().display());
+            continue;
+        };
+        out.push(HeldDiff {
+            path: e.path(),
+            name: name.to_string(),
+            meta,
+        });
+    }
+    out.sort_by_key(|d| (d.meta.snap_b.gid_b, d.meta.snap_e.gid_b, d.name.clone()));
+    Ok(out)
+}

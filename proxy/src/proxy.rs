@@ -1,0 +1,505 @@
+//! The proxy: its volumes, their state transitions (SCENARIOS B §2.2) and sender tasks, and the
+//! metrics. Volume state is not persisted except the `started` marker, so a restart resumes
+//! the volumes that were running.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::task::JoinHandle;
+use walb_daemon::error::bad_state;
+use walb_daemon::metrics::Metrics;
+use walb_daemon::{volfile, CmdError, CmdResult};
+
+use crate::archive_info::{check_name, ArchiveInfo};
+use crate::layout::VolDir;
+use crate::sender::Sender;
+use crate::volume::{Archive, SendCtl, State, Vol, VolSt};
+
+#[derive(Clone, Debug)]
+pub struct Opts {
+    /// Give up retrying an archive after this long without a new wlog, kick or start.
+    pub retry_timeout: Duration,
+    /// Limits of one merged send.
+    pub max_merge_bytes: u64,
+    pub max_merge_files: usize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopMode {
+    Graceful,
+    Force,
+    Empty,
+}
+
+pub struct Proxy {
+    pub vols_dir: PathBuf,
+    pub opts: Opts,
+    pub metrics: Arc<Metrics>,
+    vols: Mutex<BTreeMap<String, Arc<Vol>>>,
+}
+
+const DIFFS: &str = "walb_proxy_diffs";
+const RECEIVED: &str = "walb_proxy_bytes_received_total";
+const SENT: &str = "walb_proxy_bytes_sent_total";
+const ERRORS: &str = "walb_proxy_send_errors_total";
+const ERROR: &str = "walb_proxy_send_error";
+
+fn wrong_state(vol: &str, cmd: &str, s: State) -> CmdError {
+    bad_state(format!("{vol}: {cmd} is not allowed in state {s}"))
+}
+
+impl Proxy {
+    /// Loads every volume (Stopped) from `data_dir`, removing leftovers of interrupted work.
+    pub fn open(data_dir: PathBuf, opts: Opts, metrics: Arc<Metrics>) -> CmdResult<Proxy> {
+        let vols_dir = data_dir.join("vols");
+        std::fs::create_dir_all(&vols_dir)
+            .map_err(|e| CmdError::Internal(format!("create {}: {e}", vols_dir.display())))?;
+        metrics.describe(DIFFS, "gauge", "Diffs waiting to be sent to an archive");
+        metrics.describe(RECEIVED, "counter", "wlog bytes received from storage");
+        metrics.describe(SENT, "counter", "wdiff bytes delivered to an archive");
+        metrics.describe(ERRORS, "counter", "Times sending to an archive gave up");
+        metrics.describe(ERROR, "gauge", "1 while sending to an archive has given up");
+        let p = Proxy {
+            vols_dir,
+            opts,
+            metrics,
+            vols: Mutex::new(BTreeMap::new()),
+        };
+        for name in volfile::volumes(&p.vols_dir)? {
+            let dir = VolDir::new(&p.vols_dir, &name);
+            let archives = dir.archives()?;
+            if archives.is_empty() {
+                // An interrupted `archive-info delete` of the last archive or `clear-vol`.
+                tracing::info!(vol = %name, "removing a volume without archive-info");
+                dir.remove()?;
+                continue;
+            }
+            dir.sweep()?;
+            let vol = Arc::new(Vol::new(&name, dir, State::Stopped));
+            {
+                let mut st = vol.lock();
+                for (a, info) in archives {
+                    st.archives.insert(a, new_archive(info));
+                }
+            }
+            p.vols.lock().expect("vols lock").insert(name, vol);
+        }
+        Ok(p)
+    }
+
+    /// Starts the volumes that were Started before the restart (with `autostart`).
+    pub fn boot(self: &Arc<Self>) -> CmdResult<()> {
+        for vol in self.all_vols() {
+            for a in vol.lock().archives.keys() {
+                self.update_waiting(&vol, a);
+                self.set_send_error_metric(&vol.name, a, false);
+            }
+            if vol.dir.is_started() {
+                tracing::info!(vol = %vol.name, "resuming (was started before the restart)");
+                self.start(&vol.name)?;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn all_vols(&self) -> Vec<Arc<Vol>> {
+        self.vols
+            .lock()
+            .expect("vols lock")
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    pub fn vol_names(&self) -> Vec<String> {
+        self.vols
+            .lock()
+            .expect("vols lock")
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    /// A known volume, or NotFound.
+    pub fn vol(&self, name: &str) -> CmdResult<Arc<Vol>> {
+        self.vols
+            .lock()
+            .expect("vols lock")
+            .get(name)
+            .cloned()
+            .ok_or_else(|| CmdError::NotFound(format!("volume {name} not found")))
+    }
+
+    /// `archive-info add`: Clear|Stopped → Stopped.
+    pub fn archive_add(&self, vol: &str, name: &str, info: ArchiveInfo) -> CmdResult<()> {
+        volfile::check_vol_name(vol)?;
+        check_name(name)?;
+        let mut vols = self.vols.lock().expect("vols lock");
+        let v = vols
+            .entry(vol.to_string())
+            .or_insert_with(|| {
+                Arc::new(Vol::new(
+                    vol,
+                    VolDir::new(&self.vols_dir, vol),
+                    State::Clear,
+                ))
+            })
+            .clone();
+        let mut st = v.lock();
+        if !matches!(st.state, State::Clear | State::Stopped) {
+            return Err(wrong_state(vol, "archive-info add", st.state));
+        }
+        if st.archives.contains_key(name) {
+            return Err(CmdError::Invalid(format!(
+                "{vol}: archive-info {name} already exists (use archive-info update)"
+            )));
+        }
+        let res = v.dir.add_archive(name, &info);
+        if let Err(e) = res {
+            if st.archives.is_empty() {
+                drop(st);
+                vols.remove(vol);
+                let _ = v.dir.remove();
+            }
+            return Err(e);
+        }
+        st.archives.insert(name.to_string(), new_archive(info));
+        st.state = State::Stopped;
+        drop(st);
+        drop(vols);
+        self.update_waiting(&v, name);
+        self.set_send_error_metric(vol, name, false);
+        Ok(())
+    }
+
+    /// `archive-info update` (Stopped).
+    pub fn archive_update(&self, vol: &str, name: &str, info: ArchiveInfo) -> CmdResult<()> {
+        let v = self.vol(vol)?;
+        let mut st = v.lock();
+        if st.state != State::Stopped {
+            return Err(wrong_state(vol, "archive-info update", st.state));
+        }
+        let Some(a) = st.archives.get_mut(name) else {
+            return Err(not_found_archive(vol, name));
+        };
+        v.dir.write_info(name, &info)?;
+        a.info = info;
+        Ok(())
+    }
+
+    /// `archive-info delete` (Stopped); the last one makes the volume Clear.
+    pub fn archive_delete(&self, vol: &str, name: &str) -> CmdResult<()> {
+        let mut vols = self.vols.lock().expect("vols lock");
+        let v = vols
+            .get(vol)
+            .cloned()
+            .ok_or_else(|| CmdError::NotFound(format!("volume {vol} not found")))?;
+        let mut st = v.lock();
+        if st.state != State::Stopped {
+            return Err(wrong_state(vol, "archive-info delete", st.state));
+        }
+        if !st.archives.contains_key(name) {
+            return Err(not_found_archive(vol, name));
+        }
+        if st.archives.len() == 1 {
+            v.dir.remove()?;
+            st.archives.clear();
+            st.state = State::Clear;
+            vols.remove(vol);
+            self.metrics.forget("vol", vol);
+        } else {
+            v.dir.delete_archive(name)?;
+            st.archives.remove(name);
+            for m in [DIFFS, SENT, ERRORS, ERROR] {
+                self.metrics.set(m, &[("vol", vol), ("archive", name)], 0.0);
+            }
+        }
+        Ok(())
+    }
+
+    pub fn archive_list(&self, vol: &str) -> CmdResult<Vec<String>> {
+        Ok(self.vol(vol)?.lock().archives.keys().cloned().collect())
+    }
+
+    pub fn archive_get(&self, vol: &str, name: &str) -> CmdResult<ArchiveInfo> {
+        let v = self.vol(vol)?;
+        let st = v.lock();
+        st.archives
+            .get(name)
+            .map(|a| a.info.clone())
+            .ok_or_else(|| not_found_archive(vol, name))
+    }
+
+    /// `start`: Stopped → Started; clears send errors and sends what waits.
+    pub fn start(self: &Arc<Self>, vol: &str) -> CmdResult<()> {
+        let v = self.vol(vol)?;
+        let mut st = v.lock();
+        if st.state != State::Stopped {
+            return Err(wrong_state(vol, "start", st.state));
+        }
+        v.dir.set_started(true)?;
+        st.state = State::Started;
+        let now = Instant::now();
+        for (name, a) in st.archives.iter_mut() {
+            {
+                let mut s = a.ctl.lock();
+                s.stop = false;
+                s.error = false;
+                s.backoff = Duration::ZERO;
+                s.due = Some(now);
+                s.armed = Some(now);
+            }
+            self.set_send_error_metric(vol, name, false);
+            a.task = Some(
+                Sender {
+                    proxy: self.clone(),
+                    vol: v.clone(),
+                    archive: name.clone(),
+                    info: a.info.clone(),
+                    ctl: a.ctl.clone(),
+                }
+                .spawn(),
+            );
+        }
+        Ok(())
+    }
+
+    /// `stop`: Started → Stopped. A running wlog receive is waited for (`force` aborts it);
+    /// `graceful` lets running sends finish, `force` cuts them; `empty` first waits
+    /// (WaitForEmpty) until every queue is empty.
+    pub async fn stop(&self, vol: &str, mode: StopMode) -> CmdResult<()> {
+        let v = self.vol(vol)?;
+        loop {
+            let tasks = {
+                let mut st = v.lock();
+                match (st.state, mode) {
+                    (State::WlogRecv, _) => {
+                        if mode == StopMode::Force {
+                            if let Some(a) = &st.abort_recv {
+                                a.notify_one();
+                            }
+                        }
+                        None
+                    }
+                    (State::Started, StopMode::Empty) => {
+                        st.state = State::WaitForEmpty;
+                        st.kick_all(false);
+                        break;
+                    }
+                    (
+                        State::Started | State::WaitForEmpty,
+                        StopMode::Graceful | StopMode::Force,
+                    ) => {
+                        st.state = State::Stopped;
+                        Some(take_tasks(&mut st))
+                    }
+                    (s, _) => return Err(wrong_state(vol, "stop", s)),
+                }
+            };
+            if let Some(tasks) = tasks {
+                v.dir.set_started(false)?;
+                finish_tasks(tasks, mode == StopMode::Force).await;
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tracing::info!(
+            vol,
+            "stop empty: waiting until every archive got every diff"
+        );
+        loop {
+            let empty = {
+                let v = v.clone();
+                tokio::task::spawn_blocking(move || queues_empty(&v))
+                    .await
+                    .map_err(|e| CmdError::Internal(e.to_string()))??
+            };
+            let tasks = {
+                let mut st = v.lock();
+                if st.state != State::WaitForEmpty {
+                    return Err(bad_state(format!(
+                        "{vol}: stop empty was overtaken by another stop; the volume is {}",
+                        st.state
+                    )));
+                }
+                if empty {
+                    st.state = State::Stopped;
+                    Some(take_tasks(&mut st))
+                } else {
+                    None
+                }
+            };
+            if let Some(tasks) = tasks {
+                v.dir.set_started(false)?;
+                finish_tasks(tasks, false).await;
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// `clear-vol`: Stopped → Clear, deleting everything the proxy holds for it.
+    pub fn clear_vol(&self, vol: &str) -> CmdResult<()> {
+        let mut vols = self.vols.lock().expect("vols lock");
+        let v = vols
+            .get(vol)
+            .cloned()
+            .ok_or_else(|| CmdError::NotFound(format!("volume {vol} not found")))?;
+        let mut st = v.lock();
+        if st.state != State::Stopped {
+            return Err(wrong_state(vol, "clear-vol", st.state));
+        }
+        v.dir.remove()?;
+        st.archives.clear();
+        st.state = State::Clear;
+        vols.remove(vol);
+        self.metrics.forget("vol", vol);
+        Ok(())
+    }
+
+    /// `kick [VOL [NAME]]`: run every waiting send now; NAME also clears its send error.
+    pub fn kick(&self, vol: Option<&str>, archive: Option<&str>) -> CmdResult<()> {
+        let vols = match vol {
+            Some(v) => vec![self.vol(v)?],
+            None => self.all_vols(),
+        };
+        for v in vols {
+            let st = v.lock();
+            match archive {
+                None => st.kick_all(false),
+                Some(name) => {
+                    let a = st
+                        .archives
+                        .get(name)
+                        .ok_or_else(|| not_found_archive(&v.name, name))?;
+                    a.ctl.trigger(Instant::now(), true);
+                    self.set_send_error_metric(&v.name, name, false);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn is_send_error(&self, vol: &str, archive: &str) -> CmdResult<bool> {
+        let v = self.vol(vol)?;
+        let st = v.lock();
+        let a = st
+            .archives
+            .get(archive)
+            .ok_or_else(|| not_found_archive(vol, archive))?;
+        let e = a.ctl.lock().error;
+        Ok(e)
+    }
+
+    /// Daemon shutdown: senders stop (graceful: after their current send); the `started`
+    /// markers stay so the next boot resumes.
+    pub async fn shutdown(&self, force: bool) {
+        let mut all = Vec::new();
+        for v in self.all_vols() {
+            let mut st = v.lock();
+            if let Some(a) = &st.abort_recv {
+                if force {
+                    a.notify_one();
+                }
+            }
+            all.extend(take_tasks(&mut st));
+        }
+        finish_tasks(all, force).await;
+    }
+
+    /// A diff was registered: clear send errors (re-arming the give-up clock), schedule sends.
+    pub fn on_received(&self, v: &Vol, bytes: u64) {
+        self.metrics
+            .add(RECEIVED, &[("vol", &v.name)], bytes as f64);
+        let names: Vec<String> = {
+            let st = v.lock();
+            let now = Instant::now();
+            for a in st.archives.values() {
+                a.ctl.trigger(now + Duration::from_secs(a.info.delay), true);
+            }
+            st.archives.keys().cloned().collect()
+        };
+        for a in names {
+            self.update_waiting(v, &a);
+            self.set_send_error_metric(&v.name, &a, false);
+        }
+    }
+
+    /// Sets the waiting-diffs gauge from the queue directory.
+    pub fn update_waiting(&self, v: &Vol, archive: &str) {
+        if let Ok(w) = v.dir.waiting(archive) {
+            self.metrics.set(
+                DIFFS,
+                &[("vol", &v.name), ("archive", archive)],
+                w.len() as f64,
+            );
+        }
+    }
+
+    pub fn count_sent(&self, vol: &str, archive: &str, bytes: u64) {
+        self.metrics
+            .add(SENT, &[("vol", vol), ("archive", archive)], bytes as f64);
+    }
+
+    pub fn count_send_error(&self, vol: &str, archive: &str) {
+        self.metrics
+            .add(ERRORS, &[("vol", vol), ("archive", archive)], 1.0);
+    }
+
+    pub fn set_send_error_metric(&self, vol: &str, archive: &str, on: bool) {
+        self.metrics.set(
+            ERROR,
+            &[("vol", vol), ("archive", archive)],
+            if on { 1.0 } else { 0.0 },
+        );
+    }
+}
+
+fn new_archive(info: ArchiveInfo) -> Archive {
+    Archive {
+        info,
+        ctl: Arc::new(SendCtl::default()),
+        task: None,
+    }
+}
+
+fn not_found_archive(vol: &str, name: &str) -> CmdError {
+    CmdError::NotFound(format!("{vol}: archive-info {name} not found"))
+}
+
+/// Takes the sender tasks out of a volume, telling them to stop.
+fn take_tasks(st: &mut VolSt) -> Vec<(Arc<SendCtl>, JoinHandle<()>)> {
+    let mut out = Vec::new();
+    for a in st.archives.values_mut() {
+        if let Some(t) = a.task.take() {
+            a.ctl.lock().stop = true;
+            a.ctl.notify.notify_one();
+            out.push((a.ctl.clone(), t));
+        }
+    }
+    out
+}
+
+/// Waits for stopped sender tasks; `force` cuts running sends (nothing is deleted before an
+/// Ack, so a cut send is simply repeated later).
+async fn finish_tasks(tasks: Vec<(Arc<SendCtl>, JoinHandle<()>)>, force: bool) {
+    for (ctl, t) in tasks {
+        if force {
+            t.abort();
+        }
+        let _ = t.await;
+        ctl.lock().busy = false;
+    }
+}
+
+fn queues_empty(v: &Vol) -> CmdResult<bool> {
+    let names: Vec<String> = v.lock().archives.keys().cloned().collect();
+    for a in names {
+        if !v.dir.waiting(&a)?.is_empty() {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}

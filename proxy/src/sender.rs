@@ -1,0 +1,308 @@
+//! One task per (volume, archive): picks the oldest mergeable run of waiting diffs, sends it
+//! (send.rs) and reacts to the outcome as walb's proxy does (SCENARIOS B §2.2): delete on
+//! accept / too-old-diff / different-uuid; send error at once on smaller-lv-size /
+//! archive-not-found; back-off (1 s doubling to 300 s) otherwise, giving up after the retry
+//! timeout without a new wlog (or kick, or start), except for too-new-diff and syncing, which retry forever.
+
+use std::io::Read;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::task::JoinHandle;
+use walb_core::meta::{can_merge, merge, MetaDiff};
+use walb_core::wdiff::FileHeader;
+use walb_core::Uuid;
+use walb_daemon::{CmdError, CmdResult};
+
+use crate::archive_info::ArchiveInfo;
+use crate::layout::HeldDiff;
+use crate::proxy::Proxy;
+use crate::send::{send_diffs, Outcome};
+use crate::volume::{SendCtl, Vol};
+
+const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+pub struct Sender {
+    pub proxy: Arc<Proxy>,
+    pub vol: Arc<Vol>,
+    pub archive: String,
+    pub info: ArchiveInfo,
+    pub ctl: Arc<SendCtl>,
+}
+
+/// What one round did.
+enum Round {
+    /// Nothing waits.
+    Idle,
+    /// Diffs left the queue; look again at once.
+    Progress,
+    /// Retry later; `give_up` once the retry timeout passed without a new wlog, kick or start.
+    Retry { why: String, give_up: bool },
+    /// Stop until kick, start or a new wlog.
+    Error(String),
+}
+
+impl Sender {
+    pub fn spawn(self) -> JoinHandle<()> {
+        tokio::spawn(self.run())
+    }
+
+    async fn run(self) {
+        loop {
+            let due = {
+                let st = self.ctl.lock();
+                if st.stop {
+                    return;
+                }
+                if st.error {
+                    None
+                } else {
+                    st.due
+                }
+            };
+            match due {
+                None => {
+                    self.ctl.notify.notified().await;
+                    continue;
+                }
+                Some(t) if t > Instant::now() => {
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(t.into()) => {}
+                        _ = self.ctl.notify.notified() => {}
+                    }
+                    continue;
+                }
+                Some(_) => {}
+            }
+            {
+                let mut st = self.ctl.lock();
+                st.due = None;
+                st.busy = true;
+            }
+            let round = self.round().await;
+            self.proxy.update_waiting(&self.vol, &self.archive);
+            let mut st = self.ctl.lock();
+            st.busy = false;
+            let (vol, archive) = (self.vol.name.as_str(), self.archive.as_str());
+            match round {
+                Round::Idle => {}
+                Round::Progress => {
+                    st.backoff = Duration::ZERO;
+                    st.last_failure = None;
+                    st.due = Some(Instant::now());
+                }
+                Round::Retry { why, give_up } => {
+                    let quiet = st
+                        .armed
+                        .is_none_or(|t| t.elapsed() >= self.proxy.opts.retry_timeout);
+                    if give_up && quiet {
+                        tracing::warn!(vol, archive, "send error: giving up after {why}");
+                        st.error = true;
+                        self.proxy.count_send_error(vol, archive);
+                    } else {
+                        st.backoff = if st.backoff.is_zero() {
+                            FIRST_BACKOFF
+                        } else {
+                            (st.backoff * 2).min(MAX_BACKOFF)
+                        };
+                        tracing::info!(
+                            vol,
+                            archive,
+                            "send failed ({why}); retry in {:?}",
+                            st.backoff
+                        );
+                        // A trigger that came meanwhile (kick, new wlog) keeps its earlier time.
+                        let at = Instant::now() + st.backoff;
+                        st.due = Some(st.due.map_or(at, |d| d.min(at)));
+                    }
+                    st.last_failure = Some(why);
+                }
+                Round::Error(why) => {
+                    tracing::warn!(vol, archive, "send error: {why}");
+                    st.error = true;
+                    st.last_failure = Some(why);
+                    self.proxy.count_send_error(vol, archive);
+                }
+            }
+            let error = st.error;
+            drop(st);
+            self.proxy.set_send_error_metric(vol, archive, error);
+        }
+    }
+
+    async fn round(&self) -> Round {
+        let (dir, archive, opts) = (self.vol.dir.clone(), self.archive.clone(), &self.proxy.opts);
+        let (max_bytes, max_files) = (opts.max_merge_bytes, opts.max_merge_files);
+        let picked = tokio::task::spawn_blocking(move || -> CmdResult<(Vec<HeldDiff>, u64)> {
+            let batch = pick(dir.waiting(&archive)?, max_bytes, max_files)?;
+            Ok((batch, dir.size_lb()?))
+        })
+        .await;
+        let (batch, size_lb) = match picked {
+            Ok(Ok(b)) => b,
+            Ok(Err(e)) => {
+                return Round::Retry {
+                    why: e.to_string(),
+                    give_up: true,
+                }
+            }
+            Err(e) => {
+                return Round::Retry {
+                    why: e.to_string(),
+                    give_up: true,
+                }
+            }
+        };
+        if batch.is_empty() {
+            return Round::Idle;
+        }
+        let cmpr = self.info.cmpr.0;
+        tracing::debug!(vol = %self.vol.name, archive = %self.archive, n = batch.len(), "sending");
+        let outcome = send_diffs(&self.info.addr, &self.vol.name, size_lb, &batch, cmpr).await;
+        match outcome {
+            Outcome::Accepted { bytes } => {
+                self.proxy.count_sent(&self.vol.name, &self.archive, bytes);
+                tracing::info!(vol = %self.vol.name, archive = %self.archive,
+                    "sent {} diffs ({} bytes)", batch.len(), bytes);
+                self.drop_sent(batch).await
+            }
+            Outcome::Rejected(w) if w == "too-old-diff" || w == "different-uuid" => {
+                tracing::info!(vol = %self.vol.name, archive = %self.archive,
+                    "archive answered {w}: dropping {} diffs", batch.len());
+                self.drop_sent(batch).await
+            }
+            Outcome::Rejected(w) if w == "smaller-lv-size" || w == "archive-not-found" => {
+                Round::Error(format!("archive rejected: {w}"))
+            }
+            Outcome::Rejected(w) if w == "too-new-diff" || w == "syncing" => Round::Retry {
+                why: format!("archive rejected: {w}"),
+                give_up: false,
+            },
+            Outcome::Rejected(w) => Round::Retry {
+                why: format!("archive rejected: {w}"),
+                give_up: true,
+            },
+            Outcome::Failed(e) => Round::Retry {
+                why: e,
+                give_up: true,
+            },
+        }
+    }
+
+    async fn drop_sent(&self, batch: Vec<HeldDiff>) -> Round {
+        let (dir, archive) = (self.vol.dir.clone(), self.archive.clone());
+        match tokio::task::spawn_blocking(move || dir.unlink_sent(&archive, &batch)).await {
+            Ok(Ok(())) => Round::Progress,
+            Ok(Err(e)) => Round::Error(e.to_string()),
+            Err(e) => Round::Error(e.to_string()),
+        }
+    }
+}
+
+fn file_uuid(d: &HeldDiff) -> CmdResult<Uuid> {
+    let mut b = [0u8; walb_core::wdiff::header::FILE_HEADER_SIZE];
+    std::fs::File::open(&d.path)
+        .and_then(|mut f| f.read_exact(&mut b))
+        .map_err(|e| CmdError::Internal(format!("read {}: {e}", d.path.display())))?;
+    let h = FileHeader::decode(&b)
+        .map_err(|e| CmdError::Internal(format!("{}: {e}", d.path.display())))?;
+    Ok(h.uuid)
+}
+
+/// The oldest run of waiting diffs that merge into one: same uuid, each mergeable onto the
+/// merge of the ones before, at most `max_bytes` (unless one diff alone is larger) and
+/// `max_files`.
+fn pick(waiting: Vec<HeldDiff>, max_bytes: u64, max_files: usize) -> CmdResult<Vec<HeldDiff>> {
+    let mut out: Vec<HeldDiff> = Vec::new();
+    let mut acc: Option<(MetaDiff, Uuid)> = None;
+    let mut bytes = 0;
+    for d in waiting {
+        let uuid = file_uuid(&d)?;
+        if let Some((m, u)) = acc {
+            if out.len() >= max_files
+                || bytes + d.meta.data_size > max_bytes
+                || u != uuid
+                || !can_merge(&m, &d.meta)
+            {
+                break;
+            }
+            acc = Some((merge(&m, &d.meta), u));
+        } else {
+            acc = Some((d.meta, uuid));
+        }
+        bytes += d.meta.data_size;
+        out.push(d);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use walb_core::meta::format_name;
+    use walb_core::wdiff::{Cmpr, IndexedWriter};
+
+    use super::*;
+
+    fn held(dir: &std::path::Path, b: u64, e: u64, mergeable: bool, uuid: u8) -> HeldDiff {
+        let mut meta = MetaDiff::clean(b, e).unwrap();
+        meta.is_mergeable = mergeable;
+        let name = format_name(&meta);
+        let path = dir.join(&name);
+        let w = IndexedWriter::new(
+            std::fs::File::create(&path).unwrap(),
+            Uuid([uuid; 16]),
+            Cmpr::NONE,
+        )
+        .unwrap();
+        w.finish().unwrap();
+        meta.data_size = std::fs::metadata(&path).unwrap().len();
+        HeldDiff { path, name, meta }
+    }
+
+    fn gids(v: &[HeldDiff]) -> Vec<(u64, u64)> {
+        v.iter()
+            .map(|d| (d.meta.snap_b.gid_b.0, d.meta.snap_e.gid_b.0))
+            .collect()
+    }
+
+    #[test]
+    fn pick_takes_the_oldest_mergeable_run_within_limits() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path();
+        let all = vec![
+            held(p, 0, 1, true, 1),
+            held(p, 1, 2, true, 1),
+            held(p, 2, 3, true, 1),
+            // An explicit snapshot: not mergeable onto the run before it.
+            held(p, 3, 4, false, 1),
+            held(p, 4, 5, true, 1),
+            held(p, 5, 6, true, 2),
+        ];
+        let size = all[0].meta.data_size;
+        assert_eq!(
+            gids(&pick(all.clone(), u64::MAX, 1000).unwrap()),
+            [(0, 1), (1, 2), (2, 3)]
+        );
+        assert_eq!(
+            gids(&pick(all.clone(), u64::MAX, 2).unwrap()),
+            [(0, 1), (1, 2)]
+        );
+        assert_eq!(
+            gids(&pick(all.clone(), size * 2, 1000).unwrap()),
+            [(0, 1), (1, 2)]
+        );
+        // One diff alone may exceed the size limit.
+        assert_eq!(gids(&pick(all.clone(), 1, 1000).unwrap()), [(0, 1)]);
+        assert_eq!(
+            gids(&pick(all[3..].to_vec(), u64::MAX, 1000).unwrap()),
+            [(3, 4), (4, 5)]
+        );
+        // A uuid change ends the run.
+        assert_eq!(
+            gids(&pick(all[4..].to_vec(), u64::MAX, 1000).unwrap()),
+            [(4, 5)]
+        );
+        assert!(pick(Vec::new(), 1, 1).unwrap().is_empty());
+    }
+}

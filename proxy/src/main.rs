@@ -41,6 +41,8 @@ struct Args {
     /// Most diffs merged into one send.
     #[arg(long, default_value_t = 1000)]
     max_merge_files: usize,
+    #[command(flatten)]
+    tls: walb_daemon::tls::TlsArgs,
     /// TOML file with any of these flags.
     #[arg(long)]
     config: Option<PathBuf>,
@@ -50,6 +52,7 @@ struct Args {
 async fn main() -> Result<()> {
     let args: Args = walb_daemon::config::parse();
     init_logging();
+    args.tls.init()?;
     let metrics = Arc::new(Metrics::new());
     let opts = proxy::Opts {
         retry_timeout: Duration::from_secs(args.retry_timeout),

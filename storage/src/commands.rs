@@ -56,7 +56,10 @@ impl Storage {
     }
 
     pub fn proxy_down(&self, p: &str) {
-        tracing::warn!(proxy = p, "proxy unreachable; trying the others first");
+        tracing::warn!(
+            proxy = p,
+            "proxy failed; trying the others first for a while"
+        );
         self.down
             .lock()
             .expect("proxy lock")

@@ -18,6 +18,7 @@ use walb_proto::{frame, wire, Commit, Open};
 use crate::commands::Storage;
 use crate::record::now;
 use crate::vol::{save, State, Vol};
+use crate::wdevd::DevStatus;
 use walb_proto::flow::{Flow, FlowError};
 
 /// Runs until shutdown: one step per kick or poll tick, backing off after failures.
@@ -85,6 +86,8 @@ async fn step(st: &Storage, vol: &Vol) -> CmdResult<bool> {
         }
         return Ok(false);
     }
+    // Logs shipped before the last checkpoint may be freed only now.
+    free_logs(st, &meta.wdev, meta.done.lsid.0, &dev).await?;
     let max_pb = st.max_wlog_send_pb(dev.pbs);
     take_implicit_snapshot(st, vol, dev.permanent, max_pb).await?;
     let meta = vol.meta.lock().await.clone();
@@ -143,13 +146,25 @@ async fn step(st: &Storage, vol: &Vol) -> CmdResult<bool> {
     st.metrics
         .add("walb_storage_bytes_shipped_total", &l, bytes as f64);
     st.metrics.set("walb_storage_done_gid", &l, gid_e.0 as f64);
-    // Free what was shipped; wdevd allows up to its last checkpoint.
     let dev = st.wdevd.status(&meta.wdev).await?;
-    let to = lsid_e.min(dev.prev_written);
-    if to > dev.oldest {
-        st.wdevd.set_oldest(&meta.wdev, to).await?;
-    }
+    free_logs(st, &meta.wdev, lsid_e, &dev).await?;
     Ok(lsid_e < dev.permanent)
+}
+
+/// Frees the logs below `done` that wdevd allows freeing (up to its last checkpoint). When
+/// shipped logs wait for a checkpoint while the log is more than half full, asks for one
+/// rather than let the log overflow.
+async fn free_logs(st: &Storage, wdev: &str, done: u64, dev: &DevStatus) -> CmdResult<()> {
+    let mut prev_written = dev.prev_written;
+    if done > prev_written && dev.log_usage * 2 > dev.log_capacity {
+        st.wdevd.checkpoint(wdev).await?;
+        prev_written = st.wdevd.status(wdev).await?.prev_written;
+    }
+    let to = done.min(prev_written);
+    if to > dev.oldest {
+        st.wdevd.set_oldest(wdev, to).await?;
+    }
+    Ok(())
 }
 
 /// Queues a mergeable snapshot at `permanent` when new logs wait and either the queue is
@@ -195,7 +210,9 @@ pub fn extract(ldev: &Path, begin: u64, limit: u64) -> CmdResult<(Wlog, u64)> {
         pbs: sb.pbs,
         uuid: sb.uuid,
         begin_lsid: begin,
-        end_lsid: limit,
+        // An upper bound that must lie above begin, even for a transfer without logs (an
+        // explicit snapshot right after the previous one).
+        end_lsid: limit.max(begin + 1),
     };
     let mut w = WlogWriter::new(Vec::new(), header)?;
     let mut lsid = begin;

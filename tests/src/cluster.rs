@@ -136,6 +136,8 @@ impl Cluster {
             Command::new(bin("wdevd"))
                 .arg("--run-dir")
                 .arg(self.run_dir())
+                // Frequent checkpoints let shipped logs be freed quickly.
+                .args(["--checkpoint-interval", "500"])
                 .stderr(log)
                 .spawn()
                 .expect("start wdevd"),

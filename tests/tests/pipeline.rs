@@ -193,12 +193,15 @@ fn e2_archive_killed_nothing_restorable_until_back() {
     assert_eq!(c.walbc(&["call", "s0", "get", "is-overflow", "vol0"]), "0");
     let gid = c.walbc(&["snapshot", "s0", "vol0", "--no-wait"]);
     let h = c.device_hash("wdev0");
-    std::thread::sleep(std::time::Duration::from_secs(3));
-    c.start_daemon("a0");
-    assert!(
-        !restorable(&c).contains(&gid),
-        "restorable before the proxy resent"
+    // While a0 is down its diffs wait on the proxy, which keeps retrying.
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let held = c.walbc(&["call", "p0", "get", "proxy-diff", "vol0", "a0"]);
+    assert!(!held.is_empty(), "the proxy holds nothing for a0");
+    assert_eq!(
+        c.walbc(&["call", "p0", "get", "is-wdiff-send-error", "vol0", "a0"]),
+        "0"
     );
+    c.start_daemon("a0");
     c.walbc(&["kick", "p0"]);
     c.walbc(&["call", "a0", "get", "state", "vol0"]);
     let t = std::time::Instant::now();

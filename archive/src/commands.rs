@@ -10,7 +10,8 @@ use walb_daemon::{volfile, CmdError, CmdResult};
 
 use crate::archive::Archive;
 use crate::ops;
-use crate::volume::{utc, State};
+use crate::volume::State;
+use walb_core::meta::iso_utc;
 
 /// How long `stop` waits for a running wdiff transfer.
 const STOP_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
@@ -127,7 +128,14 @@ async fn get(a: &Arc<Archive>, args: &[String]) -> CmdResult<String> {
                 .restorable()?
                 .iter()
                 .filter(|r| all || r.is_explicit)
-                .map(|r| format!("{} {} {}", r.gid, utc(r.timestamp), u8::from(r.is_explicit)))
+                .map(|r| {
+                    format!(
+                        "{} {} {}",
+                        r.gid,
+                        iso_utc(r.timestamp),
+                        u8::from(r.is_explicit)
+                    )
+                })
                 .collect::<Vec<_>>()
                 .join("\n"),
             "base" => vol.base()?.to_string(),

@@ -14,6 +14,7 @@ use walb_core::meta::{self, MetaDiff, MetaSnap, MetaState, Relation};
 use walb_core::wdiff::{Kind, WdiffReader};
 use walb_core::{Uuid, LBS};
 use walb_proto::archive_server::Archive as ArchiveSvc;
+use walb_proto::flow::next_frame;
 use walb_proto::wire::{accept, ack, check_chunk, reject};
 use walb_proto::{frame, Event, Frame, Open};
 
@@ -77,18 +78,6 @@ impl ArchiveSvc for Service {
             req.into_inner(),
             full_sync_flow,
         )))
-    }
-}
-
-async fn next_frame(input: &mut Streaming<Frame>, what: &str) -> Result<frame::Kind, Status> {
-    match input.message().await? {
-        Some(Frame { kind: Some(k) }) => Ok(k),
-        Some(Frame { kind: None }) => Err(Status::invalid_argument(format!(
-            "empty frame while expecting {what}"
-        ))),
-        None => Err(Status::aborted(format!(
-            "the sender closed the stream while expecting {what}"
-        ))),
     }
 }
 

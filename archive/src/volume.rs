@@ -387,37 +387,3 @@ impl Drop for TempFile {
         }
     }
 }
-
-/// `YYYY-MM-DDThh:mm:ss` in UTC.
-pub fn utc(ts: u64) -> String {
-    let days = (ts / 86_400) as i64;
-    let rem = ts % 86_400;
-    // Days-to-civil over 400-year eras (proleptic Gregorian).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn utc_renders_known_times() {
-        assert_eq!(utc(0), "1970-01-01T00:00:00");
-        assert_eq!(utc(1_540_989_296), "2018-10-31T12:34:56");
-        assert_eq!(utc(951_782_400), "2000-02-29T00:00:00");
-    }
-}

@@ -3,6 +3,7 @@
 //! the Prometheus `/metrics` endpoint, graceful shutdown, and atomic per-volume files.
 //! It must not hold any daemon's volume logic.
 
+pub mod args;
 pub mod config;
 pub mod error;
 pub mod metrics;

@@ -1,7 +1,7 @@
 //! The sending side of a data flow (walb.proto): Open → Accept|Reject → frames → Commit → Ack.
 //! Plumbing only: what the frames carry is the caller's business.
 
-use crate::{event, Event, Frame};
+use crate::{event, frame, Event, Frame};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Streaming;
@@ -84,5 +84,22 @@ impl Flow {
             event::Kind::Reject(r) => Err(FlowError::Rejected(r)),
             event::Kind::Accept(_) => Err(FlowError::Transport("accept instead of ack".into())),
         }
+    }
+}
+
+/// The receiving side: the next frame's content, or a status naming what was expected when
+/// the sender sent an empty frame or closed the stream.
+pub async fn next_frame(
+    input: &mut Streaming<Frame>,
+    what: &str,
+) -> Result<frame::Kind, tonic::Status> {
+    match input.message().await? {
+        Some(Frame { kind: Some(k) }) => Ok(k),
+        Some(Frame { kind: None }) => Err(tonic::Status::invalid_argument(format!(
+            "empty frame while expecting {what}"
+        ))),
+        None => Err(tonic::Status::aborted(format!(
+            "the sender closed the stream while expecting {what}"
+        ))),
     }
 }

@@ -1,15 +1,13 @@
 //! walb-proxy: serves the Control commands and the wlog receive service over one data dir,
 //! and runs a sender per (volume, archive).
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Parser;
 use walb_daemon::metrics::Metrics;
-use walb_daemon::serve::{init_logging, run, Opts, Shutdown};
+use walb_daemon::serve::{run, Shutdown};
 use walb_proto::proxy_server::ProxyServer;
 use walb_proto::wire::MAX_MESSAGE;
 
@@ -20,18 +18,8 @@ use walb_proxy::recv::Service;
 #[derive(Parser, Debug)]
 #[command(name = "walb-proxy", version, about = "walb-rs proxy daemon")]
 struct Args {
-    /// This server's id (for logs and walbc layouts).
-    #[arg(long)]
-    id: String,
-    /// gRPC address to listen on.
-    #[arg(long)]
-    listen: SocketAddr,
-    /// Holds vols/<vol>/.
-    #[arg(long)]
-    data_dir: PathBuf,
-    /// Serve Prometheus /metrics here.
-    #[arg(long)]
-    metrics: Option<SocketAddr>,
+    #[command(flatten)]
+    common: walb_daemon::args::CommonArgs,
     /// Give up sending to an archive after this many seconds without a new wlog.
     #[arg(long, default_value_t = 1800)]
     retry_timeout: u64,
@@ -41,43 +29,32 @@ struct Args {
     /// Most diffs merged into one send.
     #[arg(long, default_value_t = 1000)]
     max_merge_files: usize,
-    #[command(flatten)]
-    tls: walb_daemon::tls::TlsArgs,
-    /// TOML file with any of these flags.
-    #[arg(long)]
-    config: Option<PathBuf>,
 }
 
 #[tokio::main]
 async fn main() -> Result<()> {
     let args: Args = walb_daemon::config::parse();
-    init_logging();
-    args.tls.init()?;
+    let serve_opts = args.common.init("proxy")?;
     let metrics = Arc::new(Metrics::new());
     let opts = proxy::Opts {
         retry_timeout: Duration::from_secs(args.retry_timeout),
         max_merge_bytes: args.max_merge_mb << 20,
         max_merge_files: args.max_merge_files.max(1),
     };
-    let data_dir = args.data_dir.clone();
+    let data_dir = args.common.data_dir.clone();
     let m = metrics.clone();
     let proxy = tokio::task::spawn_blocking(move || Proxy::open(data_dir, opts, m))
         .await
         .context("startup")?
-        .with_context(|| format!("open data dir {}", args.data_dir.display()))?;
+        .with_context(|| format!("open data dir {}", args.common.data_dir.display()))?;
     let proxy = Arc::new(proxy);
     proxy.boot().context("resume started volumes")?;
-    tracing::info!(id = %args.id, "proxy data dir {}", args.data_dir.display());
     let svc = ProxyServer::new(Service(proxy.clone()))
         .max_decoding_message_size(MAX_MESSAGE)
         .max_encoding_message_size(MAX_MESSAGE);
     let shutdown = Shutdown::new();
     run(
-        Opts {
-            host_type: "proxy",
-            listen: args.listen,
-            metrics: args.metrics,
-        },
+        serve_opts,
         Arc::new(ProxyCommands(proxy.clone())),
         metrics,
         shutdown.clone(),

@@ -20,6 +20,7 @@ use walb_core::source::open_source;
 use walb_core::wdiff::{Cmpr, Codec, IndexedWriter};
 use walb_core::wlog::WlogReader;
 use walb_core::{Pbs, Uuid};
+use walb_proto::flow::next_frame;
 use walb_proto::proxy_server::Proxy as ProxySvc;
 use walb_proto::wire::{accept, ack, check_chunk, reject};
 use walb_proto::{frame, Event, Frame, Open};
@@ -111,18 +112,6 @@ async fn send(tx: &Events, e: Event) -> Result<(), Status> {
     tx.send(Ok(e))
         .await
         .map_err(|_| Status::cancelled("the storage went away"))
-}
-
-async fn next_frame(input: &mut Streaming<Frame>, what: &str) -> Result<frame::Kind, Status> {
-    match input.message().await? {
-        Some(Frame { kind: Some(k) }) => Ok(k),
-        Some(Frame { kind: None }) => Err(Status::invalid_argument(format!(
-            "empty frame while expecting {what}"
-        ))),
-        None => Err(Status::aborted(format!(
-            "the storage closed the stream while expecting {what}"
-        ))),
-    }
 }
 
 /// What Open announced.

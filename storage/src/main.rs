@@ -1,6 +1,5 @@
 //! `walb-storage`: the storage daemon.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,20 +7,15 @@ use std::time::Duration;
 use anyhow::Result;
 use clap::Parser;
 use walb_daemon::metrics::Metrics;
-use walb_daemon::serve::{self, Opts, Shutdown};
+use walb_daemon::serve::{self, Shutdown};
 use walb_storage::commands::{Storage, StorageCommands};
 use walb_storage::wdevd::Wdevd;
 
 #[derive(Parser)]
 #[command(name = "walb-storage", version, about = "walb-rs storage daemon")]
 struct Args {
-    /// This server's id in the layout.
-    #[arg(long, default_value = "s0")]
-    id: String,
-    #[arg(long, default_value = "127.0.0.1:10000")]
-    listen: SocketAddr,
-    #[arg(long)]
-    data_dir: PathBuf,
+    #[command(flatten)]
+    common: walb_daemon::args::CommonArgs,
     /// Proxies in priority order (host:port,…).
     #[arg(long, value_delimiter = ',', required = true)]
     proxy: Vec<String>,
@@ -31,9 +25,6 @@ struct Args {
     /// wdevd's control socket.
     #[arg(long, default_value = "/run/walb/wdevd.sock")]
     wdevd: PathBuf,
-    /// Prometheus endpoint (host:port).
-    #[arg(long)]
-    metrics: Option<SocketAddr>,
     /// Largest wlog sent at once, in MiB (also the gid reservation unit).
     #[arg(long, default_value_t = 128)]
     max_wlog_send_mb: u64,
@@ -43,24 +34,17 @@ struct Args {
     /// Milliseconds between polls of the device for new logs.
     #[arg(long, default_value_t = 500)]
     poll_ms: u64,
-    #[command(flatten)]
-    tls: walb_daemon::tls::TlsArgs,
-    /// TOML file with any of these flags (same names).
-    #[arg(long)]
-    config: Option<PathBuf>,
 }
 
 #[tokio::main]
 async fn main() -> Result<()> {
     let a: Args = walb_daemon::config::parse();
-    serve::init_logging();
-    a.tls.init()?;
-    std::fs::create_dir_all(&a.data_dir)?;
+    let opts = a.common.init("storage")?;
     let metrics = Arc::new(Metrics::new());
     let shutdown = Shutdown::new();
     let st = Arc::new(Storage {
-        id: a.id,
-        data_dir: a.data_dir,
+        id: a.common.id,
+        data_dir: a.common.data_dir,
         wdevd: Wdevd::new(&a.wdevd),
         proxies: a.proxy,
         archive: a.archive,
@@ -73,11 +57,6 @@ async fn main() -> Result<()> {
         down: Default::default(),
     });
     st.load().await?;
-    let opts = Opts {
-        host_type: "storage",
-        listen: a.listen,
-        metrics: a.metrics,
-    };
     serve::run(
         opts,
         Arc::new(StorageCommands(st)),

@@ -216,7 +216,7 @@ impl Ctl {
             let latest = rs.last().map(|r| r.gid);
             let age = newest
                 .as_ref()
-                .and_then(|r| unix_secs(&r.time))
+                .and_then(|r| walb_core::meta::parse_iso_utc(&r.time))
                 .map(|t| now_secs().saturating_sub(t));
             archives.push(serde_json::json!({
                 "id": a.id,
@@ -242,33 +242,9 @@ fn now_secs() -> u64 {
         .unwrap_or(0)
 }
 
-/// Unix seconds of a UTC `YYYY-MM-DDThh:mm:ss`.
-pub fn unix_secs(t: &str) -> Option<u64> {
-    let n = |r: std::ops::Range<usize>| t.get(r)?.parse::<i64>().ok();
-    let (y, m, d) = (n(0..4)?, n(5..7)?, n(8..10)?);
-    let (hh, mm, ss) = (n(11..13)?, n(14..16)?, n(17..19)?);
-    // Days from civil (proleptic Gregorian), March-based years.
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    u64::try_from(days * 86_400 + hh * 3600 + mm * 60 + ss).ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn utc_times_to_unix() {
-        assert_eq!(unix_secs("1970-01-01T00:00:00"), Some(0));
-        assert_eq!(unix_secs("2018-10-31T12:34:56"), Some(1_540_989_296));
-        assert_eq!(unix_secs("2024-02-29T23:59:59"), Some(1_709_251_199));
-        assert_eq!(unix_secs("garbage"), None);
-    }
 
     #[test]
     fn restorable_lines() {

@@ -30,6 +30,35 @@ fn civil(ts: u64) -> (i64, u32, u32, u32, u32, u32) {
     )
 }
 
+/// `YYYY-MM-DDThh:mm:ss` in UTC: how walb lists snapshot times.
+pub fn iso_utc(ts: u64) -> String {
+    let (y, m, d, hh, mm, ss) = civil(ts);
+    format!("{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}")
+}
+
+/// Unix seconds of a UTC `YYYY-MM-DDThh:mm:ss`.
+pub fn parse_iso_utc(t: &str) -> Option<u64> {
+    let b = t.as_bytes();
+    if b.len() != 19
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[10] != b'T'
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return None;
+    }
+    let n = |r: std::ops::Range<usize>| t.get(r)?.parse::<u32>().ok();
+    unix(
+        i64::from(n(0..4)?),
+        n(5..7)?,
+        n(8..10)?,
+        n(11..13)?,
+        n(14..16)?,
+        n(17..19)?,
+    )
+}
+
 /// (year, month, day, hour, minute, second) in UTC → unix seconds.
 fn unix(y: i64, m: u32, d: u32, hh: u32, mm: u32, ss: u32) -> Option<u64> {
     if !(1..=12).contains(&m) || !(1..=31).contains(&d) || hh > 23 || mm > 59 || ss > 60 {

@@ -280,3 +280,17 @@ proptest! {
         let _ = parse_name(&String::from_utf8_lossy(&b), 0);
     }
 }
+
+#[test]
+fn iso_times_round_trip() {
+    for (ts, t) in [
+        (0, "1970-01-01T00:00:00"),
+        (1_540_989_296, "2018-10-31T12:34:56"),
+        (951_782_400, "2000-02-29T00:00:00"),
+    ] {
+        assert_eq!(crate::meta::iso_utc(ts), t);
+        assert_eq!(crate::meta::parse_iso_utc(t), Some(ts));
+    }
+    assert_eq!(crate::meta::parse_iso_utc("garbage"), None);
+    assert_eq!(crate::meta::parse_iso_utc("2018-13-31T12:34:56"), None);
+}

@@ -1,0 +1,43 @@
+//! The flags every daemon takes (flattened into each daemon's own).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use crate::tls::TlsArgs;
+
+#[derive(clap::Args, Clone, Debug)]
+pub struct CommonArgs {
+    /// This server's id (as in walbc's layout; in logs).
+    #[arg(long)]
+    pub id: String,
+    /// gRPC address to listen on (host:port).
+    #[arg(long)]
+    pub listen: SocketAddr,
+    /// Where the daemon keeps its volumes.
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    /// Serve Prometheus /metrics here (host:port).
+    #[arg(long)]
+    pub metrics: Option<SocketAddr>,
+    #[command(flatten)]
+    pub tls: TlsArgs,
+    /// TOML file with any of these flags (same names).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+}
+
+impl CommonArgs {
+    /// Logging and transport set up; the serve options for `host_type`.
+    pub fn init(&self, host_type: &'static str) -> anyhow::Result<crate::serve::Opts> {
+        crate::serve::init_logging();
+        self.tls.init()?;
+        std::fs::create_dir_all(&self.data_dir)
+            .map_err(|e| anyhow::anyhow!("create data dir {}: {e}", self.data_dir.display()))?;
+        tracing::info!(id = %self.id, "{host_type} data dir {}", self.data_dir.display());
+        Ok(crate::serve::Opts {
+            host_type,
+            listen: self.listen,
+            metrics: self.metrics,
+        })
+    }
+}

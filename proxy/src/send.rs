@@ -6,13 +6,13 @@
 use std::io::{self, Write};
 
 use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 use walb_core::meta::merge_all;
 use walb_core::wdiff::{Cmpr, IndexedReader, Merger, RecStream, SortedWriter};
 use walb_core::Uuid;
 use walb_proto::archive_client::ArchiveClient;
+use walb_proto::flow::{Flow, FlowError};
 use walb_proto::wire::{self, MAX_MESSAGE};
-use walb_proto::{event, frame, Commit, Event, Frame, Open};
+use walb_proto::{frame, Commit, Frame, Open};
 
 use crate::layout::HeldDiff;
 
@@ -57,7 +57,6 @@ pub async fn send_diffs(
     let mut client = ArchiveClient::new(channel)
         .max_decoding_message_size(MAX_MESSAGE)
         .max_encoding_message_size(MAX_MESSAGE);
-    let (tx, rx) = mpsc::channel::<Frame>(4);
     let open = Open {
         vol: vol.to_string(),
         host_type: "proxy".into(),
@@ -66,31 +65,28 @@ pub async fn send_diffs(
         diff: merged.to_bytes().into(),
         ..Default::default()
     };
-    // The channel has room: this cannot block.
-    let _ = tx.send(wire::frame(frame::Kind::Open(open))).await;
-    let mut events = match client.wdiff_transfer(ReceiverStream::new(rx)).await {
-        Ok(r) => r.into_inner(),
-        Err(st) => return Outcome::Failed(format!("wdiff transfer to {addr}: {}", st.message())),
+    let flow = match Flow::open(wire::frame(frame::Kind::Open(open)), |s| {
+        client.wdiff_transfer(s)
+    })
+    .await
+    {
+        Ok(f) => f,
+        Err(e) => return outcome(e),
     };
-    match next_event(&mut events, "Accept").await {
-        Ok(event::Kind::Accept(_)) => {}
-        Ok(event::Kind::Reject(w)) => return Outcome::Rejected(w),
-        Ok(other) => return Outcome::Failed(format!("expected Accept, got {other:?}")),
-        Err(e) => return Outcome::Failed(e),
-    }
-
-    let chunk_tx = tx.clone();
+    let chunk_tx = flow.tx.clone();
     let produced =
         tokio::task::spawn_blocking(move || produce(readers.1, uuid, cmpr, chunk_tx)).await;
     let bytes = match produced {
         Ok(Ok(n)) => n,
+        // The archive may have ended the stream: its answer says more than a closed channel.
         Ok(Err(e)) => {
-            // The archive may have ended the stream; its status says more than a closed channel.
-            drop(tx);
-            if let Err(st) = next_event(&mut events, "Ack").await {
-                return Outcome::Failed(format!("{e} ({st})"));
+            return match flow
+                .commit(wire::frame(frame::Kind::Commit(Commit::default())))
+                .await
+            {
+                Err(FlowError::Transport(st)) => Outcome::Failed(format!("{e} ({st})")),
+                _ => Outcome::Failed(e),
             }
-            return Outcome::Failed(e);
         }
         Err(e) => return Outcome::Failed(format!("merge task: {e}")),
     };
@@ -98,34 +94,16 @@ pub async fn send_diffs(
         diff: merged.to_bytes().into(),
         ..Default::default()
     };
-    if tx
-        .send(wire::frame(frame::Kind::Commit(commit)))
-        .await
-        .is_err()
-    {
-        return match next_event(&mut events, "Ack").await {
-            Err(e) => Outcome::Failed(e),
-            Ok(k) => Outcome::Failed(format!("stream closed before Commit, then {k:?}")),
-        };
-    }
-    drop(tx);
-    match next_event(&mut events, "Ack").await {
-        Ok(event::Kind::Ack(_)) => Outcome::Accepted { bytes },
-        Ok(event::Kind::Reject(w)) => Outcome::Rejected(w),
-        Ok(other) => Outcome::Failed(format!("expected Ack, got {other:?}")),
-        Err(e) => Outcome::Failed(e),
+    match flow.commit(wire::frame(frame::Kind::Commit(commit))).await {
+        Ok(()) => Outcome::Accepted { bytes },
+        Err(e) => outcome(e),
     }
 }
 
-async fn next_event(
-    events: &mut tonic::Streaming<Event>,
-    what: &str,
-) -> Result<event::Kind, String> {
-    match events.message().await {
-        Ok(Some(Event { kind: Some(k) })) => Ok(k),
-        Ok(Some(Event { kind: None })) => Err(format!("empty event while expecting {what}")),
-        Ok(None) => Err(format!("the archive closed the stream before {what}")),
-        Err(st) => Err(format!("archive: {}", st.message())),
+fn outcome(e: FlowError) -> Outcome {
+    match e {
+        FlowError::Rejected(w) => Outcome::Rejected(w),
+        FlowError::Transport(t) => Outcome::Failed(format!("archive: {t}")),
     }
 }
 

@@ -209,14 +209,15 @@ impl Quickstart {
             "restored gid {g1} to {img}: BLAKE3 {img_hash} equals the device's"
         ));
         let l = layout_path.display();
+        let walbc = std::env::current_exe()?.display().to_string();
         println!(
             "\nEverything is still running. Try:\n  \
-             walbc --layout {l} status\n  \
-             walbc --layout {l} status vol0 --json\n  \
-             dd if=/dev/urandom of={lp} bs=1M count=8 oflag=direct && walbc --layout {l} snapshot s0 vol0\n  \
-             walbc --layout {l} call a0 get restorable vol0\n  \
-             walbc --layout {l} restore vol0 GID\n  \
-             walbc quickstart --stop --dir {}",
+             {walbc} --layout {l} status\n  \
+             {walbc} --layout {l} status vol0 --json\n  \
+             dd if=/dev/urandom of={lp} bs=1M count=8 oflag=direct && {walbc} --layout {l} snapshot s0 vol0\n  \
+             {walbc} --layout {l} call a0 get restorable vol0\n  \
+             {walbc} --layout {l} restore vol0 GID\n  \
+             {walbc} quickstart --stop --dir {}",
             self.dir.display()
         );
         Ok(())

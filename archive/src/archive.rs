@@ -22,6 +22,7 @@ use crate::volume::Vol;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Transient {
     FullSync,
+    HashSync,
     WdiffRecv,
 }
 
@@ -29,6 +30,7 @@ impl Transient {
     pub fn word(self) -> &'static str {
         match self {
             Transient::FullSync => "FullSync",
+            Transient::HashSync => "HashSync",
             Transient::WdiffRecv => "WdiffRecv",
         }
     }
@@ -36,7 +38,7 @@ impl Transient {
     /// The rejection a data flow gets while this transient runs.
     pub fn reject_word(self) -> &'static str {
         match self {
-            Transient::FullSync => "syncing",
+            Transient::FullSync | Transient::HashSync => "syncing",
             Transient::WdiffRecv => "wdiff-recv",
         }
     }

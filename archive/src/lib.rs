@@ -3,6 +3,7 @@
 
 pub mod archive;
 pub mod commands;
+pub mod hashsync;
 pub mod image;
 pub mod ops;
 pub mod service;

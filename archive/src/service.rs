@@ -1,4 +1,5 @@
-//! The data services: full sync (FORMATS §6.2) and wdiff transfer (§7.6) over our frames.
+//! The data services: full sync (FORMATS §6.2) and wdiff transfer (§7.6) over our frames
+//! (hash sync, §6.1, is in `hashsync`).
 //! Open → Accept | Reject(word) → Bulk*/Chunk* → Commit → Ack; Ack is sent only after the data
 //! and the metadata are durable. Anything else (an error, a stream that ends without Commit)
 //! removes the temporary file and leaves the volume as it was.
@@ -16,7 +17,7 @@ use walb_core::{Uuid, LBS};
 use walb_proto::archive_server::Archive as ArchiveSvc;
 use walb_proto::flow::next_frame;
 use walb_proto::wire::{accept, ack, check_chunk, reject};
-use walb_proto::{frame, Event, Frame, Open};
+use walb_proto::{frame, Event, Frame, HashEvent, Open};
 
 use crate::archive::{Archive, Transient, TransientGuard};
 use crate::volume::{State, TempFile, Vol};
@@ -25,22 +26,25 @@ type Events = mpsc::Sender<Result<Event, Status>>;
 
 pub struct Service(pub Arc<Archive>);
 
-fn internal(e: impl std::fmt::Display) -> Status {
+pub(crate) fn internal(e: impl std::fmt::Display) -> Status {
     Status::internal(e.to_string())
 }
 
-fn cmd_status(e: walb_daemon::CmdError) -> Status {
+pub(crate) fn cmd_status(e: walb_daemon::CmdError) -> Status {
     e.into()
 }
 
 /// Runs a flow in its own task; its events (and a final error status) go to the client.
-fn spawn_flow<F, Fut>(
+pub(crate) fn spawn_flow<T, F, Fut>(
     arc: Arc<Archive>,
     input: Streaming<Frame>,
     flow: F,
-) -> ReceiverStream<Result<Event, Status>>
+) -> ReceiverStream<Result<T, Status>>
 where
-    F: FnOnce(Arc<Archive>, Streaming<Frame>, Events) -> Fut + Send + 'static,
+    T: Send + 'static,
+    F: FnOnce(Arc<Archive>, Streaming<Frame>, mpsc::Sender<Result<T, Status>>) -> Fut
+        + Send
+        + 'static,
     Fut: std::future::Future<Output = Result<(), Status>> + Send + 'static,
 {
     let (tx, rx) = mpsc::channel(4);
@@ -57,6 +61,18 @@ where
 impl ArchiveSvc for Service {
     type WdiffTransferStream = ReceiverStream<Result<Event, Status>>;
     type FullSyncStream = ReceiverStream<Result<Event, Status>>;
+    type HashSyncStream = ReceiverStream<Result<HashEvent, Status>>;
+
+    async fn hash_sync(
+        &self,
+        req: Request<Streaming<Frame>>,
+    ) -> Result<Response<Self::HashSyncStream>, Status> {
+        Ok(Response::new(spawn_flow(
+            self.0.clone(),
+            req.into_inner(),
+            crate::hashsync::hash_sync_flow,
+        )))
+    }
 
     async fn wdiff_transfer(
         &self,
@@ -81,14 +97,14 @@ impl ArchiveSvc for Service {
     }
 }
 
-async fn read_open(input: &mut Streaming<Frame>) -> Result<Open, Status> {
+pub(crate) async fn read_open(input: &mut Streaming<Frame>) -> Result<Open, Status> {
     match next_frame(input, "Open").await? {
         frame::Kind::Open(o) => Ok(o),
         _ => Err(Status::invalid_argument("the first frame must be Open")),
     }
 }
 
-fn uuid_of(b: &[u8]) -> Result<Uuid, Status> {
+pub(crate) fn uuid_of(b: &[u8]) -> Result<Uuid, Status> {
     let a: [u8; 16] = b
         .try_into()
         .map_err(|_| Status::invalid_argument(format!("uuid must be 16 bytes, got {}", b.len())))?;
@@ -107,7 +123,7 @@ async fn send_reject(a: &Archive, tx: &Events, vol: &str, reason: &str) -> Resul
     send(tx, reject(reason)).await
 }
 
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, Status> + Send + 'static,
 ) -> Result<T, Status> {
     tokio::task::spawn_blocking(f).await.map_err(internal)?
@@ -252,7 +268,7 @@ async fn wdiff_flow(
 
 /// Reads every record of the received file: a sorted wdiff with the announced uuid whose
 /// records fit in the volume.
-fn verify_wdiff(path: &Path, uuid: &Uuid, size_lb: u64) -> Result<(), Status> {
+pub(crate) fn verify_wdiff(path: &Path, uuid: &Uuid, size_lb: u64) -> Result<(), Status> {
     let bad = |e: String| Status::data_loss(format!("received wdiff: {e}"));
     let r = WdiffReader::open(path).map_err(|e| bad(e.to_string()))?;
     if r.kind() != Kind::Sorted {

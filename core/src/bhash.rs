@@ -40,7 +40,22 @@ pub fn check_bulk(bulk: usize) -> Result<()> {
 }
 
 /// Hashes every bulk of `src`; a reader thread fills buffers while this thread hashes.
-pub fn hash_bulks(mut src: Box<dyn BulkSource>, bulk: usize) -> Result<BulkHashes> {
+pub fn hash_bulks(src: Box<dyn BulkSource>, bulk: usize) -> Result<BulkHashes> {
+    let mut hashes = Vec::with_capacity(src.size().div_ceil(bulk as u64) as usize);
+    let size = each_bulk_hash(src, bulk, |h| {
+        hashes.push(h);
+        Ok(())
+    })?;
+    Ok(BulkHashes { size, bulk, hashes })
+}
+
+/// Hands the hash of every bulk of `src`, in order, to `f` as it is computed (a reader thread
+/// fills buffers meanwhile); an error from `f` stops the scan. Returns the image size.
+pub fn each_bulk_hash(
+    mut src: Box<dyn BulkSource>,
+    bulk: usize,
+    mut f: impl FnMut(blake3::Hash) -> Result<()>,
+) -> Result<u64> {
     check_bulk(bulk)?;
     let size = src.size();
     let (full_tx, full_rx) = mpsc::sync_channel::<(Vec<u8>, usize)>(2);
@@ -59,19 +74,26 @@ pub fn hash_bulks(mut src: Box<dyn BulkSource>, bulk: usize) -> Result<BulkHashe
         }
         Ok(())
     });
-    let mut hashes = Vec::with_capacity(size.div_ceil(bulk as u64) as usize);
-    for (buf, n) in full_rx {
+    let mut r = Ok(());
+    'scan: for (buf, n) in full_rx.iter() {
         for chunk in buf[..n].chunks(bulk) {
-            hashes.push(blake3::hash(chunk));
+            r = f(blake3::hash(chunk));
+            if r.is_err() {
+                break 'scan;
+            }
         }
         // The reader may be done already; buffers still queued must be hashed regardless.
         let _ = empty_tx.send(buf);
     }
+    // Dropping the channels ends a reader that is still waiting on either.
     drop(empty_tx);
-    reader
+    drop(full_rx);
+    let read = reader
         .join()
-        .map_err(|_| Error::Invalid("image reader thread panicked".into()))??;
-    Ok(BulkHashes { size, bulk, hashes })
+        .map_err(|_| Error::Invalid("image reader thread panicked".into()))?;
+    r?;
+    read?;
+    Ok(size)
 }
 
 #[cfg(test)]

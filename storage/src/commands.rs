@@ -300,6 +300,17 @@ impl Commands for StorageCommands {
                     .await
                     .map(|g| g.to_string())
             }
+            "hash-bkp" => {
+                let vol = st.vol(arg(&args, 1, "volume")?).await?;
+                let bulk_lb = if args.len() > 2 {
+                    parse_bulk(arg(&args, 2, "bulk size")?)?
+                } else {
+                    DEFAULT_BULK_LB
+                };
+                crate::hash::hash_backup(st, &vol, bulk_lb)
+                    .await
+                    .map(|g| g.to_string())
+            }
             "kick" => {
                 st.down.lock().expect("proxy lock").clear();
                 for v in st.vols.read().await.values() {

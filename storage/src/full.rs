@@ -114,8 +114,8 @@ async fn run(st: &Storage, vol: &Vol, wdev: &str, bulk_lb: u32) -> CmdResult<u64
     };
     let snap = MetaSnap::new(walb_core::Gid(0), walb_core::Gid(gid))?;
     flow.commit(wire::frame(frame::Kind::Commit(Commit {
-        diff: Bytes::new(),
         snap: snap.to_bytes().into(),
+        ..Default::default()
     })))
     .await
     .map_err(flow_err)?;

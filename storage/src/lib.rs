@@ -5,6 +5,7 @@
 
 pub mod commands;
 pub mod full;
+pub mod hash;
 pub mod record;
 pub mod ship;
 pub mod vol;

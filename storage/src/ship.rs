@@ -289,7 +289,7 @@ async fn send_wlog(addr: &str, open: Open, wlog: Bytes, diff: Vec<u8>) -> Result
     flow.send_bytes(wlog).await?;
     flow.commit(wire::frame(frame::Kind::Commit(Commit {
         diff: diff.into(),
-        snap: Bytes::new(),
+        ..Default::default()
     })))
     .await
 }

@@ -19,6 +19,7 @@ pub enum State {
     Target,
     Standby,
     FullSync,
+    HashSync,
 }
 
 impl State {
@@ -29,6 +30,7 @@ impl State {
             State::Target => "Target",
             State::Standby => "Standby",
             State::FullSync => "FullSync",
+            State::HashSync => "HashSync",
         }
     }
 
@@ -116,8 +118,8 @@ impl Vol {
 /// between them leaves records the next transfer skips as already done).
 pub fn save(dir: &Path, meta: &Meta) -> CmdResult<()> {
     let state = match meta.state {
-        // A restart during a full backup finds the volume waiting for one.
-        State::FullSync => State::SyncReady,
+        // A restart during a full or hash backup finds the volume waiting for one.
+        State::FullSync | State::HashSync => State::SyncReady,
         s => s,
     };
     volfile::write(&dir.join("queue"), &record::format_all(&meta.queue))?;

@@ -53,6 +53,25 @@ pub enum Cmd {
         #[arg(long)]
         bulk: Option<String>,
     },
+    /// Hash backup against the primary archive's latest snapshot (stops and resets the
+    /// storage's volume first); prints the gid once restorable. Recovers an overflowed log.
+    HashBackup {
+        storage: String,
+        vol: String,
+        /// Bulk size in bytes (k/m suffix), 512 to 4m.
+        #[arg(long)]
+        bulk: Option<String>,
+    },
+    /// Make a storage a standby for the volume (its logs are dropped, not shipped).
+    GoStandby { storage: String, vol: String },
+    /// Prints 1 if the storage's log for the volume overflowed, else 0.
+    IsOverflow { storage: String, vol: String },
+    /// Prints 1 if the proxy gave up sending the volume to the archive, else 0.
+    IsWdiffSendError {
+        proxy: String,
+        vol: String,
+        archive: String,
+    },
     /// Explicit snapshot; prints its gid once it is restorable on the primary archive.
     Snapshot {
         storage: String,
@@ -153,6 +172,31 @@ pub async fn run(cli: Cli) -> Result<()> {
             println!(
                 "{}",
                 ctl()?.full_backup(&storage, &vol, bulk.as_deref()).await?
+            );
+        }
+        Cmd::HashBackup { storage, vol, bulk } => {
+            println!(
+                "{}",
+                ctl()?.hash_backup(&storage, &vol, bulk.as_deref()).await?
+            );
+        }
+        Cmd::GoStandby { storage, vol } => ctl()?.go_standby(&storage, &vol).await?,
+        Cmd::IsOverflow { storage, vol } => {
+            let c = ctl()?;
+            let s = c.storage(&storage)?.clone();
+            println!("{}", c.call(&s, &["get", "is-overflow", &vol]).await?);
+        }
+        Cmd::IsWdiffSendError {
+            proxy,
+            vol,
+            archive,
+        } => {
+            let c = ctl()?;
+            let p = c.layout.find(&proxy)?.1.clone();
+            println!(
+                "{}",
+                c.call(&p, &["get", "is-wdiff-send-error", &vol, &archive])
+                    .await?
             );
         }
         Cmd::Snapshot {

@@ -133,6 +133,61 @@ impl Ctl {
         Ok(gid)
     }
 
+    /// The storage's state for `vol`.
+    pub async fn storage_state(&self, s: &Server, vol: &str) -> Result<String> {
+        self.call(s, &["get", "state", vol]).await
+    }
+
+    /// Brings the storage's volume to SyncReady: stops it (Target → Stopped, Standby →
+    /// SyncReady) and resets it (Stopped → SyncReady: the WAL is dropped).
+    async fn storage_to_sync_ready(&self, s: &Server, vol: &str) -> Result<()> {
+        let mut state = self.storage_state(s, vol).await?;
+        if state == "Target" || state == "Standby" {
+            self.call(s, &["stop", vol]).await?;
+            state = self.storage_state(s, vol).await?;
+        }
+        if state == "Stopped" {
+            self.call(s, &["reset-vol", vol]).await?;
+            state = self.storage_state(s, vol).await?;
+        }
+        if state != "SyncReady" {
+            bail!("{}: volume {vol} is {state}, not SyncReady", s.id);
+        }
+        Ok(())
+    }
+
+    /// Hash backup of `vol` from storage `sid` against the primary archive's latest snapshot
+    /// (stops and resets the storage's volume first); returns the gid once restorable.
+    pub async fn hash_backup(&self, sid: &str, vol: &str, bulk: Option<&str>) -> Result<u64> {
+        let s = self.storage(sid)?;
+        let a = self.layout.primary_archive()?;
+        let st = self.archive_state(a, vol).await?;
+        if st != "Archived" {
+            bail!(
+                "{}: volume {vol} is {st}; a hash backup needs it Archived (a full backup otherwise)",
+                a.id
+            );
+        }
+        self.storage_to_sync_ready(s, vol).await?;
+        self.prepare_proxies(vol).await?;
+        let mut args = vec!["hash-bkp", vol];
+        args.extend(bulk);
+        let gid: u64 = self
+            .call(s, &args)
+            .await?
+            .parse()
+            .context("hash-bkp reply is not a gid")?;
+        self.wait_restorable(a, vol, gid).await?;
+        Ok(gid)
+    }
+
+    /// Makes storage `sid` a standby for `vol`: its logs are dropped, not shipped.
+    pub async fn go_standby(&self, sid: &str, vol: &str) -> Result<()> {
+        let s = self.storage(sid)?;
+        self.storage_to_sync_ready(s, vol).await?;
+        self.call(s, &["start", vol, "standby"]).await.map(drop)
+    }
+
     /// Takes an explicit snapshot; with `wait`, returns once it is restorable on the primary.
     pub async fn snapshot(&self, sid: &str, vol: &str, wait: bool) -> Result<u64> {
         let gid: u64 = self

@@ -1,0 +1,201 @@
+//! Hash sync (FORMATS §6.1), the archive side: the storage opens, the archive answers with its
+//! latest snapshot S and streams one BLAKE3 hash per bulk of its virtual image at S, while the
+//! storage streams back sorted-wdiff packs of the bulks that differ. At Commit{|gidB,gidE|,
+//! uuid} the packs become the dirty diff `S → |gidB,gidE|` under the new WAL uuid; Ack once it
+//! is registered. Anything else leaves the volume as it was.
+
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tonic::{Status, Streaming};
+use walb_core::bhash::each_bulk_hash;
+use walb_core::meta::{MetaDiff, MetaSnap};
+use walb_core::wdiff::header::FILE_HEADER_SIZE;
+use walb_core::wdiff::sorted::end_pack;
+use walb_core::wdiff::{FileHeader, Kind};
+use walb_core::LBS;
+use walb_proto::flow::next_frame;
+use walb_proto::wire::check_chunk;
+use walb_proto::{hash_event, Accept, Ack, Frame, HashEvent, Hashes};
+
+use crate::archive::{Archive, Transient};
+use crate::image;
+use crate::service::{blocking, cmd_status, internal, read_open, uuid_of, verify_wdiff};
+use crate::volume::{State, TempFile};
+
+type HashEvents = mpsc::Sender<Result<HashEvent, Status>>;
+
+/// Hashes per message: 8 KiB of hashes.
+const HASHES_PER_MSG: usize = 256;
+
+fn ev(kind: hash_event::Kind) -> Result<HashEvent, Status> {
+    Ok(HashEvent { kind: Some(kind) })
+}
+
+async fn send(tx: &HashEvents, kind: hash_event::Kind) -> Result<(), Status> {
+    tx.send(ev(kind))
+        .await
+        .map_err(|_| Status::cancelled("the storage went away"))
+}
+
+pub async fn hash_sync_flow(
+    a: Arc<Archive>,
+    mut input: Streaming<Frame>,
+    tx: HashEvents,
+) -> Result<(), Status> {
+    let open = read_open(&mut input).await?;
+    if open.host_type != "storage" {
+        return Err(Status::invalid_argument(format!(
+            "host_type {:?}: hash sync takes storage",
+            open.host_type
+        )));
+    }
+    if !(1..=8192).contains(&open.bulk_lb) || open.size_lb == 0 {
+        return Err(Status::invalid_argument(format!(
+            "bulk_lb {} must be 1 to 8192 and size_lb {} positive",
+            open.bulk_lb, open.size_lb
+        )));
+    }
+    let reject = |word: &'static str| {
+        a.count_rejection(&open.vol, word);
+        tracing::info!(vol = open.vol, "hash sync rejected: {word}");
+        hash_event::Kind::Reject(word.into())
+    };
+    if walb_daemon::volfile::check_vol_name(&open.vol).is_err() {
+        return send(&tx, reject("archive-not-found")).await;
+    }
+    let vol = a.vol(&open.vol);
+    let admitted = {
+        let _lock = a.lock(&vol.name).await;
+        if !vol.exists() {
+            Err("archive-not-found")
+        } else if let Some(t) = a.entry(&vol.name).transient() {
+            Err(t.reject_word())
+        } else {
+            match vol.state().map_err(cmd_status)? {
+                State::Archived if open.size_lb > vol.size_lb().map_err(cmd_status)? => {
+                    Err("smaller-lv-size")
+                }
+                State::Archived => a
+                    .begin_transient(&vol.name, Transient::HashSync)
+                    .map_err(|t| t.reject_word()),
+                State::SyncReady => Err("sync-ready"),
+                State::Stopped => Err("stopped"),
+            }
+        }
+    };
+    let transient = match admitted {
+        Ok(g) => g,
+        Err(word) => return send(&tx, reject(word)).await,
+    };
+    let entry = a.entry(&vol.name);
+    let base = vol.base().map_err(cmd_status)?;
+    let chain = vol.chain(&base, None).map_err(cmd_status)?;
+    let snap_from = vol.latest().map_err(cmd_status)?;
+    send(&tx, hash_event::Kind::Accept(Accept {})).await?;
+    send(&tx, hash_event::Kind::Snap(snap_from.to_bytes().into())).await?;
+    tracing::info!(vol = %vol.name, "hash sync from {snap_from} started");
+
+    let src = image::virtual_full(&vol, &chain).map_err(cmd_status)?;
+    let bulk = open.bulk_lb as usize * LBS;
+    let htx = tx.clone();
+    let hasher = tokio::task::spawn_blocking(move || {
+        let mut batch = Vec::with_capacity(HASHES_PER_MSG * 32);
+        let mut first = 0u64;
+        let mut n = 0u64;
+        let flush = |batch: &mut Vec<u8>, first: u64, last: bool| {
+            let h = Hashes {
+                first,
+                blake3: std::mem::take(batch).into(),
+                last,
+            };
+            htx.blocking_send(ev(hash_event::Kind::Hashes(h)))
+                .map_err(|_| walb_core::Error::Invalid("the hash sync ended".into()))
+        };
+        each_bulk_hash(Box::new(src), bulk, |h| {
+            batch.extend_from_slice(h.as_bytes());
+            n += 1;
+            if batch.len() == HASHES_PER_MSG * 32 {
+                flush(&mut batch, first, false)?;
+                first = n;
+            }
+            Ok(())
+        })?;
+        flush(&mut batch, first, true)
+    });
+
+    // Packs follow a placeholder file header, written once the uuid is known.
+    let tmp = Arc::new(TempFile::create(vol.temp_path("hashsync")).map_err(cmd_status)?);
+    let mut off = FILE_HEADER_SIZE as u64;
+    let commit = loop {
+        let next = tokio::select! {
+            f = next_frame(&mut input, "Chunk or Commit") => f?,
+            _ = entry.aborted() => return Err(Status::aborted("the volume was stopped by force")),
+        };
+        match next {
+            walb_proto::frame::Kind::Chunk(c) => {
+                let data = check_chunk(&c)
+                    .map_err(|e| Status::data_loss(format!("hash sync chunk at byte {off}: {e}")))?
+                    .clone();
+                a.count_received(&vol.name, data.len());
+                let t = tmp.clone();
+                let at = off;
+                blocking(move || t.file.write_all_at(&data, at).map_err(internal)).await?;
+                off += c.data.len() as u64;
+            }
+            walb_proto::frame::Kind::Commit(c) => break c,
+            _ => return Err(Status::invalid_argument("hash sync takes Chunk or Commit")),
+        }
+    };
+    hasher
+        .await
+        .map_err(internal)?
+        .map_err(|e| Status::internal(format!("hashing the image: {e}")))?;
+    let uuid = uuid_of(&commit.uuid)?;
+    let snap_e = MetaSnap::from_bytes(&commit.snap)
+        .map_err(|e| Status::invalid_argument(format!("Commit.snap: {e}")))?;
+    if snap_e.gid_b.0 != snap_from.gid_e.0 + 1 {
+        return Err(Status::invalid_argument(format!(
+            "Commit.snap {snap_e} must start at gid {} (after {snap_from})",
+            snap_from.gid_e.0 + 1
+        )));
+    }
+    let mut diff = MetaDiff::new(snap_from, snap_e)
+        .map_err(|e| Status::invalid_argument(format!("hash sync diff: {e}")))?;
+    diff.is_mergeable = !snap_from.is_clean();
+    diff.timestamp = open.cur_time;
+    let tmp = Arc::into_inner(tmp).expect("no write in flight");
+    let size_lb = vol.size_lb().map_err(cmd_status)?;
+    let tmp = blocking(move || {
+        let h = FileHeader {
+            kind: Kind::Sorted,
+            uuid,
+        };
+        tmp.file.write_all_at(&h.encode(), 0).map_err(internal)?;
+        tmp.file
+            .write_all_at(&end_pack()[..], off)
+            .map_err(internal)?;
+        tmp.file.sync_all().map_err(internal)?;
+        verify_wdiff(&tmp.path, &uuid, size_lb)?;
+        Ok(tmp)
+    })
+    .await?;
+    let lock = a.lock(&vol.name).await;
+    let a2 = a.clone();
+    let name = vol.name.clone();
+    blocking(move || {
+        let _lock = lock;
+        let vol = a2.vol(&name);
+        // The uuid first: a crash before the diff is registered leaves log diffs of the new
+        // WAL too new (kept by the proxy), never applied onto the old chain.
+        vol.set_uuid(&uuid).map_err(cmd_status)?;
+        tmp.persist(&vol.diff_path(&diff)).map_err(cmd_status)?;
+        a2.refresh_metrics(&vol);
+        Ok(())
+    })
+    .await?;
+    drop(transient);
+    tracing::info!(vol = %vol.name, "hash sync done: {diff} ({off} bytes)");
+    send(&tx, hash_event::Kind::Ack(Ack {})).await
+}

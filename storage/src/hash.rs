@@ -1,0 +1,244 @@
+//! Hash backup (FORMATS §6.1), the storage side: the archive names its latest snapshot S and
+//! streams a BLAKE3 hash per bulk of its image at S; the WAL is reset (done = S.gidE + 1), each
+//! bulk of the live device is read and hashed, and the bulks that differ go back as sorted-wdiff
+//! packs; an explicit snapshot ends it. The archive then holds the dirty diff S → |gidB,gidE|,
+//! clean once the logs up to gidE arrive. The volume goes to Target.
+
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use walb_core::meta::{next_gid, MetaLsidGid, MetaSnap};
+use walb_core::wdiff::sorted::Packer;
+use walb_core::wdiff::{Body, Cmpr, Codec, DiffRec};
+use walb_core::{Gid, Lsid, LBS};
+use walb_daemon::{CmdError, CmdResult};
+use walb_proto::archive_client::ArchiveClient;
+use walb_proto::{frame, hash_event, wire, Commit, Frame, HashEvent, Open};
+
+use crate::commands::Storage;
+use crate::record::now;
+use crate::vol::{require, save, State, Vol};
+
+/// Runs a hash backup of `vol` with bulks of `bulk_lb`; returns the snapshot's gid.
+pub async fn hash_backup(st: &Storage, vol: &Vol, bulk_lb: u32) -> CmdResult<u64> {
+    let wdev = {
+        let mut m = vol.meta.lock().await;
+        require(&m, &[State::SyncReady], "hash-bkp")?;
+        m.state = State::HashSync;
+        m.wdev.clone()
+    };
+    let r = run(st, vol, &wdev, bulk_lb).await;
+    let mut m = vol.meta.lock().await;
+    m.state = if r.is_ok() {
+        State::Target
+    } else {
+        State::SyncReady
+    };
+    save(&vol.dir, &m)?;
+    if r.is_ok() {
+        vol.kick.notify_one();
+    }
+    r
+}
+
+fn transport(e: impl std::fmt::Display) -> CmdError {
+    CmdError::Internal(format!("hash backup with the archive: {e}"))
+}
+
+async fn next(events: &mut tonic::Streaming<HashEvent>) -> CmdResult<hash_event::Kind> {
+    events
+        .message()
+        .await
+        .map_err(|s| transport(s.message()))?
+        .and_then(|e| e.kind)
+        .ok_or_else(|| transport("the archive closed the stream"))
+}
+
+async fn run(st: &Storage, vol: &Vol, wdev: &str, bulk_lb: u32) -> CmdResult<u64> {
+    let dev = st.wdevd.status(wdev).await?;
+    let ch = wire::connect(&st.archive).await.map_err(transport)?;
+    let mut client = ArchiveClient::new(ch)
+        .max_decoding_message_size(wire::MAX_MESSAGE)
+        .max_encoding_message_size(wire::MAX_MESSAGE);
+    let (tx, rx) = mpsc::channel::<Frame>(8);
+    let open = Open {
+        vol: vol.name.clone(),
+        host_type: "storage".into(),
+        pbs: dev.pbs,
+        size_lb: dev.size_lb,
+        bulk_lb,
+        cur_time: now(),
+        ..Default::default()
+    };
+    tx.send(wire::frame(frame::Kind::Open(open)))
+        .await
+        .map_err(transport)?;
+    let mut events = client
+        .hash_sync(ReceiverStream::new(rx))
+        .await
+        .map_err(|s| transport(s.message()))?
+        .into_inner();
+    match next(&mut events).await? {
+        hash_event::Kind::Accept(_) => {}
+        hash_event::Kind::Reject(w) => {
+            return Err(CmdError::State(format!(
+                "the archive refused the hash backup: {w}"
+            )))
+        }
+        other => return Err(transport(format!("expected Accept, got {other:?}"))),
+    }
+    let snap_from = match next(&mut events).await? {
+        hash_event::Kind::Snap(b) => MetaSnap::from_bytes(&b)?,
+        other => return Err(transport(format!("expected Snap, got {other:?}"))),
+    };
+    // The logs from here on belong to the dirty diff's end.
+    let gid_b = snap_from.gid_e.0 + 1;
+    st.wdevd.reset_wal(wdev).await?;
+    {
+        let mut m = vol.meta.lock().await;
+        m.done = MetaLsidGid {
+            is_mergeable: false,
+            timestamp: now(),
+            lsid: Lsid(0),
+            gid: Gid(gid_b),
+        };
+        m.queue.clear();
+        save(&vol.dir, &m)?;
+    }
+    let uuid: walb_core::Uuid = st
+        .wdevd
+        .status(wdev)
+        .await?
+        .uuid
+        .parse()
+        .map_err(|e| CmdError::Internal(format!("wdevd uuid: {e}")))?;
+    tracing::info!(
+        vol = vol.name,
+        "hash backup from {snap_from}: gid {gid_b} on"
+    );
+
+    let (htx, hrx) = std::sync::mpsc::sync_channel::<(u64, Bytes)>(8);
+    let file = st.wdevd.device_file(wdev);
+    let ftx = tx.clone();
+    let size_lb = dev.size_lb;
+    let worker = tokio::task::spawn_blocking(move || compare(file, size_lb, bulk_lb, hrx, ftx));
+    loop {
+        match next(&mut events).await? {
+            hash_event::Kind::Hashes(h) => {
+                let last = h.last;
+                if htx.send((h.first, h.blake3)).is_err() {
+                    break;
+                }
+                if last {
+                    break;
+                }
+            }
+            other => return Err(transport(format!("expected Hashes, got {other:?}"))),
+        }
+    }
+    drop(htx);
+    let (changed, sent) = worker
+        .await
+        .map_err(|e| CmdError::Internal(format!("compare task: {e}")))??;
+    st.wdevd.checkpoint(wdev).await?;
+    let dev = st.wdevd.status(wdev).await?;
+    let gid_e = {
+        let mut m = vol.meta.lock().await;
+        let gid = next_gid(&m.done, Lsid(dev.latest), st.max_wlog_send_pb(dev.pbs));
+        m.queue.push(MetaLsidGid {
+            is_mergeable: false,
+            timestamp: now(),
+            lsid: Lsid(dev.latest),
+            gid,
+        });
+        save(&vol.dir, &m)?;
+        gid.0
+    };
+    let commit = Commit {
+        snap: MetaSnap::new(Gid(gid_b), Gid(gid_e))?.to_bytes().into(),
+        uuid: Bytes::copy_from_slice(&uuid.0),
+        ..Default::default()
+    };
+    tx.send(wire::frame(frame::Kind::Commit(commit)))
+        .await
+        .map_err(transport)?;
+    match next(&mut events).await? {
+        hash_event::Kind::Ack(_) => {}
+        hash_event::Kind::Reject(w) => {
+            return Err(CmdError::State(format!(
+                "the archive refused the hash diff: {w}"
+            )))
+        }
+        other => return Err(transport(format!("expected Ack, got {other:?}"))),
+    }
+    tracing::info!(
+        vol = vol.name,
+        "hash backup done: {changed} bulks differed, {sent} bytes sent, gid {gid_b}..{gid_e}"
+    );
+    Ok(gid_e)
+}
+
+/// Reads the device bulk by bulk as hashes arrive; bulks whose hash differs become records,
+/// packed and sent as chunks. Returns (bulks that differed, bytes sent).
+fn compare(
+    file: PathBuf,
+    size_lb: u64,
+    bulk_lb: u32,
+    hashes: std::sync::mpsc::Receiver<(u64, Bytes)>,
+    tx: mpsc::Sender<Frame>,
+) -> CmdResult<(u64, u64)> {
+    let f = std::fs::File::open(&file)
+        .map_err(|e| CmdError::Internal(format!("open {}: {e}", file.display())))?;
+    let mut packer = Packer::new(Cmpr::new(Codec::Zstd, 1));
+    let (mut changed, mut sent) = (0u64, 0u64);
+    let mut send = |p: walb_core::wdiff::sorted::EncodedPack| -> walb_core::Result<()> {
+        let b = Bytes::from(p.to_bytes());
+        sent += b.len() as u64;
+        for c in b.chunks(wire::CHUNK) {
+            tx.blocking_send(wire::chunk(b.slice_ref(c)))
+                .map_err(|_| walb_core::Error::Invalid("the hash sync ended".into()))?;
+        }
+        Ok(())
+    };
+    let bulks = size_lb.div_ceil(bulk_lb as u64);
+    let mut buf = vec![0u8; bulk_lb as usize * LBS];
+    for (first, hs) in hashes {
+        for (k, h) in hs.chunks_exact(32).enumerate() {
+            let i = first + k as u64;
+            if i >= bulks {
+                // The archive's image is larger than the device: nothing there to compare.
+                break;
+            }
+            let lba = i * bulk_lb as u64;
+            let blocks = (size_lb - lba).min(bulk_lb as u64) as u32;
+            let b = &mut buf[..blocks as usize * LBS];
+            f.read_exact_at(b, lba * LBS as u64).map_err(|e| {
+                CmdError::Internal(format!("read {} at LB {lba}: {e}", file.display()))
+            })?;
+            if blake3::hash(b).as_bytes()[..] == *h {
+                continue;
+            }
+            changed += 1;
+            let body = if b.iter().all(|&x| x == 0) {
+                Body::AllZero
+            } else {
+                Body::Data(Bytes::copy_from_slice(b))
+            };
+            packer.push(
+                DiffRec {
+                    addr: lba,
+                    blocks,
+                    body,
+                },
+                &mut send,
+            )?;
+        }
+    }
+    if let Some(p) = packer.take() {
+        send(p)?;
+    }
+    Ok((changed, sent))
+}

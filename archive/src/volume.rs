@@ -215,6 +215,10 @@ impl Vol {
     }
 
     pub fn restorable(&self) -> CmdResult<Vec<Restorable>> {
+        // Before a full backup there is no base image and nothing to restore.
+        if !self.has_image() {
+            return Ok(Vec::new());
+        }
         let base = self.base()?;
         Ok(meta::restorable(
             &base.snap_b,

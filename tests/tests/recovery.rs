@@ -69,3 +69,46 @@ fn e4_storage_down_until_the_log_overflows() {
     assert_eq!(c.walbc(&["is-overflow", "s0", "vol0"]), "0");
     check(&c, &gid);
 }
+
+/// Kills `id`, removes its data dir and starts it again (the server lost its disk).
+fn wipe(c: &mut Cluster, id: &str) {
+    c.kill(id);
+    std::fs::remove_dir_all(c.dir.join(id)).unwrap();
+    c.start_daemon(id);
+}
+
+#[test]
+fn e6_archive_data_lost_full_backup_again() {
+    let Some(mut c) = backed_up("e6_archive_data_lost_full_backup_again", Spec::default()) else {
+        return;
+    };
+    wipe(&mut c, "a0");
+    c.walbc(&["call", "a0", "init-vol", "vol0"]);
+    c.write_random("wdev0", 5 << 20, 1 << 20, 5);
+    let gid = c.walbc(&["snapshot", "s0", "vol0", "--no-wait"]);
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let r = c.walbc(&["call", "a0", "get", "restorable", "vol0"]);
+    assert!(
+        r.is_empty(),
+        "restorable on a wiped archive: {r} (gid {gid})"
+    );
+    let gid = c.walbc(&["full-backup", "s0", "vol0"]);
+    check(&c, &gid);
+}
+
+#[test]
+fn e8_storage_metadata_lost_init_and_hash_backup() {
+    let Some(mut c) = backed_up(
+        "e8_storage_metadata_lost_init_and_hash_backup",
+        Spec::default(),
+    ) else {
+        return;
+    };
+    c.write_random("wdev0", 7 << 20, 1 << 20, 6);
+    wipe(&mut c, "s0");
+    c.write_random("wdev0", 9 << 20, 1 << 20, 7);
+    c.walbc(&["init-storage", "s0", "vol0", "wdev0"]);
+    c.write_random("wdev0", 11 << 20, 1 << 20, 8);
+    let gid = c.walbc(&["hash-backup", "s0", "vol0"]);
+    check(&c, &gid);
+}

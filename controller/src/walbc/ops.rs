@@ -119,6 +119,7 @@ impl Ctl {
                 a.id
             ),
         }
+        self.storage_to_sync_ready(s, vol).await?;
         self.prepare_proxies(vol).await?;
         let mut args = vec!["full-bkp", vol];
         if let Some(b) = bulk {

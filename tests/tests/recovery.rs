@@ -112,3 +112,33 @@ fn e8_storage_metadata_lost_init_and_hash_backup() {
     let gid = c.walbc(&["hash-backup", "s0", "vol0"]);
     check(&c, &gid);
 }
+
+#[test]
+fn e5_proxy_data_lost_hash_backup() {
+    let Some(mut c) = backed_up("e5_proxy_data_lost_hash_backup", Spec::default()) else {
+        return;
+    };
+    c.walbc(&["call", "a0", "stop", "vol0", "force"]);
+    c.write_random("wdev0", 3 << 20, 2 << 20, 9);
+    c.walbc(&["snapshot", "s0", "vol0", "--no-wait"]);
+    let t = std::time::Instant::now();
+    while c
+        .walbc(&["call", "p0", "get", "proxy-diff", "vol0", "a0"])
+        .is_empty()
+    {
+        assert!(t.elapsed() < std::time::Duration::from_secs(20), "{}", c.logs());
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    wipe(&mut c, "p0");
+    c.walbc(&["call", "a0", "start", "vol0"]);
+    c.write_random("wdev0", 12 << 20, 1 << 20, 10);
+    let gid = c.walbc(&["snapshot", "s0", "vol0", "--no-wait"]);
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let r = c.walbc(&["call", "a0", "get", "restorable", "vol0"]);
+    assert!(
+        !r.lines().any(|l| l.starts_with(&format!("{gid} "))),
+        "restorable although the proxy lost the diffs before it"
+    );
+    let gid = c.walbc(&["hash-backup", "s0", "vol0"]);
+    check(&c, &gid);
+}

@@ -3,6 +3,7 @@
 
 pub mod certs;
 pub mod cluster;
+pub mod relay;
 
 use std::path::PathBuf;
 use std::process::{Command, Output};

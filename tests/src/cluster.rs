@@ -20,6 +20,9 @@ pub struct Spec {
     pub devices: Vec<(&'static str, u64, u64)>,
     /// Every connection over TLS with client certificates.
     pub tls: bool,
+    /// A TCP relay in front of every proxy and archive; storages reach them through it
+    /// (`Cluster::relay`), walbc directly.
+    pub relays: bool,
 }
 
 impl Default for Spec {
@@ -30,6 +33,7 @@ impl Default for Spec {
             archives: 1,
             devices: vec![("wdev0", 32, 16)],
             tls: false,
+            relays: false,
         }
     }
 }
@@ -49,6 +53,7 @@ pub struct Cluster {
     pub loops: BTreeMap<String, String>,
     /// The certificates when the cluster runs TLS.
     pub certs: Option<crate::certs::Certs>,
+    relays: BTreeMap<String, crate::relay::Relay>,
     _tmp: tempfile::TempDir,
 }
 
@@ -71,6 +76,7 @@ impl Cluster {
             wdevd: None,
             loops: BTreeMap::new(),
             certs: None,
+            relays: BTreeMap::new(),
             _tmp: tmp,
         };
         if spec.tls {
@@ -92,11 +98,25 @@ impl Cluster {
             .chain(&aa)
             .map(|id| (id.clone(), free_addr()))
             .collect();
+        if spec.relays {
+            for id in ps.iter().chain(&aa) {
+                c.relays
+                    .insert(id.clone(), crate::relay::Relay::start(&addrs[id]));
+            }
+        }
+        // What storages connect to: the relay when there is one.
+        let reach = |c: &Cluster, id: &String| {
+            c.relays
+                .get(id)
+                .map(|r| r.addr())
+                .unwrap_or_else(|| addrs[id].clone())
+        };
         let proxy_list = ps
             .iter()
-            .map(|p| addrs[p].clone())
+            .map(|p| reach(&c, p))
             .collect::<Vec<_>>()
             .join(",");
+        let archive0 = reach(&c, &aa[0]);
         for id in &aa {
             c.add_daemon(id, "archive", &addrs[id], vec![]);
         }
@@ -109,7 +129,7 @@ impl Cluster {
                 "--proxy".into(),
                 proxy_list.clone(),
                 "--archive".into(),
-                addrs[&aa[0]].clone(),
+                archive0.clone(),
                 "--wdevd".into(),
                 wdevd_sock.clone(),
                 "--poll-ms".into(),
@@ -226,6 +246,13 @@ impl Cluster {
 
     pub fn layout(&self) -> PathBuf {
         self.dir.join("layout.toml")
+    }
+
+    /// The relay in front of proxy or archive `id` (with `Spec::relays`).
+    pub fn relay(&self, id: &str) -> &crate::relay::Relay {
+        self.relays
+            .get(id)
+            .unwrap_or_else(|| panic!("no relay for {id}: start the cluster with relays"))
     }
 
     pub fn addr(&self, id: &str) -> &str {

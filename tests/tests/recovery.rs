@@ -126,7 +126,11 @@ fn e5_proxy_data_lost_hash_backup() {
         .walbc(&["call", "p0", "get", "proxy-diff", "vol0", "a0"])
         .is_empty()
     {
-        assert!(t.elapsed() < std::time::Duration::from_secs(20), "{}", c.logs());
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(20),
+            "{}",
+            c.logs()
+        );
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     wipe(&mut c, "p0");

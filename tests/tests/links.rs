@@ -1,0 +1,102 @@
+//! Network cuts between the servers (SCENARIOS.md e9–e11), made by TCP relays the tests own
+//! in front of the proxy and the archive. Judged by the restored image's hash against the
+//! device's. Needs root and /dev/fuse.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use walb_tests::cluster::{file_hash, Cluster, Spec};
+
+/// A cluster whose storage reaches p0 and a0 through relays, and p0 reaches a0 through one;
+/// vol0 backed up.
+fn with_relays(test: &str) -> Option<Cluster> {
+    let spec = Spec {
+        relays: true,
+        ..Spec::default()
+    };
+    let c = Cluster::start(test, spec)?;
+    c.walbc(&["init-storage", "s0", "vol0", "wdev0"]);
+    let via = c.relay("a0").addr();
+    c.walbc(&["call", "p0", "archive-info", "add", "vol0", "a0", &via]);
+    c.write_random("wdev0", 0, 2 << 20, 1);
+    c.walbc(&["full-backup", "s0", "vol0"]);
+    Some(c)
+}
+
+fn restorable(c: &Cluster, gid: &str) -> bool {
+    c.walbc(&["call", "a0", "get", "restorable", "vol0"])
+        .lines()
+        .any(|l| l.split_whitespace().next() == Some(gid))
+}
+
+fn wait_restorable(c: &Cluster, gid: &str) {
+    let t = Instant::now();
+    while !restorable(c, gid) {
+        assert!(t.elapsed() < Duration::from_secs(60), "{}", c.logs());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn check(c: &Cluster, gid: &str, want: &str) {
+    let img = c.walbc(&["restore", "vol0", gid]);
+    assert_eq!(file_hash(Path::new(&img)), want, "gid {gid}\n{}", c.logs());
+}
+
+#[test]
+fn e9_storage_to_proxy_cut() {
+    let Some(c) = with_relays("e9_storage_to_proxy_cut") else {
+        return;
+    };
+    c.relay("p0").cut();
+    c.write_random("wdev0", 4 << 20, 2 << 20, 2);
+    let gid = c.walbc(&["snapshot", "s0", "vol0", "--no-wait"]);
+    let h = c.device_hash("wdev0");
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(!restorable(&c, &gid), "restorable through a cut link");
+    c.relay("p0").restore();
+    c.walbc(&["kick", "s0"]);
+    wait_restorable(&c, &gid);
+    check(&c, &gid, &h);
+    c.write_random("wdev0", 8 << 20, 1 << 20, 3);
+    let gid = c.walbc(&["snapshot", "s0", "vol0"]);
+    check(&c, &gid, &c.device_hash("wdev0"));
+}
+
+#[test]
+fn e10_storage_to_proxy_cut_until_overflow() {
+    let Some(c) = with_relays("e10_storage_to_proxy_cut_until_overflow") else {
+        return;
+    };
+    c.relay("p0").cut();
+    for i in 0..12u64 {
+        c.write_random("wdev0", (i * 2) << 20, 2 << 20, 20 + i);
+    }
+    let t = Instant::now();
+    while c.walbc(&["is-overflow", "s0", "vol0"]) != "1" {
+        assert!(t.elapsed() < Duration::from_secs(20), "{}", c.logs());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    c.relay("p0").restore();
+    let gid = c.walbc(&["hash-backup", "s0", "vol0"]);
+    check(&c, &gid, &c.device_hash("wdev0"));
+}
+
+#[test]
+fn e11_proxy_to_archive_cut() {
+    let Some(c) = with_relays("e11_proxy_to_archive_cut") else {
+        return;
+    };
+    c.relay("a0").cut();
+    c.write_random("wdev0", 4 << 20, 2 << 20, 4);
+    let gid = c.walbc(&["snapshot", "s0", "vol0", "--no-wait"]);
+    let h = c.device_hash("wdev0");
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(!restorable(&c, &gid), "restorable through a cut link");
+    assert!(!c
+        .walbc(&["call", "p0", "get", "proxy-diff", "vol0", "a0"])
+        .is_empty());
+    c.relay("a0").restore();
+    c.walbc(&["kick", "p0"]);
+    wait_restorable(&c, &gid);
+    check(&c, &gid, &h);
+}

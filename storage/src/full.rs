@@ -2,8 +2,6 @@
 //! device to the primary archive (zero bulks as empty bulks, others zstd-compressed), then
 //! take the explicit snapshot that ends it; the volume goes to Target.
 
-use std::os::unix::fs::FileExt;
-
 use bytes::Bytes;
 use tokio::sync::mpsc;
 use walb_core::meta::{next_gid, MetaLsidGid, MetaSnap};
@@ -76,7 +74,7 @@ async fn run(st: &Storage, vol: &Vol, wdev: &str, bulk_lb: u32) -> CmdResult<u64
     })
     .await
     .map_err(flow_err)?;
-    let file = st.wdevd.device_file(wdev);
+    let file = st.wdevd.ddev_path(wdev).await?;
     let (tx, mut rx) = mpsc::channel::<CmdResult<Frame>>(4);
     let size_lb = dev.size_lb;
     let reader = tokio::task::spawn_blocking(move || read_bulks(&file, size_lb, bulk_lb, tx));
@@ -130,56 +128,33 @@ fn flow_err(e: FlowError) -> CmdError {
     }
 }
 
-/// Reads the device bulk by bulk into frames (zero bulks empty, others compressed).
+/// Turns the device's bulks into frames (zero bulks empty, others compressed).
 fn read_bulks(
     path: &std::path::Path,
     size_lb: u64,
     bulk_lb: u32,
     tx: mpsc::Sender<CmdResult<Frame>>,
 ) {
-    let send = |r| tx.blocking_send(r).is_ok();
-    let f = match std::fs::File::open(path) {
-        Ok(f) => f,
-        Err(e) => {
-            send(Err(CmdError::Internal(format!(
-                "open {}: {e}",
-                path.display()
-            ))));
+    for b in crate::scan::read_bulks(path.to_path_buf(), size_lb, bulk_lb) {
+        let frame = b.and_then(|b| {
+            let zstd = if b.data.iter().all(|&x| x == 0) {
+                Bytes::new()
+            } else {
+                Bytes::from(
+                    zstd::bulk::compress(&b.data, 1)
+                        .map_err(|e| CmdError::Internal(format!("compress: {e}")))?,
+                )
+            };
+            Ok(wire::frame(frame::Kind::Bulk(Bulk {
+                lba: b.lba,
+                blocks: b.blocks,
+                crc32: crc32fast::hash(&zstd),
+                zstd,
+            })))
+        });
+        let failed = frame.is_err();
+        if tx.blocking_send(frame).is_err() || failed {
             return;
         }
-    };
-    let mut buf = vec![0u8; bulk_lb as usize * LBS];
-    let mut lba = 0u64;
-    while lba < size_lb {
-        let blocks = (size_lb - lba).min(bulk_lb as u64) as u32;
-        let b = &mut buf[..blocks as usize * LBS];
-        if let Err(e) = f.read_exact_at(b, lba * LBS as u64) {
-            send(Err(CmdError::Internal(format!(
-                "read {} at LB {lba}: {e}",
-                path.display()
-            ))));
-            return;
-        }
-        let zstd = if b.iter().all(|&x| x == 0) {
-            Bytes::new()
-        } else {
-            match zstd::bulk::compress(b, 1) {
-                Ok(c) => Bytes::from(c),
-                Err(e) => {
-                    send(Err(CmdError::Internal(format!("compress: {e}"))));
-                    return;
-                }
-            }
-        };
-        let bulk = Bulk {
-            lba,
-            blocks,
-            crc32: crc32fast::hash(&zstd),
-            zstd,
-        };
-        if !send(Ok(wire::frame(frame::Kind::Bulk(bulk)))) {
-            return;
-        }
-        lba += blocks as u64;
     }
 }

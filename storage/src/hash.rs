@@ -4,7 +4,6 @@
 //! packs; an explicit snapshot ends it. The archive then holds the dirty diff S → |gidB,gidE|,
 //! clean once the logs up to gidE arrive. The volume goes to Target.
 
-use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 
 use bytes::Bytes;
@@ -13,7 +12,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use walb_core::meta::{next_gid, MetaLsidGid, MetaSnap};
 use walb_core::wdiff::sorted::Packer;
 use walb_core::wdiff::{Body, Cmpr, Codec, DiffRec};
-use walb_core::{Gid, Lsid, LBS};
+use walb_core::{Gid, Lsid};
 use walb_daemon::{CmdError, CmdResult};
 use walb_proto::archive_client::ArchiveClient;
 use walb_proto::{frame, hash_event, wire, Commit, Frame, HashEvent, Open};
@@ -121,7 +120,7 @@ async fn run(st: &Storage, vol: &Vol, wdev: &str, bulk_lb: u32) -> CmdResult<u64
     );
 
     let (htx, hrx) = std::sync::mpsc::sync_channel::<(u64, Bytes)>(8);
-    let file = st.wdevd.device_file(wdev);
+    let file = st.wdevd.ddev_path(wdev).await?;
     let ftx = tx.clone();
     let size_lb = dev.size_lb;
     let worker = tokio::task::spawn_blocking(move || compare(file, size_lb, bulk_lb, hrx, ftx));
@@ -181,8 +180,9 @@ async fn run(st: &Storage, vol: &Vol, wdev: &str, bulk_lb: u32) -> CmdResult<u64
     Ok(gid_e)
 }
 
-/// Reads the device bulk by bulk as hashes arrive; bulks whose hash differs become records,
-/// packed and sent as chunks. Returns (bulks that differed, bytes sent).
+/// Compares the device, read ahead bulk by bulk, with the archive's hashes as they arrive;
+/// bulks that differ become records, packed and sent as chunks. Returns (bulks that differed,
+/// bytes sent).
 fn compare(
     file: PathBuf,
     size_lb: u64,
@@ -190,8 +190,6 @@ fn compare(
     hashes: std::sync::mpsc::Receiver<(u64, Bytes)>,
     tx: mpsc::Sender<Frame>,
 ) -> CmdResult<(u64, u64)> {
-    let f = std::fs::File::open(&file)
-        .map_err(|e| CmdError::Internal(format!("open {}: {e}", file.display())))?;
     let mut packer = Packer::new(Cmpr::new(Codec::Zstd, 1));
     let (mut changed, mut sent) = (0u64, 0u64);
     let mut send = |p: walb_core::wdiff::sorted::EncodedPack| -> walb_core::Result<()> {
@@ -203,34 +201,35 @@ fn compare(
         }
         Ok(())
     };
-    let bulks = size_lb.div_ceil(bulk_lb as u64);
-    let mut buf = vec![0u8; bulk_lb as usize * LBS];
-    for (first, hs) in hashes {
-        for (k, h) in hs.chunks_exact(32).enumerate() {
-            let i = first + k as u64;
-            if i >= bulks {
-                // The archive's image is larger than the device: nothing there to compare.
-                break;
-            }
-            let lba = i * bulk_lb as u64;
-            let blocks = (size_lb - lba).min(bulk_lb as u64) as u32;
-            let b = &mut buf[..blocks as usize * LBS];
-            f.read_exact_at(b, lba * LBS as u64).map_err(|e| {
-                CmdError::Internal(format!("read {} at LB {lba}: {e}", file.display()))
-            })?;
-            if blake3::hash(b).as_bytes()[..] == *h {
+    let mut bulks = crate::scan::read_bulks(file, size_lb, bulk_lb).into_iter();
+    let mut next = 0u64;
+    'hashes: for (first, hs) in hashes {
+        if first != next || !hs.len().is_multiple_of(32) {
+            return Err(CmdError::Internal(format!(
+                "the archive sent hashes from bulk {first} ({} bytes), expected bulk {next}",
+                hs.len()
+            )));
+        }
+        next += hs.len() as u64 / 32;
+        for h in hs.chunks_exact(32) {
+            // Past the device's end (the archive's image is larger): nothing to compare.
+            let Some(b) = bulks.next() else {
+                break 'hashes;
+            };
+            let b = b?;
+            if blake3::hash(&b.data).as_bytes()[..] == *h {
                 continue;
             }
             changed += 1;
-            let body = if b.iter().all(|&x| x == 0) {
+            let body = if b.data.iter().all(|&x| x == 0) {
                 Body::AllZero
             } else {
-                Body::Data(Bytes::copy_from_slice(b))
+                Body::Data(b.data)
             };
             packer.push(
                 DiffRec {
-                    addr: lba,
-                    blocks,
+                    addr: b.lba,
+                    blocks: b.blocks,
                     body,
                 },
                 &mut send,

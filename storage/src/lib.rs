@@ -7,6 +7,7 @@ pub mod commands;
 pub mod full;
 pub mod hash;
 pub mod record;
+pub mod scan;
 pub mod ship;
 pub mod vol;
 pub mod wdevd;

@@ -32,15 +32,6 @@ impl Wdevd {
         }
     }
 
-    /// The file wdevd serves for device `name` (reads see pending writes).
-    pub fn device_file(&self, name: &str) -> PathBuf {
-        self.sock
-            .parent()
-            .unwrap_or(Path::new("/"))
-            .join("devices")
-            .join(name)
-    }
-
     pub async fn request(&self, line: String) -> CmdResult<String> {
         let sock = self.sock.clone();
         tokio::task::spawn_blocking(move || walb_wdev::daemon::ctl::request(&sock, &line))
@@ -71,6 +62,14 @@ impl Wdevd {
     pub async fn ldev_path(&self, name: &str) -> CmdResult<PathBuf> {
         Ok(PathBuf::from(
             self.request(format!("get-ldev-path {name}")).await?,
+        ))
+    }
+
+    /// The data device: what full and hash backups scan, right after the WAL reset that
+    /// checkpoints everything older onto it (anything newer is in the logs that follow).
+    pub async fn ddev_path(&self, name: &str) -> CmdResult<PathBuf> {
+        Ok(PathBuf::from(
+            self.request(format!("get-ddev-path {name}")).await?,
         ))
     }
 

@@ -75,6 +75,10 @@ enum Cmd {
     GetLdevPath {
         name: String,
     },
+    /// The data device's path, as wdevd opened it.
+    GetDdevPath {
+        name: String,
+    },
     IsLogOverflow {
         name: String,
     },
@@ -255,6 +259,7 @@ fn main() {
         Cmd::GetLogUsage { name } => print(format!("get-log-usage {name}")),
         Cmd::GetLogCapacity { name } => print(format!("get-log-capacity {name}")),
         Cmd::GetLdevPath { name } => print(format!("get-ldev-path {name}")),
+        Cmd::GetDdevPath { name } => print(format!("get-ddev-path {name}")),
         Cmd::IsLogOverflow { name } => print(format!("is-log-overflow {name}")),
         Cmd::ResetWal { name } => print(format!("reset-wal {name}")),
         Cmd::Resize { name, size_lb } => resize(rd, &name, size_lb),

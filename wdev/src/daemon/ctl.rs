@@ -137,11 +137,16 @@ fn handle(reg: &Registry, line: &str) -> Result<String, String> {
             reg.get(name).map_err(|e| e.to_string())?.melt();
             Ok(String::new())
         }
-        "get-ldev-path" => {
+        "get-ldev-path" | "get-ddev-path" => {
             let s = reg.get(name).map_err(|e| e.to_string())?;
-            std::fs::canonicalize(&s.ldev)
+            let p = if cmd == "get-ldev-path" {
+                &s.ldev
+            } else {
+                &s.ddev
+            };
+            std::fs::canonicalize(p)
                 .map(|p| p.display().to_string())
-                .map_err(|e| format!("{}: {e}", s.ldev.display()))
+                .map_err(|e| format!("{}: {e}", p.display()))
         }
         "is-frozen" => {
             Ok((reg.get(name).map_err(|e| e.to_string())?.is_frozen() as u8).to_string())

@@ -12,8 +12,10 @@ use crate::dev::{GroupCommit, Io, Outcome, Wdev, WdevError};
 pub struct Served {
     /// FUSE inode of the device's file.
     pub ino: u64,
-    /// The log device as given at create (walb-storage reads logs from it).
+    /// The log and data devices as given at create (walb-storage reads logs from the first,
+    /// and scans the second for full and hash backups).
     pub ldev: std::path::PathBuf,
+    pub ddev: std::path::PathBuf,
     pub dev: Mutex<Wdev>,
     writes: GroupCommit,
     /// `Some(deadline)` while frozen (`None` inside: no timeout).
@@ -22,10 +24,11 @@ pub struct Served {
 }
 
 impl Served {
-    fn new(ino: u64, ldev: &Path, dev: Wdev) -> Served {
+    fn new(ino: u64, ldev: &Path, ddev: &Path, dev: Wdev) -> Served {
         Served {
             ino,
             ldev: ldev.to_path_buf(),
+            ddev: ddev.to_path_buf(),
             dev: Mutex::new(dev),
             writes: GroupCommit::new(),
             frozen: Mutex::new(None),
@@ -118,7 +121,10 @@ impl Registry {
         let ino = self
             .next_ino
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        devs.insert(name.to_string(), Arc::new(Served::new(ino, ldev, dev)));
+        devs.insert(
+            name.to_string(),
+            Arc::new(Served::new(ino, ldev, ddev, dev)),
+        );
         Ok(())
     }
 

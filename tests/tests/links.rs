@@ -100,3 +100,91 @@ fn e11_proxy_to_archive_cut() {
     wait_restorable(&c, &gid);
     check(&c, &gid, &h);
 }
+
+/// Waits until `id`'s state for vol0 is `want`.
+fn wait_state(c: &Cluster, id: &str, want: &str) {
+    let t = Instant::now();
+    loop {
+        let s = c.walbc(&["call", id, "get", "state", "vol0"]);
+        if s == want {
+            return;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "{id} is {s}, not {want}\n{}",
+            c.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn e12_link_cut_during_full_backup() {
+    let spec = Spec {
+        relays: true,
+        ..Spec::default()
+    };
+    let Some(c) = Cluster::start("e12_link_cut_during_full_backup", spec) else {
+        return;
+    };
+    c.walbc(&["init-storage", "s0", "vol0", "wdev0"]);
+    let via = c.relay("a0").addr();
+    c.walbc(&["call", "p0", "archive-info", "add", "vol0", "a0", &via]);
+    c.write_random("wdev0", 0, 32 << 20, 1);
+    // 32 MiB of random data at 4 MiB/s: the backup is still running when the link is cut.
+    c.relay("a0").set_rate(Some(4 << 20));
+    let mut bg = c
+        .walbc_cmd()
+        .args(["full-backup", "s0", "vol0"])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    c.relay("a0").cut();
+    assert!(
+        !bg.wait().unwrap().success(),
+        "the full backup survived the cut"
+    );
+    wait_state(&c, "s0", "SyncReady");
+    wait_state(&c, "a0", "SyncReady");
+    c.relay("a0").set_rate(None);
+    c.relay("a0").restore();
+    let gid = c.walbc(&["full-backup", "s0", "vol0"]);
+    check(&c, &gid, &c.device_hash("wdev0"));
+}
+
+#[test]
+fn e13_link_cut_during_hash_backup() {
+    let Some(c) = with_relays("e13_link_cut_during_hash_backup") else {
+        return;
+    };
+    let before = c.walbc(&["call", "a0", "get", "restorable", "vol0"]);
+    c.write_random("wdev0", 0, 12 << 20, 5);
+    c.walbc(&["go-standby", "s0", "vol0"]);
+    c.relay("a0").set_rate(Some(2 << 20));
+    let mut bg = c
+        .walbc_cmd()
+        .args(["hash-backup", "s0", "vol0"])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        c.walbc(&["call", "a0", "get", "restorable", "vol0"]),
+        before,
+        "the restorable list changed during the hash backup"
+    );
+    c.relay("a0").cut();
+    assert!(
+        !bg.wait().unwrap().success(),
+        "the hash backup survived the cut"
+    );
+    wait_state(&c, "s0", "SyncReady");
+    wait_state(&c, "a0", "Archived");
+    assert_eq!(
+        c.walbc(&["call", "a0", "get", "restorable", "vol0"]),
+        before
+    );
+    c.relay("a0").set_rate(None);
+    c.relay("a0").restore();
+    let gid = c.walbc(&["hash-backup", "s0", "vol0"]);
+    check(&c, &gid, &c.device_hash("wdev0"));
+}

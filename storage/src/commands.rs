@@ -31,6 +31,8 @@ pub struct Storage {
     pub metrics: Arc<Metrics>,
     pub shutdown: Shutdown,
     pub vols: RwLock<BTreeMap<String, Arc<Vol>>>,
+    /// Full and hash backup scan rate limit in bytes/s (0: none); `set-full-scan-bps`.
+    pub scan_bps: Arc<std::sync::atomic::AtomicU64>,
     /// Proxies that failed lately, with when: tried after the others for a while.
     pub down: std::sync::Mutex<BTreeMap<String, std::time::Instant>>,
 }
@@ -256,6 +258,12 @@ impl Storage {
             "uuid" => Ok(self.wdevd.status(&m.wdev).await?.uuid),
             "latest-snap" => Ok(m.queue.last().unwrap_or(&m.done).gid.0.to_string()),
             "done" => Ok(format!("{} {}", m.done.lsid.0, m.done.gid.0)),
+            "progress" => Ok(vol
+                .scan
+                .lock()
+                .expect("scan lock")
+                .as_ref()
+                .map_or_else(|| "idle".to_string(), |s| s.progress())),
             other => Err(invalid(format!("get: unknown target {other:?}"))),
         }
     }
@@ -310,6 +318,26 @@ impl Commands for StorageCommands {
                 crate::hash::hash_backup(st, &vol, bulk_lb)
                     .await
                     .map(|g| g.to_string())
+            }
+            "set-full-scan-bps" => {
+                let bps = num_arg(&args, 1, "bytes per second")?;
+                st.scan_bps.store(bps, std::sync::atomic::Ordering::Relaxed);
+                Ok("ok".into())
+            }
+            "cancel" => {
+                let vol = st.vol(arg(&args, 1, "volume")?).await?;
+                let scan = vol.scan.lock().expect("scan lock").clone();
+                match scan {
+                    Some(s) => {
+                        s.cancelled
+                            .store(true, std::sync::atomic::Ordering::Relaxed);
+                        Ok("ok".into())
+                    }
+                    None => Err(CmdError::State(format!(
+                        "cancel: no full or hash backup runs on {}",
+                        vol.name
+                    ))),
+                }
             }
             "kick" => {
                 st.down.lock().expect("proxy lock").clear();

@@ -10,8 +10,11 @@ use walb_daemon::{CmdError, CmdResult};
 use walb_proto::archive_client::ArchiveClient;
 use walb_proto::{frame, wire, Bulk, Commit, Frame, Open};
 
+use std::sync::Arc;
+
 use crate::commands::Storage;
 use crate::record::now;
+use crate::scan::Scan;
 use crate::vol::{require, save, zero_done, State, Vol};
 use walb_proto::flow::{Flow, FlowError};
 
@@ -77,14 +80,19 @@ async fn run(st: &Storage, vol: &Vol, wdev: &str, bulk_lb: u32) -> CmdResult<u64
     let file = st.wdevd.ddev_path(wdev).await?;
     let (tx, mut rx) = mpsc::channel::<CmdResult<Frame>>(4);
     let size_lb = dev.size_lb;
-    let reader = tokio::task::spawn_blocking(move || read_bulks(&file, size_lb, bulk_lb, tx));
+    let (scan, _guard) = vol.begin_scan(Scan::new(
+        "full-backup",
+        size_lb * LBS as u64,
+        st.scan_bps.clone(),
+    ));
+    let reader = tokio::task::spawn_blocking(move || read_bulks(&file, size_lb, bulk_lb, scan, tx));
     let mut sent = 0u64;
     while let Some(f) = rx.recv().await {
         let f = f?;
         if let Some(frame::Kind::Bulk(b)) = &f.kind {
             sent += b.blocks as u64 * LBS as u64;
             st.metrics.set(
-                "walb_storage_full_backup_bytes",
+                "walb_storage_scan_bytes",
                 &[("vol", &vol.name)],
                 sent as f64,
             );
@@ -133,9 +141,10 @@ fn read_bulks(
     path: &std::path::Path,
     size_lb: u64,
     bulk_lb: u32,
+    scan: Arc<Scan>,
     tx: mpsc::Sender<CmdResult<Frame>>,
 ) {
-    for b in crate::scan::read_bulks(path.to_path_buf(), size_lb, bulk_lb) {
+    for b in crate::scan::read_bulks(path.to_path_buf(), size_lb, bulk_lb, scan) {
         let frame = b.and_then(|b| {
             let zstd = if b.data.iter().all(|&x| x == 0) {
                 Bytes::new()

@@ -19,6 +19,7 @@ use walb_proto::{frame, hash_event, wire, Commit, Frame, HashEvent, Open};
 
 use crate::commands::Storage;
 use crate::record::now;
+use crate::scan::Scan;
 use crate::vol::{require, save, State, Vol};
 
 /// Runs a hash backup of `vol` with bulks of `bulk_lb`; returns the snapshot's gid.
@@ -123,10 +124,22 @@ async fn run(st: &Storage, vol: &Vol, wdev: &str, bulk_lb: u32) -> CmdResult<u64
     let file = st.wdevd.ddev_path(wdev).await?;
     let ftx = tx.clone();
     let size_lb = dev.size_lb;
-    let worker = tokio::task::spawn_blocking(move || compare(file, size_lb, bulk_lb, hrx, ftx));
+    let (scan, _guard) = vol.begin_scan(Scan::new(
+        "hash-backup",
+        size_lb * walb_core::LBS as u64,
+        st.scan_bps.clone(),
+    ));
+    let progress = scan.clone();
+    let worker =
+        tokio::task::spawn_blocking(move || compare(file, size_lb, bulk_lb, scan, hrx, ftx));
     loop {
         match next(&mut events).await? {
             hash_event::Kind::Hashes(h) => {
+                st.metrics.set(
+                    "walb_storage_scan_bytes",
+                    &[("vol", &vol.name)],
+                    progress.done.load(std::sync::atomic::Ordering::Relaxed) as f64,
+                );
                 let last = h.last;
                 if htx.send((h.first, h.blake3)).is_err() {
                     break;
@@ -187,6 +200,7 @@ fn compare(
     file: PathBuf,
     size_lb: u64,
     bulk_lb: u32,
+    scan: std::sync::Arc<Scan>,
     hashes: std::sync::mpsc::Receiver<(u64, Bytes)>,
     tx: mpsc::Sender<Frame>,
 ) -> CmdResult<(u64, u64)> {
@@ -201,7 +215,7 @@ fn compare(
         }
         Ok(())
     };
-    let mut bulks = crate::scan::read_bulks(file, size_lb, bulk_lb).into_iter();
+    let mut bulks = crate::scan::read_bulks(file, size_lb, bulk_lb, scan).into_iter();
     let mut next = 0u64;
     'hashes: for (first, hs) in hashes {
         if first != next || !hs.len().is_multiple_of(32) {

@@ -31,6 +31,10 @@ struct Args {
     /// Seconds between implicit snapshots while logs arrive.
     #[arg(long, default_value_t = 10)]
     snapshot_interval: u64,
+    /// Full and hash backup scan rate limit in bytes/s (0: none); `set-full-scan-bps`
+    /// changes it at run time.
+    #[arg(long, default_value_t = 0)]
+    full_scan_bps: u64,
     /// Milliseconds between polls of the device for new logs.
     #[arg(long, default_value_t = 500)]
     poll_ms: u64,
@@ -55,6 +59,7 @@ async fn main() -> Result<()> {
         shutdown: shutdown.clone(),
         vols: Default::default(),
         down: Default::default(),
+        scan_bps: Arc::new(std::sync::atomic::AtomicU64::new(a.full_scan_bps)),
     });
     st.load().await?;
     serve::run(

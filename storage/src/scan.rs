@@ -1,9 +1,12 @@
 //! Reading a device bulk by bulk on a thread of its own, so reads overlap with what the
-//! caller does with each bulk (compress, hash, send).
+//! caller does with each bulk (compress, hash, send); paced by the storage's scan rate limit,
+//! with progress anyone can read and a cancel flag.
 
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use walb_core::LBS;
@@ -16,12 +19,67 @@ pub struct Bulk {
     pub data: Bytes,
 }
 
+/// A running scan: what it is, how far it got, and whether to stop.
+pub struct Scan {
+    pub kind: &'static str,
+    pub total: u64,
+    pub done: AtomicU64,
+    pub started: Instant,
+    pub cancelled: AtomicBool,
+    /// Bytes per second, 0 for no limit; shared with the storage so a change applies at once.
+    pub bps: Arc<AtomicU64>,
+}
+
+impl Scan {
+    pub fn new(kind: &'static str, total: u64, bps: Arc<AtomicU64>) -> Scan {
+        Scan {
+            kind,
+            total,
+            done: AtomicU64::new(0),
+            started: Instant::now(),
+            cancelled: AtomicBool::new(false),
+            bps,
+        }
+    }
+
+    /// `KIND DONE_BYTES TOTAL_BYTES BYTES_PER_S ETA_S`.
+    pub fn progress(&self) -> String {
+        let done = self.done.load(Ordering::Relaxed);
+        let secs = self.started.elapsed().as_secs_f64().max(1e-3);
+        let rate = done as f64 / secs;
+        let eta = if rate > 0.0 {
+            ((self.total - done.min(self.total)) as f64 / rate).ceil() as u64
+        } else {
+            0
+        };
+        format!("{} {done} {} {} {eta}", self.kind, self.total, rate as u64)
+    }
+
+    /// Sleeps as long as the rate limit asks after `done` bytes.
+    fn pace(&self, done: u64) {
+        let bps = self.bps.load(Ordering::Relaxed);
+        if bps == 0 {
+            return;
+        }
+        let due = Duration::from_secs_f64(done as f64 / bps as f64);
+        if let Some(wait) = due.checked_sub(self.started.elapsed()) {
+            std::thread::sleep(wait.min(Duration::from_secs(1)));
+        }
+    }
+}
+
 /// Bulks read ahead of the consumer.
 const READ_AHEAD: usize = 8;
 
 /// Starts reading `path` from LB 0 to `size_lb` in bulks of `bulk_lb`; the receiver yields
-/// them in order (an error ends the stream). Dropping the receiver stops the reader.
-pub fn read_bulks(path: PathBuf, size_lb: u64, bulk_lb: u32) -> mpsc::Receiver<CmdResult<Bulk>> {
+/// them in order (an error, or `cancel`, ends the stream). Dropping the receiver stops the
+/// reader.
+pub fn read_bulks(
+    path: PathBuf,
+    size_lb: u64,
+    bulk_lb: u32,
+    scan: Arc<Scan>,
+) -> mpsc::Receiver<CmdResult<Bulk>> {
     let (tx, rx) = mpsc::sync_channel(READ_AHEAD);
     std::thread::spawn(move || {
         let f = match std::fs::File::open(&path) {
@@ -36,6 +94,10 @@ pub fn read_bulks(path: PathBuf, size_lb: u64, bulk_lb: u32) -> mpsc::Receiver<C
         };
         let mut lba = 0u64;
         while lba < size_lb {
+            if scan.cancelled.load(Ordering::Relaxed) {
+                let _ = tx.send(Err(CmdError::State(format!("{} cancelled", scan.kind))));
+                return;
+            }
             let blocks = (size_lb - lba).min(bulk_lb as u64) as u32;
             let mut buf = vec![0u8; blocks as usize * LBS];
             let r = f
@@ -53,6 +115,9 @@ pub fn read_bulks(path: PathBuf, size_lb: u64, bulk_lb: u32) -> mpsc::Receiver<C
                 return;
             }
             lba += blocks as u64;
+            let done = lba * LBS as u64;
+            scan.done.store(done, Ordering::Relaxed);
+            scan.pace(done);
         }
     });
     rx

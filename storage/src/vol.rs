@@ -63,6 +63,8 @@ pub struct Vol {
     pub meta: Mutex<Meta>,
     /// Wakes the shipping task (snapshot, kick, state change).
     pub kick: Notify,
+    /// The full or hash backup scan running, if any.
+    pub scan: std::sync::Mutex<Option<std::sync::Arc<crate::scan::Scan>>>,
 }
 
 pub fn zero_done() -> MetaLsidGid {
@@ -110,7 +112,29 @@ impl Vol {
             dir: dir.to_path_buf(),
             meta: Mutex::new(meta),
             kick: Notify::new(),
+            scan: Default::default(),
         }
+    }
+}
+
+impl Vol {
+    /// Starts tracking a scan of `total` bytes; the guard ends it.
+    pub fn begin_scan(
+        &self,
+        scan: crate::scan::Scan,
+    ) -> (std::sync::Arc<crate::scan::Scan>, ScanGuard<'_>) {
+        let scan = std::sync::Arc::new(scan);
+        *self.scan.lock().expect("scan lock") = Some(scan.clone());
+        (scan, ScanGuard(self))
+    }
+}
+
+/// Clears the volume's running scan when dropped.
+pub struct ScanGuard<'a>(&'a Vol);
+
+impl Drop for ScanGuard<'_> {
+    fn drop(&mut self) {
+        *self.0.scan.lock().expect("scan lock") = None;
     }
 }
 

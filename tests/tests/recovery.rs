@@ -146,3 +146,43 @@ fn e5_proxy_data_lost_hash_backup() {
     let gid = c.walbc(&["hash-backup", "s0", "vol0"]);
     check(&c, &gid);
 }
+
+#[test]
+fn scan_throttle_progress_and_cancel() {
+    let Some(c) = Cluster::start("scan_throttle_progress_and_cancel", Spec::default()) else {
+        return;
+    };
+    c.walbc(&["init-storage", "s0", "vol0", "wdev0"]);
+    c.write_random("wdev0", 0, 32 << 20, 1);
+    c.walbc(&["set-full-scan-bps", "s0", &(4u64 << 20).to_string()]);
+    let mut bg = c
+        .walbc_cmd()
+        .args(["full-backup", "s0", "vol0"])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let p = c.walbc(&["progress", "s0", "vol0"]);
+    assert!(
+        p.starts_with("full-backup ") && p.contains("/32.0 MiB"),
+        "{p}"
+    );
+    let raw = c.walbc(&["call", "s0", "get", "progress", "vol0"]);
+    let done: u64 = raw.split_whitespace().nth(1).unwrap().parse().unwrap();
+    assert!(
+        done > 0 && done < 32 << 20,
+        "{raw}: the 4 MiB/s limit does not hold"
+    );
+    c.walbc(&["cancel", "s0", "vol0"]);
+    assert!(
+        !bg.wait().unwrap().success(),
+        "the cancelled backup succeeded"
+    );
+    assert_eq!(
+        c.walbc(&["call", "s0", "get", "state", "vol0"]),
+        "SyncReady"
+    );
+    assert_eq!(c.walbc(&["call", "s0", "get", "progress", "vol0"]), "idle");
+    c.walbc(&["set-full-scan-bps", "s0", "0"]);
+    let gid = c.walbc(&["full-backup", "s0", "vol0"]);
+    check(&c, &gid);
+}

@@ -62,6 +62,12 @@ pub enum Cmd {
         #[arg(long)]
         bulk: Option<String>,
     },
+    /// A running full or hash backup's progress (bytes, rate, ETA), or `idle`.
+    Progress { storage: String, vol: String },
+    /// Cancel a running full or hash backup (the volume returns to SyncReady).
+    Cancel { storage: String, vol: String },
+    /// Limit full and hash backup scans on a storage to BPS bytes per second (0: no limit).
+    SetFullScanBps { storage: String, bps: u64 },
     /// Make a storage a standby for the volume (its logs are dropped, not shipped).
     GoStandby { storage: String, vol: String },
     /// Prints 1 if the storage's log for the volume overflowed, else 0.
@@ -179,6 +185,22 @@ pub async fn run(cli: Cli) -> Result<()> {
                 "{}",
                 ctl()?.hash_backup(&storage, &vol, bulk.as_deref()).await?
             );
+        }
+        Cmd::Progress { storage, vol } => {
+            let c = ctl()?;
+            let s = c.storage(&storage)?.clone();
+            let p = c.call(&s, &["get", "progress", &vol]).await?;
+            println!("{}", super::ops::progress_line(&p).unwrap_or(p));
+        }
+        Cmd::Cancel { storage, vol } => {
+            let c = ctl()?;
+            let s = c.storage(&storage)?.clone();
+            c.call(&s, &["cancel", &vol]).await?;
+        }
+        Cmd::SetFullScanBps { storage, bps } => {
+            let c = ctl()?;
+            let s = c.storage(&storage)?.clone();
+            c.call(&s, &["set-full-scan-bps", &bps.to_string()]).await?;
         }
         Cmd::GoStandby { storage, vol } => ctl()?.go_standby(&storage, &vol).await?,
         Cmd::IsOverflow { storage, vol } => {

@@ -126,7 +126,7 @@ impl Ctl {
             args.push(b);
         }
         let gid: u64 = self
-            .call(s, &args)
+            .with_progress(s, vol, self.call(s, &args))
             .await?
             .parse()
             .context("full-bkp reply is not a gid")?;
@@ -174,12 +174,37 @@ impl Ctl {
         let mut args = vec!["hash-bkp", vol];
         args.extend(bulk);
         let gid: u64 = self
-            .call(s, &args)
+            .with_progress(s, vol, self.call(s, &args))
             .await?
             .parse()
             .context("hash-bkp reply is not a gid")?;
         self.wait_restorable(a, vol, gid).await?;
         Ok(gid)
+    }
+
+    /// Runs `work` (a full or hash backup on `s`) while printing its progress to stderr every
+    /// few seconds.
+    async fn with_progress<T>(
+        &self,
+        s: &Server,
+        vol: &str,
+        work: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<T> {
+        tokio::pin!(work);
+        let mut tick = tokio::time::interval(Duration::from_secs(3));
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                r = &mut work => return r,
+                _ = tick.tick() => {
+                    if let Ok(p) = call(&s.addr, &["get", "progress", vol]).await {
+                        if let Some(line) = progress_line(&p) {
+                            eprintln!("{}: {line}", s.id);
+                        }
+                    }
+                }
+            }
+        }
     }
 
     /// Makes storage `sid` a standby for `vol`: its logs are dropped, not shipped.
@@ -287,6 +312,22 @@ impl Ctl {
     }
 }
 
+/// A storage's `get progress` answer (`KIND DONE TOTAL RATE ETA`) for people; None when idle.
+pub fn progress_line(p: &str) -> Option<String> {
+    let f: Vec<&str> = p.split_whitespace().collect();
+    let n = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok());
+    let (done, total, rate, eta) = (n(1)?, n(2)?, n(3)?, n(4)?);
+    let mib = |b: u64| b as f64 / (1 << 20) as f64;
+    Some(format!(
+        "{} {:.1}/{:.1} MiB ({:.0}%), {:.1} MB/s, ETA {eta} s",
+        f[0],
+        mib(done),
+        mib(total),
+        100.0 * done as f64 / total.max(1) as f64,
+        rate as f64 / 1e6
+    ))
+}
+
 fn named(s: &Server, e: CallError) -> anyhow::Error {
     anyhow::anyhow!("{} ({}): {} [{:?}]", s.id, s.addr, e.message, e.code)
 }
@@ -301,6 +342,15 @@ fn now_secs() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn progress_lines() {
+        assert_eq!(progress_line("idle"), None);
+        assert_eq!(
+            progress_line("hash-backup 1048576 4194304 2000000 2").unwrap(),
+            "hash-backup 1.0/4.0 MiB (25%), 2.0 MB/s, ETA 2 s"
+        );
+    }
 
     #[test]
     fn restorable_lines() {

@@ -264,3 +264,64 @@ fn e17_duplicate_wdiff_is_too_old() {
     let latest = c.walbc(&["call", "a0", "get", "latest-snap", "vol0"]);
     assert_eq!(latest, format!("{e} {e}"));
 }
+
+#[test]
+fn n4b_stop_and_start_servers_in_random_orders_under_writes() {
+    use rand::seq::SliceRandom;
+    use rand::{Rng, SeedableRng};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    let Some(c) = Cluster::start(
+        "n4b_stop_and_start_servers_in_random_orders_under_writes",
+        Spec::default(),
+    ) else {
+        return;
+    };
+    full_backup(&c);
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (stop, dev) = (stop.clone(), c.loops["wdev0"].clone());
+        std::thread::spawn(move || {
+            use std::os::unix::fs::FileExt;
+            let f = std::fs::OpenOptions::new().write(true).open(&dev).unwrap();
+            let mut rng = rand::rngs::StdRng::seed_from_u64(44);
+            let mut buf = vec![0u8; 64 << 10];
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                rng.fill(&mut buf[..]);
+                f.write_all_at(&buf, rng.gen_range(0..480u64) * (64 << 10))
+                    .unwrap();
+                n += 1;
+                if n.is_multiple_of(16) {
+                    f.sync_all().unwrap();
+                }
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            f.sync_all().unwrap();
+        })
+    };
+    let mut rng = rand::rngs::StdRng::seed_from_u64(4);
+    for _ in 0..5 {
+        let mut servers = vec!["s0", "p0", "a0"];
+        servers.shuffle(&mut rng);
+        servers.truncate(rng.gen_range(1..=3));
+        for s in &servers {
+            c.walbc(&["call", s, "stop", "vol0"]);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        servers.shuffle(&mut rng);
+        for s in &servers {
+            let mut args = vec!["call", s, "start", "vol0"];
+            if *s == "s0" {
+                args.push("target");
+            }
+            c.walbc(&args);
+        }
+        c.walbc(&["kick", "s0", "p0"]);
+    }
+    stop.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+    let gid = c.walbc(&["snapshot", "s0", "vol0"]);
+    assert_eq!(restored_hash(&c, &gid), c.device_hash("wdev0"), "{}", c.logs());
+}

@@ -28,9 +28,8 @@ impl Commands for ArchiveCommands {
             "init-vol" | "clear-vol" | "reset-vol" | "start" | "stop" => state_cmd(a, &args).await,
             "get" => get(a, &args).await,
             "status" => status(a, &args).await,
-            "restore" | "del-restored" | "apply" | "merge" | "gc-diff" | "cat" | "bhash" => {
-                data_cmd(a, &args).await
-            }
+            "restore" | "del-restored" | "apply" | "merge" | "gc-diff" | "cat" | "bhash"
+            | "resize" => data_cmd(a, &args).await,
             _ => Err(invalid(format!("unknown command {cmd:?}"))),
         }
     }
@@ -233,6 +232,22 @@ async fn data_cmd(a: &Arc<Archive>, args: &[String]) -> CmdResult<String> {
                 // A running flow's temporary file is not stray.
                 let sweep = a.entry(&vol.name).transient().is_none();
                 ops::gc(&vol, sweep)?.to_string()
+            }
+            "resize" => {
+                vol.expect_state(&cmd, &[State::Archived, State::Stopped])?;
+                if a.entry(&vol.name).transient().is_some() {
+                    return Err(walb_daemon::error::bad_state(format!(
+                        "resize: a transfer runs on {}",
+                        vol.name
+                    )));
+                }
+                // A file grows with zeros, so `zeroclear` needs no work of its own.
+                if let Some(z) = args.get(3).filter(|z| *z != "zeroclear") {
+                    return Err(invalid(format!("resize: {z:?}: only zeroclear may follow")));
+                }
+                ops::resize(&vol, num_arg(&args, 2, "size in LB")?)?;
+                a.refresh_metrics(&vol);
+                vol.size_lb()?.to_string()
             }
             "cat" => {
                 vol.expect_state(&cmd, &[State::Archived, State::Stopped])?;

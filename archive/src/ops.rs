@@ -205,3 +205,21 @@ pub fn bhash(vol: &Vol, gid: u64, bulk: usize) -> CmdResult<String> {
         .to_hex()
         .to_string())
 }
+
+/// Grows the base image to `size_lb` (never shrinks); the new area reads as zeros.
+pub fn resize(vol: &Vol, size_lb: u64) -> CmdResult<()> {
+    let cur = vol.size_lb()?;
+    if size_lb < cur {
+        return Err(invalid(format!(
+            "resize of {} to {size_lb} LB: the image has {cur} LB and never shrinks",
+            vol.name
+        )));
+    }
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(vol.image())
+        .map_err(|e| walb_daemon::CmdError::Internal(format!("{}: {e}", vol.image().display())))?;
+    f.set_len(size_lb * walb_core::LBS as u64)
+        .and_then(|_| f.sync_all())
+        .map_err(|e| walb_daemon::CmdError::Internal(format!("{}: {e}", vol.image().display())))
+}

@@ -319,6 +319,27 @@ impl Commands for StorageCommands {
                     .await
                     .map(|g| g.to_string())
             }
+            "resize" => {
+                let vol = st.vol(arg(&args, 1, "volume")?).await?;
+                let size = if args.len() > 2 {
+                    num_arg(&args, 2, "size in LB")?
+                } else {
+                    0
+                };
+                let m = vol.meta.lock().await;
+                require(
+                    &m,
+                    &[
+                        State::SyncReady,
+                        State::Stopped,
+                        State::Target,
+                        State::Standby,
+                    ],
+                    "resize",
+                )?;
+                st.wdevd.resize(&m.wdev, size).await?;
+                Ok(st.wdevd.status(&m.wdev).await?.size_lb.to_string())
+            }
             "set-full-scan-bps" => {
                 let bps = num_arg(&args, 1, "bytes per second")?;
                 st.scan_bps.store(bps, std::sync::atomic::Ordering::Relaxed);

@@ -73,6 +73,18 @@ impl Wdevd {
         ))
     }
 
+    /// Grows the device to `size_lb` (0: the whole data device) and its loop device with it.
+    pub async fn resize(&self, name: &str, size_lb: u64) -> CmdResult<()> {
+        let run_dir = self.sock.parent().unwrap_or(Path::new("/")).to_path_buf();
+        let name = name.to_string();
+        tokio::task::spawn_blocking(move || {
+            walb_wdev::daemon::loopdev::resize(&run_dir, &name, size_lb)
+        })
+        .await
+        .map_err(|e| CmdError::Internal(format!("resize task: {e}")))?
+        .map_err(|e| CmdError::Invalid(format!("resize: {e}")))
+    }
+
     pub async fn checkpoint(&self, name: &str) -> CmdResult<()> {
         self.request(format!("force-checkpoint {name}"))
             .await

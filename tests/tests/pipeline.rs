@@ -323,5 +323,10 @@ fn n4b_stop_and_start_servers_in_random_orders_under_writes() {
     stop.store(true, Ordering::Relaxed);
     writer.join().unwrap();
     let gid = c.walbc(&["snapshot", "s0", "vol0"]);
-    assert_eq!(restored_hash(&c, &gid), c.device_hash("wdev0"), "{}", c.logs());
+    assert_eq!(
+        restored_hash(&c, &gid),
+        c.device_hash("wdev0"),
+        "{}",
+        c.logs()
+    );
 }

@@ -68,6 +68,15 @@ pub enum Cmd {
     Cancel { storage: String, vol: String },
     /// Limit full and hash backup scans on a storage to BPS bytes per second (0: no limit).
     SetFullScanBps { storage: String, bps: u64 },
+    /// Grow a volume end to end to SIZE (bytes, k/m/g suffix): archives, then storages (their
+    /// data devices must have grown already).
+    Resize {
+        vol: String,
+        size: String,
+        /// Zero-fill the new area on the archives (their image files grow with zeros anyway).
+        #[arg(long)]
+        zero: bool,
+    },
     /// Make a storage a standby for the volume (its logs are dropped, not shipped).
     GoStandby { storage: String, vol: String },
     /// Prints 1 if the storage's log for the volume overflowed, else 0.
@@ -201,6 +210,13 @@ pub async fn run(cli: Cli) -> Result<()> {
             let c = ctl()?;
             let s = c.storage(&storage)?.clone();
             c.call(&s, &["set-full-scan-bps", &bps.to_string()]).await?;
+        }
+        Cmd::Resize { vol, size, zero } => {
+            let bytes = crate::tool::size::parse_size(&size).map_err(anyhow::Error::msg)?;
+            if bytes == 0 || !bytes.is_multiple_of(512) {
+                bail!("size {size}: a positive multiple of 512 bytes");
+            }
+            ctl()?.resize(&vol, bytes / 512, zero).await?;
         }
         Cmd::GoStandby { storage, vol } => ctl()?.go_standby(&storage, &vol).await?,
         Cmd::IsOverflow { storage, vol } => {

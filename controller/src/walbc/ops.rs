@@ -207,6 +207,41 @@ impl Ctl {
         }
     }
 
+    /// Grows `vol` to `size_lb` everywhere: the archives first (so diffs of the larger size
+    /// are accepted), then the storages (their wdev devices, whose data devices must have
+    /// grown already); then the proxies retry (a send refused as smaller-lv-size resumes).
+    pub async fn resize(&self, vol: &str, size_lb: u64, zero: bool) -> Result<()> {
+        let size = size_lb.to_string();
+        for a in &self.layout.archive {
+            if self.archive_state(a, vol).await? == "Clear" {
+                continue;
+            }
+            let mut args = vec!["resize", vol, &size];
+            if zero {
+                args.push("zeroclear");
+            }
+            self.call(a, &args).await?;
+        }
+        for s in &self.layout.storage {
+            match call(&s.addr, &["resize", vol, &size]).await {
+                Ok(_) => {}
+                Err(e) if e.code == Code::NotFound => {}
+                Err(e) => return Err(named(s, e)),
+            }
+        }
+        for p in &self.layout.proxy {
+            let archives = match call(&p.addr, &["archive-info", "list", vol]).await {
+                Ok(t) => t,
+                Err(e) if e.code == Code::NotFound => continue,
+                Err(e) => return Err(named(p, e)),
+            };
+            for a in archives.lines() {
+                self.call(p, &["kick", vol, a]).await?;
+            }
+        }
+        Ok(())
+    }
+
     /// Makes storage `sid` a standby for `vol`: its logs are dropped, not shipped.
     pub async fn go_standby(&self, sid: &str, vol: &str) -> Result<()> {
         let s = self.storage(sid)?;

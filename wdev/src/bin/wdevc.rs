@@ -10,6 +10,7 @@ use walb_core::blockio::{BlockIo, FileIo};
 use walb_core::ldev::Ldev;
 use walb_core::Pbs;
 use walb_wdev::daemon::ctl::request;
+use walb_wdev::daemon::loopdev::{loop_of, resize};
 
 #[derive(Parser)]
 #[command(name = "wdevc", version, about = "walb-rs device control")]
@@ -118,20 +119,6 @@ enum Cmd {
     },
 }
 
-/// The loop device attached to `file`, if any.
-fn loop_of(file: &std::path::Path) -> Result<Option<String>> {
-    let out = Command::new("losetup")
-        .args(["-j"])
-        .arg(file)
-        .output()
-        .context("run losetup")?;
-    Ok(String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .next()
-        .and_then(|l| l.split(':').next())
-        .map(str::to_string))
-}
-
 fn ask(run_dir: &std::path::Path, line: String) -> Result<String> {
     request(&run_dir.join("wdevd.sock"), &line).map_err(|e| anyhow::anyhow!(e))
 }
@@ -170,28 +157,10 @@ fn create_wdev(
     Ok(())
 }
 
-/// Grows the device, then tells its loop device to pick up the new size.
-fn resize(run_dir: &std::path::Path, name: &str, size_lb: u64) -> Result<()> {
-    ask(run_dir, format!("resize {name} {size_lb}"))?;
-    if let Some(dev) = loop_of(&run_dir.join("devices").join(name))? {
-        // The FUSE attribute cache holds the old size for up to a second.
-        std::thread::sleep(std::time::Duration::from_millis(1100));
-        let st = Command::new("losetup")
-            .arg("-c")
-            .arg(&dev)
-            .status()
-            .context("run losetup")?;
-        if !st.success() {
-            bail!("losetup -c {dev} failed");
-        }
-    }
-    Ok(())
-}
-
 fn delete_wdev(run_dir: &std::path::Path, name: &str) -> Result<()> {
     let file = run_dir.join("devices").join(name);
     // Loop first: nothing may write to the file once the device stops being served.
-    if let Some(dev) = loop_of(&file)? {
+    if let Some(dev) = loop_of(&file).map_err(anyhow::Error::msg)? {
         let st = Command::new("losetup")
             .arg("-d")
             .arg(&dev)
@@ -262,7 +231,7 @@ fn main() {
         Cmd::GetDdevPath { name } => print(format!("get-ddev-path {name}")),
         Cmd::IsLogOverflow { name } => print(format!("is-log-overflow {name}")),
         Cmd::ResetWal { name } => print(format!("reset-wal {name}")),
-        Cmd::Resize { name, size_lb } => resize(rd, &name, size_lb),
+        Cmd::Resize { name, size_lb } => resize(rd, &name, size_lb).map_err(anyhow::Error::msg),
         Cmd::Freeze { name, timeout } => print(format!("freeze {name} {timeout}")),
         Cmd::Melt { name } => print(format!("melt {name}")),
         Cmd::GetCheckpointInterval => print("get-checkpoint-interval".into()),

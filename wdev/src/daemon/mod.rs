@@ -3,4 +3,5 @@
 
 pub mod ctl;
 pub mod fs;
+pub mod loopdev;
 pub mod registry;

@@ -1,0 +1,102 @@
+//! Growing a volume end to end (SCENARIOS.md n11a, n11b, m3): the data device grows, then
+//! `walbc resize`; writes in the new area reach the archive. Judged by the restored image's
+//! hash against the device's. Needs root and /dev/fuse.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use walb_tests::cluster::{file_hash, Cluster, Spec};
+
+fn backed_up(test: &str) -> Option<Cluster> {
+    let c = Cluster::start(test, Spec::default())?;
+    c.walbc(&["init-storage", "s0", "vol0", "wdev0"]);
+    c.write_random("wdev0", 0, 2 << 20, 1);
+    c.walbc(&["full-backup", "s0", "vol0"]);
+    Some(c)
+}
+
+/// Grows wdev0's data device file from 32 to 36 MiB.
+fn grow_ddev(c: &Cluster) {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(c.dir.join("wdev0.ddev"))
+        .unwrap()
+        .set_len(36 << 20)
+        .unwrap();
+}
+
+fn check(c: &Cluster, gid: &str) {
+    let img = c.walbc(&["restore", "vol0", gid]);
+    assert_eq!(std::fs::metadata(&img).unwrap().len(), 36 << 20);
+    assert_eq!(
+        file_hash(Path::new(&img)),
+        c.device_hash("wdev0"),
+        "gid {gid}\n{}",
+        c.logs()
+    );
+}
+
+#[test]
+fn n11a_resize_with_zero_clear() {
+    let Some(c) = backed_up("n11a_resize_with_zero_clear") else {
+        return;
+    };
+    grow_ddev(&c);
+    c.walbc(&["resize", "vol0", "36m", "--zero"]);
+    let dev_size = walb_tests::run_ok(
+        std::process::Command::new("blockdev").args(["--getsize64", &c.loops["wdev0"]]),
+    );
+    assert_eq!(
+        dev_size.trim(),
+        (36u64 << 20).to_string(),
+        "the loop device did not grow"
+    );
+    c.write_random("wdev0", 33 << 20, 2 << 20, 2);
+    let gid = c.walbc(&["snapshot", "s0", "vol0"]);
+    check(&c, &gid);
+}
+
+#[test]
+fn n11b_resize_then_hash_backup() {
+    let Some(c) = backed_up("n11b_resize_then_hash_backup") else {
+        return;
+    };
+    grow_ddev(&c);
+    c.walbc(&["resize", "vol0", "36m"]);
+    c.write_random("wdev0", 34 << 20, 1 << 20, 3);
+    c.walbc(&["go-standby", "s0", "vol0"]);
+    c.write_random("wdev0", 32 << 20, 1 << 20, 4);
+    let gid = c.walbc(&["hash-backup", "s0", "vol0"]);
+    check(&c, &gid);
+}
+
+#[test]
+fn m3_storage_grown_but_not_the_archive() {
+    let Some(c) = backed_up("m3_storage_grown_but_not_the_archive") else {
+        return;
+    };
+    grow_ddev(&c);
+    c.walbc(&["call", "s0", "resize", "vol0"]);
+    c.write_random("wdev0", 33 << 20, 2 << 20, 5);
+    let gid = c.walbc(&["snapshot", "s0", "vol0", "--no-wait"]);
+    let t = Instant::now();
+    while c.walbc(&["is-wdiff-send-error", "p0", "vol0", "a0"]) != "1" {
+        assert!(t.elapsed() < Duration::from_secs(20), "{}", c.logs());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let r = c.walbc(&["call", "a0", "get", "restorable", "vol0"]);
+    assert!(!r.lines().any(|l| l.starts_with(&format!("{gid} "))));
+    c.walbc(&["resize", "vol0", "36m", "--zero"]);
+    c.walbc(&["kick", "s0", "p0"]);
+    let t = Instant::now();
+    loop {
+        let r = c.walbc(&["call", "a0", "get", "restorable", "vol0"]);
+        if r.lines().any(|l| l.starts_with(&format!("{gid} "))) {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(60), "{}", c.logs());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(c.walbc(&["is-wdiff-send-error", "p0", "vol0", "a0"]), "0");
+    check(&c, &gid);
+}

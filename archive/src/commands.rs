@@ -27,6 +27,18 @@ impl Commands for ArchiveCommands {
         match cmd {
             "init-vol" | "clear-vol" | "reset-vol" | "start" | "stop" => state_cmd(a, &args).await,
             "get" => get(a, &args).await,
+            "replicate" => {
+                let name = vol_arg(&args, 1)?;
+                let dst = arg(&args, 2, "destination host:port")?;
+                let resync = match args.get(3).map(String::as_str) {
+                    None => false,
+                    Some("resync") => true,
+                    Some(o) => {
+                        return Err(invalid(format!("replicate: {o:?}: only resync may follow")))
+                    }
+                };
+                crate::repl::replicate(a, &name, dst, resync).await
+            }
             "status" => status(a, &args).await,
             "restore" | "del-restored" | "apply" | "merge" | "gc-diff" | "cat" | "bhash"
             | "resize" => data_cmd(a, &args).await,

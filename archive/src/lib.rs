@@ -6,5 +6,6 @@ pub mod commands;
 pub mod hashsync;
 pub mod image;
 pub mod ops;
+pub mod repl;
 pub mod service;
 pub mod volume;

@@ -300,12 +300,15 @@ async fn full_sync_flow(
     tx: Events,
 ) -> Result<(), Status> {
     let open = read_open(&mut input).await?;
-    if open.host_type != "storage" {
-        return Err(Status::invalid_argument(format!(
-            "host_type {:?}: full sync takes storage",
-            open.host_type
-        )));
-    }
+    let from_archive = match open.host_type.as_str() {
+        "storage" => false,
+        "archive" => true,
+        other => {
+            return Err(Status::invalid_argument(format!(
+                "host_type {other:?}: full sync takes storage or archive"
+            )))
+        }
+    };
     if walb_daemon::volfile::check_vol_name(&open.vol).is_err() {
         return send_reject(&a, &tx, &open.vol, "archive-not-found").await;
     }
@@ -344,7 +347,7 @@ async fn full_sync_flow(
     send(&tx, accept()).await?;
     tracing::info!(vol = %vol.name, size_lb = open.size_lb, "full sync started");
 
-    let snap = loop {
+    let (snap, lineage) = loop {
         let next = tokio::select! {
             f = next_frame(&mut input, "Bulk or Commit") => f?,
             _ = entry.aborted() => return Err(Status::aborted("the volume was stopped by force")),
@@ -390,8 +393,17 @@ async fn full_sync_flow(
                 .await?;
             }
             frame::Kind::Commit(c) => {
-                break MetaSnap::from_bytes(&c.snap)
-                    .map_err(|e| Status::invalid_argument(format!("Commit.snap: {e}")))?
+                // A replica keeps its source's lineage; a full backup starts a new one.
+                let lineage = if from_archive {
+                    uuid_of(&c.uuid)?
+                } else {
+                    Uuid::random()
+                };
+                break (
+                    MetaSnap::from_bytes(&c.snap)
+                        .map_err(|e| Status::invalid_argument(format!("Commit.snap: {e}")))?,
+                    lineage,
+                );
             }
             _ => return Err(Status::invalid_argument("full sync takes Bulk or Commit")),
         }
@@ -410,7 +422,7 @@ async fn full_sync_flow(
         tmp.persist(&vol.image()).map_err(cmd_status)?;
         vol.set_base(&MetaState::new(snap, cur_time))
             .map_err(cmd_status)?;
-        vol.set_archive_uuid(&Uuid::random()).map_err(cmd_status)?;
+        vol.set_archive_uuid(&lineage).map_err(cmd_status)?;
         vol.set_uuid(&uuid).map_err(cmd_status)?;
         vol.set_state(State::Archived).map_err(cmd_status)?;
         a2.refresh_metrics(&vol);

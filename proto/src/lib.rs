@@ -9,5 +9,6 @@ mod generated {
 
 pub use generated::*;
 
+pub mod control;
 pub mod flow;
 pub mod wire;

@@ -77,6 +77,20 @@ pub enum Cmd {
         #[arg(long)]
         zero: bool,
     },
+    /// Copy a volume from archive SRC to archive DST up to SRC's latest snapshot (a full copy
+    /// first when DST has none); prints DST's latest snapshot.
+    Replicate {
+        vol: String,
+        src: String,
+        dst: String,
+        /// DST holds another lineage (a full backup since): reset it and copy again.
+        #[arg(long)]
+        resync: bool,
+    },
+    /// Make archive DST receive the volume's diffs from the proxies too (after one replication).
+    StartSynchronizing { vol: String, dst: String },
+    /// Stop the proxies sending the volume to archive DST.
+    StopSynchronizing { vol: String, dst: String },
     /// Make a storage a standby for the volume (its logs are dropped, not shipped).
     GoStandby { storage: String, vol: String },
     /// Prints 1 if the storage's log for the volume overflowed, else 0.
@@ -218,6 +232,14 @@ pub async fn run(cli: Cli) -> Result<()> {
             }
             ctl()?.resize(&vol, bytes / 512, zero).await?;
         }
+        Cmd::Replicate {
+            vol,
+            src,
+            dst,
+            resync,
+        } => println!("{}", ctl()?.replicate(&vol, &src, &dst, resync).await?),
+        Cmd::StartSynchronizing { vol, dst } => ctl()?.start_synchronizing(&vol, &dst).await?,
+        Cmd::StopSynchronizing { vol, dst } => ctl()?.stop_synchronizing(&vol, &dst).await?,
         Cmd::GoStandby { storage, vol } => ctl()?.go_standby(&storage, &vol).await?,
         Cmd::IsOverflow { storage, vol } => {
             let c = ctl()?;

@@ -58,29 +58,80 @@ impl Ctl {
             .map(drop)
     }
 
-    /// Every proxy sends to every archive of the layout and is started.
+    /// Every proxy sends to the primary archive (other archives only once synchronizing) and
+    /// is started.
     pub async fn prepare_proxies(&self, vol: &str) -> Result<()> {
+        let a = self.layout.primary_archive()?.clone();
         for p in &self.layout.proxy {
-            let have = match call(&p.addr, &["archive-info", "list", vol]).await {
-                Ok(t) => t.lines().map(str::to_string).collect::<Vec<_>>(),
-                Err(e) if e.code == Code::NotFound => Vec::new(),
-                Err(e) => return Err(named(p, e)),
-            };
-            let missing: Vec<&Server> = self
-                .layout
-                .archive
-                .iter()
-                .filter(|a| !have.contains(&a.id))
-                .collect();
-            let state = self.proxy_state(p, vol).await?;
-            if !missing.is_empty() && state == "Started" {
-                self.call(p, &["stop", vol]).await?;
-            }
-            for a in &missing {
+            let have = self.archive_infos(p, vol).await?;
+            if !have.contains(&a.id) {
+                if self.proxy_state(p, vol).await? == "Started" {
+                    self.call(p, &["stop", vol]).await?;
+                }
                 self.call(p, &["archive-info", "add", vol, &a.id, &a.addr])
                     .await?;
             }
             if self.proxy_state(p, vol).await? != "Started" {
+                self.call(p, &["start", vol]).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn archive_infos(&self, p: &Server, vol: &str) -> Result<Vec<String>> {
+        match call(&p.addr, &["archive-info", "list", vol]).await {
+            Ok(t) => Ok(t.lines().map(str::to_string).collect()),
+            Err(e) if e.code == Code::NotFound => Ok(Vec::new()),
+            Err(e) => Err(named(p, e)),
+        }
+    }
+
+    /// Copies `vol` from archive `src` to archive `dst` up to `src`'s latest snapshot;
+    /// returns `dst`'s latest snapshot ("B E").
+    pub async fn replicate(&self, vol: &str, src: &str, dst: &str, resync: bool) -> Result<String> {
+        let (s, d) = (
+            self.layout.archive(Some(src))?,
+            self.layout.archive(Some(dst))?,
+        );
+        let mut args = vec!["replicate", vol, d.addr.as_str()];
+        if resync {
+            args.push("resync");
+        }
+        self.call(s, &args).await
+    }
+
+    /// Makes archive `dst` receive `vol`'s diffs from the proxies too: the proxies drain
+    /// (stop empty), learn `dst`, the primary replicates to it once, the proxies start.
+    pub async fn start_synchronizing(&self, vol: &str, dst: &str) -> Result<()> {
+        let a = self.layout.archive(Some(dst))?.clone();
+        let primary = self.layout.primary_archive()?.id.clone();
+        for p in &self.layout.proxy {
+            if self.proxy_state(p, vol).await? == "Started" {
+                self.call(p, &["stop", vol, "empty"]).await?;
+            }
+        }
+        self.replicate(vol, &primary, dst, false).await?;
+        for p in &self.layout.proxy {
+            if !self.archive_infos(p, vol).await?.contains(&a.id) {
+                self.call(p, &["archive-info", "add", vol, &a.id, &a.addr])
+                    .await?;
+            }
+            self.call(p, &["start", vol]).await?;
+        }
+        Ok(())
+    }
+
+    /// Stops the proxies sending `vol` to archive `dst`.
+    pub async fn stop_synchronizing(&self, vol: &str, dst: &str) -> Result<()> {
+        for p in &self.layout.proxy {
+            if !self.archive_infos(p, vol).await?.contains(&dst.to_string()) {
+                continue;
+            }
+            if self.proxy_state(p, vol).await? == "Started" {
+                self.call(p, &["stop", vol]).await?;
+            }
+            self.call(p, &["archive-info", "delete", vol, dst]).await?;
+            if self.proxy_state(p, vol).await? == "Stopped" {
                 self.call(p, &["start", vol]).await?;
             }
         }

@@ -1,0 +1,201 @@
+//! Replication to another archive, as its client (FORMATS §7.8, simplified): a destination
+//! without the volume's data gets a full copy of the newest restorable snapshot (the
+//! `FullSync` flow from host type "archive", adopting this archive's lineage uuid), then every
+//! diff after the destination's latest snapshot goes over `WdiffTransfer`. Archives of another
+//! lineage are refused unless a resync is asked for (the destination is reset first).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use walb_core::meta::{self, MetaSnap};
+use walb_core::virt::BulkSource;
+use walb_core::{Gid, LBS};
+use walb_daemon::{CmdError, CmdResult};
+use walb_proto::archive_client::ArchiveClient;
+use walb_proto::control::call;
+use walb_proto::flow::{Flow, FlowError};
+use walb_proto::{frame, wire, Bulk, Commit, Open};
+
+use crate::archive::Archive;
+use crate::image;
+use crate::volume::{State, Vol};
+
+const BULK_LB: u32 = 512;
+
+fn remote(dst: &str, e: impl std::fmt::Display) -> CmdError {
+    CmdError::Internal(format!("replication to {dst}: {e}"))
+}
+
+async fn client(dst: &str) -> CmdResult<ArchiveClient<tonic::transport::Channel>> {
+    let ch = wire::connect(dst).await.map_err(|e| remote(dst, e))?;
+    Ok(ArchiveClient::new(ch)
+        .max_decoding_message_size(wire::MAX_MESSAGE)
+        .max_encoding_message_size(wire::MAX_MESSAGE))
+}
+
+fn flow_err(dst: &str, e: FlowError) -> CmdError {
+    match e {
+        FlowError::Rejected(w) => CmdError::State(format!("{dst} refused: {w}")),
+        FlowError::Transport(t) => remote(dst, t),
+    }
+}
+
+/// Brings `dst`'s copy of `name` up to this archive's latest snapshot; returns the
+/// destination's latest snapshot afterwards.
+pub async fn replicate(a: &Arc<Archive>, name: &str, dst: &str, resync: bool) -> CmdResult<String> {
+    let _lock = a.lock(name).await;
+    let vol = a.vol(name).require()?;
+    vol.expect_state("replicate", &[State::Archived])?;
+    let ctl = |args: Vec<&str>| {
+        let args: Vec<String> = args.into_iter().map(String::from).collect();
+        async move {
+            let a: Vec<&str> = args.iter().map(String::as_str).collect();
+            call(dst, &a).await.map_err(|e| remote(dst, e))
+        }
+    };
+    let mut state = ctl(vec!["get", "state", name]).await?;
+    if state == "Clear" {
+        ctl(vec!["init-vol", name]).await?;
+        state = "SyncReady".into();
+    }
+    let lineage = vol.archive_uuid()?.to_string();
+    if state == "Archived" && ctl(vec!["get", "archive-uuid", name]).await? != lineage {
+        if !resync {
+            return Err(CmdError::State(format!(
+                "{dst} holds {name} of another lineage (a full backup since); replicate with resync"
+            )));
+        }
+        ctl(vec!["stop", name, "force"]).await?;
+        ctl(vec!["reset-vol", name]).await?;
+        state = "SyncReady".into();
+    }
+    match state.as_str() {
+        "SyncReady" => full_copy(&vol, dst).await?,
+        "Archived" => {}
+        other => {
+            return Err(CmdError::State(format!(
+                "{dst}: volume {name} is {other}; replication needs SyncReady or Archived"
+            )))
+        }
+    }
+    send_diffs(&vol, dst, &ctl(vec!["get", "latest-snap", name]).await?).await?;
+    ctl(vec!["get", "latest-snap", name]).await
+}
+
+/// Streams the virtual image of the newest restorable snapshot as a full sync.
+async fn full_copy(vol: &Vol, dst: &str) -> CmdResult<()> {
+    let gid =
+        vol.restorable()?.last().map(|r| r.gid.0).ok_or_else(|| {
+            CmdError::State(format!("{} has nothing restorable to copy", vol.name))
+        })?;
+    let (_, chain) = vol.chain_to_clean(gid)?;
+    let src = image::virtual_full(vol, &chain)?;
+    let size_lb = src.size() / LBS as u64;
+    let open = Open {
+        vol: vol.name.clone(),
+        host_type: "archive".into(),
+        uuid: Bytes::copy_from_slice(&vol.uuid()?.0),
+        size_lb,
+        bulk_lb: BULK_LB,
+        cur_time: vol.base()?.timestamp,
+        ..Default::default()
+    };
+    let mut c = client(dst).await?;
+    let flow = Flow::open(wire::frame(frame::Kind::Open(open)), |s| c.full_sync(s))
+        .await
+        .map_err(|e| flow_err(dst, e))?;
+    let tx = flow.tx.clone();
+    let reader = tokio::task::spawn_blocking(move || -> CmdResult<()> {
+        let mut src = src;
+        let mut buf = vec![0u8; BULK_LB as usize * LBS];
+        let mut lba = 0u64;
+        loop {
+            let n = src.read_next(&mut buf)?;
+            if n == 0 {
+                return Ok(());
+            }
+            let data = &buf[..n];
+            let zstd = if data.iter().all(|&b| b == 0) {
+                Bytes::new()
+            } else {
+                Bytes::from(
+                    zstd::bulk::compress(data, 1)
+                        .map_err(|e| CmdError::Internal(format!("compress: {e}")))?,
+                )
+            };
+            let blocks = (n / LBS) as u32;
+            let bulk = Bulk {
+                lba,
+                blocks,
+                crc32: crc32fast::hash(&zstd),
+                zstd,
+            };
+            if tx
+                .blocking_send(wire::frame(frame::Kind::Bulk(bulk)))
+                .is_err()
+            {
+                return Err(CmdError::Internal("the full copy ended early".into()));
+            }
+            lba += blocks as u64;
+        }
+    });
+    reader
+        .await
+        .map_err(|e| CmdError::Internal(format!("reader task: {e}")))??;
+    let commit = Commit {
+        snap: MetaSnap::clean(Gid(gid)).to_bytes().into(),
+        uuid: Bytes::copy_from_slice(&vol.archive_uuid()?.0),
+        ..Default::default()
+    };
+    flow.commit(wire::frame(frame::Kind::Commit(commit)))
+        .await
+        .map_err(|e| flow_err(dst, e))?;
+    tracing::info!(vol = %vol.name, "replicated snapshot {gid} to {dst} (full)");
+    Ok(())
+}
+
+/// Sends every diff after the destination's latest snapshot (`latest`: "B E").
+async fn send_diffs(vol: &Vol, dst: &str, latest: &str) -> CmdResult<()> {
+    let mut g = latest.split_whitespace().map(|v| v.parse::<u64>());
+    let (Some(Ok(b)), Some(Ok(e))) = (g.next(), g.next()) else {
+        return Err(remote(dst, format!("latest snapshot {latest:?}")));
+    };
+    let from = MetaSnap::new(Gid(b), Gid(e))?;
+    let chain = meta::applicable_chain(&from, &vol.diffs()?, None);
+    if chain.is_empty() && from != vol.latest()? {
+        return Err(CmdError::State(format!(
+            "{dst} is at {from}, which this archive's diffs no longer reach (applied or merged \
+             away); replicate with resync"
+        )));
+    }
+    let uuid = Bytes::copy_from_slice(&vol.uuid()?.0);
+    let size_lb = vol.size_lb()?;
+    for d in chain {
+        let data = Bytes::from(std::fs::read(vol.diff_path(&d))?);
+        let open = Open {
+            vol: vol.name.clone(),
+            host_type: "archive".into(),
+            uuid: uuid.clone(),
+            size_lb,
+            diff: d.to_bytes().into(),
+            ..Default::default()
+        };
+        let mut c = client(dst).await?;
+        let flow = match Flow::open(wire::frame(frame::Kind::Open(open)), |s| {
+            c.wdiff_transfer(s)
+        })
+        .await
+        {
+            Ok(f) => f,
+            // The destination has it already.
+            Err(FlowError::Rejected(w)) if w == "too-old-diff" => continue,
+            Err(e) => return Err(flow_err(dst, e)),
+        };
+        flow.send_bytes(data).await.map_err(|e| flow_err(dst, e))?;
+        flow.commit(wire::frame(frame::Kind::Commit(Commit::default())))
+            .await
+            .map_err(|e| flow_err(dst, e))?;
+        tracing::info!(vol = %vol.name, "replicated diff {d} to {dst}");
+    }
+    Ok(())
+}

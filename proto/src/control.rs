@@ -1,0 +1,37 @@
+//! The client side of `Control.Call`: one command to one server.
+
+use tonic::Code;
+
+use crate::control_client::ControlClient;
+use crate::{wire, Command};
+
+/// A refused or failed command: which server, the gRPC code, and its message.
+#[derive(Debug, thiserror::Error)]
+#[error("{server}: {message} ({code:?})")]
+pub struct CallError {
+    pub server: String,
+    pub code: Code,
+    pub message: String,
+}
+
+/// Sends `args` to the server at `addr` and returns its reply text.
+pub async fn call(addr: &str, args: &[&str]) -> Result<String, CallError> {
+    let err = |code, message: String| CallError {
+        server: addr.to_string(),
+        code,
+        message,
+    };
+    let ch = wire::connect(addr)
+        .await
+        .map_err(|e| err(Code::Unavailable, e.to_string()))?;
+    let mut c = ControlClient::new(ch)
+        .max_decoding_message_size(wire::MAX_MESSAGE)
+        .max_encoding_message_size(wire::MAX_MESSAGE);
+    let req = Command {
+        args: args.iter().map(|s| s.to_string()).collect(),
+    };
+    c.call(req)
+        .await
+        .map(|r| r.into_inner().text)
+        .map_err(|s| err(s.code(), s.message().to_string()))
+}

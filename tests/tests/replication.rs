@@ -1,0 +1,115 @@
+//! Archive → archive replication (SCENARIOS.md n7, n8, n10, n14): full copy, diff copy,
+//! synchronizing through the proxies, and a resync after a new full backup. Judged by the
+//! hashes of restores of the same gid on both archives and of the device. Needs root and
+//! /dev/fuse.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use walb_tests::cluster::{file_hash, Cluster, Spec};
+
+fn two_archives(test: &str) -> Option<Cluster> {
+    let spec = Spec {
+        archives: 2,
+        ..Spec::default()
+    };
+    let c = Cluster::start(test, spec)?;
+    c.walbc(&["init-storage", "s0", "vol0", "wdev0"]);
+    c.write_random("wdev0", 0, 3 << 20, 1);
+    c.walbc(&["full-backup", "s0", "vol0"]);
+    Some(c)
+}
+
+fn restored(c: &Cluster, archive: &str, gid: &str) -> String {
+    let img = c.walbc(&["restore", "vol0", gid, "--archive", archive]);
+    file_hash(Path::new(&img))
+}
+
+fn wait_restorable(c: &Cluster, archive: &str, gid: &str) {
+    let t = Instant::now();
+    loop {
+        let r = c.walbc(&["call", archive, "get", "restorable", "vol0"]);
+        if r.lines().any(|l| l.split_whitespace().next() == Some(gid)) {
+            return;
+        }
+        assert!(t.elapsed() < Duration::from_secs(60), "{}", c.logs());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn n7_full_replication() {
+    let Some(c) = two_archives("n7_full_replication") else {
+        return;
+    };
+    c.write_random("wdev0", 5 << 20, 1 << 20, 2);
+    let gid = c.walbc(&["snapshot", "s0", "vol0"]);
+    let h = c.device_hash("wdev0");
+    // a1 has nothing: a full copy of the newest restorable snapshot.
+    let latest = c.walbc(&["replicate", "vol0", "a0", "a1"]);
+    assert_eq!(latest, format!("{gid} {gid}"));
+    assert_eq!(restored(&c, "a1", &gid), h);
+    assert_eq!(restored(&c, "a0", &gid), h);
+    assert_eq!(
+        c.walbc(&["call", "a0", "get", "archive-uuid", "vol0"]),
+        c.walbc(&["call", "a1", "get", "archive-uuid", "vol0"])
+    );
+}
+
+#[test]
+fn n8_diff_replication() {
+    let Some(c) = two_archives("n8_diff_replication") else {
+        return;
+    };
+    c.walbc(&["replicate", "vol0", "a0", "a1"]);
+    // a0 is ahead: only the diffs follow.
+    c.write_random("wdev0", 9 << 20, 2 << 20, 3);
+    let gid = c.walbc(&["snapshot", "s0", "vol0"]);
+    let h = c.device_hash("wdev0");
+    let latest = c.walbc(&["replicate", "vol0", "a0", "a1"]);
+    assert_eq!(latest, format!("{gid} {gid}"));
+    assert_eq!(restored(&c, "a1", &gid), h);
+    assert_eq!(restored(&c, "a0", &gid), h);
+}
+
+#[test]
+fn n10_synchronizing_archive_follows_the_stream() {
+    let Some(c) = two_archives("n10_synchronizing_archive_follows_the_stream") else {
+        return;
+    };
+    c.walbc(&["start-synchronizing", "vol0", "a1"]);
+    c.write_random("wdev0", 2 << 20, 2 << 20, 4);
+    let gid = c.walbc(&["snapshot", "s0", "vol0"]);
+    let h = c.device_hash("wdev0");
+    wait_restorable(&c, "a1", &gid);
+    assert_eq!(restored(&c, "a1", &gid), h);
+    assert_eq!(restored(&c, "a0", &gid), h);
+    c.walbc(&["stop-synchronizing", "vol0", "a1"]);
+    c.write_random("wdev0", 6 << 20, 1 << 20, 5);
+    let g2 = c.walbc(&["snapshot", "s0", "vol0"]);
+    std::thread::sleep(Duration::from_secs(2));
+    let latest = c.walbc(&["call", "a1", "get", "latest-snap", "vol0"]);
+    let a1_gid: u64 = latest.split_whitespace().next().unwrap().parse().unwrap();
+    assert!(
+        g2.parse::<u64>().unwrap() > a1_gid,
+        "a1 still follows: {latest}"
+    );
+}
+
+#[test]
+fn n14_resync_after_a_new_full_backup() {
+    let Some(c) = two_archives("n14_resync_after_a_new_full_backup") else {
+        return;
+    };
+    c.walbc(&["replicate", "vol0", "a0", "a1"]);
+    c.walbc(&["call", "a0", "stop", "vol0"]);
+    c.walbc(&["call", "a0", "clear-vol", "vol0"]);
+    c.write_random("wdev0", 4 << 20, 2 << 20, 6);
+    let gid = c.walbc(&["full-backup", "s0", "vol0"]);
+    let h = c.device_hash("wdev0");
+    let e = c.walbc_err(&["replicate", "vol0", "a0", "a1"]);
+    assert!(e.contains("lineage"), "{e}");
+    c.walbc(&["replicate", "vol0", "a0", "a1", "--resync"]);
+    assert_eq!(restored(&c, "a0", &gid), h);
+    assert_eq!(restored(&c, "a1", &gid), h);
+}

@@ -338,6 +338,26 @@ impl Cluster {
         s
     }
 
+    /// Waits until storage s0 shipped every permanent log of device `dev` (volume vol0) and
+    /// proxy p0 holds nothing more for any archive.
+    pub fn wait_shipped(&self, dev: &str) {
+        let t = Instant::now();
+        loop {
+            let permanent = run_ok(self.wdevc().args(["get-permanent-lsid", dev]));
+            let done = self.walbc(&["call", "s0", "get", "done", "vol0"]);
+            let held = self.walbc(&["call", "p0", "get", "proxy-diff", "vol0"]);
+            if done.split_whitespace().next() == Some(permanent.trim()) && held.is_empty() {
+                return;
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(60),
+                "not shipped (done {done}, permanent {permanent}, held {held:?}):\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// Writes `len` random bytes (seeded) at `offset` of device `name` and fsyncs.
     pub fn write_random(&self, name: &str, offset: u64, len: usize, seed: u64) {
         use rand::{RngCore, SeedableRng};

@@ -157,9 +157,11 @@ fn e13_link_cut_during_hash_backup() {
     let Some(c) = with_relays("e13_link_cut_during_hash_backup") else {
         return;
     };
-    let before = c.walbc(&["call", "a0", "get", "restorable", "vol0"]);
-    c.write_random("wdev0", 0, 12 << 20, 5);
+    c.wait_shipped("wdev0");
     c.walbc(&["go-standby", "s0", "vol0"]);
+    let before = c.walbc(&["call", "a0", "get", "restorable", "vol0"]);
+    // A third of the device changes while nothing ships: the hash backup has 12 MiB to send.
+    c.write_random("wdev0", 0, 12 << 20, 5);
     c.relay("a0").set_rate(Some(2 << 20));
     let mut bg = c
         .walbc_cmd()

@@ -88,24 +88,6 @@ fn wait_log_below(c: &Cluster, bytes: u64) {
     }
 }
 
-/// Waits until s0 shipped every permanent log of wdev0.
-fn wait_shipped(c: &Cluster) {
-    let t = std::time::Instant::now();
-    loop {
-        let permanent = walb_tests::run_ok(c.wdevc().args(["get-permanent-lsid", "wdev0"]));
-        let done = c.walbc(&["call", "s0", "get", "done", "vol0"]);
-        if done.split_whitespace().next() == Some(permanent.trim()) {
-            return;
-        }
-        assert!(
-            t.elapsed() < std::time::Duration::from_secs(60),
-            "not shipped:\n{}",
-            c.logs()
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-}
-
 fn restorable(c: &Cluster) -> Vec<String> {
     c.walbc(&["call", "a0", "get", "restorable", "vol0", "all"])
         .lines()
@@ -143,7 +125,7 @@ fn n6_merge() {
     // Several diffs between the two snapshots: restart the shipping in between.
     for i in 0..3 {
         c.write_random("wdev0", (5 + i) << 20, 1 << 20, 60 + i);
-        wait_shipped(&c);
+        c.wait_shipped("wdev0");
     }
     let gid_e = c.walbc(&["snapshot", "s0", "vol0"]);
     let h = c.device_hash("wdev0");

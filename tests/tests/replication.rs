@@ -113,3 +113,56 @@ fn n14_resync_after_a_new_full_backup() {
     assert_eq!(restored(&c, "a0", &gid), h);
     assert_eq!(restored(&c, "a1", &gid), h);
 }
+
+#[test]
+fn e7_synchronizing_archive_lost_and_resynchronized() {
+    let Some(mut c) = two_archives("e7_synchronizing_archive_lost_and_resynchronized") else {
+        return;
+    };
+    c.walbc(&["start-synchronizing", "vol0", "a1"]);
+    c.kill("a1");
+    std::fs::remove_dir_all(c.dir.join("a1")).unwrap();
+    c.start_daemon("a1");
+    c.write_random("wdev0", 3 << 20, 2 << 20, 7);
+    let gid = c.walbc(&["snapshot", "s0", "vol0"]);
+    std::thread::sleep(Duration::from_secs(2));
+    // a1 does not know the volume any more (NotFound), let alone the snapshot.
+    let e = c.walbc_err(&["call", "a1", "get", "restorable", "vol0"]);
+    assert!(e.contains("not found"), "{e}");
+    c.walbc(&["stop-synchronizing", "vol0", "a1"]);
+    c.walbc(&["start-synchronizing", "vol0", "a1"]);
+    c.write_random("wdev0", 8 << 20, 1 << 20, 8);
+    let g2 = c.walbc(&["snapshot", "s0", "vol0"]);
+    let h = c.device_hash("wdev0");
+    wait_restorable(&c, "a1", &g2);
+    assert_eq!(restored(&c, "a0", &g2), h);
+    assert_eq!(restored(&c, "a1", &g2), h);
+    assert!(g2.parse::<u64>().unwrap() > gid.parse::<u64>().unwrap());
+}
+
+#[test]
+fn r4_replace_a_non_synchronizing_archive() {
+    let spec = Spec {
+        archives: 3,
+        ..Spec::default()
+    };
+    let Some(c) = Cluster::start("r4_replace_a_non_synchronizing_archive", spec) else {
+        return;
+    };
+    c.walbc(&["init-storage", "s0", "vol0", "wdev0"]);
+    c.write_random("wdev0", 0, 3 << 20, 1);
+    c.walbc(&["full-backup", "s0", "vol0"]);
+    c.write_random("wdev0", 5 << 20, 1 << 20, 2);
+    let gid = c.walbc(&["snapshot", "s0", "vol0"]);
+    let h = c.device_hash("wdev0");
+    c.walbc(&["replicate", "vol0", "a0", "a1"]);
+    // a2 takes a1's place: copied from a1, then a1 is cleared.
+    c.walbc(&["replicate", "vol0", "a1", "a2"]);
+    c.walbc(&["call", "a1", "stop", "vol0"]);
+    c.walbc(&["call", "a1", "clear-vol", "vol0"]);
+    assert_eq!(restored(&c, "a2", &gid), h);
+    assert_eq!(
+        c.walbc(&["call", "a2", "get", "archive-uuid", "vol0"]),
+        c.walbc(&["call", "a0", "get", "archive-uuid", "vol0"])
+    );
+}

@@ -6,14 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::RwLock;
-use walb_core::meta::{next_gid, MetaLsidGid};
-use walb_core::Lsid;
+use walb_core::meta::MetaLsidGid;
 use walb_daemon::error::{arg, invalid, num_arg};
 use walb_daemon::metrics::Metrics;
 use walb_daemon::serve::{Commands, Shutdown};
 use walb_daemon::{volfile, CmdError, CmdResult};
 
-use crate::record::now;
 use crate::vol::{require, save, zero_done, State, Vol};
 use crate::wdevd::Wdevd;
 
@@ -185,26 +183,28 @@ impl Storage {
     /// gid returned.
     async fn snapshot(&self, name: &str) -> CmdResult<String> {
         let vol = self.vol(name).await?;
-        let mut m = vol.meta.lock().await;
+        let m = vol.meta.lock().await;
         require(&m, &[State::Target, State::Stopped], "snapshot")?;
-        self.wdevd.checkpoint(&m.wdev).await?;
-        let dev = self.wdevd.status(&m.wdev).await?;
-        if dev.overflow {
+        if self.wdevd.status(&m.wdev).await?.overflow {
             return Err(CmdError::State(
                 "snapshot: the log overflowed; run a hash backup".into(),
             ));
         }
-        let pre = *m.queue.last().unwrap_or(&m.done);
-        let gid = next_gid(&pre, Lsid(dev.latest), self.max_wlog_send_pb(dev.pbs));
-        m.queue.push(MetaLsidGid {
-            is_mergeable: false,
-            timestamp: now(),
-            lsid: Lsid(dev.latest),
-            gid,
-        });
-        save(&vol.dir, &m)?;
+        drop(m);
+        let gid = self.explicit_snapshot(&vol).await?;
         vol.kick.notify_one();
         Ok(gid.0.to_string())
+    }
+
+    /// Makes every acknowledged write permanent (a checkpoint) and queues an explicit
+    /// snapshot at the log's end; returns its gid.
+    pub async fn explicit_snapshot(&self, vol: &Vol) -> CmdResult<walb_core::Gid> {
+        let mut m = vol.meta.lock().await;
+        self.wdevd.checkpoint(&m.wdev).await?;
+        let dev = self.wdevd.status(&m.wdev).await?;
+        let gid = m.queue_snapshot(dev.latest, false, self.max_wlog_send_pb(dev.pbs));
+        save(&vol.dir, &m)?;
+        Ok(gid)
     }
 
     async fn status(&self, only: Option<&str>) -> CmdResult<String> {

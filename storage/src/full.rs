@@ -4,8 +4,8 @@
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
-use walb_core::meta::{next_gid, MetaLsidGid, MetaSnap};
-use walb_core::{Lsid, LBS};
+use walb_core::meta::MetaSnap;
+use walb_core::LBS;
 use walb_daemon::{CmdError, CmdResult};
 use walb_proto::archive_client::ArchiveClient;
 use walb_proto::{frame, wire, Bulk, Commit, Frame, Open};
@@ -15,32 +15,15 @@ use std::sync::Arc;
 use crate::commands::Storage;
 use crate::record::now;
 use crate::scan::Scan;
-use crate::vol::{require, save, zero_done, State, Vol};
+use crate::vol::{save, zero_done, State, Vol};
 use walb_proto::flow::{Flow, FlowError};
 
 /// Runs a full backup of `vol` with bulks of `bulk_lb`; returns the snapshot's gid.
 pub async fn full_backup(st: &Storage, vol: &Vol, bulk_lb: u32) -> CmdResult<u64> {
-    let wdev = {
-        let mut m = vol.meta.lock().await;
-        require(&m, &[State::SyncReady], "full-bkp")?;
-        m.state = State::FullSync;
-        m.wdev.clone()
-    };
-    let r = run(st, vol, &wdev, bulk_lb).await;
-    let mut m = vol.meta.lock().await;
-    match r {
-        Ok(gid) => {
-            m.state = State::Target;
-            save(&vol.dir, &m)?;
-            vol.kick.notify_one();
-            Ok(gid)
-        }
-        Err(e) => {
-            m.state = State::SyncReady;
-            save(&vol.dir, &m)?;
-            Err(e)
-        }
-    }
+    vol.backup(State::FullSync, "full-bkp", |wdev| async move {
+        run(st, vol, &wdev, bulk_lb).await
+    })
+    .await
 }
 
 async fn run(st: &Storage, vol: &Vol, wdev: &str, bulk_lb: u32) -> CmdResult<u64> {
@@ -103,21 +86,7 @@ async fn run(st: &Storage, vol: &Vol, wdev: &str, bulk_lb: u32) -> CmdResult<u64
         .await
         .map_err(|e| CmdError::Internal(format!("reader task: {e}")))?;
     // The snapshot ends the dirty image: logs up to it make it clean.
-    st.wdevd.checkpoint(wdev).await?;
-    let dev = st.wdevd.status(wdev).await?;
-    let gid = {
-        let mut m = vol.meta.lock().await;
-        let max_pb = st.max_wlog_send_pb(dev.pbs);
-        let gid = next_gid(&m.done, Lsid(dev.latest), max_pb);
-        m.queue.push(MetaLsidGid {
-            is_mergeable: false,
-            timestamp: now(),
-            lsid: Lsid(dev.latest),
-            gid,
-        });
-        save(&vol.dir, &m)?;
-        gid.0
-    };
+    let gid = st.explicit_snapshot(vol).await?.0;
     let snap = MetaSnap::new(walb_core::Gid(0), walb_core::Gid(gid))?;
     flow.commit(wire::frame(frame::Kind::Commit(Commit {
         snap: snap.to_bytes().into(),

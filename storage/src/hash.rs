@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use walb_core::meta::{next_gid, MetaLsidGid, MetaSnap};
+use walb_core::meta::{MetaLsidGid, MetaSnap};
 use walb_core::wdiff::sorted::Packer;
 use walb_core::wdiff::{Body, Cmpr, Codec, DiffRec};
 use walb_core::{Gid, Lsid};
@@ -20,28 +20,14 @@ use walb_proto::{frame, hash_event, wire, Commit, Frame, HashEvent, Open};
 use crate::commands::Storage;
 use crate::record::now;
 use crate::scan::Scan;
-use crate::vol::{require, save, State, Vol};
+use crate::vol::{save, State, Vol};
 
 /// Runs a hash backup of `vol` with bulks of `bulk_lb`; returns the snapshot's gid.
 pub async fn hash_backup(st: &Storage, vol: &Vol, bulk_lb: u32) -> CmdResult<u64> {
-    let wdev = {
-        let mut m = vol.meta.lock().await;
-        require(&m, &[State::SyncReady], "hash-bkp")?;
-        m.state = State::HashSync;
-        m.wdev.clone()
-    };
-    let r = run(st, vol, &wdev, bulk_lb).await;
-    let mut m = vol.meta.lock().await;
-    m.state = if r.is_ok() {
-        State::Target
-    } else {
-        State::SyncReady
-    };
-    save(&vol.dir, &m)?;
-    if r.is_ok() {
-        vol.kick.notify_one();
-    }
-    r
+    vol.backup(State::HashSync, "hash-bkp", |wdev| async move {
+        run(st, vol, &wdev, bulk_lb).await
+    })
+    .await
 }
 
 fn transport(e: impl std::fmt::Display) -> CmdError {
@@ -155,20 +141,7 @@ async fn run(st: &Storage, vol: &Vol, wdev: &str, bulk_lb: u32) -> CmdResult<u64
     let (changed, sent) = worker
         .await
         .map_err(|e| CmdError::Internal(format!("compare task: {e}")))??;
-    st.wdevd.checkpoint(wdev).await?;
-    let dev = st.wdevd.status(wdev).await?;
-    let gid_e = {
-        let mut m = vol.meta.lock().await;
-        let gid = next_gid(&m.done, Lsid(dev.latest), st.max_wlog_send_pb(dev.pbs));
-        m.queue.push(MetaLsidGid {
-            is_mergeable: false,
-            timestamp: now(),
-            lsid: Lsid(dev.latest),
-            gid,
-        });
-        save(&vol.dir, &m)?;
-        gid.0
-    };
+    let gid_e = st.explicit_snapshot(vol).await?.0;
     let commit = Commit {
         snap: MetaSnap::new(Gid(gid_b), Gid(gid_e))?.to_bytes().into(),
         uuid: Bytes::copy_from_slice(&uuid.0),

@@ -41,12 +41,7 @@ pub fn parse_all(text: &str) -> CmdResult<Vec<MetaLsidGid>> {
         .collect()
 }
 
-pub fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
+pub use walb_core::meta::unix_now as now;
 
 #[cfg(test)]
 mod tests {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use walb_core::meta::{next_gid, transfer_end, transfer_end_gid, MetaDiff, MetaLsidGid, MetaSnap};
+use walb_core::meta::{transfer_end, transfer_end_gid, MetaDiff, MetaLsidGid, MetaSnap};
 use walb_core::wlog::{WlogHeader, WlogWriter};
 use walb_core::Lsid;
 use walb_daemon::serve::Shutdown;
@@ -179,13 +179,7 @@ async fn take_implicit_snapshot(
     let pre = *m.queue.last().unwrap_or(&m.done);
     let due = m.queue.is_empty() || pre.timestamp + st.snapshot_interval.as_secs() <= now();
     if permanent > pre.lsid.0 && due {
-        let gid = next_gid(&pre, Lsid(permanent), max_pb);
-        m.queue.push(MetaLsidGid {
-            is_mergeable: true,
-            timestamp: now(),
-            lsid: Lsid(permanent),
-            gid,
-        });
+        m.queue_snapshot(permanent, true, max_pb);
         save(&vol.dir, &m)?;
     }
     Ok(())

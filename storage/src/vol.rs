@@ -117,7 +117,50 @@ impl Vol {
     }
 }
 
+impl Meta {
+    /// Queues a snapshot at `lsid` and returns its gid, reserved in proportion to the log
+    /// since the previous record (FORMATS §5.4).
+    pub fn queue_snapshot(&mut self, lsid: u64, mergeable: bool, max_wlog_send_pb: u64) -> Gid {
+        let pre = *self.queue.last().unwrap_or(&self.done);
+        let gid = walb_core::meta::next_gid(&pre, Lsid(lsid), max_wlog_send_pb);
+        self.queue.push(MetaLsidGid {
+            is_mergeable: mergeable,
+            timestamp: record::now(),
+            lsid: Lsid(lsid),
+            gid,
+        });
+        gid
+    }
+}
+
 impl Vol {
+    /// Runs a full or hash backup: `work` gets the wdev name and runs in state `during`; the
+    /// volume must be SyncReady and ends Target on success, SyncReady on failure.
+    pub async fn backup<F, Fut>(&self, during: State, cmd: &str, work: F) -> CmdResult<u64>
+    where
+        F: FnOnce(String) -> Fut,
+        Fut: std::future::Future<Output = CmdResult<u64>>,
+    {
+        let wdev = {
+            let mut m = self.meta.lock().await;
+            require(&m, &[State::SyncReady], cmd)?;
+            m.state = during;
+            m.wdev.clone()
+        };
+        let r = work(wdev).await;
+        let mut m = self.meta.lock().await;
+        m.state = if r.is_ok() {
+            State::Target
+        } else {
+            State::SyncReady
+        };
+        save(&self.dir, &m)?;
+        if r.is_ok() {
+            self.kick.notify_one();
+        }
+        r
+    }
+
     /// Starts tracking a scan of `total` bytes; the guard ends it.
     pub fn begin_scan(
         &self,

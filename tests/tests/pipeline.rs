@@ -254,9 +254,14 @@ fn n4b_stop_and_start_servers_in_random_orders_under_writes() {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
 
+    // A log large enough for the writes of a stopped storage (3 MB/s, at most ~2 s).
+    let spec = Spec {
+        devices: vec![("wdev0", 32, 64)],
+        ..Spec::default()
+    };
     let Some(c) = Cluster::start(
         "n4b_stop_and_start_servers_in_random_orders_under_writes",
-        Spec::default(),
+        spec,
     ) else {
         return;
     };
@@ -278,7 +283,7 @@ fn n4b_stop_and_start_servers_in_random_orders_under_writes() {
                 if n.is_multiple_of(16) {
                     f.sync_all().unwrap();
                 }
-                std::thread::sleep(std::time::Duration::from_millis(5));
+                std::thread::sleep(std::time::Duration::from_millis(20));
             }
             f.sync_all().unwrap();
         })

@@ -384,7 +384,7 @@ impl Ctl {
             let age = newest
                 .as_ref()
                 .and_then(|r| walb_core::meta::parse_iso_utc(&r.time))
-                .map(|t| now_secs().saturating_sub(t));
+                .map(|t| walb_core::meta::unix_now().saturating_sub(t));
             archives.push(serde_json::json!({
                 "id": a.id,
                 "state": self.archive_state(a, vol).await.ok(),
@@ -416,13 +416,6 @@ pub fn progress_line(p: &str) -> Option<String> {
 
 fn named(s: &Server, e: CallError) -> anyhow::Error {
     anyhow::anyhow!("{} ({}): {} [{:?}]", s.id, s.addr, e.message, e.code)
-}
-
-fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ pub use diff::{
     restorable, MetaDiff, Relation, Restorable,
 };
 pub use lsidgid::{next_gid, transfer_end, transfer_end_gid, MetaLsidGid, TransferEnd};
-pub use name::{format_name, iso_utc, parse_iso_utc, parse_name};
+pub use name::{format_name, iso_utc, parse_iso_utc, parse_name, unix_now};
 pub use snap::MetaSnap;
 pub use state::{apply_all, MetaState};
 

@@ -30,6 +30,14 @@ fn civil(ts: u64) -> (i64, u32, u32, u32, u32, u32) {
     )
 }
 
+/// Unix seconds now: the clock snapshot and diff timestamps are taken from.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
 /// `YYYY-MM-DDThh:mm:ss` in UTC: how walb lists snapshot times.
 pub fn iso_utc(ts: u64) -> String {
     let (y, m, d, hh, mm, ss) = civil(ts);

@@ -10,8 +10,9 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use walb_core::meta::{MetaLsidGid, MetaSnap};
+use walb_core::wdiff::hashdiff::{diff_against_hashes, ImageBulk};
 use walb_core::wdiff::sorted::Packer;
-use walb_core::wdiff::{Body, Cmpr, Codec, DiffRec};
+use walb_core::wdiff::{Cmpr, Codec};
 use walb_core::{Gid, Lsid};
 use walb_daemon::{CmdError, CmdResult};
 use walb_proto::archive_client::ArchiveClient;
@@ -178,7 +179,7 @@ fn compare(
     tx: mpsc::Sender<Frame>,
 ) -> CmdResult<(u64, u64)> {
     let mut packer = Packer::new(Cmpr::new(Codec::Zstd, 1));
-    let (mut changed, mut sent) = (0u64, 0u64);
+    let mut sent = 0u64;
     let mut send = |p: walb_core::wdiff::sorted::EncodedPack| -> walb_core::Result<()> {
         let b = Bytes::from(p.to_bytes());
         sent += b.len() as u64;
@@ -188,41 +189,17 @@ fn compare(
         }
         Ok(())
     };
-    let mut bulks = crate::scan::read_bulks(file, size_lb, bulk_lb, scan).into_iter();
-    let mut next = 0u64;
-    'hashes: for (first, hs) in hashes {
-        if first != next || !hs.len().is_multiple_of(32) {
-            return Err(CmdError::Internal(format!(
-                "the archive sent hashes from bulk {first} ({} bytes), expected bulk {next}",
-                hs.len()
-            )));
-        }
-        next += hs.len() as u64 / 32;
-        for h in hs.chunks_exact(32) {
-            // Past the device's end (the archive's image is larger): nothing to compare.
-            let Some(b) = bulks.next() else {
-                break 'hashes;
-            };
-            let b = b?;
-            if blake3::hash(&b.data).as_bytes()[..] == *h {
-                continue;
-            }
-            changed += 1;
-            let body = if b.data.iter().all(|&x| x == 0) {
-                Body::AllZero
-            } else {
-                Body::Data(b.data)
-            };
-            packer.push(
-                DiffRec {
-                    addr: b.lba,
-                    blocks: b.blocks,
-                    body,
-                },
-                &mut send,
-            )?;
-        }
-    }
+    let bulks = crate::scan::read_bulks(file, size_lb, bulk_lb, scan)
+        .into_iter()
+        .map(|b| {
+            b.map(|b| ImageBulk {
+                lba: b.lba,
+                blocks: b.blocks,
+                data: b.data,
+            })
+            .map_err(|e| walb_core::Error::Invalid(e.to_string()))
+        });
+    let changed = diff_against_hashes(bulks, hashes.into_iter(), &mut packer, &mut send)?;
     if let Some(p) = packer.take() {
         send(p)?;
     }

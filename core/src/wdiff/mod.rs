@@ -2,6 +2,7 @@
 //! elimination and merging.
 
 pub mod cmpr;
+pub mod hashdiff;
 pub mod header;
 pub mod indexed;
 pub mod memory;

@@ -45,12 +45,16 @@ pub async fn hash_sync_flow(
     tx: HashEvents,
 ) -> Result<(), Status> {
     let open = read_open(&mut input).await?;
-    if open.host_type != "storage" {
-        return Err(Status::invalid_argument(format!(
-            "host_type {:?}: hash sync takes storage",
-            open.host_type
-        )));
-    }
+    // From an archive it is hash replication: the diff is a compared diff to a clean snapshot.
+    let from_archive = match open.host_type.as_str() {
+        "storage" => false,
+        "archive" => true,
+        other => {
+            return Err(Status::invalid_argument(format!(
+                "host_type {other:?}: hash sync takes storage or archive"
+            )))
+        }
+    };
     if !(1..=8192).contains(&open.bulk_lb) || open.size_lb == 0 {
         return Err(Status::invalid_argument(format!(
             "bulk_lb {} must be 1 to 8192 and size_lb {} positive",
@@ -155,15 +159,21 @@ pub async fn hash_sync_flow(
     let uuid = uuid_of(&commit.uuid)?;
     let snap_e = MetaSnap::from_bytes(&commit.snap)
         .map_err(|e| Status::invalid_argument(format!("Commit.snap: {e}")))?;
-    if snap_e.gid_b.0 != snap_from.gid_e.0 + 1 {
+    let expected_ok = if from_archive {
+        snap_e.is_clean() && snap_e.gid_b > snap_from.gid_b
+    } else {
+        snap_e.gid_b.0 == snap_from.gid_e.0 + 1
+    };
+    if !expected_ok {
         return Err(Status::invalid_argument(format!(
-            "Commit.snap {snap_e} must start at gid {} (after {snap_from})",
-            snap_from.gid_e.0 + 1
+            "Commit.snap {snap_e} does not follow {snap_from} for a hash sync from {}",
+            open.host_type
         )));
     }
     let mut diff = MetaDiff::new(snap_from, snap_e)
         .map_err(|e| Status::invalid_argument(format!("hash sync diff: {e}")))?;
-    diff.is_mergeable = !snap_from.is_clean();
+    diff.is_mergeable = !from_archive && !snap_from.is_clean();
+    diff.is_comp_diff = from_archive;
     diff.timestamp = open.cur_time;
     let tmp = Arc::into_inner(tmp).expect("no write in flight");
     let size_lb = vol.size_lb().map_err(cmd_status)?;

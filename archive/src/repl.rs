@@ -1,20 +1,26 @@
 //! Replication to another archive, as its client (FORMATS §7.8, simplified): a destination
 //! without the volume's data gets a full copy of the newest restorable snapshot (the
 //! `FullSync` flow from host type "archive", adopting this archive's lineage uuid), then every
-//! diff after the destination's latest snapshot goes over `WdiffTransfer`. Archives of another
+//! diff after the destination's latest snapshot goes over `WdiffTransfer`; a destination whose
+//! snapshot was applied away here gets a compared diff by hashes (`HashSync`). Archives of another
 //! lineage are refused unless a resync is asked for (the destination is reset first).
 
 use std::sync::Arc;
 
 use bytes::Bytes;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
 use walb_core::meta::{self, MetaSnap};
 use walb_core::virt::BulkSource;
+use walb_core::wdiff::hashdiff::{diff_against_hashes, ImageBulk};
+use walb_core::wdiff::sorted::{EncodedPack, Packer};
+use walb_core::wdiff::{Cmpr, Codec};
 use walb_core::{Gid, LBS};
 use walb_daemon::{CmdError, CmdResult};
 use walb_proto::archive_client::ArchiveClient;
 use walb_proto::control::call;
 use walb_proto::flow::{Flow, FlowError};
-use walb_proto::{frame, wire, Bulk, Commit, Open};
+use walb_proto::{frame, hash_event, wire, Bulk, Commit, Frame, HashEvent, Open};
 
 use crate::archive::Archive;
 use crate::image;
@@ -78,7 +84,12 @@ pub async fn replicate(a: &Arc<Archive>, name: &str, dst: &str, resync: bool) ->
             )))
         }
     }
-    send_diffs(&vol, dst, &ctl(vec!["get", "latest-snap", name]).await?).await?;
+    let latest = ctl(vec!["get", "latest-snap", name]).await?;
+    if !send_diffs(&vol, dst, &latest).await? {
+        // The destination's snapshot is no longer on this archive's chain.
+        hash_copy(&vol, dst).await?;
+        send_diffs(&vol, dst, &ctl(vec!["get", "latest-snap", name]).await?).await?;
+    }
     ctl(vec!["get", "latest-snap", name]).await
 }
 
@@ -154,8 +165,9 @@ async fn full_copy(vol: &Vol, dst: &str) -> CmdResult<()> {
     Ok(())
 }
 
-/// Sends every diff after the destination's latest snapshot (`latest`: "B E").
-async fn send_diffs(vol: &Vol, dst: &str, latest: &str) -> CmdResult<()> {
+/// Sends every diff after the destination's latest snapshot (`latest`: "B E"); false when
+/// that snapshot is not on this archive's chain (applied or merged away here).
+async fn send_diffs(vol: &Vol, dst: &str, latest: &str) -> CmdResult<bool> {
     let mut g = latest.split_whitespace().map(|v| v.parse::<u64>());
     let (Some(Ok(b)), Some(Ok(e))) = (g.next(), g.next()) else {
         return Err(remote(dst, format!("latest snapshot {latest:?}")));
@@ -163,10 +175,7 @@ async fn send_diffs(vol: &Vol, dst: &str, latest: &str) -> CmdResult<()> {
     let from = MetaSnap::new(Gid(b), Gid(e))?;
     let chain = meta::applicable_chain(&from, &vol.diffs()?, None);
     if chain.is_empty() && from != vol.latest()? {
-        return Err(CmdError::State(format!(
-            "{dst} is at {from}, which this archive's diffs no longer reach (applied or merged \
-             away); replicate with resync"
-        )));
+        return Ok(false);
     }
     let uuid = Bytes::copy_from_slice(&vol.uuid()?.0);
     let size_lb = vol.size_lb()?;
@@ -197,5 +206,124 @@ async fn send_diffs(vol: &Vol, dst: &str, latest: &str) -> CmdResult<()> {
             .map_err(|e| flow_err(dst, e))?;
         tracing::info!(vol = %vol.name, "replicated diff {d} to {dst}");
     }
+    Ok(true)
+}
+
+async fn recv(events: &mut tonic::Streaming<HashEvent>, dst: &str) -> CmdResult<hash_event::Kind> {
+    events
+        .message()
+        .await
+        .map_err(|s| remote(dst, s.message()))?
+        .and_then(|e| e.kind)
+        .ok_or_else(|| remote(dst, "the destination closed the hash sync"))
+}
+
+/// Hash replication: the destination sends the hashes of its image at its latest snapshot;
+/// the bulks of this archive's newest restorable snapshot that differ go back as a compared
+/// diff to that snapshot.
+async fn hash_copy(vol: &Vol, dst: &str) -> CmdResult<()> {
+    let newest =
+        vol.restorable()?.last().copied().ok_or_else(|| {
+            CmdError::State(format!("{} has nothing restorable to copy", vol.name))
+        })?;
+    let (_, chain) = vol.chain_to_clean(newest.gid.0)?;
+    let src = image::virtual_full(vol, &chain)?;
+    let (tx, rx) = mpsc::channel::<Frame>(8);
+    let open = Open {
+        vol: vol.name.clone(),
+        host_type: "archive".into(),
+        size_lb: src.size() / LBS as u64,
+        bulk_lb: BULK_LB,
+        cur_time: newest.timestamp,
+        ..Default::default()
+    };
+    tx.send(wire::frame(frame::Kind::Open(open)))
+        .await
+        .map_err(|e| remote(dst, e))?;
+    let mut c = client(dst).await?;
+    let mut events = c
+        .hash_sync(ReceiverStream::new(rx))
+        .await
+        .map_err(|s| remote(dst, s.message()))?
+        .into_inner();
+    match recv(&mut events, dst).await? {
+        hash_event::Kind::Accept(_) => {}
+        hash_event::Kind::Reject(w) => return Err(CmdError::State(format!("{dst} refused: {w}"))),
+        other => return Err(remote(dst, format!("expected Accept, got {other:?}"))),
+    }
+    let from = match recv(&mut events, dst).await? {
+        hash_event::Kind::Snap(b) => MetaSnap::from_bytes(&b)?,
+        other => return Err(remote(dst, format!("expected Snap, got {other:?}"))),
+    };
+    let (htx, hrx) = std::sync::mpsc::sync_channel::<(u64, Bytes)>(8);
+    let ftx = tx.clone();
+    let worker = tokio::task::spawn_blocking(move || -> walb_core::Result<u64> {
+        let mut src = src;
+        let mut lba = 0u64;
+        let bulks = std::iter::from_fn(move || {
+            let mut buf = vec![0u8; BULK_LB as usize * LBS];
+            match src.read_next(&mut buf) {
+                Ok(0) => None,
+                Ok(n) => {
+                    buf.truncate(n);
+                    let b = ImageBulk {
+                        lba,
+                        blocks: (n / LBS) as u32,
+                        data: Bytes::from(buf),
+                    };
+                    lba += b.blocks as u64;
+                    Some(Ok(b))
+                }
+                Err(e) => Some(Err(e)),
+            }
+        });
+        let mut packer = Packer::new(Cmpr::new(Codec::Zstd, 1));
+        let mut send = |p: EncodedPack| -> walb_core::Result<()> {
+            let b = Bytes::from(p.to_bytes());
+            for c in b.chunks(wire::CHUNK) {
+                ftx.blocking_send(wire::chunk(b.slice_ref(c)))
+                    .map_err(|_| walb_core::Error::Invalid("the hash sync ended".into()))?;
+            }
+            Ok(())
+        };
+        let changed = diff_against_hashes(bulks, hrx.into_iter(), &mut packer, &mut send)?;
+        if let Some(p) = packer.take() {
+            send(p)?;
+        }
+        Ok(changed)
+    });
+    loop {
+        match recv(&mut events, dst).await? {
+            hash_event::Kind::Hashes(h) => {
+                let last = h.last;
+                if htx.send((h.first, h.blake3)).is_err() || last {
+                    break;
+                }
+            }
+            other => return Err(remote(dst, format!("expected Hashes, got {other:?}"))),
+        }
+    }
+    drop(htx);
+    let changed = worker
+        .await
+        .map_err(|e| CmdError::Internal(format!("compare task: {e}")))??;
+    let commit = Commit {
+        snap: MetaSnap::clean(newest.gid).to_bytes().into(),
+        uuid: Bytes::copy_from_slice(&vol.uuid()?.0),
+        ..Default::default()
+    };
+    tx.send(wire::frame(frame::Kind::Commit(commit)))
+        .await
+        .map_err(|e| remote(dst, e))?;
+    match recv(&mut events, dst).await? {
+        hash_event::Kind::Ack(_) => {}
+        hash_event::Kind::Reject(w) => return Err(CmdError::State(format!("{dst} refused: {w}"))),
+        other => return Err(remote(dst, format!("expected Ack, got {other:?}"))),
+    }
+    tracing::info!(
+        vol = %vol.name,
+        "replicated {from} → {} to {dst} by hashes: {changed} bulks differed",
+        newest.gid
+    );
     Ok(())
 }

@@ -166,3 +166,28 @@ fn r4_replace_a_non_synchronizing_archive() {
         c.walbc(&["call", "a0", "get", "archive-uuid", "vol0"])
     );
 }
+
+#[test]
+fn n9_hash_replication_after_apply() {
+    let Some(c) = two_archives("n9_hash_replication_after_apply") else {
+        return;
+    };
+    c.walbc(&["replicate", "vol0", "a0", "a1"]);
+    c.write_random("wdev0", 4 << 20, 2 << 20, 9);
+    let g1 = c.walbc(&["snapshot", "s0", "vol0"]);
+    // a0's base moves past a1's latest snapshot: no diff chain reaches a1 any more.
+    c.walbc(&["apply", "vol0", &g1]);
+    c.write_random("wdev0", 12 << 20, 1 << 20, 10);
+    let g2 = c.walbc(&["snapshot", "s0", "vol0"]);
+    let h = c.device_hash("wdev0");
+    let latest = c.walbc(&["replicate", "vol0", "a0", "a1"]);
+    assert_eq!(latest, format!("{g2} {g2}"));
+    assert!(
+        c.walbc(&["call", "a1", "get", "diff", "vol0"])
+            .lines()
+            .any(|l| l.as_bytes().get(16) == Some(&b'C')),
+        "no compared diff on a1"
+    );
+    assert_eq!(restored(&c, "a1", &g2), h);
+    assert_eq!(restored(&c, "a0", &g2), h);
+}

@@ -195,7 +195,12 @@ impl Ctl {
     async fn storage_to_sync_ready(&self, s: &Server, vol: &str) -> Result<()> {
         let mut state = self.storage_state(s, vol).await?;
         if state == "Target" || state == "Standby" {
-            self.call(s, &["stop", vol]).await?;
+            // The storage may have stopped on its own meanwhile (a log overflow).
+            match call(&s.addr, &["stop", vol]).await {
+                Ok(_) => {}
+                Err(e) if e.code == Code::FailedPrecondition => {}
+                Err(e) => return Err(named(s, e)),
+            }
             state = self.storage_state(s, vol).await?;
         }
         if state == "Stopped" {

@@ -21,7 +21,9 @@ use walb_proto::{hash_event, Accept, Ack, Frame, HashEvent, Hashes};
 
 use crate::archive::{Archive, Transient};
 use crate::image;
-use crate::service::{blocking, cmd_status, internal, read_open, uuid_of, verify_wdiff};
+use crate::service::{
+    admit, blocking, cmd_status, from_archive, internal, read_open, uuid_of, verify_wdiff,
+};
 use crate::volume::{State, TempFile};
 
 type HashEvents = mpsc::Sender<Result<HashEvent, Status>>;
@@ -46,15 +48,7 @@ pub async fn hash_sync_flow(
 ) -> Result<(), Status> {
     let open = read_open(&mut input).await?;
     // From an archive it is hash replication: the diff is a compared diff to a clean snapshot.
-    let from_archive = match open.host_type.as_str() {
-        "storage" => false,
-        "archive" => true,
-        other => {
-            return Err(Status::invalid_argument(format!(
-                "host_type {other:?}: hash sync takes storage or archive"
-            )))
-        }
-    };
+    let from_archive = from_archive(&open, "hash sync")?;
     if !(1..=8192).contains(&open.bulk_lb) || open.size_lb == 0 {
         return Err(Status::invalid_argument(format!(
             "bulk_lb {} must be 1 to 8192 and size_lb {} positive",
@@ -70,25 +64,17 @@ pub async fn hash_sync_flow(
         return send(&tx, reject("archive-not-found")).await;
     }
     let vol = a.vol(&open.vol);
-    let admitted = {
-        let _lock = a.lock(&vol.name).await;
-        if !vol.exists() {
-            Err("archive-not-found")
-        } else if let Some(t) = a.entry(&vol.name).transient() {
-            Err(t.reject_word())
-        } else {
-            match vol.state().map_err(cmd_status)? {
-                State::Archived if open.size_lb > vol.size_lb().map_err(cmd_status)? => {
-                    Err("smaller-lv-size")
-                }
-                State::Archived => a
-                    .begin_transient(&vol.name, Transient::HashSync)
-                    .map_err(|t| t.reject_word()),
-                State::SyncReady => Err("sync-ready"),
-                State::Stopped => Err("stopped"),
+    let admitted = admit(&a, &vol, || {
+        Ok(match vol.state().map_err(cmd_status)? {
+            State::Archived if open.size_lb > vol.size_lb().map_err(cmd_status)? => {
+                Err("smaller-lv-size")
             }
-        }
-    };
+            State::Archived => Ok(Transient::HashSync),
+            State::SyncReady => Err("sync-ready"),
+            State::Stopped => Err("stopped"),
+        })
+    })
+    .await?;
     let transient = match admitted {
         Ok(g) => g,
         Err(word) => return send(&tx, reject(word)).await,

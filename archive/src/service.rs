@@ -131,20 +131,40 @@ pub(crate) async fn blocking<T: Send + 'static>(
 
 // ---- wdiff transfer ----
 
-/// Checks an Open against the volume (under its lock); starts WdiffRecv or names the rejection.
-fn admit_wdiff(
+/// What a flow's checks decide: the transient to start, or the rejection word.
+pub(crate) type Decision = Result<Transient, &'static str>;
+
+/// Admits a data flow under the volume's lock: the volume must exist with no transient
+/// running; `decide` then checks the rest (state, uuid, size, …). Starts the transient it
+/// names, or returns the rejection word.
+pub(crate) async fn admit(
     a: &Archive,
     vol: &Vol,
-    open: &Open,
-    uuid: &Uuid,
-    diff: &MetaDiff,
+    decide: impl FnOnce() -> Result<Decision, Status>,
 ) -> Result<Result<TransientGuard, &'static str>, Status> {
+    let _lock = a.lock(&vol.name).await;
     if !vol.exists() {
         return Ok(Err("archive-not-found"));
     }
     if let Some(t) = a.entry(&vol.name).transient() {
         return Ok(Err(t.reject_word()));
     }
+    Ok(decide()?.and_then(|t| a.begin_transient(&vol.name, t).map_err(|t| t.reject_word())))
+}
+
+/// Whether a sync flow comes from another archive (replication) rather than a storage.
+pub(crate) fn from_archive(open: &Open, flow: &str) -> Result<bool, Status> {
+    match open.host_type.as_str() {
+        "storage" => Ok(false),
+        "archive" => Ok(true),
+        other => Err(Status::invalid_argument(format!(
+            "host_type {other:?}: {flow} takes storage or archive"
+        ))),
+    }
+}
+
+/// The checks of a wdiff transfer once the volume exists and is idle.
+fn decide_wdiff(vol: &Vol, open: &Open, uuid: &Uuid, diff: &MetaDiff) -> Result<Decision, Status> {
     if vol.state().map_err(cmd_status)? != State::Archived {
         return Ok(Err("stopped"));
     }
@@ -157,8 +177,7 @@ fn admit_wdiff(
     if let Some(word) = relation_word(vol, diff)? {
         return Ok(Err(word));
     }
-    Ok(a.begin_transient(&vol.name, Transient::WdiffRecv)
-        .map_err(|t| t.reject_word()))
+    Ok(Ok(Transient::WdiffRecv))
 }
 
 /// The rejection for a diff that is not applicable to the latest snapshot.
@@ -192,10 +211,7 @@ async fn wdiff_flow(
     let diff = MetaDiff::from_bytes(&open.diff)
         .map_err(|e| Status::invalid_argument(format!("Open.diff: {e}")))?;
     let vol = a.vol(&open.vol);
-    let admitted = {
-        let _lock = a.lock(&vol.name).await;
-        admit_wdiff(&a, &vol, &open, &uuid, &diff)?
-    };
+    let admitted = admit(&a, &vol, || decide_wdiff(&vol, &open, &uuid, &diff)).await?;
     let entry = a.entry(&vol.name);
     let transient = match admitted {
         Ok(g) => g,
@@ -300,15 +316,7 @@ async fn full_sync_flow(
     tx: Events,
 ) -> Result<(), Status> {
     let open = read_open(&mut input).await?;
-    let from_archive = match open.host_type.as_str() {
-        "storage" => false,
-        "archive" => true,
-        other => {
-            return Err(Status::invalid_argument(format!(
-                "host_type {other:?}: full sync takes storage or archive"
-            )))
-        }
-    };
+    let from_archive = from_archive(&open, "full sync")?;
     if walb_daemon::volfile::check_vol_name(&open.vol).is_err() {
         return send_reject(&a, &tx, &open.vol, "archive-not-found").await;
     }
@@ -319,22 +327,14 @@ async fn full_sync_flow(
         ));
     }
     let vol = a.vol(&open.vol);
-    let admitted = {
-        let _lock = a.lock(&vol.name).await;
-        if !vol.exists() {
-            Err("archive-not-found")
-        } else if let Some(t) = a.entry(&vol.name).transient() {
-            Err(t.reject_word())
-        } else {
-            match vol.state().map_err(cmd_status)? {
-                State::SyncReady => a
-                    .begin_transient(&vol.name, Transient::FullSync)
-                    .map_err(|t| t.reject_word()),
-                State::Archived => Err("archived"),
-                State::Stopped => Err("stopped"),
-            }
-        }
-    };
+    let admitted = admit(&a, &vol, || {
+        Ok(match vol.state().map_err(cmd_status)? {
+            State::SyncReady => Ok(Transient::FullSync),
+            State::Archived => Err("archived"),
+            State::Stopped => Err("stopped"),
+        })
+    })
+    .await?;
     let entry = a.entry(&vol.name);
     let transient = match admitted {
         Ok(g) => g,

@@ -124,12 +124,7 @@ impl Proxy {
 
     /// A known volume, or NotFound.
     pub fn vol(&self, name: &str) -> CmdResult<Arc<Vol>> {
-        self.vols
-            .lock()
-            .expect("vols lock")
-            .get(name)
-            .cloned()
-            .ok_or_else(|| CmdError::NotFound(format!("volume {name} not found")))
+        known(&self.vols.lock().expect("vols lock"), name)
     }
 
     /// `archive-info add`: Clear|Stopped → Stopped.
@@ -192,10 +187,7 @@ impl Proxy {
     /// `archive-info delete` (Stopped); the last one makes the volume Clear.
     pub fn archive_delete(&self, vol: &str, name: &str) -> CmdResult<()> {
         let mut vols = self.vols.lock().expect("vols lock");
-        let v = vols
-            .get(vol)
-            .cloned()
-            .ok_or_else(|| CmdError::NotFound(format!("volume {vol} not found")))?;
+        let v = known(&vols, vol)?;
         let mut st = v.lock();
         if st.state != State::Stopped {
             return Err(wrong_state(vol, "archive-info delete", st.state));
@@ -343,10 +335,7 @@ impl Proxy {
     /// `clear-vol`: Stopped → Clear, deleting everything the proxy holds for it.
     pub fn clear_vol(&self, vol: &str) -> CmdResult<()> {
         let mut vols = self.vols.lock().expect("vols lock");
-        let v = vols
-            .get(vol)
-            .cloned()
-            .ok_or_else(|| CmdError::NotFound(format!("volume {vol} not found")))?;
+        let v = known(&vols, vol)?;
         let mut st = v.lock();
         if st.state != State::Stopped {
             return Err(wrong_state(vol, "clear-vol", st.state));
@@ -502,4 +491,11 @@ fn queues_empty(v: &Vol) -> CmdResult<bool> {
         }
     }
     Ok(true)
+}
+
+/// Volume `name` of the map (held locked by the caller), or NotFound.
+fn known(vols: &BTreeMap<String, Arc<Vol>>, name: &str) -> CmdResult<Arc<Vol>> {
+    vols.get(name)
+        .cloned()
+        .ok_or_else(|| CmdError::NotFound(format!("volume {name} not found")))
 }

@@ -54,6 +54,8 @@ pub struct Cluster {
     /// The certificates when the cluster runs TLS.
     pub certs: Option<crate::certs::Certs>,
     relays: BTreeMap<String, crate::relay::Relay>,
+    /// The servers walbc's layout lists, in order (the first archive is the primary).
+    in_layout: Vec<String>,
     _tmp: tempfile::TempDir,
 }
 
@@ -77,6 +79,7 @@ impl Cluster {
             loops: BTreeMap::new(),
             certs: None,
             relays: BTreeMap::new(),
+            in_layout: Vec::new(),
             _tmp: tmp,
         };
         if spec.tls {
@@ -104,25 +107,15 @@ impl Cluster {
                     .insert(id.clone(), crate::relay::Relay::start(&addrs[id]));
             }
         }
-        // What storages connect to: the relay when there is one.
-        let reach = |c: &Cluster, id: &String| {
-            c.relays
-                .get(id)
-                .map(|r| r.addr())
-                .unwrap_or_else(|| addrs[id].clone())
-        };
-        let proxy_list = ps
-            .iter()
-            .map(|p| reach(&c, p))
-            .collect::<Vec<_>>()
-            .join(",");
-        let archive0 = reach(&c, &aa[0]);
         for id in &aa {
             c.add_daemon(id, "archive", &addrs[id], vec![]);
         }
         for id in &ps {
             c.add_daemon(id, "proxy", &addrs[id], vec![]);
         }
+        let ids: Vec<&str> = ps.iter().map(String::as_str).collect();
+        let proxy_list = c.reach_list(&ids);
+        let archive0 = c.reach_list(&[&aa[0]]);
         let wdevd_sock = c.run_dir().join("wdevd.sock").display().to_string();
         for id in &ss {
             let extra = vec![
@@ -137,7 +130,8 @@ impl Cluster {
             ];
             c.add_daemon(id, "storage", &addrs[id], extra);
         }
-        c.write_layout(&ss, &ps, &aa, &addrs);
+        c.in_layout = ss.iter().chain(&ps).chain(&aa).cloned().collect();
+        c.write_layout();
         for id in c.daemons.keys().cloned().collect::<Vec<_>>() {
             c.start_daemon(&id);
         }
@@ -225,23 +219,79 @@ impl Cluster {
         );
     }
 
-    fn write_layout(
-        &self,
-        ss: &[String],
-        ps: &[String],
-        aa: &[String],
-        addrs: &BTreeMap<String, String>,
-    ) {
+    fn write_layout(&self) {
         let mut t = String::new();
-        for (kind, ids) in [("storage", ss), ("proxy", ps), ("archive", aa)] {
-            for id in ids {
+        for kind in ["storage", "proxy", "archive"] {
+            for id in self
+                .in_layout
+                .iter()
+                .filter(|id| self.daemons[*id].kind == kind)
+            {
                 t.push_str(&format!(
                     "[[{kind}]]\nid = \"{id}\"\naddr = \"{}\"\n",
-                    addrs[id]
+                    self.daemons[id].addr
                 ));
             }
         }
         std::fs::write(self.layout(), t).unwrap();
+    }
+
+    /// What storages connect to for these servers: each one's relay when there is one,
+    /// comma-separated.
+    fn reach_list(&self, ids: &[&str]) -> String {
+        ids.iter()
+            .map(|id| {
+                self.relays
+                    .get(*id)
+                    .map(|r| r.addr())
+                    .unwrap_or_else(|| self.daemons[*id].addr.clone())
+            })
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// From now on the storages send to these proxies, in this order: each storage restarts
+    /// with them as `--proxy`, and walbc's layout lists just them.
+    pub fn use_proxies(&mut self, ids: &[&str]) {
+        self.relist("proxy", ids);
+        let list = self.reach_list(ids);
+        self.restart_storages("--proxy", &list);
+    }
+
+    /// Archive `primary` becomes the primary: each storage restarts with it as `--archive`,
+    /// and walbc's layout lists it first, then `others`.
+    pub fn use_archives(&mut self, primary: &str, others: &[&str]) {
+        let ids: Vec<&str> = std::iter::once(primary)
+            .chain(others.iter().copied())
+            .collect();
+        self.relist("archive", &ids);
+        let addr = self.reach_list(&[primary]);
+        self.restart_storages("--archive", &addr);
+    }
+
+    /// walbc's layout lists these servers of `kind`, in this order, in place of the others.
+    pub fn relist(&mut self, kind: &str, ids: &[&str]) {
+        let daemons = &self.daemons;
+        self.in_layout.retain(|id| daemons[id].kind != kind);
+        self.in_layout.extend(ids.iter().map(|s| s.to_string()));
+        self.write_layout();
+    }
+
+    /// Restarts every storage with `flag` set to `value`.
+    fn restart_storages(&mut self, flag: &str, value: &str) {
+        let ids: Vec<String> = self
+            .daemons
+            .iter()
+            .filter(|(_, d)| d.kind == "storage")
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in ids {
+            let args = &mut self.daemons.get_mut(&id).unwrap().args;
+            let at = args.iter().position(|a| a == flag).expect("storage flag") + 1;
+            args[at] = value.to_string();
+            self.kill(&id);
+            self.start_daemon(&id);
+        }
     }
 
     pub fn layout(&self) -> PathBuf {

@@ -141,33 +141,6 @@ fn e7_synchronizing_archive_lost_and_resynchronized() {
 }
 
 #[test]
-fn r4_replace_a_non_synchronizing_archive() {
-    let spec = Spec {
-        archives: 3,
-        ..Spec::default()
-    };
-    let Some(c) = Cluster::start("r4_replace_a_non_synchronizing_archive", spec) else {
-        return;
-    };
-    c.walbc(&["init-storage", "s0", "vol0", "wdev0"]);
-    c.write_random("wdev0", 0, 3 << 20, 1);
-    c.walbc(&["full-backup", "s0", "vol0"]);
-    c.write_random("wdev0", 5 << 20, 1 << 20, 2);
-    let gid = c.walbc(&["snapshot", "s0", "vol0"]);
-    let h = c.device_hash("wdev0");
-    c.walbc(&["replicate", "vol0", "a0", "a1"]);
-    // a2 takes a1's place: copied from a1, then a1 is cleared.
-    c.walbc(&["replicate", "vol0", "a1", "a2"]);
-    c.walbc(&["call", "a1", "stop", "vol0"]);
-    c.walbc(&["call", "a1", "clear-vol", "vol0"]);
-    assert_eq!(restored(&c, "a2", &gid), h);
-    assert_eq!(
-        c.walbc(&["call", "a2", "get", "archive-uuid", "vol0"]),
-        c.walbc(&["call", "a0", "get", "archive-uuid", "vol0"])
-    );
-}
-
-#[test]
 fn n9_hash_replication_after_apply() {
     let Some(c) = two_archives("n9_hash_replication_after_apply") else {
         return;

@@ -86,6 +86,22 @@ pub enum Cmd {
         /// DST holds another lineage (a full backup since): reset it and copy again.
         #[arg(long)]
         resync: bool,
+        /// The address SRC reaches DST at (HOST:PORT), when not DST's layout address.
+        #[arg(long)]
+        dst_addr: Option<String>,
+    },
+    /// Back to SyncReady on a storage (stopped, WAL dropped) or an archive (stopped, every
+    /// backup of the volume discarded), from any state.
+    Reset { server: String, vol: String },
+    /// Make a server forget the volume, from any state: a storage is reset first, a proxy
+    /// first sends every diff it holds, an archive's backups are deleted.
+    Clear { server: String, vol: String },
+    /// Make proxy TO send the volume to the archives proxy FROM sends it to (replacing a
+    /// proxy); TO is started.
+    CopyArchiveInfo {
+        vol: String,
+        from: String,
+        to: String,
     },
     /// Make archive DST receive the volume's diffs from the proxies too (after one replication).
     StartSynchronizing { vol: String, dst: String },
@@ -237,7 +253,18 @@ pub async fn run(cli: Cli) -> Result<()> {
             src,
             dst,
             resync,
-        } => println!("{}", ctl()?.replicate(&vol, &src, &dst, resync).await?),
+            dst_addr,
+        } => println!(
+            "{}",
+            ctl()?
+                .replicate(&vol, &src, &dst, dst_addr.as_deref(), resync)
+                .await?
+        ),
+        Cmd::Reset { server, vol } => ctl()?.reset(&server, &vol).await?,
+        Cmd::Clear { server, vol } => ctl()?.clear(&server, &vol).await?,
+        Cmd::CopyArchiveInfo { vol, from, to } => {
+            ctl()?.copy_archive_info(&vol, &from, &to).await?
+        }
         Cmd::StartSynchronizing { vol, dst } => ctl()?.start_synchronizing(&vol, &dst).await?,
         Cmd::StopSynchronizing { vol, dst } => ctl()?.stop_synchronizing(&vol, &dst).await?,
         Cmd::GoStandby { storage, vol } => ctl()?.go_standby(&storage, &vol).await?,

@@ -4,6 +4,7 @@
 pub mod cli;
 pub mod client;
 pub mod layout;
+pub mod lifecycle;
 pub mod ops;
 pub mod quickstart;
 pub mod send;

@@ -78,7 +78,7 @@ impl Ctl {
         Ok(())
     }
 
-    async fn archive_infos(&self, p: &Server, vol: &str) -> Result<Vec<String>> {
+    pub(super) async fn archive_infos(&self, p: &Server, vol: &str) -> Result<Vec<String>> {
         match call(&p.addr, &["archive-info", "list", vol]).await {
             Ok(t) => Ok(t.lines().map(str::to_string).collect()),
             Err(e) if e.code == Code::NotFound => Ok(Vec::new()),
@@ -87,13 +87,21 @@ impl Ctl {
     }
 
     /// Copies `vol` from archive `src` to archive `dst` up to `src`'s latest snapshot;
-    /// returns `dst`'s latest snapshot ("B E").
-    pub async fn replicate(&self, vol: &str, src: &str, dst: &str, resync: bool) -> Result<String> {
+    /// returns `dst`'s latest snapshot ("B E"). `src` reaches `dst` at `via` when given (another
+    /// network than walbc's), else at `dst`'s layout address.
+    pub async fn replicate(
+        &self,
+        vol: &str,
+        src: &str,
+        dst: &str,
+        via: Option<&str>,
+        resync: bool,
+    ) -> Result<String> {
         let (s, d) = (
             self.layout.archive(Some(src))?,
             self.layout.archive(Some(dst))?,
         );
-        let mut args = vec!["replicate", vol, d.addr.as_str()];
+        let mut args = vec!["replicate", vol, via.unwrap_or(&d.addr)];
         if resync {
             args.push("resync");
         }
@@ -110,7 +118,7 @@ impl Ctl {
                 self.call(p, &["stop", vol, "empty"]).await?;
             }
         }
-        self.replicate(vol, &primary, dst, false).await?;
+        self.replicate(vol, &primary, dst, None, false).await?;
         for p in &self.layout.proxy {
             if !self.archive_infos(p, vol).await?.contains(&a.id) {
                 self.call(p, &["archive-info", "add", vol, &a.id, &a.addr])
@@ -138,7 +146,7 @@ impl Ctl {
         Ok(())
     }
 
-    async fn proxy_state(&self, p: &Server, vol: &str) -> Result<String> {
+    pub(super) async fn proxy_state(&self, p: &Server, vol: &str) -> Result<String> {
         match call(&p.addr, &["get", "state", vol]).await {
             Ok(t) => Ok(t.trim().to_string()),
             Err(e) if e.code == Code::NotFound => Ok("Clear".into()),
@@ -192,7 +200,7 @@ impl Ctl {
 
     /// Brings the storage's volume to SyncReady: stops it (Target → Stopped, Standby →
     /// SyncReady) and resets it (Stopped → SyncReady: the WAL is dropped).
-    async fn storage_to_sync_ready(&self, s: &Server, vol: &str) -> Result<()> {
+    pub(super) async fn storage_to_sync_ready(&self, s: &Server, vol: &str) -> Result<()> {
         let mut state = self.storage_state(s, vol).await?;
         if state == "Target" || state == "Standby" {
             // The storage may have stopped on its own meanwhile (a log overflow).
@@ -419,7 +427,7 @@ pub fn progress_line(p: &str) -> Option<String> {
     ))
 }
 
-fn named(s: &Server, e: CallError) -> anyhow::Error {
+pub(super) fn named(s: &Server, e: CallError) -> anyhow::Error {
     anyhow::anyhow!("{} ({}): {} [{:?}]", s.id, s.addr, e.message, e.code)
 }
 

@@ -1,0 +1,145 @@
+//! Link cuts during archive → archive replication (SCENARIOS.md e14–e16): a0 reaches a1
+//! through a relay the test owns, slowed so the copy is still running when the link is cut.
+//! The destination must roll back to its previous state, and a retry must finish the copy;
+//! judged by the hashes of restores of the same gid on both archives and of the device.
+//! Needs root and /dev/fuse.
+
+use std::path::Path;
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use walb_tests::cluster::{file_hash, Cluster, Spec};
+
+/// Two archives, relays in front of every proxy and archive; vol0 backed up to a0.
+fn cluster(test: &str, written: usize) -> Option<Cluster> {
+    let spec = Spec {
+        archives: 2,
+        relays: true,
+        ..Spec::default()
+    };
+    let c = Cluster::start(test, spec)?;
+    c.walbc(&["init-storage", "s0", "vol0", "wdev0"]);
+    c.write_random("wdev0", 0, written, 1);
+    c.walbc(&["full-backup", "s0", "vol0"]);
+    Some(c)
+}
+
+fn replicate_args(c: &Cluster) -> Vec<String> {
+    let via = c.relay("a1").addr();
+    ["replicate", "vol0", "a0", "a1", "--dst-addr", &via]
+        .map(String::from)
+        .to_vec()
+}
+
+/// Replicates a0 → a1 through the relay.
+fn replicate(c: &Cluster) -> String {
+    let args = replicate_args(c);
+    c.walbc(&args.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+/// Starts a replication through a relay slowed to 2 MiB/s, cuts the link after 3 s and
+/// checks that the replication failed; the link is whole and fast again afterwards.
+fn cut_replication(c: &Cluster) {
+    c.relay("a1").set_rate(Some(2 << 20));
+    let mut bg: Child = c.walbc_cmd().args(replicate_args(c)).spawn().unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    c.relay("a1").cut();
+    assert!(
+        !bg.wait().unwrap().success(),
+        "the replication survived the cut\n{}",
+        c.logs()
+    );
+    c.relay("a1").set_rate(None);
+    c.relay("a1").restore();
+}
+
+/// Waits until a1's state for vol0 is `want` (asked directly, not through the relay).
+fn wait_a1_state(c: &Cluster, want: &str) {
+    let t = Instant::now();
+    loop {
+        let s = c.walbc(&["call", "a1", "get", "state", "vol0"]);
+        if s == want {
+            return;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "a1 is {s}, not {want}\n{}",
+            c.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn latest(c: &Cluster, archive: &str) -> String {
+    c.walbc(&["call", archive, "get", "latest-snap", "vol0"])
+}
+
+fn restored(c: &Cluster, archive: &str, gid: &str) -> String {
+    let img = c.walbc(&["restore", "vol0", gid, "--archive", archive]);
+    file_hash(Path::new(&img))
+}
+
+/// Restores `gid` on both archives: each equals the device's hash `h`.
+fn check_both(c: &Cluster, gid: &str, h: &str) {
+    assert_eq!(restored(c, "a0", gid), h, "a0 at {gid}\n{}", c.logs());
+    assert_eq!(restored(c, "a1", gid), h, "a1 at {gid}\n{}", c.logs());
+}
+
+#[test]
+fn e14_link_cut_during_full_replication() {
+    let Some(c) = cluster("e14_link_cut_during_full_replication", 24 << 20) else {
+        return;
+    };
+    let gid = c.walbc(&["snapshot", "s0", "vol0"]);
+    let h = c.device_hash("wdev0");
+    // a1 has nothing: 24 MiB of random data to copy at 2 MiB/s.
+    cut_replication(&c);
+    wait_a1_state(&c, "SyncReady");
+    assert_eq!(replicate(&c), format!("{gid} {gid}"));
+    check_both(&c, &gid, &h);
+}
+
+#[test]
+fn e15_link_cut_during_hash_replication() {
+    let Some(c) = cluster("e15_link_cut_during_hash_replication", 2 << 20) else {
+        return;
+    };
+    replicate(&c);
+    c.write_random("wdev0", 4 << 20, 2 << 20, 2);
+    let g0 = c.walbc(&["snapshot", "s0", "vol0"]);
+    // a0's base moves past a1's latest: only a compared diff by hashes reaches a1.
+    c.walbc(&["apply", "vol0", &g0]);
+    c.write_random("wdev0", 0, 10 << 20, 3);
+    c.wait_shipped("wdev0");
+    let g1 = c.walbc(&["snapshot", "s0", "vol0"]);
+    let h = c.device_hash("wdev0");
+    let before = latest(&c, "a1");
+    cut_replication(&c);
+    wait_a1_state(&c, "Archived");
+    assert_eq!(latest(&c, "a1"), before, "a1 moved through a cut hash copy");
+    assert_eq!(replicate(&c), format!("{g1} {g1}"));
+    check_both(&c, &g1, &h);
+}
+
+#[test]
+fn e16_link_cut_during_diff_replication() {
+    let Some(c) = cluster("e16_link_cut_during_diff_replication", 2 << 20) else {
+        return;
+    };
+    replicate(&c);
+    // A third of the device changes: about 10 MiB of diffs to send at 2 MiB/s.
+    c.write_random("wdev0", 0, 10 << 20, 4);
+    c.wait_shipped("wdev0");
+    let g0 = c.walbc(&["snapshot", "s0", "vol0"]);
+    let h = c.device_hash("wdev0");
+    cut_replication(&c);
+    wait_a1_state(&c, "Archived");
+    let after = latest(&c, "a1");
+    assert_ne!(
+        after.split_whitespace().next(),
+        Some(g0.as_str()),
+        "a1 reached {g0} through a cut link"
+    );
+    assert_eq!(replicate(&c), format!("{g0} {g0}"));
+    check_both(&c, &g0, &h);
+}

@@ -78,6 +78,9 @@ pub struct Archive {
     pub data_dir: PathBuf,
     pub discard: DiscardMode,
     pub metrics: Arc<Metrics>,
+    /// Grow a volume's image when a diff or hash sync brings a larger device, instead of
+    /// refusing it as smaller-lv-size.
+    pub autoresize: bool,
     entries: Mutex<HashMap<String, Arc<Entry>>>,
 }
 
@@ -100,6 +103,7 @@ impl Archive {
             data_dir,
             discard,
             metrics,
+            autoresize: false,
             entries: Mutex::new(HashMap::new()),
         };
         for name in a.volumes()? {

@@ -22,7 +22,7 @@ use walb_proto::{hash_event, Accept, Ack, Frame, HashEvent, Hashes};
 use crate::archive::{Archive, Transient};
 use crate::image;
 use crate::service::{
-    admit, blocking, cmd_status, from_archive, internal, read_open, uuid_of, verify_wdiff,
+    admit, blocking, cmd_status, fits, from_archive, internal, read_open, uuid_of, verify_wdiff,
 };
 use crate::volume::{State, TempFile};
 
@@ -66,9 +66,7 @@ pub async fn hash_sync_flow(
     let vol = a.vol(&open.vol);
     let admitted = admit(&a, &vol, || {
         Ok(match vol.state().map_err(cmd_status)? {
-            State::Archived if open.size_lb > vol.size_lb().map_err(cmd_status)? => {
-                Err("smaller-lv-size")
-            }
+            State::Archived if !fits(&a, &vol, open.size_lb)? => Err("smaller-lv-size"),
             State::Archived => Ok(Transient::HashSync),
             State::SyncReady => Err("sync-ready"),
             State::Stopped => Err("stopped"),

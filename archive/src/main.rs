@@ -22,6 +22,10 @@ struct Args {
     /// How DISCARD records are applied to images: zero or ignore.
     #[arg(long, default_value = "zero", value_parser = ["zero", "ignore"])]
     discard: String,
+    /// Grow a volume's image when a diff or hash backup brings a larger device (otherwise
+    /// refused as smaller-lv-size until `resize`).
+    #[arg(long)]
+    autoresize: bool,
 }
 
 #[tokio::main]
@@ -31,10 +35,12 @@ async fn main() -> Result<()> {
     let discard: DiscardMode = args.discard.parse().context("--discard")?;
     let metrics = Arc::new(Metrics::new());
     let data_dir = args.common.data_dir.clone();
-    let archive = tokio::task::spawn_blocking(move || Archive::open(data_dir, discard, metrics))
-        .await
-        .context("startup recovery")?
-        .with_context(|| format!("open data dir {}", args.common.data_dir.display()))?;
+    let mut archive =
+        tokio::task::spawn_blocking(move || Archive::open(data_dir, discard, metrics))
+            .await
+            .context("startup recovery")?
+            .with_context(|| format!("open data dir {}", args.common.data_dir.display()))?;
+    archive.autoresize = args.autoresize;
     let archive = Arc::new(archive);
     let svc = ArchiveServer::new(Service(archive.clone()))
         .max_decoding_message_size(MAX_MESSAGE)

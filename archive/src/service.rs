@@ -163,15 +163,36 @@ pub(crate) fn from_archive(open: &Open, flow: &str) -> Result<bool, Status> {
     }
 }
 
+/// Whether the volume's image holds a device of `size_lb`; with `--autoresize` it is grown
+/// to it first. Runs under the volume's lock (in `admit`).
+pub(crate) fn fits(a: &Archive, vol: &Vol, size_lb: u64) -> Result<bool, Status> {
+    if size_lb <= vol.size_lb().map_err(cmd_status)? {
+        return Ok(true);
+    }
+    if !a.autoresize {
+        return Ok(false);
+    }
+    tracing::info!(vol = vol.name, size_lb, "autoresize: growing the image");
+    crate::ops::resize(vol, size_lb).map_err(cmd_status)?;
+    a.refresh_metrics(vol);
+    Ok(true)
+}
+
 /// The checks of a wdiff transfer once the volume exists and is idle.
-fn decide_wdiff(vol: &Vol, open: &Open, uuid: &Uuid, diff: &MetaDiff) -> Result<Decision, Status> {
+fn decide_wdiff(
+    a: &Archive,
+    vol: &Vol,
+    open: &Open,
+    uuid: &Uuid,
+    diff: &MetaDiff,
+) -> Result<Decision, Status> {
     if vol.state().map_err(cmd_status)? != State::Archived {
         return Ok(Err("stopped"));
     }
     if open.host_type == "proxy" && *uuid != vol.uuid().map_err(cmd_status)? {
         return Ok(Err("different-uuid"));
     }
-    if open.size_lb > vol.size_lb().map_err(cmd_status)? {
+    if !fits(a, vol, open.size_lb)? {
         return Ok(Err("smaller-lv-size"));
     }
     if let Some(word) = relation_word(vol, diff)? {
@@ -211,7 +232,7 @@ async fn wdiff_flow(
     let diff = MetaDiff::from_bytes(&open.diff)
         .map_err(|e| Status::invalid_argument(format!("Open.diff: {e}")))?;
     let vol = a.vol(&open.vol);
-    let admitted = admit(&a, &vol, || decide_wdiff(&vol, &open, &uuid, &diff)).await?;
+    let admitted = admit(&a, &vol, || decide_wdiff(&a, &vol, &open, &uuid, &diff)).await?;
     let entry = a.entry(&vol.name);
     let transient = match admitted {
         Ok(g) => g,

@@ -23,6 +23,8 @@ pub struct Spec {
     /// A TCP relay in front of every proxy and archive; storages reach them through it
     /// (`Cluster::relay`), walbc directly.
     pub relays: bool,
+    /// More flags for every archive daemon (e.g. `--autoresize`).
+    pub archive_flags: Vec<&'static str>,
 }
 
 impl Default for Spec {
@@ -34,6 +36,7 @@ impl Default for Spec {
             devices: vec![("wdev0", 32, 16)],
             tls: false,
             relays: false,
+            archive_flags: Vec::new(),
         }
     }
 }
@@ -108,7 +111,8 @@ impl Cluster {
             }
         }
         for id in &aa {
-            c.add_daemon(id, "archive", &addrs[id], vec![]);
+            let flags = spec.archive_flags.iter().map(|f| f.to_string()).collect();
+            c.add_daemon(id, "archive", &addrs[id], flags);
         }
         for id in &ps {
             c.add_daemon(id, "proxy", &addrs[id], vec![]);

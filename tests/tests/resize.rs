@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use walb_tests::cluster::{file_hash, Cluster, Spec};
 
-fn backed_up(test: &str) -> Option<Cluster> {
-    let c = Cluster::start(test, Spec::default())?;
+fn backed_up(test: &str, spec: Spec) -> Option<Cluster> {
+    let c = Cluster::start(test, spec)?;
     c.walbc(&["init-storage", "s0", "vol0", "wdev0"]);
     c.write_random("wdev0", 0, 2 << 20, 1);
     c.walbc(&["full-backup", "s0", "vol0"]);
@@ -17,17 +17,26 @@ fn backed_up(test: &str) -> Option<Cluster> {
 
 /// Grows wdev0's data device file from 32 to 36 MiB.
 fn grow_ddev(c: &Cluster) {
+    grow_ddev_to(c, 36 << 20);
+}
+
+fn grow_ddev_to(c: &Cluster, bytes: u64) {
     std::fs::OpenOptions::new()
         .write(true)
         .open(c.dir.join("wdev0.ddev"))
         .unwrap()
-        .set_len(36 << 20)
+        .set_len(bytes)
         .unwrap();
 }
 
 fn check(c: &Cluster, gid: &str) {
+    check_size(c, gid, 36 << 20);
+}
+
+/// The restore of `gid` has `bytes` and the device's hash.
+fn check_size(c: &Cluster, gid: &str, bytes: u64) {
     let img = c.walbc(&["restore", "vol0", gid]);
-    assert_eq!(std::fs::metadata(&img).unwrap().len(), 36 << 20);
+    assert_eq!(std::fs::metadata(&img).unwrap().len(), bytes);
     assert_eq!(
         file_hash(Path::new(&img)),
         c.device_hash("wdev0"),
@@ -38,7 +47,7 @@ fn check(c: &Cluster, gid: &str) {
 
 #[test]
 fn n11a_resize_with_zero_clear() {
-    let Some(c) = backed_up("n11a_resize_with_zero_clear") else {
+    let Some(c) = backed_up("n11a_resize_with_zero_clear", Spec::default()) else {
         return;
     };
     grow_ddev(&c);
@@ -58,7 +67,7 @@ fn n11a_resize_with_zero_clear() {
 
 #[test]
 fn n11b_resize_then_hash_backup() {
-    let Some(c) = backed_up("n11b_resize_then_hash_backup") else {
+    let Some(c) = backed_up("n11b_resize_then_hash_backup", Spec::default()) else {
         return;
     };
     grow_ddev(&c);
@@ -72,7 +81,7 @@ fn n11b_resize_then_hash_backup() {
 
 #[test]
 fn m3_storage_grown_but_not_the_archive() {
-    let Some(c) = backed_up("m3_storage_grown_but_not_the_archive") else {
+    let Some(c) = backed_up("m3_storage_grown_but_not_the_archive", Spec::default()) else {
         return;
     };
     grow_ddev(&c);
@@ -99,4 +108,28 @@ fn m3_storage_grown_but_not_the_archive() {
     }
     assert_eq!(c.walbc(&["is-wdiff-send-error", "p0", "vol0", "a0"]), "0");
     check(&c, &gid);
+}
+
+#[test]
+fn autoresize_archive_follows_a_grown_storage() {
+    let spec = Spec {
+        archive_flags: vec!["--autoresize"],
+        ..Spec::default()
+    };
+    let Some(c) = backed_up("autoresize_archive_follows_a_grown_storage", spec) else {
+        return;
+    };
+    // Only the storage grows: the diffs reaching past the old end grow the archive's image.
+    grow_ddev(&c);
+    c.walbc(&["call", "s0", "resize", "vol0"]);
+    c.write_random("wdev0", 33 << 20, 2 << 20, 6);
+    let gid = c.walbc(&["snapshot", "s0", "vol0"]);
+    check(&c, &gid);
+    // And a hash backup of a larger device does too.
+    grow_ddev_to(&c, 40 << 20);
+    c.walbc(&["call", "s0", "resize", "vol0"]);
+    c.walbc(&["go-standby", "s0", "vol0"]);
+    c.write_random("wdev0", 38 << 20, 1 << 20, 7);
+    let gid = c.walbc(&["hash-backup", "s0", "vol0"]);
+    check_size(&c, &gid, 40 << 20);
 }

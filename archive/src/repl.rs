@@ -8,19 +8,18 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 use walb_core::meta::{self, MetaSnap};
 use walb_core::virt::BulkSource;
 use walb_core::wdiff::hashdiff::{diff_against_hashes, ImageBulk};
-use walb_core::wdiff::sorted::{EncodedPack, Packer};
+use walb_core::wdiff::sorted::EncodedPack;
 use walb_core::wdiff::{Cmpr, Codec};
 use walb_core::{Gid, LBS};
 use walb_daemon::{CmdError, CmdResult};
 use walb_proto::archive_client::ArchiveClient;
 use walb_proto::control::call;
 use walb_proto::flow::{Flow, FlowError};
-use walb_proto::{frame, hash_event, wire, Bulk, Commit, Frame, HashEvent, Open};
+use walb_proto::hashflow::{send_chunks_blocking, HashFlow};
+use walb_proto::{frame, wire, Bulk, Commit, Open};
 
 use crate::archive::Archive;
 use crate::image;
@@ -209,15 +208,6 @@ async fn send_diffs(vol: &Vol, dst: &str, latest: &str) -> CmdResult<bool> {
     Ok(true)
 }
 
-async fn recv(events: &mut tonic::Streaming<HashEvent>, dst: &str) -> CmdResult<hash_event::Kind> {
-    events
-        .message()
-        .await
-        .map_err(|s| remote(dst, s.message()))?
-        .and_then(|e| e.kind)
-        .ok_or_else(|| remote(dst, "the destination closed the hash sync"))
-}
-
 /// Hash replication: the destination sends the hashes of its image at its latest snapshot;
 /// the bulks of this archive's newest restorable snapshot that differ go back as a compared
 /// diff to that snapshot.
@@ -228,7 +218,6 @@ async fn hash_copy(vol: &Vol, dst: &str) -> CmdResult<()> {
         })?;
     let (_, chain) = vol.chain_to_clean(newest.gid.0)?;
     let src = image::virtual_full(vol, &chain)?;
-    let (tx, rx) = mpsc::channel::<Frame>(8);
     let open = Open {
         vol: vol.name.clone(),
         host_type: "archive".into(),
@@ -237,73 +226,24 @@ async fn hash_copy(vol: &Vol, dst: &str) -> CmdResult<()> {
         cur_time: newest.timestamp,
         ..Default::default()
     };
-    tx.send(wire::frame(frame::Kind::Open(open)))
-        .await
-        .map_err(|e| remote(dst, e))?;
     let mut c = client(dst).await?;
-    let mut events = c
-        .hash_sync(ReceiverStream::new(rx))
+    let (mut flow, snap) = HashFlow::open(wire::frame(frame::Kind::Open(open)), |s| c.hash_sync(s))
         .await
-        .map_err(|s| remote(dst, s.message()))?
-        .into_inner();
-    match recv(&mut events, dst).await? {
-        hash_event::Kind::Accept(_) => {}
-        hash_event::Kind::Reject(w) => return Err(CmdError::State(format!("{dst} refused: {w}"))),
-        other => return Err(remote(dst, format!("expected Accept, got {other:?}"))),
-    }
-    let from = match recv(&mut events, dst).await? {
-        hash_event::Kind::Snap(b) => MetaSnap::from_bytes(&b)?,
-        other => return Err(remote(dst, format!("expected Snap, got {other:?}"))),
-    };
+        .map_err(|e| flow_err(dst, e))?;
+    let from = MetaSnap::from_bytes(&snap)?;
     let (htx, hrx) = std::sync::mpsc::sync_channel::<(u64, Bytes)>(8);
-    let ftx = tx.clone();
+    let ftx = flow.tx.clone();
     let worker = tokio::task::spawn_blocking(move || -> walb_core::Result<u64> {
-        let mut src = src;
-        let mut lba = 0u64;
-        let bulks = std::iter::from_fn(move || {
-            let mut buf = vec![0u8; BULK_LB as usize * LBS];
-            match src.read_next(&mut buf) {
-                Ok(0) => None,
-                Ok(n) => {
-                    buf.truncate(n);
-                    let b = ImageBulk {
-                        lba,
-                        blocks: (n / LBS) as u32,
-                        data: Bytes::from(buf),
-                    };
-                    lba += b.blocks as u64;
-                    Some(Ok(b))
-                }
-                Err(e) => Some(Err(e)),
-            }
-        });
-        let mut packer = Packer::new(Cmpr::new(Codec::Zstd, 1));
-        let mut send = |p: EncodedPack| -> walb_core::Result<()> {
-            let b = Bytes::from(p.to_bytes());
-            for c in b.chunks(wire::CHUNK) {
-                ftx.blocking_send(wire::chunk(b.slice_ref(c)))
-                    .map_err(|_| walb_core::Error::Invalid("the hash sync ended".into()))?;
-            }
-            Ok(())
+        let mut send = |p: EncodedPack| {
+            send_chunks_blocking(&ftx, Bytes::from(p.to_bytes()))
+                .map_err(|e| walb_core::Error::Invalid(e.to_string()))
         };
-        let changed = diff_against_hashes(bulks, hrx.into_iter(), &mut packer, &mut send)?;
-        if let Some(p) = packer.take() {
-            send(p)?;
-        }
-        Ok(changed)
+        let cmpr = Cmpr::new(Codec::Zstd, 1);
+        diff_against_hashes(image_bulks(src), hrx.into_iter(), cmpr, &mut send)
     });
-    loop {
-        match recv(&mut events, dst).await? {
-            hash_event::Kind::Hashes(h) => {
-                let last = h.last;
-                if htx.send((h.first, h.blake3)).is_err() || last {
-                    break;
-                }
-            }
-            other => return Err(remote(dst, format!("expected Hashes, got {other:?}"))),
-        }
-    }
-    drop(htx);
+    flow.forward_hashes(htx, || {})
+        .await
+        .map_err(|e| flow_err(dst, e))?;
     let changed = worker
         .await
         .map_err(|e| CmdError::Internal(format!("compare task: {e}")))??;
@@ -312,18 +252,35 @@ async fn hash_copy(vol: &Vol, dst: &str) -> CmdResult<()> {
         uuid: Bytes::copy_from_slice(&vol.uuid()?.0),
         ..Default::default()
     };
-    tx.send(wire::frame(frame::Kind::Commit(commit)))
+    flow.commit(wire::frame(frame::Kind::Commit(commit)))
         .await
-        .map_err(|e| remote(dst, e))?;
-    match recv(&mut events, dst).await? {
-        hash_event::Kind::Ack(_) => {}
-        hash_event::Kind::Reject(w) => return Err(CmdError::State(format!("{dst} refused: {w}"))),
-        other => return Err(remote(dst, format!("expected Ack, got {other:?}"))),
-    }
+        .map_err(|e| flow_err(dst, e))?;
     tracing::info!(
         vol = %vol.name,
         "replicated {from} → {} to {dst} by hashes: {changed} bulks differed",
         newest.gid
     );
     Ok(())
+}
+
+/// The bulks of a virtual image, in order from LB 0.
+fn image_bulks(mut src: impl BulkSource) -> impl Iterator<Item = walb_core::Result<ImageBulk>> {
+    let mut lba = 0u64;
+    std::iter::from_fn(move || {
+        let mut buf = vec![0u8; BULK_LB as usize * LBS];
+        match src.read_next(&mut buf) {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                let b = ImageBulk {
+                    lba,
+                    blocks: (n / LBS) as u32,
+                    data: Bytes::from(buf),
+                };
+                lba += b.blocks as u64;
+                Some(Ok(b))
+            }
+            Err(e) => Some(Err(e)),
+        }
+    })
 }

@@ -66,12 +66,8 @@ impl Flow {
 
     /// Sends `data` as chunks of `wire::CHUNK` bytes.
     pub async fn send_bytes(&self, data: bytes::Bytes) -> Result<(), FlowError> {
-        let mut at = 0;
-        while at < data.len() {
-            let n = (data.len() - at).min(crate::wire::CHUNK);
-            self.send(crate::wire::chunk(data.slice(at..at + n)))
-                .await?;
-            at += n;
+        for c in crate::wire::chunks(data) {
+            self.send(c).await?;
         }
         Ok(())
     }

@@ -11,4 +11,5 @@ pub use generated::*;
 
 pub mod control;
 pub mod flow;
+pub mod hashflow;
 pub mod wire;

@@ -154,6 +154,13 @@ pub fn chunk(data: impl Into<bytes::Bytes>) -> Frame {
     }
 }
 
+/// `data` as chunk frames of at most `CHUNK` bytes each.
+pub fn chunks(data: bytes::Bytes) -> impl Iterator<Item = Frame> {
+    (0..data.len())
+        .step_by(CHUNK)
+        .map(move |at| chunk(data.slice(at..(at + CHUNK).min(data.len()))))
+}
+
 /// The chunk's data, once its checksum matches.
 pub fn check_chunk(c: &Chunk) -> Result<&bytes::Bytes, WireError> {
     let got = crc32fast::hash(&c.data);

@@ -8,15 +8,15 @@ use std::path::PathBuf;
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 use walb_core::meta::{MetaLsidGid, MetaSnap};
 use walb_core::wdiff::hashdiff::{diff_against_hashes, ImageBulk};
-use walb_core::wdiff::sorted::Packer;
 use walb_core::wdiff::{Cmpr, Codec};
 use walb_core::{Gid, Lsid};
 use walb_daemon::{CmdError, CmdResult};
 use walb_proto::archive_client::ArchiveClient;
-use walb_proto::{frame, hash_event, wire, Commit, Frame, HashEvent, Open};
+use walb_proto::flow::FlowError;
+use walb_proto::hashflow::{send_chunks_blocking, HashFlow};
+use walb_proto::{frame, wire, Commit, Frame, Open};
 
 use crate::commands::Storage;
 use crate::record::now;
@@ -31,26 +31,23 @@ pub async fn hash_backup(st: &Storage, vol: &Vol, bulk_lb: u32) -> CmdResult<u64
     .await
 }
 
-fn transport(e: impl std::fmt::Display) -> CmdError {
-    CmdError::Internal(format!("hash backup with the archive: {e}"))
-}
-
-async fn next(events: &mut tonic::Streaming<HashEvent>) -> CmdResult<hash_event::Kind> {
-    events
-        .message()
-        .await
-        .map_err(|s| transport(s.message()))?
-        .and_then(|e| e.kind)
-        .ok_or_else(|| transport("the archive closed the stream"))
+fn flow_err(e: FlowError) -> CmdError {
+    match e {
+        FlowError::Rejected(w) => {
+            CmdError::State(format!("the archive refused the hash backup: {w}"))
+        }
+        FlowError::Transport(t) => CmdError::Internal(format!("hash backup with the archive: {t}")),
+    }
 }
 
 async fn run(st: &Storage, vol: &Vol, wdev: &str, bulk_lb: u32) -> CmdResult<u64> {
     let dev = st.wdevd.status(wdev).await?;
-    let ch = wire::connect(&st.archive).await.map_err(transport)?;
+    let ch = wire::connect(&st.archive)
+        .await
+        .map_err(|e| flow_err(FlowError::Transport(e.to_string())))?;
     let mut client = ArchiveClient::new(ch)
         .max_decoding_message_size(wire::MAX_MESSAGE)
         .max_encoding_message_size(wire::MAX_MESSAGE);
-    let (tx, rx) = mpsc::channel::<Frame>(8);
     let open = Open {
         vol: vol.name.clone(),
         host_type: "storage".into(),
@@ -60,27 +57,12 @@ async fn run(st: &Storage, vol: &Vol, wdev: &str, bulk_lb: u32) -> CmdResult<u64
         cur_time: now(),
         ..Default::default()
     };
-    tx.send(wire::frame(frame::Kind::Open(open)))
-        .await
-        .map_err(transport)?;
-    let mut events = client
-        .hash_sync(ReceiverStream::new(rx))
-        .await
-        .map_err(|s| transport(s.message()))?
-        .into_inner();
-    match next(&mut events).await? {
-        hash_event::Kind::Accept(_) => {}
-        hash_event::Kind::Reject(w) => {
-            return Err(CmdError::State(format!(
-                "the archive refused the hash backup: {w}"
-            )))
-        }
-        other => return Err(transport(format!("expected Accept, got {other:?}"))),
-    }
-    let snap_from = match next(&mut events).await? {
-        hash_event::Kind::Snap(b) => MetaSnap::from_bytes(&b)?,
-        other => return Err(transport(format!("expected Snap, got {other:?}"))),
-    };
+    let (mut flow, snap) = HashFlow::open(wire::frame(frame::Kind::Open(open)), |s| {
+        client.hash_sync(s)
+    })
+    .await
+    .map_err(flow_err)?;
+    let snap_from = MetaSnap::from_bytes(&snap)?;
     // The logs from here on belong to the dirty diff's end.
     let gid_b = snap_from.gid_e.0 + 1;
     st.wdevd.reset_wal(wdev).await?;
@@ -109,7 +91,7 @@ async fn run(st: &Storage, vol: &Vol, wdev: &str, bulk_lb: u32) -> CmdResult<u64
 
     let (htx, hrx) = std::sync::mpsc::sync_channel::<(u64, Bytes)>(8);
     let file = st.wdevd.ddev_path(wdev).await?;
-    let ftx = tx.clone();
+    let ftx = flow.tx.clone();
     let size_lb = dev.size_lb;
     let (scan, _guard) = vol.begin_scan(Scan::new(
         "hash-backup",
@@ -119,26 +101,15 @@ async fn run(st: &Storage, vol: &Vol, wdev: &str, bulk_lb: u32) -> CmdResult<u64
     let progress = scan.clone();
     let worker =
         tokio::task::spawn_blocking(move || compare(file, size_lb, bulk_lb, scan, hrx, ftx));
-    loop {
-        match next(&mut events).await? {
-            hash_event::Kind::Hashes(h) => {
-                st.metrics.set(
-                    "walb_storage_scan_bytes",
-                    &[("vol", &vol.name)],
-                    progress.done.load(std::sync::atomic::Ordering::Relaxed) as f64,
-                );
-                let last = h.last;
-                if htx.send((h.first, h.blake3)).is_err() {
-                    break;
-                }
-                if last {
-                    break;
-                }
-            }
-            other => return Err(transport(format!("expected Hashes, got {other:?}"))),
-        }
-    }
-    drop(htx);
+    flow.forward_hashes(htx, || {
+        st.metrics.set(
+            "walb_storage_scan_bytes",
+            &[("vol", &vol.name)],
+            progress.done.load(std::sync::atomic::Ordering::Relaxed) as f64,
+        )
+    })
+    .await
+    .map_err(flow_err)?;
     let (changed, sent) = worker
         .await
         .map_err(|e| CmdError::Internal(format!("compare task: {e}")))??;
@@ -148,18 +119,9 @@ async fn run(st: &Storage, vol: &Vol, wdev: &str, bulk_lb: u32) -> CmdResult<u64
         uuid: Bytes::copy_from_slice(&uuid.0),
         ..Default::default()
     };
-    tx.send(wire::frame(frame::Kind::Commit(commit)))
+    flow.commit(wire::frame(frame::Kind::Commit(commit)))
         .await
-        .map_err(transport)?;
-    match next(&mut events).await? {
-        hash_event::Kind::Ack(_) => {}
-        hash_event::Kind::Reject(w) => {
-            return Err(CmdError::State(format!(
-                "the archive refused the hash diff: {w}"
-            )))
-        }
-        other => return Err(transport(format!("expected Ack, got {other:?}"))),
-    }
+        .map_err(flow_err)?;
     tracing::info!(
         vol = vol.name,
         "hash backup done: {changed} bulks differed, {sent} bytes sent, gid {gid_b}..{gid_e}"
@@ -178,16 +140,11 @@ fn compare(
     hashes: std::sync::mpsc::Receiver<(u64, Bytes)>,
     tx: mpsc::Sender<Frame>,
 ) -> CmdResult<(u64, u64)> {
-    let mut packer = Packer::new(Cmpr::new(Codec::Zstd, 1));
     let mut sent = 0u64;
     let mut send = |p: walb_core::wdiff::sorted::EncodedPack| -> walb_core::Result<()> {
         let b = Bytes::from(p.to_bytes());
         sent += b.len() as u64;
-        for c in b.chunks(wire::CHUNK) {
-            tx.blocking_send(wire::chunk(b.slice_ref(c)))
-                .map_err(|_| walb_core::Error::Invalid("the hash sync ended".into()))?;
-        }
-        Ok(())
+        send_chunks_blocking(&tx, b).map_err(|e| walb_core::Error::Invalid(e.to_string()))
     };
     let bulks = crate::scan::read_bulks(file, size_lb, bulk_lb, scan)
         .into_iter()
@@ -199,9 +156,11 @@ fn compare(
             })
             .map_err(|e| walb_core::Error::Invalid(e.to_string()))
         });
-    let changed = diff_against_hashes(bulks, hashes.into_iter(), &mut packer, &mut send)?;
-    if let Some(p) = packer.take() {
-        send(p)?;
-    }
+    let changed = diff_against_hashes(
+        bulks,
+        hashes.into_iter(),
+        Cmpr::new(Codec::Zstd, 1),
+        &mut send,
+    )?;
     Ok((changed, sent))
 }

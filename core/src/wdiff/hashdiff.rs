@@ -4,6 +4,7 @@
 use bytes::Bytes;
 
 use crate::error::{Error, Result};
+use crate::wdiff::cmpr::Cmpr;
 use crate::wdiff::rec::{Body, DiffRec};
 use crate::wdiff::sorted::{EncodedPack, Packer};
 
@@ -16,9 +17,24 @@ pub struct ImageBulk {
 
 /// Compares `bulks` (in order from LB 0) with `hashes`: batches of 32-byte BLAKE3 hashes of
 /// the other image's bulks, each batch starting at bulk number `first`, in order. Each bulk
-/// that differs goes to `packer`, whose full packs go to `emit` (the caller takes the last
-/// one). Hashes past the image's end are ignored. Returns the number of bulks that differed.
+/// that differs becomes a record of sorted-wdiff packs compressed with `cmpr`, each pack going
+/// to `emit` (the last one too). Hashes past the image's end are ignored. Returns the number
+/// of bulks that differed.
 pub fn diff_against_hashes(
+    bulks: impl Iterator<Item = Result<ImageBulk>>,
+    hashes: impl Iterator<Item = (u64, Bytes)>,
+    cmpr: Cmpr,
+    emit: &mut dyn FnMut(EncodedPack) -> Result<()>,
+) -> Result<u64> {
+    let mut packer = Packer::new(cmpr);
+    let changed = compare(bulks, hashes, &mut packer, emit)?;
+    if let Some(p) = packer.take() {
+        emit(p)?;
+    }
+    Ok(changed)
+}
+
+fn compare(
     bulks: impl Iterator<Item = Result<ImageBulk>>,
     hashes: impl Iterator<Item = (u64, Bytes)>,
     packer: &mut Packer,
@@ -62,7 +78,7 @@ pub fn diff_against_hashes(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wdiff::cmpr::{Cmpr, Codec};
+    use crate::wdiff::cmpr::Codec;
     use crate::wdiff::sorted::parse_pack;
 
     fn bulks(img: &[u8], bulk: usize) -> impl Iterator<Item = Result<ImageBulk>> + '_ {
@@ -92,19 +108,13 @@ mod tests {
             (0u64, Bytes::copy_from_slice(&hs[..8 * 32])),
             (8u64, Bytes::copy_from_slice(&hs[8 * 32..])),
         ];
-        let mut packer = Packer::new(Cmpr::new(Codec::None, 0));
+        let none = Cmpr::new(Codec::None, 0);
         let mut packs = Vec::new();
-        let n = diff_against_hashes(
-            bulks(&new, bulk),
-            batches.into_iter(),
-            &mut packer,
-            &mut |p| {
-                packs.push(p);
-                Ok(())
-            },
-        )
+        let n = diff_against_hashes(bulks(&new, bulk), batches.into_iter(), none, &mut |p| {
+            packs.push(p);
+            Ok(())
+        })
         .unwrap();
-        packs.extend(packer.take());
         assert_eq!(n, 3);
         let recs: Vec<DiffRec> = packs
             .iter()
@@ -116,9 +126,7 @@ mod tests {
             .collect();
         assert_eq!(addrs, [(8, false), (80, false), (120, true)]);
         let gap = vec![(9u64, Bytes::from(vec![0u8; 32]))];
-        let e = diff_against_hashes(bulks(&new, bulk), gap.into_iter(), &mut packer, &mut |_| {
-            Ok(())
-        });
+        let e = diff_against_hashes(bulks(&new, bulk), gap.into_iter(), none, &mut |_| Ok(()));
         assert!(e.is_err());
     }
 }

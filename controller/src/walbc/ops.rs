@@ -339,6 +339,27 @@ impl Ctl {
         self.call(a, &["restore", vol, &gid.to_string()]).await
     }
 
+    /// Makes clean snapshots `gids` of `vol` explicit (`enable`) or implicit on an archive
+    /// (default the primary).
+    pub async fn set_snapshots(
+        &self,
+        vol: &str,
+        gids: &[u64],
+        enable: bool,
+        archive: Option<&str>,
+    ) -> Result<()> {
+        let a = self.layout.archive(archive)?;
+        let cmd = if enable {
+            "enable-snapshot"
+        } else {
+            "disable-snapshot"
+        };
+        let gids: Vec<String> = gids.iter().map(u64::to_string).collect();
+        let mut args = vec![cmd, vol];
+        args.extend(gids.iter().map(String::as_str));
+        self.call(a, &args).await.map(drop)
+    }
+
     /// Status of every server (or the servers' view of one volume).
     pub async fn status(&self, vol: Option<&str>) -> Result<String> {
         let mut out = String::new();

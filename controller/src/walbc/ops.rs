@@ -65,13 +65,13 @@ impl Ctl {
         for p in &self.layout.proxy {
             let have = self.archive_infos(p, vol).await?;
             if !have.contains(&a.id) {
-                if self.proxy_state(p, vol).await? == "Started" {
+                if self.proxy_started(p, vol).await? {
                     self.call(p, &["stop", vol]).await?;
                 }
                 self.call(p, &["archive-info", "add", vol, &a.id, &a.addr])
                     .await?;
             }
-            if self.proxy_state(p, vol).await? != "Started" {
+            if !self.proxy_started(p, vol).await? {
                 self.call(p, &["start", vol]).await?;
             }
         }
@@ -106,7 +106,7 @@ impl Ctl {
         let a = self.layout.archive(Some(dst))?.clone();
         let primary = self.layout.primary_archive()?.id.clone();
         for p in &self.layout.proxy {
-            if self.proxy_state(p, vol).await? == "Started" {
+            if self.proxy_started(p, vol).await? {
                 self.call(p, &["stop", vol, "empty"]).await?;
             }
         }
@@ -127,7 +127,7 @@ impl Ctl {
             if !self.archive_infos(p, vol).await?.contains(&dst.to_string()) {
                 continue;
             }
-            if self.proxy_state(p, vol).await? == "Started" {
+            if self.proxy_started(p, vol).await? {
                 self.call(p, &["stop", vol]).await?;
             }
             self.call(p, &["archive-info", "delete", vol, dst]).await?;
@@ -136,6 +136,15 @@ impl Ctl {
             }
         }
         Ok(())
+    }
+
+    /// Whether the proxy runs `vol`: Started, or WlogRecv (Started while one wlog comes in; a
+    /// stop waits for it, a start is refused).
+    async fn proxy_started(&self, p: &Server, vol: &str) -> Result<bool> {
+        Ok(matches!(
+            self.proxy_state(p, vol).await?.as_str(),
+            "Started" | "WlogRecv"
+        ))
     }
 
     async fn proxy_state(&self, p: &Server, vol: &str) -> Result<String> {

@@ -37,7 +37,12 @@ fn n13_disable_and_enable_snapshots() {
     c.write_random("wdev0", 6 << 20, 1 << 20, 2);
     let applied = c.walbc(&["snapshot", "s0", "vol0"]);
     c.walbc(&["apply", "vol0", &applied]);
-    assert_eq!(restorable(&c, false), [applied.clone()], "{}", c.logs());
+    assert_eq!(
+        restorable(&c, false),
+        std::slice::from_ref(&applied),
+        "{}",
+        c.logs()
+    );
 
     let snaps: Vec<String> = (0..5u64)
         .map(|i| {

@@ -287,7 +287,7 @@ impl Vol {
             )));
         }
         std::fs::rename(&from, &to).map_err(|e| internal(to.display(), e))?;
-        tracing::info!(vol = %self.name, "diff {d} is now {}", if mergeable { "mergeable" } else { "not mergeable" });
+        tracing::info!(vol = %self.name, mergeable, "diff {d}: mergeable flag set");
         Ok(())
     }
 

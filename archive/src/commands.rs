@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use walb_core::bhash::DEFAULT_BULK;
+use walb_core::Gid;
 use walb_daemon::error::{arg, invalid, num_arg};
 use walb_daemon::serve::Commands;
 use walb_daemon::{volfile, CmdError, CmdResult};
@@ -42,6 +43,7 @@ impl Commands for ArchiveCommands {
             "status" => status(a, &args).await,
             "restore" | "del-restored" | "apply" | "merge" | "gc-diff" | "cat" | "bhash"
             | "resize" => data_cmd(a, &args).await,
+            "disable-snapshot" | "enable-snapshot" => snapshot_flag(a, &args).await,
             _ => Err(invalid(format!("unknown command {cmd:?}"))),
         }
     }
@@ -207,6 +209,25 @@ async fn status(a: &Arc<Archive>, args: &[String]) -> CmdResult<String> {
         out.push(line);
     }
     Ok(out.join("\n"))
+}
+
+/// `disable-snapshot VOL GID...` makes clean snapshots implicit (mergeable), `enable-snapshot`
+/// explicit again; replies with the number of diffs changed. The volume lock keeps apply and
+/// merge out meanwhile.
+async fn snapshot_flag(a: &Arc<Archive>, args: &[String]) -> CmdResult<String> {
+    let cmd = args[0].clone();
+    let name = vol_arg(args, 1)?;
+    // Index 2 is read even when missing: at least one gid.
+    let gids = (2..args.len().max(3))
+        .map(|i| num_arg(args, i, "gid").map(Gid))
+        .collect::<CmdResult<Vec<Gid>>>()?;
+    let mergeable = cmd == "disable-snapshot";
+    a.run(&name, move |a, vol| {
+        let vol = a.vol(&vol.name).require()?;
+        vol.expect_state(&cmd, &[State::Archived])?;
+        Ok(vol.set_mergeable(&gids, mergeable)?.to_string())
+    })
+    .await
 }
 
 async fn data_cmd(a: &Arc<Archive>, args: &[String]) -> CmdResult<String> {

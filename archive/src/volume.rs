@@ -247,6 +247,50 @@ impl Vol {
         Ok((base, chain))
     }
 
+    /// Sets the mergeable flag of every diff that starts at clean snapshot `gid` of each of
+    /// `gids`: `true` makes those snapshots implicit (merge may eat them), `false` explicit.
+    /// Every gid is checked before any file changes. The flag is part of the file name, so each
+    /// flip is one rename; the directory is synced once at the end. A crash in between leaves
+    /// some flipped, which the same command finishes.
+    pub fn set_mergeable(&self, gids: &[Gid], mergeable: bool) -> CmdResult<usize> {
+        let diffs = self.diffs()?;
+        let mut flips = Vec::new();
+        for &gid in gids {
+            for d in diffs_from_clean(&self.name, &diffs, gid)? {
+                if d.is_mergeable != mergeable && !flips.contains(&d) {
+                    flips.push(d);
+                }
+            }
+        }
+        for d in &flips {
+            self.rename_flag(d, mergeable)?;
+        }
+        if !flips.is_empty() {
+            sync_dir(&self.dir)?;
+        }
+        Ok(flips.len())
+    }
+
+    /// Renames diff `d`'s file to the name with the other mergeable flag.
+    fn rename_flag(&self, d: &MetaDiff, mergeable: bool) -> CmdResult<()> {
+        let from = self.diff_path(d);
+        let to = self.diff_path(&MetaDiff {
+            is_mergeable: mergeable,
+            ..*d
+        });
+        // Never replace a file: a diff is registered under one name only.
+        if to.exists() {
+            return Err(CmdError::Internal(format!(
+                "{} already exists next to {}",
+                to.display(),
+                from.display()
+            )));
+        }
+        std::fs::rename(&from, &to).map_err(|e| internal(to.display(), e))?;
+        tracing::info!(vol = %self.name, mergeable, "diff {d}: mergeable flag set");
+        Ok(())
+    }
+
     /// A temporary file name in the volume directory (swept at startup).
     pub fn temp_path(&self, what: &str) -> PathBuf {
         self.dir
@@ -340,6 +384,28 @@ impl Vol {
     }
 }
 
+/// The diffs that start at snapshot `gid`; an error names the gid when there is none or the
+/// snapshot there is not clean.
+fn diffs_from_clean(vol: &str, diffs: &[MetaDiff], gid: Gid) -> CmdResult<Vec<MetaDiff>> {
+    let from: Vec<MetaDiff> = diffs
+        .iter()
+        .filter(|d| d.snap_b.gid_b == gid)
+        .copied()
+        .collect();
+    if from.is_empty() {
+        return Err(invalid(format!(
+            "gid {gid}: no diff of volume {vol} starts there"
+        )));
+    }
+    if let Some(d) = from.iter().find(|d| !d.snap_b.is_clean()) {
+        return Err(invalid(format!(
+            "gid {gid}: snapshot {} of volume {vol} is not clean",
+            d.snap_b
+        )));
+    }
+    Ok(from)
+}
+
 pub fn sync_dir(dir: &Path) -> CmdResult<()> {
     walb_core::atomic::sync_dir(dir).map_err(|e| CmdError::Internal(e.to_string()))
 }
@@ -389,5 +455,90 @@ impl Drop for TempFile {
         if !self.kept {
             let _ = std::fs::remove_file(&self.path);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A volume with an (empty) image at `<|0|>` and clean diffs 0→1 explicit, 1→2, 2→3
+    /// explicit, 3→4 explicit: restorable 0, 1, 3, 4; 2 implicit. Only names matter here.
+    fn volume(dir: &Path) -> Vol {
+        let vol = Vol::new(dir, "v");
+        vol.create().unwrap();
+        vol.set_base(&MetaState::new(MetaSnap::clean(Gid(0)), 1_700_000_000))
+            .unwrap();
+        File::create(vol.image()).unwrap();
+        for (b, e, m) in [(0, 1, false), (1, 2, false), (2, 3, true), (3, 4, false)] {
+            let mut d = MetaDiff::clean(b, e).unwrap();
+            d.is_mergeable = m;
+            d.timestamp = 1_700_000_000 + e;
+            File::create(vol.diff_path(&d)).unwrap();
+        }
+        vol
+    }
+
+    fn explicit(vol: &Vol) -> Vec<u64> {
+        vol.restorable()
+            .unwrap()
+            .iter()
+            .filter(|r| r.is_explicit)
+            .map(|r| r.gid.0)
+            .collect()
+    }
+
+    #[test]
+    fn disable_and_enable_flip_the_flag_in_the_name_and_survive_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let vol = volume(dir.path());
+        assert_eq!(explicit(&vol), [0, 1, 3, 4]);
+        assert_eq!(vol.set_mergeable(&[Gid(1), Gid(3)], true).unwrap(), 2);
+        // A fresh handle reads only the files: what a restarted daemon sees.
+        let vol = Vol::new(dir.path(), "v");
+        assert_eq!(explicit(&vol), [0, 4]);
+        assert_eq!(vol.restorable().unwrap().len(), 5);
+        assert!(meta::format_name(&vol.diffs().unwrap()[1]).ends_with("-M--1-2.wdiff"));
+        // Already in that state: nothing to rename.
+        assert_eq!(vol.set_mergeable(&[Gid(1)], true).unwrap(), 0);
+        assert_eq!(vol.set_mergeable(&[Gid(1), Gid(3)], false).unwrap(), 2);
+        let vol = Vol::new(dir.path(), "v");
+        assert_eq!(explicit(&vol), [0, 1, 3, 4]);
+        // gid 2 was implicit from the start; enabling it makes it explicit.
+        assert_eq!(vol.set_mergeable(&[Gid(2)], false).unwrap(), 1);
+        assert_eq!(explicit(&Vol::new(dir.path(), "v")), [0, 1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn a_gid_without_a_diff_or_with_a_dirty_start_is_refused_and_nothing_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let vol = volume(dir.path());
+        let dirty = MetaDiff::new(
+            MetaSnap::new(Gid(4), Gid(6)).unwrap(),
+            MetaSnap::clean(Gid(7)),
+        )
+        .unwrap();
+        File::create(vol.diff_path(&dirty)).unwrap();
+        let before = vol.diffs().unwrap();
+        let names = |v: &Vol| {
+            v.diffs()
+                .unwrap()
+                .iter()
+                .map(meta::format_name)
+                .collect::<Vec<_>>()
+        };
+        let want = names(&vol);
+        for (gids, word) in [(vec![Gid(1), Gid(9)], "gid 9"), (vec![Gid(4)], "gid 4")] {
+            let e = vol.set_mergeable(&gids, true).unwrap_err();
+            assert!(matches!(e, CmdError::Invalid(_)), "{e:?}");
+            assert!(e.to_string().contains(word), "{e}");
+        }
+        assert!(vol
+            .set_mergeable(&[Gid(4)], true)
+            .unwrap_err()
+            .to_string()
+            .contains("not clean"));
+        assert_eq!(vol.diffs().unwrap().len(), before.len());
+        assert_eq!(names(&vol), want);
     }
 }

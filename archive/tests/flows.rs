@@ -345,6 +345,66 @@ async fn apply_and_merge_keep_restores_identical() {
     assert_eq!(d.ctl(&["gc-diff", VOL]).await, "0");
 }
 
+/// The gids `get restorable` lists (explicit ones only).
+async fn explicit_gids(d: &Daemon) -> Vec<String> {
+    d.ctl(&["get", "restorable", VOL])
+        .await
+        .lines()
+        .map(|l| l.split_whitespace().next().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enable_and_disable_snapshot_survive_a_restart_and_steer_merge() {
+    let dir = tempfile::tempdir().unwrap();
+    let (d, _img, uuid) = synced(dir.path()).await;
+    three_diffs(&d, uuid).await;
+    let h3 = d.ctl(&["bhash", VOL, "3"]).await;
+    assert_eq!(explicit_gids(&d).await, ["0", "3"]);
+    assert_eq!(d.ctl(&["enable-snapshot", VOL, "1", "2"]).await, "2");
+    assert_eq!(explicit_gids(&d).await, ["0", "1", "2", "3"]);
+    d.kill();
+    let d = Daemon::start(dir.path()).await;
+    assert_eq!(explicit_gids(&d).await, ["0", "1", "2", "3"]);
+    // Explicit 2 lies between: no merge across it until it is disabled.
+    assert!(d.try_ctl(&["merge", VOL, "1", "3"]).await.is_err());
+    assert_eq!(d.ctl(&["disable-snapshot", VOL, "2"]).await, "1");
+    assert_eq!(explicit_gids(&d).await, ["0", "1", "3"]);
+    assert_eq!(
+        d.ctl(&["get", "restorable", VOL, "all"])
+            .await
+            .lines()
+            .count(),
+        4
+    );
+    assert_eq!(d.ctl(&["merge", VOL, "1", "3"]).await, "ok");
+    assert_eq!(d.ctl(&["bhash", VOL, "3"]).await, h3);
+    assert_eq!(explicit_gids(&d).await, ["0", "1", "3"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshot_flag_errors_name_the_cause() {
+    let dir = tempfile::tempdir().unwrap();
+    let (d, _img, uuid) = synced(dir.path()).await;
+    three_diffs(&d, uuid).await;
+    let diffs = d.ctl(&["get", "diff", VOL]).await;
+    let code = |r: Result<String, tonic::Status>| r.unwrap_err();
+    // gid 3 ends the chain: no diff starts there.
+    let e = code(d.try_ctl(&["disable-snapshot", VOL, "1", "3"]).await);
+    assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e}");
+    assert!(e.message().contains("gid 3"), "{e}");
+    let e = code(d.try_ctl(&["disable-snapshot", VOL]).await);
+    assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e}");
+    let e = code(d.try_ctl(&["enable-snapshot", VOL, "x"]).await);
+    assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e}");
+    let e = code(d.try_ctl(&["enable-snapshot", "nope", "1"]).await);
+    assert_eq!(e.code(), tonic::Code::NotFound, "{e}");
+    assert_eq!(d.ctl(&["stop", VOL]).await, "ok");
+    let e = code(d.try_ctl(&["enable-snapshot", VOL, "1"]).await);
+    assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e}");
+    assert_eq!(d.ctl(&["get", "diff", VOL]).await, diffs);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_keeps_everything() {
     let dir = tempfile::tempdir().unwrap();

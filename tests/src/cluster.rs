@@ -395,11 +395,16 @@ impl Cluster {
     /// Waits until storage s0 shipped every permanent log of device `dev` (volume vol0) and
     /// proxy p0 holds nothing more for any archive.
     pub fn wait_shipped(&self, dev: &str) {
+        self.wait_vol_shipped(dev, "vol0")
+    }
+
+    /// `wait_shipped` for volume `vol` on device `dev`.
+    pub fn wait_vol_shipped(&self, dev: &str, vol: &str) {
         let t = Instant::now();
         loop {
             let permanent = run_ok(self.wdevc().args(["get-permanent-lsid", dev]));
-            let done = self.walbc(&["call", "s0", "get", "done", "vol0"]);
-            let held = self.walbc(&["call", "p0", "get", "proxy-diff", "vol0"]);
+            let done = self.walbc(&["call", "s0", "get", "done", vol]);
+            let held = self.walbc(&["call", "p0", "get", "proxy-diff", vol]);
             if done.split_whitespace().next() == Some(permanent.trim()) && held.is_empty() {
                 return;
             }

@@ -150,6 +150,23 @@ pub enum Cmd {
         #[arg(long)]
         archive: Option<String>,
     },
+    /// Make the clean snapshots GID... implicit: hidden from `get restorable`, and a merge may
+    /// merge across them.
+    DisableSnapshot {
+        vol: String,
+        #[arg(required = true)]
+        gids: Vec<u64>,
+        #[arg(long)]
+        archive: Option<String>,
+    },
+    /// Make the clean snapshots GID... explicit again (undoes disable-snapshot).
+    EnableSnapshot {
+        vol: String,
+        #[arg(required = true)]
+        gids: Vec<u64>,
+        #[arg(long)]
+        archive: Option<String>,
+    },
     /// Status of every server, or a volume's summary (`--json`).
     Status {
         vol: Option<String>,
@@ -317,6 +334,16 @@ pub async fn run(cli: Cli) -> Result<()> {
             let c = ctl()?;
             let a = c.layout.archive(archive.as_deref())?.clone();
             c.call(&a, &["merge", &vol, &gid_b.to_string(), &gid_e.to_string()])
+                .await?;
+        }
+        Cmd::DisableSnapshot { vol, gids, archive } => {
+            ctl()?
+                .set_snapshots(&vol, &gids, false, archive.as_deref())
+                .await?;
+        }
+        Cmd::EnableSnapshot { vol, gids, archive } => {
+            ctl()?
+                .set_snapshots(&vol, &gids, true, archive.as_deref())
                 .await?;
         }
         Cmd::Status { vol, json } => {

@@ -86,7 +86,7 @@ impl Ctl {
         match self.proxy_state(p, vol).await?.as_str() {
             "Clear" => return Ok(false),
             "Stopped" => return Ok(true),
-            "Started" => {
+            "Started" | "WlogRecv" => {
                 self.call(p, &["stop", vol, "empty"]).await?;
             }
             _ => {}
@@ -114,7 +114,7 @@ impl Ctl {
             args.extend(info.split_whitespace());
             self.call(dst, &args).await?;
         }
-        if self.proxy_state(dst, vol).await? != "Started" {
+        if !self.proxy_started(dst, vol).await? {
             self.call(dst, &["start", vol]).await?;
         }
         Ok(())

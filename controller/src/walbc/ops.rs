@@ -65,13 +65,13 @@ impl Ctl {
         for p in &self.layout.proxy {
             let have = self.archive_infos(p, vol).await?;
             if !have.contains(&a.id) {
-                if self.proxy_state(p, vol).await? == "Started" {
+                if self.proxy_started(p, vol).await? {
                     self.call(p, &["stop", vol]).await?;
                 }
                 self.call(p, &["archive-info", "add", vol, &a.id, &a.addr])
                     .await?;
             }
-            if self.proxy_state(p, vol).await? != "Started" {
+            if !self.proxy_started(p, vol).await? {
                 self.call(p, &["start", vol]).await?;
             }
         }
@@ -114,7 +114,7 @@ impl Ctl {
         let a = self.layout.archive(Some(dst))?.clone();
         let primary = self.layout.primary_archive()?.id.clone();
         for p in &self.layout.proxy {
-            if self.proxy_state(p, vol).await? == "Started" {
+            if self.proxy_started(p, vol).await? {
                 self.call(p, &["stop", vol, "empty"]).await?;
             }
         }
@@ -135,7 +135,7 @@ impl Ctl {
             if !self.archive_infos(p, vol).await?.contains(&dst.to_string()) {
                 continue;
             }
-            if self.proxy_state(p, vol).await? == "Started" {
+            if self.proxy_started(p, vol).await? {
                 self.call(p, &["stop", vol]).await?;
             }
             self.call(p, &["archive-info", "delete", vol, dst]).await?;
@@ -144,6 +144,15 @@ impl Ctl {
             }
         }
         Ok(())
+    }
+
+    /// Whether the proxy runs `vol`: Started, or WlogRecv (Started while one wlog comes in; a
+    /// stop waits for it, a start is refused).
+    pub(super) async fn proxy_started(&self, p: &Server, vol: &str) -> Result<bool> {
+        Ok(matches!(
+            self.proxy_state(p, vol).await?.as_str(),
+            "Started" | "WlogRecv"
+        ))
     }
 
     pub(super) async fn proxy_state(&self, p: &Server, vol: &str) -> Result<String> {
@@ -345,6 +354,27 @@ impl Ctl {
     pub async fn restore(&self, vol: &str, gid: u64, archive: Option<&str>) -> Result<String> {
         let a = self.layout.archive(archive)?;
         self.call(a, &["restore", vol, &gid.to_string()]).await
+    }
+
+    /// Makes clean snapshots `gids` of `vol` explicit (`enable`) or implicit on an archive
+    /// (default the primary).
+    pub async fn set_snapshots(
+        &self,
+        vol: &str,
+        gids: &[u64],
+        enable: bool,
+        archive: Option<&str>,
+    ) -> Result<()> {
+        let a = self.layout.archive(archive)?;
+        let cmd = if enable {
+            "enable-snapshot"
+        } else {
+            "disable-snapshot"
+        };
+        let gids: Vec<String> = gids.iter().map(u64::to_string).collect();
+        let mut args = vec![cmd, vol];
+        args.extend(gids.iter().map(String::as_str));
+        self.call(a, &args).await.map(drop)
     }
 
     /// Status of every server (or the servers' view of one volume).

@@ -417,6 +417,65 @@ impl Cluster {
         }
     }
 
+    /// Starts a cluster (`None` without root and /dev/fuse) and backs vol0 up: wdev0 bound
+    /// to s0, `bytes` of random data (seed 1) written at 0, a full backup to the primary.
+    pub fn backed_up(test: &str, spec: Spec, bytes: usize) -> Option<Cluster> {
+        let c = Cluster::start(test, spec)?;
+        c.walbc(&["init-storage", "s0", "vol0", "wdev0"]);
+        c.write_random("wdev0", 0, bytes, 1);
+        c.walbc(&["full-backup", "s0", "vol0"]);
+        Some(c)
+    }
+
+    /// BLAKE3 of vol0's snapshot `gid` restored on `archive`.
+    pub fn restored_hash(&self, archive: &str, gid: &str) -> String {
+        let img = self.walbc(&["restore", "vol0", gid, "--archive", archive]);
+        file_hash(Path::new(&img))
+    }
+
+    /// vol0's snapshot `gid` restored on `archive` reads as device `dev` does now.
+    pub fn check_restore(&self, archive: &str, gid: &str, dev: &str) {
+        assert_eq!(
+            self.restored_hash(archive, gid),
+            self.device_hash(dev),
+            "{archive}'s restore of gid {gid} differs from {dev}\n{}",
+            self.logs()
+        );
+    }
+
+    /// Waits (20 s at most) until server `id` reports vol0's state as `want`.
+    pub fn wait_state(&self, id: &str, want: &str) {
+        let t = Instant::now();
+        loop {
+            let s = self.walbc(&["call", id, "get", "state", "vol0"]);
+            if s == want {
+                return;
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(20),
+                "{id} is {s}, not {want}\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// True when vol0's snapshot `gid` is restorable on `archive`.
+    pub fn is_restorable(&self, archive: &str, gid: &str) -> bool {
+        self.walbc(&["call", archive, "get", "restorable", "vol0"])
+            .lines()
+            .any(|l| l.split_whitespace().next() == Some(gid))
+    }
+
+    /// Waits (60 s at most) until vol0's snapshot `gid` is restorable on `archive`.
+    pub fn wait_restorable(&self, archive: &str, gid: &str) {
+        let t = Instant::now();
+        while !self.is_restorable(archive, gid) {
+            assert!(t.elapsed() < Duration::from_secs(60), "{}", self.logs());
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
     /// Writes `len` random bytes (seeded) at `offset` of device `name` and fsyncs.
     pub fn write_random(&self, name: &str, offset: u64, len: usize, seed: u64) {
         use rand::{RngCore, SeedableRng};

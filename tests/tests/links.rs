@@ -2,10 +2,9 @@
 //! in front of the proxy and the archive. Judged by the restored image's hash against the
 //! device's. Needs root and /dev/fuse.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use walb_tests::cluster::{file_hash, Cluster, Spec};
+use walb_tests::cluster::{Cluster, Spec};
 
 /// A cluster whose storage reaches p0 and a0 through relays, and p0 reaches a0 through one;
 /// vol0 backed up.
@@ -23,23 +22,8 @@ fn with_relays(test: &str) -> Option<Cluster> {
     Some(c)
 }
 
-fn restorable(c: &Cluster, gid: &str) -> bool {
-    c.walbc(&["call", "a0", "get", "restorable", "vol0"])
-        .lines()
-        .any(|l| l.split_whitespace().next() == Some(gid))
-}
-
-fn wait_restorable(c: &Cluster, gid: &str) {
-    let t = Instant::now();
-    while !restorable(c, gid) {
-        assert!(t.elapsed() < Duration::from_secs(60), "{}", c.logs());
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
 fn check(c: &Cluster, gid: &str, want: &str) {
-    let img = c.walbc(&["restore", "vol0", gid]);
-    assert_eq!(file_hash(Path::new(&img)), want, "gid {gid}\n{}", c.logs());
+    assert_eq!(c.restored_hash("a0", gid), want, "gid {gid}\n{}", c.logs());
 }
 
 #[test]
@@ -52,14 +36,17 @@ fn e9_storage_to_proxy_cut() {
     let gid = c.walbc(&["snapshot", "s0", "vol0", "--no-wait"]);
     let h = c.device_hash("wdev0");
     std::thread::sleep(Duration::from_secs(3));
-    assert!(!restorable(&c, &gid), "restorable through a cut link");
+    assert!(
+        !c.is_restorable("a0", &gid),
+        "restorable through a cut link"
+    );
     c.relay("p0").restore();
     c.walbc(&["kick", "s0"]);
-    wait_restorable(&c, &gid);
+    c.wait_restorable("a0", &gid);
     check(&c, &gid, &h);
     c.write_random("wdev0", 8 << 20, 1 << 20, 3);
     let gid = c.walbc(&["snapshot", "s0", "vol0"]);
-    check(&c, &gid, &c.device_hash("wdev0"));
+    c.check_restore("a0", &gid, "wdev0");
 }
 
 #[test]
@@ -78,7 +65,7 @@ fn e10_storage_to_proxy_cut_until_overflow() {
     }
     c.relay("p0").restore();
     let gid = c.walbc(&["hash-backup", "s0", "vol0"]);
-    check(&c, &gid, &c.device_hash("wdev0"));
+    c.check_restore("a0", &gid, "wdev0");
 }
 
 #[test]
@@ -91,31 +78,17 @@ fn e11_proxy_to_archive_cut() {
     let gid = c.walbc(&["snapshot", "s0", "vol0", "--no-wait"]);
     let h = c.device_hash("wdev0");
     std::thread::sleep(Duration::from_secs(3));
-    assert!(!restorable(&c, &gid), "restorable through a cut link");
+    assert!(
+        !c.is_restorable("a0", &gid),
+        "restorable through a cut link"
+    );
     assert!(!c
         .walbc(&["call", "p0", "get", "proxy-diff", "vol0", "a0"])
         .is_empty());
     c.relay("a0").restore();
     c.walbc(&["kick", "p0"]);
-    wait_restorable(&c, &gid);
+    c.wait_restorable("a0", &gid);
     check(&c, &gid, &h);
-}
-
-/// Waits until `id`'s state for vol0 is `want`.
-fn wait_state(c: &Cluster, id: &str, want: &str) {
-    let t = Instant::now();
-    loop {
-        let s = c.walbc(&["call", id, "get", "state", "vol0"]);
-        if s == want {
-            return;
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(20),
-            "{id} is {s}, not {want}\n{}",
-            c.logs()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 #[test]
@@ -144,12 +117,12 @@ fn e12_link_cut_during_full_backup() {
         !bg.wait().unwrap().success(),
         "the full backup survived the cut"
     );
-    wait_state(&c, "s0", "SyncReady");
-    wait_state(&c, "a0", "SyncReady");
+    c.wait_state("s0", "SyncReady");
+    c.wait_state("a0", "SyncReady");
     c.relay("a0").set_rate(None);
     c.relay("a0").restore();
     let gid = c.walbc(&["full-backup", "s0", "vol0"]);
-    check(&c, &gid, &c.device_hash("wdev0"));
+    c.check_restore("a0", &gid, "wdev0");
 }
 
 #[test]
@@ -179,8 +152,8 @@ fn e13_link_cut_during_hash_backup() {
         !bg.wait().unwrap().success(),
         "the hash backup survived the cut"
     );
-    wait_state(&c, "s0", "SyncReady");
-    wait_state(&c, "a0", "Archived");
+    c.wait_state("s0", "SyncReady");
+    c.wait_state("a0", "Archived");
     assert_eq!(
         c.walbc(&["call", "a0", "get", "restorable", "vol0"]),
         before
@@ -188,5 +161,5 @@ fn e13_link_cut_during_hash_backup() {
     c.relay("a0").set_rate(None);
     c.relay("a0").restore();
     let gid = c.walbc(&["hash-backup", "s0", "vol0"]);
-    check(&c, &gid, &c.device_hash("wdev0"));
+    c.check_restore("a0", &gid, "wdev0");
 }

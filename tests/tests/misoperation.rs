@@ -2,33 +2,14 @@
 //! is refused without harm, and the documented recovery works. Judged by restored images'
 //! hashes. Needs root and /dev/fuse.
 
-use std::path::Path;
-
-use walb_tests::cluster::{file_hash, Cluster, Spec};
-
-fn check(c: &Cluster, dev: &str, gid: &str) {
-    let img = c.walbc(&["restore", "vol0", gid]);
-    assert_eq!(
-        file_hash(Path::new(&img)),
-        c.device_hash(dev),
-        "restore of gid {gid} differs from {dev}\n{}",
-        c.logs()
-    );
-}
-
-fn backed_up(test: &str, spec: Spec) -> Option<Cluster> {
-    let c = Cluster::start(test, spec)?;
-    c.walbc(&["init-storage", "s0", "vol0", "wdev0"]);
-    c.write_random("wdev0", 0, 2 << 20, 1);
-    c.walbc(&["full-backup", "s0", "vol0"]);
-    Some(c)
-}
+use walb_tests::cluster::{Cluster, Spec};
 
 #[test]
 fn m1_full_backup_of_a_backed_up_volume_is_refused() {
-    let Some(c) = backed_up(
+    let Some(c) = Cluster::backed_up(
         "m1_full_backup_of_a_backed_up_volume_is_refused",
         Spec::default(),
+        2 << 20,
     ) else {
         return;
     };
@@ -38,14 +19,15 @@ fn m1_full_backup_of_a_backed_up_volume_is_refused() {
     assert_eq!(c.walbc(&["call", "s0", "get", "state", "vol0"]), "Target");
     c.write_random("wdev0", 4 << 20, 1 << 20, 2);
     let gid = c.walbc(&["snapshot", "s0", "vol0"]);
-    check(&c, "wdev0", &gid);
+    c.check_restore("a0", &gid, "wdev0");
 }
 
 #[test]
 fn m2_hash_backup_to_a_reset_archive_is_refused() {
-    let Some(c) = backed_up(
+    let Some(c) = Cluster::backed_up(
         "m2_hash_backup_to_a_reset_archive_is_refused",
         Spec::default(),
+        2 << 20,
     ) else {
         return;
     };
@@ -55,7 +37,7 @@ fn m2_hash_backup_to_a_reset_archive_is_refused() {
     assert!(e.contains("SyncReady") && e.contains("full backup"), "{e}");
     c.write_random("wdev0", 6 << 20, 1 << 20, 3);
     let gid = c.walbc(&["full-backup", "s0", "vol0"]);
-    check(&c, "wdev0", &gid);
+    c.check_restore("a0", &gid, "wdev0");
 }
 
 #[test]
@@ -65,7 +47,11 @@ fn n12_switch_the_backup_target_between_two_storages() {
         devices: vec![("wdev0", 32, 16), ("wdev1", 32, 16)],
         ..Spec::default()
     };
-    let Some(c) = backed_up("n12_switch_the_backup_target_between_two_storages", spec) else {
+    let Some(c) = Cluster::backed_up(
+        "n12_switch_the_backup_target_between_two_storages",
+        spec,
+        2 << 20,
+    ) else {
         return;
     };
     // s1 holds the other replica of vol0 and starts as a standby.
@@ -76,13 +62,13 @@ fn n12_switch_the_backup_target_between_two_storages() {
     c.write_random("wdev1", 9 << 20, 1 << 20, 6);
     c.walbc(&["go-standby", "s0", "vol0"]);
     let gid = c.walbc(&["hash-backup", "s1", "vol0"]);
-    check(&c, "wdev1", &gid);
+    c.check_restore("a0", &gid, "wdev1");
     assert_eq!(c.walbc(&["call", "s0", "get", "state", "vol0"]), "Standby");
     assert_eq!(c.walbc(&["call", "s1", "get", "state", "vol0"]), "Target");
     c.write_random("wdev0", 12 << 20, 2 << 20, 7);
     c.walbc(&["go-standby", "s1", "vol0"]);
     let gid = c.walbc(&["hash-backup", "s0", "vol0"]);
-    check(&c, "wdev0", &gid);
+    c.check_restore("a0", &gid, "wdev0");
     assert_eq!(c.walbc(&["call", "s0", "get", "state", "vol0"]), "Target");
     assert_eq!(c.walbc(&["call", "s1", "get", "state", "vol0"]), "Standby");
 }

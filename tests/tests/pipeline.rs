@@ -2,9 +2,7 @@
 //! proxy and archive processes on localhost, real loop devices; each judged by the hash of the
 //! restored image against the device's hash at that gid. Needs root and /dev/fuse.
 
-use std::path::Path;
-
-use walb_tests::cluster::{file_hash, Cluster, Spec};
+use walb_tests::cluster::{Cluster, Spec};
 
 /// Full backup of vol0 on wdev0 from s0; returns the gid.
 fn full_backup(c: &Cluster) -> String {
@@ -14,11 +12,6 @@ fn full_backup(c: &Cluster) -> String {
     c.walbc(&["full-backup", "s0", "vol0"])
 }
 
-fn restored_hash(c: &Cluster, gid: &str) -> String {
-    let img = c.walbc(&["restore", "vol0", gid]);
-    file_hash(Path::new(&img))
-}
-
 #[test]
 fn n1_full_backup() {
     let Some(c) = Cluster::start("n1_full_backup", Spec::default()) else {
@@ -26,7 +19,7 @@ fn n1_full_backup() {
     };
     let gid = full_backup(&c);
     assert_eq!(
-        restored_hash(&c, &gid),
+        c.restored_hash("a0", &gid),
         c.device_hash("wdev0"),
         "{}",
         c.logs()
@@ -45,9 +38,9 @@ fn n2_explicit_snapshot() {
     let g1 = c.walbc(&["snapshot", "s0", "vol0"]);
     let h1 = c.device_hash("wdev0");
     assert!(g1.parse::<u64>().unwrap() > g0.parse::<u64>().unwrap());
-    assert_eq!(restored_hash(&c, &g1), h1, "{}", c.logs());
+    assert_eq!(c.restored_hash("a0", &g1), h1, "{}", c.logs());
     assert_eq!(
-        restored_hash(&c, &g0),
+        c.restored_hash("a0", &g0),
         h0,
         "the older snapshot is still restorable"
     );
@@ -104,10 +97,10 @@ fn n5_apply_keeps_restore_identical() {
     c.write_random("wdev0", 3 << 20, 2 << 20, 5);
     let gid = c.walbc(&["snapshot", "s0", "vol0"]);
     let h = c.device_hash("wdev0");
-    assert_eq!(restored_hash(&c, &gid), h);
+    assert_eq!(c.restored_hash("a0", &gid), h);
     c.walbc(&["call", "a0", "del-restored", "vol0", &gid]);
     c.walbc(&["apply", "vol0", &gid]);
-    assert_eq!(restored_hash(&c, &gid), h, "restore after apply");
+    assert_eq!(c.restored_hash("a0", &gid), h, "restore after apply");
     let first: u64 = restorable(&c)[0].parse().unwrap();
     assert!(gid.parse::<u64>().unwrap() <= first.max(gid.parse().unwrap()));
     let base = c.walbc(&["call", "a0", "get", "base", "vol0"]);
@@ -139,7 +132,7 @@ fn n6_merge() {
         .lines()
         .count();
     assert!(after < before, "merge left {after} of {before} diffs");
-    assert_eq!(restored_hash(&c, &gid_e), h);
+    assert_eq!(c.restored_hash("a0", &gid_e), h);
 }
 
 #[test]
@@ -158,7 +151,7 @@ fn e1_proxy_killed_the_other_takes_over() {
     c.start_daemon("p0");
     c.walbc(&["kick", "s0", "p0", "p1"]);
     let gid = c.walbc(&["snapshot", "s0", "vol0"]);
-    assert_eq!(restored_hash(&c, &gid), c.device_hash("wdev0"));
+    assert_eq!(c.restored_hash("a0", &gid), c.device_hash("wdev0"));
 }
 
 #[test]
@@ -195,7 +188,7 @@ fn e2_archive_killed_nothing_restorable_until_back() {
         );
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
-    assert_eq!(restored_hash(&c, &gid), h);
+    assert_eq!(c.restored_hash("a0", &gid), h);
 }
 
 #[test]
@@ -209,7 +202,7 @@ fn e3_storage_killed_and_restarted() {
     c.write_random("wdev0", 9 << 20, 3 << 20, 8);
     c.start_daemon("s0");
     let gid = c.walbc(&["snapshot", "s0", "vol0"]);
-    assert_eq!(restored_hash(&c, &gid), c.device_hash("wdev0"));
+    assert_eq!(c.restored_hash("a0", &gid), c.device_hash("wdev0"));
 }
 
 #[test]
@@ -311,7 +304,7 @@ fn n4b_stop_and_start_servers_in_random_orders_under_writes() {
     writer.join().unwrap();
     let gid = c.walbc(&["snapshot", "s0", "vol0"]);
     assert_eq!(
-        restored_hash(&c, &gid),
+        c.restored_hash("a0", &gid),
         c.device_hash("wdev0"),
         "{}",
         c.logs()

@@ -1,31 +1,12 @@
 //! Hash backup and the recoveries built on it (SCENARIOS.md Part A): each judged by the hash of
 //! the restored image against the device's. Needs root and /dev/fuse.
 
-use std::path::Path;
-
-use walb_tests::cluster::{file_hash, Cluster, Spec};
-
-fn backed_up(test: &str, spec: Spec) -> Option<Cluster> {
-    let c = Cluster::start(test, spec)?;
-    c.walbc(&["init-storage", "s0", "vol0", "wdev0"]);
-    c.write_random("wdev0", 0, 4 << 20, 1);
-    c.walbc(&["full-backup", "s0", "vol0"]);
-    Some(c)
-}
-
-fn check(c: &Cluster, gid: &str) {
-    let img = c.walbc(&["restore", "vol0", gid]);
-    assert_eq!(
-        file_hash(Path::new(&img)),
-        c.device_hash("wdev0"),
-        "restore of gid {gid} differs from the device\n{}",
-        c.logs()
-    );
-}
+use walb_tests::cluster::{Cluster, Spec};
 
 #[test]
 fn n3_hash_backup_after_standby() {
-    let Some(c) = backed_up("n3_hash_backup_after_standby", Spec::default()) else {
+    let Some(c) = Cluster::backed_up("n3_hash_backup_after_standby", Spec::default(), 4 << 20)
+    else {
         return;
     };
     c.walbc(&["go-standby", "s0", "vol0"]);
@@ -34,16 +15,20 @@ fn n3_hash_backup_after_standby() {
     c.write_random("wdev0", 0, 4096, 3);
     let gid = c.walbc(&["hash-backup", "s0", "vol0"]);
     assert_eq!(c.walbc(&["call", "s0", "get", "state", "vol0"]), "Target");
-    check(&c, &gid);
+    c.check_restore("a0", &gid, "wdev0");
     // Shipping goes on after the hash backup.
     c.write_random("wdev0", 20 << 20, 1 << 20, 4);
     let gid = c.walbc(&["snapshot", "s0", "vol0"]);
-    check(&c, &gid);
+    c.check_restore("a0", &gid, "wdev0");
 }
 
 #[test]
 fn e4_storage_down_until_the_log_overflows() {
-    let Some(mut c) = backed_up("e4_storage_down_until_the_log_overflows", Spec::default()) else {
+    let Some(mut c) = Cluster::backed_up(
+        "e4_storage_down_until_the_log_overflows",
+        Spec::default(),
+        4 << 20,
+    ) else {
         return;
     };
     c.kill("s0");
@@ -67,7 +52,7 @@ fn e4_storage_down_until_the_log_overflows() {
     assert!(e.contains("overflow"), "{e}");
     let gid = c.walbc(&["hash-backup", "s0", "vol0"]);
     assert_eq!(c.walbc(&["is-overflow", "s0", "vol0"]), "0");
-    check(&c, &gid);
+    c.check_restore("a0", &gid, "wdev0");
 }
 
 /// Kills `id`, removes its data dir and starts it again (the server lost its disk).
@@ -79,7 +64,11 @@ fn wipe(c: &mut Cluster, id: &str) {
 
 #[test]
 fn e6_archive_data_lost_full_backup_again() {
-    let Some(mut c) = backed_up("e6_archive_data_lost_full_backup_again", Spec::default()) else {
+    let Some(mut c) = Cluster::backed_up(
+        "e6_archive_data_lost_full_backup_again",
+        Spec::default(),
+        4 << 20,
+    ) else {
         return;
     };
     wipe(&mut c, "a0");
@@ -93,14 +82,15 @@ fn e6_archive_data_lost_full_backup_again() {
         "restorable on a wiped archive: {r} (gid {gid})"
     );
     let gid = c.walbc(&["full-backup", "s0", "vol0"]);
-    check(&c, &gid);
+    c.check_restore("a0", &gid, "wdev0");
 }
 
 #[test]
 fn e8_storage_metadata_lost_init_and_hash_backup() {
-    let Some(mut c) = backed_up(
+    let Some(mut c) = Cluster::backed_up(
         "e8_storage_metadata_lost_init_and_hash_backup",
         Spec::default(),
+        4 << 20,
     ) else {
         return;
     };
@@ -110,12 +100,14 @@ fn e8_storage_metadata_lost_init_and_hash_backup() {
     c.walbc(&["init-storage", "s0", "vol0", "wdev0"]);
     c.write_random("wdev0", 11 << 20, 1 << 20, 8);
     let gid = c.walbc(&["hash-backup", "s0", "vol0"]);
-    check(&c, &gid);
+    c.check_restore("a0", &gid, "wdev0");
 }
 
 #[test]
 fn e5_proxy_data_lost_hash_backup() {
-    let Some(mut c) = backed_up("e5_proxy_data_lost_hash_backup", Spec::default()) else {
+    let Some(mut c) =
+        Cluster::backed_up("e5_proxy_data_lost_hash_backup", Spec::default(), 4 << 20)
+    else {
         return;
     };
     c.walbc(&["call", "a0", "stop", "vol0", "force"]);
@@ -144,7 +136,7 @@ fn e5_proxy_data_lost_hash_backup() {
         "restorable although the proxy lost the diffs before it"
     );
     let gid = c.walbc(&["hash-backup", "s0", "vol0"]);
-    check(&c, &gid);
+    c.check_restore("a0", &gid, "wdev0");
 }
 
 #[test]
@@ -184,5 +176,5 @@ fn scan_throttle_progress_and_cancel() {
     assert_eq!(c.walbc(&["call", "s0", "get", "progress", "vol0"]), "idle");
     c.walbc(&["set-full-scan-bps", "s0", "0"]);
     let gid = c.walbc(&["full-backup", "s0", "vol0"]);
-    check(&c, &gid);
+    c.check_restore("a0", &gid, "wdev0");
 }

@@ -2,14 +2,7 @@
 //! gives, then back: judged after every swap by the hash of a restore against the device's.
 //! Needs root and /dev/fuse.
 
-use std::path::Path;
-
-use walb_tests::cluster::{file_hash, Cluster, Spec};
-
-fn restored(c: &Cluster, archive: &str, gid: &str) -> String {
-    let img = c.walbc(&["restore", "vol0", gid, "--archive", archive]);
-    file_hash(Path::new(&img))
-}
+use walb_tests::cluster::{Cluster, Spec};
 
 /// Writes to `dev`, takes a snapshot from storage `sid` (waited on the primary archive) and
 /// checks its restore on `archive` against the device.
@@ -17,21 +10,12 @@ fn snapshot_check(c: &Cluster, sid: &str, dev: &str, archive: &str, seed: u64) -
     c.write_random(dev, (seed % 8) << 20, 1 << 20, seed);
     let gid = c.walbc(&["snapshot", sid, "vol0"]);
     assert_eq!(
-        restored(c, archive, &gid),
+        c.restored_hash(archive, &gid),
         c.device_hash(dev),
         "{archive} at {gid}\n{}",
         c.logs()
     );
     gid
-}
-
-/// vol0 on wdev0 of s0, backed up to a0.
-fn backed_up(test: &str, spec: Spec) -> Option<Cluster> {
-    let c = Cluster::start(test, spec)?;
-    c.walbc(&["init-storage", "s0", "vol0", "wdev0"]);
-    c.write_random("wdev0", 0, 3 << 20, 1);
-    c.walbc(&["full-backup", "s0", "vol0"]);
-    Some(c)
 }
 
 /// True when server `id` does not know vol0 any more.
@@ -48,7 +32,7 @@ fn r1_replace_a_storage() {
         devices: vec![("wdev0", 32, 16), ("wdev1", 32, 16)],
         ..Spec::default()
     };
-    let Some(c) = backed_up("r1_replace_a_storage", spec) else {
+    let Some(c) = Cluster::backed_up("r1_replace_a_storage", spec, 3 << 20) else {
         return;
     };
     // s1 takes over with its own replica (wdev1): s0 stands by, s1 is the target.
@@ -57,7 +41,12 @@ fn r1_replace_a_storage() {
         c.walbc(&["init-storage", new, "vol0", dev]);
         c.write_random(dev, 6 << 20, 2 << 20, seed);
         let gid = c.walbc(&["hash-backup", new, "vol0"]);
-        assert_eq!(restored(&c, "a0", &gid), c.device_hash(dev), "{}", c.logs());
+        assert_eq!(
+            c.restored_hash("a0", &gid),
+            c.device_hash(dev),
+            "{}",
+            c.logs()
+        );
         c.walbc(&["clear", old, "vol0"]);
         assert!(forgot(&c, old), "{old} still knows vol0");
         assert_eq!(c.walbc(&["call", new, "get", "state", "vol0"]), "Target");
@@ -97,7 +86,11 @@ fn r3_replace_the_synchronizing_primary_archive() {
         archives: 2,
         ..Spec::default()
     };
-    let Some(mut c) = backed_up("r3_replace_the_synchronizing_primary_archive", spec) else {
+    let Some(mut c) = Cluster::backed_up(
+        "r3_replace_the_synchronizing_primary_archive",
+        spec,
+        3 << 20,
+    ) else {
         return;
     };
     for (old, new, seed) in [("a0", "a1", 6), ("a1", "a0", 7)] {
@@ -111,7 +104,7 @@ fn r3_replace_the_synchronizing_primary_archive() {
         c.walbc(&["go-standby", "s0", "vol0"]);
         c.write_random("wdev0", 12 << 20, 1 << 20, seed + 10);
         let gid = c.walbc(&["hash-backup", "s0", "vol0"]);
-        assert_eq!(restored(&c, new, &gid), c.device_hash("wdev0"));
+        assert_eq!(c.restored_hash(new, &gid), c.device_hash("wdev0"));
     }
 }
 
@@ -121,7 +114,8 @@ fn r4_replace_a_non_synchronizing_archive() {
         archives: 3,
         ..Spec::default()
     };
-    let Some(c) = backed_up("r4_replace_a_non_synchronizing_archive", spec) else {
+    let Some(c) = Cluster::backed_up("r4_replace_a_non_synchronizing_archive", spec, 3 << 20)
+    else {
         return;
     };
     c.write_random("wdev0", 5 << 20, 1 << 20, 2);
@@ -132,7 +126,7 @@ fn r4_replace_a_non_synchronizing_archive() {
     c.walbc(&["replicate", "vol0", "a1", "a2"]);
     c.walbc(&["clear", "a1", "vol0"]);
     assert!(forgot(&c, "a1"), "a1 still knows vol0");
-    assert_eq!(restored(&c, "a2", &gid), h);
+    assert_eq!(c.restored_hash("a2", &gid), h);
     assert_eq!(
         c.walbc(&["call", "a2", "get", "archive-uuid", "vol0"]),
         c.walbc(&["call", "a0", "get", "archive-uuid", "vol0"])

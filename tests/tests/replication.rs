@@ -3,38 +3,16 @@
 //! hashes of restores of the same gid on both archives and of the device. Needs root and
 //! /dev/fuse.
 
-use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use walb_tests::cluster::{file_hash, Cluster, Spec};
+use walb_tests::cluster::{Cluster, Spec};
 
 fn two_archives(test: &str) -> Option<Cluster> {
     let spec = Spec {
         archives: 2,
         ..Spec::default()
     };
-    let c = Cluster::start(test, spec)?;
-    c.walbc(&["init-storage", "s0", "vol0", "wdev0"]);
-    c.write_random("wdev0", 0, 3 << 20, 1);
-    c.walbc(&["full-backup", "s0", "vol0"]);
-    Some(c)
-}
-
-fn restored(c: &Cluster, archive: &str, gid: &str) -> String {
-    let img = c.walbc(&["restore", "vol0", gid, "--archive", archive]);
-    file_hash(Path::new(&img))
-}
-
-fn wait_restorable(c: &Cluster, archive: &str, gid: &str) {
-    let t = Instant::now();
-    loop {
-        let r = c.walbc(&["call", archive, "get", "restorable", "vol0"]);
-        if r.lines().any(|l| l.split_whitespace().next() == Some(gid)) {
-            return;
-        }
-        assert!(t.elapsed() < Duration::from_secs(60), "{}", c.logs());
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    Cluster::backed_up(test, spec, 3 << 20)
 }
 
 #[test]
@@ -48,8 +26,8 @@ fn n7_full_replication() {
     // a1 has nothing: a full copy of the newest restorable snapshot.
     let latest = c.walbc(&["replicate", "vol0", "a0", "a1"]);
     assert_eq!(latest, format!("{gid} {gid}"));
-    assert_eq!(restored(&c, "a1", &gid), h);
-    assert_eq!(restored(&c, "a0", &gid), h);
+    assert_eq!(c.restored_hash("a1", &gid), h);
+    assert_eq!(c.restored_hash("a0", &gid), h);
     assert_eq!(
         c.walbc(&["call", "a0", "get", "archive-uuid", "vol0"]),
         c.walbc(&["call", "a1", "get", "archive-uuid", "vol0"])
@@ -68,8 +46,8 @@ fn n8_diff_replication() {
     let h = c.device_hash("wdev0");
     let latest = c.walbc(&["replicate", "vol0", "a0", "a1"]);
     assert_eq!(latest, format!("{gid} {gid}"));
-    assert_eq!(restored(&c, "a1", &gid), h);
-    assert_eq!(restored(&c, "a0", &gid), h);
+    assert_eq!(c.restored_hash("a1", &gid), h);
+    assert_eq!(c.restored_hash("a0", &gid), h);
 }
 
 #[test]
@@ -81,9 +59,9 @@ fn n10_synchronizing_archive_follows_the_stream() {
     c.write_random("wdev0", 2 << 20, 2 << 20, 4);
     let gid = c.walbc(&["snapshot", "s0", "vol0"]);
     let h = c.device_hash("wdev0");
-    wait_restorable(&c, "a1", &gid);
-    assert_eq!(restored(&c, "a1", &gid), h);
-    assert_eq!(restored(&c, "a0", &gid), h);
+    c.wait_restorable("a1", &gid);
+    assert_eq!(c.restored_hash("a1", &gid), h);
+    assert_eq!(c.restored_hash("a0", &gid), h);
     c.walbc(&["stop-synchronizing", "vol0", "a1"]);
     c.write_random("wdev0", 6 << 20, 1 << 20, 5);
     let g2 = c.walbc(&["snapshot", "s0", "vol0"]);
@@ -110,8 +88,8 @@ fn n14_resync_after_a_new_full_backup() {
     let e = c.walbc_err(&["replicate", "vol0", "a0", "a1"]);
     assert!(e.contains("lineage"), "{e}");
     c.walbc(&["replicate", "vol0", "a0", "a1", "--resync"]);
-    assert_eq!(restored(&c, "a0", &gid), h);
-    assert_eq!(restored(&c, "a1", &gid), h);
+    assert_eq!(c.restored_hash("a0", &gid), h);
+    assert_eq!(c.restored_hash("a1", &gid), h);
 }
 
 #[test]
@@ -134,9 +112,9 @@ fn e7_synchronizing_archive_lost_and_resynchronized() {
     c.write_random("wdev0", 8 << 20, 1 << 20, 8);
     let g2 = c.walbc(&["snapshot", "s0", "vol0"]);
     let h = c.device_hash("wdev0");
-    wait_restorable(&c, "a1", &g2);
-    assert_eq!(restored(&c, "a0", &g2), h);
-    assert_eq!(restored(&c, "a1", &g2), h);
+    c.wait_restorable("a1", &g2);
+    assert_eq!(c.restored_hash("a0", &g2), h);
+    assert_eq!(c.restored_hash("a1", &g2), h);
     assert!(g2.parse::<u64>().unwrap() > gid.parse::<u64>().unwrap());
 }
 
@@ -161,6 +139,6 @@ fn n9_hash_replication_after_apply() {
             .any(|l| l.as_bytes().get(16) == Some(&b'C')),
         "no compared diff on a1"
     );
-    assert_eq!(restored(&c, "a1", &g2), h);
-    assert_eq!(restored(&c, "a0", &g2), h);
+    assert_eq!(c.restored_hash("a1", &g2), h);
+    assert_eq!(c.restored_hash("a0", &g2), h);
 }

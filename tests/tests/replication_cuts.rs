@@ -4,11 +4,10 @@
 //! judged by the hashes of restores of the same gid on both archives and of the device.
 //! Needs root and /dev/fuse.
 
-use std::path::Path;
 use std::process::Child;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use walb_tests::cluster::{file_hash, Cluster, Spec};
+use walb_tests::cluster::{Cluster, Spec};
 
 /// Two archives, relays in front of every proxy and archive; vol0 backed up to a0.
 fn cluster(test: &str, written: usize) -> Option<Cluster> {
@@ -17,11 +16,7 @@ fn cluster(test: &str, written: usize) -> Option<Cluster> {
         relays: true,
         ..Spec::default()
     };
-    let c = Cluster::start(test, spec)?;
-    c.walbc(&["init-storage", "s0", "vol0", "wdev0"]);
-    c.write_random("wdev0", 0, written, 1);
-    c.walbc(&["full-backup", "s0", "vol0"]);
-    Some(c)
+    Cluster::backed_up(test, spec, written)
 }
 
 fn replicate_args(c: &Cluster) -> Vec<String> {
@@ -53,36 +48,14 @@ fn cut_replication(c: &Cluster) {
     c.relay("a1").restore();
 }
 
-/// Waits until a1's state for vol0 is `want` (asked directly, not through the relay).
-fn wait_a1_state(c: &Cluster, want: &str) {
-    let t = Instant::now();
-    loop {
-        let s = c.walbc(&["call", "a1", "get", "state", "vol0"]);
-        if s == want {
-            return;
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(20),
-            "a1 is {s}, not {want}\n{}",
-            c.logs()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 fn latest(c: &Cluster, archive: &str) -> String {
     c.walbc(&["call", archive, "get", "latest-snap", "vol0"])
 }
 
-fn restored(c: &Cluster, archive: &str, gid: &str) -> String {
-    let img = c.walbc(&["restore", "vol0", gid, "--archive", archive]);
-    file_hash(Path::new(&img))
-}
-
 /// Restores `gid` on both archives: each equals the device's hash `h`.
 fn check_both(c: &Cluster, gid: &str, h: &str) {
-    assert_eq!(restored(c, "a0", gid), h, "a0 at {gid}\n{}", c.logs());
-    assert_eq!(restored(c, "a1", gid), h, "a1 at {gid}\n{}", c.logs());
+    assert_eq!(c.restored_hash("a0", gid), h, "a0 at {gid}\n{}", c.logs());
+    assert_eq!(c.restored_hash("a1", gid), h, "a1 at {gid}\n{}", c.logs());
 }
 
 #[test]
@@ -94,7 +67,7 @@ fn e14_link_cut_during_full_replication() {
     let h = c.device_hash("wdev0");
     // a1 has nothing: 24 MiB of random data to copy at 2 MiB/s.
     cut_replication(&c);
-    wait_a1_state(&c, "SyncReady");
+    c.wait_state("a1", "SyncReady");
     assert_eq!(replicate(&c), format!("{gid} {gid}"));
     check_both(&c, &gid, &h);
 }
@@ -115,7 +88,7 @@ fn e15_link_cut_during_hash_replication() {
     let h = c.device_hash("wdev0");
     let before = latest(&c, "a1");
     cut_replication(&c);
-    wait_a1_state(&c, "Archived");
+    c.wait_state("a1", "Archived");
     assert_eq!(latest(&c, "a1"), before, "a1 moved through a cut hash copy");
     assert_eq!(replicate(&c), format!("{g1} {g1}"));
     check_both(&c, &g1, &h);
@@ -133,7 +106,7 @@ fn e16_link_cut_during_diff_replication() {
     let g0 = c.walbc(&["snapshot", "s0", "vol0"]);
     let h = c.device_hash("wdev0");
     cut_replication(&c);
-    wait_a1_state(&c, "Archived");
+    c.wait_state("a1", "Archived");
     let after = latest(&c, "a1");
     assert_ne!(
         after.split_whitespace().next(),

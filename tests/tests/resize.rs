@@ -7,14 +7,6 @@ use std::time::{Duration, Instant};
 
 use walb_tests::cluster::{file_hash, Cluster, Spec};
 
-fn backed_up(test: &str, spec: Spec) -> Option<Cluster> {
-    let c = Cluster::start(test, spec)?;
-    c.walbc(&["init-storage", "s0", "vol0", "wdev0"]);
-    c.write_random("wdev0", 0, 2 << 20, 1);
-    c.walbc(&["full-backup", "s0", "vol0"]);
-    Some(c)
-}
-
 /// Grows wdev0's data device file from 32 to 36 MiB.
 fn grow_ddev(c: &Cluster) {
     grow_ddev_to(c, 36 << 20);
@@ -47,7 +39,8 @@ fn check_size(c: &Cluster, gid: &str, bytes: u64) {
 
 #[test]
 fn n11a_resize_with_zero_clear() {
-    let Some(c) = backed_up("n11a_resize_with_zero_clear", Spec::default()) else {
+    let Some(c) = Cluster::backed_up("n11a_resize_with_zero_clear", Spec::default(), 2 << 20)
+    else {
         return;
     };
     grow_ddev(&c);
@@ -67,7 +60,8 @@ fn n11a_resize_with_zero_clear() {
 
 #[test]
 fn n11b_resize_then_hash_backup() {
-    let Some(c) = backed_up("n11b_resize_then_hash_backup", Spec::default()) else {
+    let Some(c) = Cluster::backed_up("n11b_resize_then_hash_backup", Spec::default(), 2 << 20)
+    else {
         return;
     };
     grow_ddev(&c);
@@ -81,7 +75,11 @@ fn n11b_resize_then_hash_backup() {
 
 #[test]
 fn m3_storage_grown_but_not_the_archive() {
-    let Some(c) = backed_up("m3_storage_grown_but_not_the_archive", Spec::default()) else {
+    let Some(c) = Cluster::backed_up(
+        "m3_storage_grown_but_not_the_archive",
+        Spec::default(),
+        2 << 20,
+    ) else {
         return;
     };
     grow_ddev(&c);
@@ -116,7 +114,8 @@ fn autoresize_archive_follows_a_grown_storage() {
         archive_flags: vec!["--autoresize"],
         ..Spec::default()
     };
-    let Some(c) = backed_up("autoresize_archive_follows_a_grown_storage", spec) else {
+    let Some(c) = Cluster::backed_up("autoresize_archive_follows_a_grown_storage", spec, 2 << 20)
+    else {
         return;
     };
     // Only the storage grows: the diffs reaching past the old end grow the archive's image.

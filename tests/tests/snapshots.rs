@@ -3,9 +3,7 @@
 //! brings them back. Judged by restorable counts and restored images' hashes. Needs root and
 //! /dev/fuse.
 
-use std::path::Path;
-
-use walb_tests::cluster::{file_hash, Cluster, Spec};
+use walb_tests::cluster::{Cluster, Spec};
 
 /// The gids of a0's `get restorable` for vol0 (`all` adds the implicit ones).
 fn restorable(c: &Cluster, all: bool) -> Vec<String> {
@@ -20,20 +18,17 @@ fn restorable(c: &Cluster, all: bool) -> Vec<String> {
 }
 
 fn restored_hash(c: &Cluster, gid: &str) -> String {
-    let img = c.walbc(&["restore", "vol0", gid]);
-    let h = file_hash(Path::new(&img));
+    let h = c.restored_hash("a0", gid);
     c.walbc(&["call", "a0", "del-restored", "vol0", gid]);
     h
 }
 
 #[test]
 fn n13_disable_and_enable_snapshots() {
-    let Some(c) = Cluster::start("n13_disable_and_enable_snapshots", Spec::default()) else {
+    let Some(c) = Cluster::backed_up("n13_disable_and_enable_snapshots", Spec::default(), 2 << 20)
+    else {
         return;
     };
-    c.walbc(&["init-storage", "s0", "vol0", "wdev0"]);
-    c.write_random("wdev0", 0, 2 << 20, 1);
-    c.walbc(&["full-backup", "s0", "vol0"]);
     c.write_random("wdev0", 6 << 20, 1 << 20, 2);
     let applied = c.walbc(&["snapshot", "s0", "vol0"]);
     c.walbc(&["apply", "vol0", &applied]);

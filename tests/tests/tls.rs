@@ -13,12 +13,10 @@ fn tls_pipeline_requires_client_certificates() {
         tls: true,
         ..Spec::default()
     };
-    let Some(c) = Cluster::start("tls_pipeline_requires_client_certificates", spec) else {
+    let Some(c) = Cluster::backed_up("tls_pipeline_requires_client_certificates", spec, 2 << 20)
+    else {
         return;
     };
-    c.walbc(&["init-storage", "s0", "vol0", "wdev0"]);
-    c.write_random("wdev0", 0, 2 << 20, 1);
-    c.walbc(&["full-backup", "s0", "vol0"]);
     c.write_random("wdev0", 4 << 20, 1 << 20, 2);
     let gid = c.walbc(&["snapshot", "s0", "vol0"]);
     let img = c.walbc(&["restore", "vol0", &gid]);

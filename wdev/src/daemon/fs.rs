@@ -53,7 +53,7 @@ fn errno(e: &WdevError) -> Errno {
     match e {
         WdevError::Invalid(_) => Errno::EINVAL,
         WdevError::ReadOnly => Errno::EROFS,
-        WdevError::Core(_) => Errno::EIO,
+        WdevError::Core(_) | WdevError::Writeback(_) => Errno::EIO,
     }
 }
 

@@ -288,7 +288,10 @@ fn bad_requests_are_refused() {
 fn concurrent_writers_are_grouped_into_shared_logpacks() {
     // Eight writers, each on its own region so the end state is known whatever the order.
     let f = files(50_000, Pbs::B4096);
-    let dev = std::sync::Mutex::new(open(&f));
+    let mut dev = open(&f);
+    // Writers also meet the writeback thread's batches (and its bound).
+    dev.set_handoff_bytes(256 << 10);
+    let dev = std::sync::Mutex::new(dev);
     let group = GroupCommit::new();
     let (writers, writes) = (8u64, 200u64);
     let region = DEV_LB / writers;
@@ -350,6 +353,8 @@ fn reads_during_writeback_see_the_newest_data_and_a_crash_loses_nothing_flushed(
     let mut busy_reads = 0;
     {
         let mut dev = open(&f);
+        // Batches start on their own too, not only at flushes.
+        dev.set_handoff_bytes(256 << 10);
         for i in 0..40 {
             // Overwrite what the batch in flight holds, so the newest copy is in pending.
             for _ in 0..20 {

@@ -43,13 +43,11 @@ pub enum Io {
     Discard { lba: u64, blocks: u32 },
 }
 
-/// Pending data beyond this goes to the writeback thread (its log made permanent first) when
-/// the thread is idle. Small enough that a batch's log sync is short, large enough that
-/// overwrites of hot blocks are written once.
+/// Pending data beyond this goes to the writeback thread when the thread is idle. Small
+/// enough that a batch's log sync is short, large enough that overwrites of hot blocks are
+/// written once. Writers wait for the thread's batch only beyond twice this, so memory stays
+/// bounded: pending plus in flight at most four times this.
 const HANDOFF_BYTES: usize = 16 << 20;
-/// Pending data beyond this makes writers wait for the writeback thread's batch, so memory
-/// stays bounded: pending plus in flight at most twice this.
-const MAX_PENDING_BYTES: usize = 32 << 20;
 
 pub struct Wdev {
     ldev: Ldev,
@@ -61,6 +59,7 @@ pub struct Wdev {
     pending: DiffMemory,
     /// Writes the handed-off batch to the data device; reads lay it under `pending`.
     wb: Writeback,
+    handoff_bytes: usize,
 }
 
 fn invalid(msg: String) -> WdevError {
@@ -90,8 +89,12 @@ impl Wdev {
         let oldest = ldev.sb.oldest_lsid;
         let ring = ldev.sb.ring_buffer_size;
         let overflow = end - oldest > ring || (end > oldest && ldev.read_header(oldest)?.is_err());
+        let wb_ldev = ldev
+            .io()
+            .try_clone()
+            .map_err(|e| walb_core::Error::io("second handle on the log device", e))?;
         let ddev: SharedIo = Arc::new(Mutex::new(ddev));
-        let wb = Writeback::spawn(ddev.clone(), &ldev.sb.name)
+        let wb = Writeback::spawn(wb_ldev, ddev.clone(), &ldev.sb.name)
             .map_err(|e| walb_core::Error::io("spawn the writeback thread", e))?;
         let mut dev = Wdev {
             ldev,
@@ -101,6 +104,7 @@ impl Wdev {
             read_only: false,
             pending: DiffMemory::new(),
             wb,
+            handoff_bytes: HANDOFF_BYTES,
         };
         dev.sync_super()?;
         Ok(dev)
@@ -134,6 +138,10 @@ impl Wdev {
     }
     pub fn log_capacity(&self) -> u64 {
         self.ldev.sb.ring_buffer_size
+    }
+    /// Sets how much pending data starts a writeback batch (tests use small devices).
+    pub fn set_handoff_bytes(&mut self, bytes: usize) {
+        self.handoff_bytes = bytes;
     }
     /// True while a batch is being written to the data device in the background.
     pub fn is_writing_back(&self) -> bool {
@@ -209,7 +217,7 @@ impl Wdev {
     /// thread's batch only when pending data reached its bound.
     fn write_back_if_due(&mut self) -> Result<()> {
         let bytes = self.pending.data_bytes();
-        if bytes > MAX_PENDING_BYTES || (bytes > HANDOFF_BYTES && !self.wb.is_busy()) {
+        if bytes > 2 * self.handoff_bytes || (bytes > self.handoff_bytes && !self.wb.is_busy()) {
             self.hand_off()?;
         }
         Ok(())
@@ -281,29 +289,30 @@ impl Wdev {
         Ok(())
     }
 
-    /// Makes the log permanent and hands every pending record to the writeback thread, after
-    /// its previous batch is written. Data reaches the data device only after its log is
-    /// permanent.
+    /// Hands every pending record to the writeback thread, after its previous batch is
+    /// written; the thread makes their logs permanent before it writes their data.
     fn hand_off(&mut self) -> Result<()> {
         self.reap(true)?;
-        self.make_permanent()?;
         if self.pending.is_empty() {
-            // Every pack below `permanent` has its data on the data device already.
+            // Every pack below `completed` has its data on the data device already.
+            self.make_permanent()?;
             self.lsids.written = self.lsids.permanent;
             return Ok(());
         }
         let recs = std::mem::take(&mut self.pending);
-        self.wb.start(recs, self.lsids.permanent);
+        let end = self.lsids.completed;
+        self.wb.start(recs, end, self.lsids.permanent < end);
         Ok(())
     }
 
-    /// Takes the writeback thread's outcome (`wait`: waits for it): `written` advances to
-    /// the end of its batch. A failed batch makes the device read-only; its data stays in
-    /// memory for reads and in the log for redo.
+    /// Takes the writeback thread's outcome (`wait`: waits for it): `permanent` and
+    /// `written` advance to the end of its batch. A failed batch makes the device read-only;
+    /// its data stays in memory for reads and in the log for redo.
     fn reap(&mut self, wait: bool) -> Result<()> {
         match self.wb.finish(wait) {
             None => Ok(()),
             Some(Ok(end)) => {
+                self.lsids.permanent = self.lsids.permanent.max(end);
                 self.lsids.written = end;
                 Ok(())
             }

@@ -1,7 +1,8 @@
-//! Background data writeback: one thread per device writes batches of acknowledged data whose
-//! logs are permanent onto the data device, while new writes keep being logged (walb's driver
-//! does the same with its data IO queue). The device hands over one batch at a time and keeps
-//! it for reads until the thread reports it written.
+//! Background data writeback: one thread per device makes a batch's logs permanent (its own
+//! handle on the log device, so writers go on logging during the sync), then writes the
+//! batch's data to the data device (walb's driver does the same with its data IO queue). The
+//! device hands over one batch at a time and keeps it for reads until the thread reports it
+//! written.
 
 use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use std::sync::{Arc, Mutex};
@@ -26,8 +27,15 @@ struct Batch {
     end: u64,
 }
 
+/// What the thread is asked to do with a batch.
+struct Job {
+    recs: Arc<DiffMemory>,
+    /// Sync the log device first (its logs are not yet known to be permanent).
+    sync_log: bool,
+}
+
 pub struct Writeback {
-    jobs: Option<Sender<Arc<DiffMemory>>>,
+    jobs: Option<Sender<Job>>,
     done: Receiver<Result<(), String>>,
     inflight: Option<Batch>,
     /// The error of a failed batch; sticky, since the thread reports each batch once.
@@ -36,12 +44,13 @@ pub struct Writeback {
 }
 
 impl Writeback {
-    pub fn spawn(ddev: SharedIo, name: &str) -> std::io::Result<Writeback> {
+    /// Starts the thread; `ldev` is its own handle on the log device (for syncs only).
+    pub fn spawn(ldev: Box<dyn BlockIo>, ddev: SharedIo, name: &str) -> std::io::Result<Writeback> {
         let (jobs, job_rx) = mpsc::channel();
         let (done_tx, done) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name(format!("wdev-wb-{name}"))
-            .spawn(move || run(ddev, job_rx, done_tx))?;
+            .spawn(move || run(ldev, ddev, job_rx, done_tx))?;
         Ok(Writeback {
             jobs: Some(jobs),
             done,
@@ -60,19 +69,22 @@ impl Writeback {
         self.inflight.as_ref().map(|b| &*b.recs)
     }
 
-    /// Starts writing `recs`, which cover the log up to `end`. The thread must be idle.
-    pub fn start(&mut self, recs: DiffMemory, end: u64) {
+    /// Starts writing `recs`, which cover the log up to `end` (logs below `end` are made
+    /// permanent first when `sync_log`). The thread must be idle.
+    pub fn start(&mut self, recs: DiffMemory, end: u64, sync_log: bool) {
         assert!(self.inflight.is_none(), "one writeback batch at a time");
         let recs = Arc::new(recs);
-        let sent = self
-            .jobs
-            .as_ref()
-            .is_some_and(|j| j.send(recs.clone()).is_ok());
+        let job = Job {
+            recs: recs.clone(),
+            sync_log,
+        };
+        let sent = self.jobs.as_ref().is_some_and(|j| j.send(job).is_ok());
         assert!(sent, "the writeback thread lives as long as the device");
         self.inflight = Some(Batch { recs, end });
     }
 
-    /// The end lsid of the batch in flight once it is written (`wait`: blocks until then);
+    /// The end lsid of the batch in flight once its logs are permanent and its data written
+    /// (`wait`: blocks until then);
     /// `None` when nothing is in flight or, without `wait`, not done yet. A failed batch
     /// stays in flight (reads still need it; redo will write it) and its error is returned.
     pub fn finish(&mut self, wait: bool) -> Option<Result<u64, String>> {
@@ -109,9 +121,14 @@ impl Drop for Writeback {
     }
 }
 
-fn run(ddev: SharedIo, jobs: Receiver<Arc<DiffMemory>>, done: Sender<Result<(), String>>) {
-    for recs in jobs {
-        let r = write_batch(&ddev, &recs).map_err(|e| e.to_string());
+fn run(
+    mut ldev: Box<dyn BlockIo>,
+    ddev: SharedIo,
+    jobs: Receiver<Job>,
+    done: Sender<Result<(), String>>,
+) {
+    for job in jobs {
+        let r = do_job(ldev.as_mut(), &ddev, &job).map_err(|e| e.to_string());
         if let Err(e) = &r {
             tracing::error!("data device writeback failed: {e}");
         }
@@ -119,6 +136,15 @@ fn run(ddev: SharedIo, jobs: Receiver<Arc<DiffMemory>>, done: Sender<Result<(), 
             break;
         }
     }
+}
+
+/// Data reaches the data device only after its log is permanent.
+fn do_job(ldev: &mut dyn BlockIo, ddev: &SharedIo, job: &Job) -> walb_core::Result<()> {
+    if job.sync_log {
+        ldev.sync()
+            .map_err(|e| walb_core::Error::io("sync log device", e))?;
+    }
+    write_batch(ddev, &job.recs)
 }
 
 /// Writes every record (in address order) without syncing: the superblock sync that follows

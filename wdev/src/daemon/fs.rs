@@ -1,5 +1,5 @@
 //! The FUSE file system: a root directory with one file per device. Reads, writes, fsync
-//! (log durable, then data) and fallocate (punch hole and zero range become discards) go
+//! (logs durable; data follows in the background) and fallocate (punch hole and zero range become discards) go
 //! through the device's write path.
 
 use std::ffi::OsStr;

@@ -2,8 +2,8 @@
 //!
 //! Each `submit` groups its IOs into logpacks, writes them to the ring and returns once the log
 //! write is done (the driver's ack point); a FUA or `flush` makes the log durable first.
-//! Acknowledged data stays pending in memory (reads see it); once enough is pending, its log
-//! is made permanent and the batch goes to the writeback thread, which writes it to the data
+//! Acknowledged data stays pending in memory (reads see it); once enough is pending, the batch
+//! goes to the writeback thread, which makes its log permanent and then writes it to the data
 //! device while new writes are logged. `written` advances when a batch is on the data device;
 //! the superblock is synced at checkpoints (data device synced first), so redo after a crash
 //! starts from a written lsid whose data is on the data device.

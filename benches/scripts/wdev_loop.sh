@@ -7,7 +7,7 @@ root="$(cd "$(dirname "$0")/../.." && pwd)"
 size_mb="${1:-512}"
 command -v fio >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fio >/dev/null
 cargo build --release -q -p walb-wdev --bins --manifest-path "$root/Cargo.toml"
-bin="$root/target/release"
+bin="${CARGO_TARGET_DIR:-$root/target}/release"
 dir="$(mktemp -d /var/tmp/wdev-bench.XXXXXX)"
 cleanup() {
     [ -n "${plain_loop:-}" ] && losetup -d "$plain_loop" 2>/dev/null || true

@@ -96,6 +96,10 @@ impl<T: BlockIo> BlockIo for FaultIo<T> {
     fn discard(&mut self, off: u64, len: u64) -> io::Result<()> {
         self.inner.discard(off, len)
     }
+    /// The clone shares the file, not the fault.
+    fn try_clone(&self) -> io::Result<Box<dyn BlockIo>> {
+        self.inner.try_clone()
+    }
 }
 
 #[cfg(test)]

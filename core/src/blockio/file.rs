@@ -112,4 +112,7 @@ impl BlockIo for FileIo {
     fn discard(&mut self, off: u64, len: u64) -> io::Result<()> {
         discard_range(&self.file, off, len)
     }
+    fn try_clone(&self) -> io::Result<Box<dyn BlockIo>> {
+        Ok(Box::new(FileIo::from_file(self.file.try_clone()?)?))
+    }
 }

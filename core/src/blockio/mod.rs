@@ -32,6 +32,9 @@ pub trait BlockIo: Send {
     fn size(&mut self) -> io::Result<u64>;
     /// Discards a byte range (punch hole or BLKDISCARD); reads back as zeros where supported.
     fn discard(&mut self, off: u64, len: u64) -> io::Result<()>;
+    /// Another handle on the same file (plain pread/pwrite), for another thread: a sync on
+    /// either makes the writes of both durable.
+    fn try_clone(&self) -> io::Result<Box<dyn BlockIo>>;
 }
 
 /// A shared zero buffer for all-zero writes.

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use io_uring::{opcode, types, IoUring};
 
 use crate::blockio::file::{discard_range, file_size};
-use crate::blockio::BlockIo;
+use crate::blockio::{BlockIo, FileIo};
 
 /// Largest single submission; bigger buffers are cut.
 const MAX_SQE_BYTES: usize = 8 << 20;
@@ -151,6 +151,9 @@ impl BlockIo for UringIo {
         // A discard must not race queued writes to the same range.
         self.drain()?;
         discard_range(&self.file, off, len)
+    }
+    fn try_clone(&self) -> io::Result<Box<dyn BlockIo>> {
+        Ok(Box::new(FileIo::from_file(self.file.try_clone()?)?))
     }
 }
 

@@ -1,5 +1,5 @@
 //! The FUSE file system: a root directory with one file per device. Reads, writes, fsync
-//! (log durable, then data) and fallocate (punch hole and zero range become discards) go
+//! (logs durable; data follows in the background) and fallocate (punch hole and zero range become discards) go
 //! through the device's write path.
 
 use std::ffi::OsStr;
@@ -53,7 +53,7 @@ fn errno(e: &WdevError) -> Errno {
     match e {
         WdevError::Invalid(_) => Errno::EINVAL,
         WdevError::ReadOnly => Errno::EROFS,
-        WdevError::Core(_) => Errno::EIO,
+        WdevError::Core(_) | WdevError::Writeback(_) => Errno::EIO,
     }
 }
 

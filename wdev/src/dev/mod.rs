@@ -4,6 +4,7 @@ mod group;
 mod lsids;
 mod redo;
 mod wdev;
+mod writeback;
 
 pub use group::{GroupCommit, Outcome};
 pub use lsids::Lsids;

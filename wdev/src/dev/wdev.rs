@@ -2,12 +2,15 @@
 //!
 //! Each `submit` groups its IOs into logpacks, writes them to the ring and returns once the log
 //! write is done (the driver's ack point); a FUA or `flush` makes the log durable first.
-//! Acknowledged data stays pending in memory (reads see it) and reaches the data device only
-//! after its log is permanent. The superblock is synced at checkpoints, so redo after a crash
+//! Acknowledged data stays pending in memory (reads see it); once enough is pending, the batch
+//! goes to the writeback thread, which makes its log permanent and then writes it to the data
+//! device while new writes are logged. `written` advances when a batch is on the data device;
+//! the superblock is synced at checkpoints (data device synced first), so redo after a crash
 //! starts from a written lsid whose data is on the data device.
 
+use std::sync::{Arc, Mutex};
+
 use bytes::Bytes;
-use walb_core::apply::{Applier, DiscardMode};
 use walb_core::blockio::BlockIo;
 use walb_core::ldev::superblock::ring_size_for;
 use walb_core::ldev::Ldev;
@@ -17,6 +20,7 @@ use walb_core::{Pbs, Uuid, LBS};
 
 use super::lsids::Lsids;
 use super::redo::redo;
+use super::writeback::{SharedIo, Writeback};
 
 #[derive(Debug, thiserror::Error)]
 pub enum WdevError {
@@ -24,8 +28,10 @@ pub enum WdevError {
     Core(#[from] walb_core::Error),
     #[error("{0}")]
     Invalid(String),
-    #[error("device is read-only after a superblock write failure")]
+    #[error("device is read-only after a superblock or data device write failure")]
     ReadOnly,
+    #[error("data device writeback failed: {0}; the device is read-only")]
+    Writeback(String),
 }
 
 pub type Result<T> = std::result::Result<T, WdevError>;
@@ -37,18 +43,23 @@ pub enum Io {
     Discard { lba: u64, blocks: u32 },
 }
 
-/// Pending data beyond this is written to the data device without waiting for a flush.
-const DEFAULT_MAX_PENDING: usize = 64 << 20;
+/// Pending data beyond this goes to the writeback thread when the thread is idle. Small
+/// enough that a batch's log sync is short, large enough that overwrites of hot blocks are
+/// written once. Writers wait for the thread's batch only beyond twice this, so memory stays
+/// bounded: pending plus in flight at most four times this.
+const HANDOFF_BYTES: usize = 16 << 20;
 
 pub struct Wdev {
     ldev: Ldev,
-    ddev: Box<dyn BlockIo>,
+    ddev: SharedIo,
     lsids: Lsids,
     overflow: bool,
     read_only: bool,
-    /// Acknowledged data not yet on the data device; newest wins.
+    /// Acknowledged data of the packs since the last handoff; newest wins.
     pending: DiffMemory,
-    max_pending: usize,
+    /// Writes the handed-off batch to the data device; reads lay it under `pending`.
+    wb: Writeback,
+    handoff_bytes: usize,
 }
 
 fn invalid(msg: String) -> WdevError {
@@ -78,6 +89,13 @@ impl Wdev {
         let oldest = ldev.sb.oldest_lsid;
         let ring = ldev.sb.ring_buffer_size;
         let overflow = end - oldest > ring || (end > oldest && ldev.read_header(oldest)?.is_err());
+        let wb_ldev = ldev
+            .io()
+            .try_clone()
+            .map_err(|e| walb_core::Error::io("second handle on the log device", e))?;
+        let ddev: SharedIo = Arc::new(Mutex::new(ddev));
+        let wb = Writeback::spawn(wb_ldev, ddev.clone(), &ldev.sb.name)
+            .map_err(|e| walb_core::Error::io("spawn the writeback thread", e))?;
         let mut dev = Wdev {
             ldev,
             ddev,
@@ -85,7 +103,8 @@ impl Wdev {
             overflow,
             read_only: false,
             pending: DiffMemory::new(),
-            max_pending: DEFAULT_MAX_PENDING,
+            wb,
+            handoff_bytes: HANDOFF_BYTES,
         };
         dev.sync_super()?;
         Ok(dev)
@@ -120,6 +139,14 @@ impl Wdev {
     pub fn log_capacity(&self) -> u64 {
         self.ldev.sb.ring_buffer_size
     }
+    /// Sets how much pending data starts a writeback batch (tests use small devices).
+    pub fn set_handoff_bytes(&mut self, bytes: usize) {
+        self.handoff_bytes = bytes;
+    }
+    /// True while a batch is being written to the data device in the background.
+    pub fn is_writing_back(&self) -> bool {
+        self.wb.is_busy()
+    }
 
     fn check_range(&self, lba: u64, blocks: u64) -> Result<()> {
         if blocks == 0 || lba.checked_add(blocks).is_none_or(|e| e > self.size_lb()) {
@@ -151,6 +178,7 @@ impl Wdev {
     /// Logs a batch of IOs (grouped into packs) and returns once the log writes are done;
     /// with `fua` the logs are durable too.
     pub fn submit(&mut self, ios: &[Io], fua: bool) -> Result<()> {
+        self.reap(false)?;
         if self.read_only {
             return Err(WdevError::ReadOnly);
         }
@@ -160,6 +188,8 @@ impl Wdev {
         let ring = self.log_capacity();
         let salt = self.salt();
         let mut b = PackBuilder::new(self.pbs(), self.lsids.latest, Some(ring));
+        // The IOs in `b`, not yet logged.
+        let mut packed = Vec::new();
         for io in ios {
             loop {
                 let added = match io {
@@ -169,36 +199,34 @@ impl Wdev {
                 if added.is_ok() {
                     break;
                 }
-                self.write_pack(&mut b)?;
+                self.write_pack(&mut b, &mut packed)?;
             }
+            packed.push(io);
         }
         if !b.is_empty() {
-            self.write_pack(&mut b)?;
+            self.write_pack(&mut b, &mut packed)?;
         }
-        for io in ios {
-            let rec = match io {
-                Io::Write { lba, data } => DiffRec {
-                    addr: *lba,
-                    blocks: (data.len() / LBS) as u32,
-                    body: Body::Data(data.clone()),
-                },
-                Io::Discard { lba, blocks } => DiffRec {
-                    addr: *lba,
-                    blocks: *blocks,
-                    body: Body::Discard,
-                },
-            };
-            self.pending.insert(rec);
+        // FUA makes the log durable before the ack.
+        if fua {
+            self.make_permanent()?;
         }
-        // FUA makes the log durable before the ack; too much pending data forces the same.
-        if fua || self.pending.data_bytes() > self.max_pending {
-            self.flush()?;
+        self.write_back_if_due()
+    }
+
+    /// Hands pending data to the writeback thread once there is enough; waits for the
+    /// thread's batch only when pending data reached its bound.
+    fn write_back_if_due(&mut self) -> Result<()> {
+        let bytes = self.pending.data_bytes();
+        if bytes > 2 * self.handoff_bytes || (bytes > self.handoff_bytes && !self.wb.is_busy()) {
+            self.hand_off()?;
         }
         Ok(())
     }
 
-    /// Writes the builder's pack at `latest` and starts the next one.
-    fn write_pack(&mut self, b: &mut PackBuilder) -> Result<()> {
+    /// Writes the builder's pack at `latest` and starts the next one; the pack's IOs
+    /// (`packed`) become pending, so pending data always covers every pack since the last
+    /// handoff (a checkpoint between two packs of a batch must not skip the first's data).
+    fn write_pack(&mut self, b: &mut PackBuilder, packed: &mut Vec<&Io>) -> Result<()> {
         let (h, data) = b.take();
         let next = h.next_lsid();
         let ring = self.log_capacity();
@@ -216,6 +244,9 @@ impl Wdev {
         self.ldev.write_pack(&h, &data)?;
         self.lsids.latest = next;
         self.lsids.completed = next;
+        for io in packed.drain(..) {
+            self.pending.insert(pending_rec(io));
+        }
         Ok(())
     }
 
@@ -229,33 +260,76 @@ impl Wdev {
         self.submit(&[Io::Discard { lba, blocks }], false)
     }
 
-    /// Makes every completed log durable (permanent), then writes pending data to the data
-    /// device (written).
+    /// Makes every completed log durable (permanent) and, when the writeback thread is idle,
+    /// hands it the pending data. Acknowledged data is then safe (redo writes it after a
+    /// crash); it reaches the data device in the background.
     pub fn flush(&mut self) -> Result<()> {
-        self.ldev.sync()?;
-        self.lsids.permanent = self.lsids.completed;
-        let pending = std::mem::take(&mut self.pending);
-        let mut ap = Applier::new(self.ddev.as_mut(), DiscardMode::Zero)?;
-        for rec in pending.into_sorted() {
-            ap.apply(&rec)?;
+        self.reap(false)?;
+        self.make_permanent()?;
+        if !self.wb.is_busy() {
+            self.hand_off()?;
         }
-        // The data device is made durable at the next checkpoint, before the superblock
-        // says `written`; redo covers it until then.
-        ap.finish_unsynced()?;
-        self.lsids.written = self.lsids.permanent;
         Ok(())
     }
 
-    /// Flushes, then syncs the superblock so redo would start at `written`.
+    /// Writes every acknowledged write to the data device (waiting for the writeback thread),
+    /// then syncs the superblock so redo would start at `written` = `latest`.
     pub fn checkpoint(&mut self) -> Result<()> {
-        self.flush()?;
+        self.hand_off()?;
+        self.reap(true)?;
         self.sync_super()
     }
 
+    /// Syncs the log if needed: `permanent` = `completed`.
+    fn make_permanent(&mut self) -> Result<()> {
+        if self.lsids.permanent < self.lsids.completed {
+            self.ldev.sync()?;
+            self.lsids.permanent = self.lsids.completed;
+        }
+        Ok(())
+    }
+
+    /// Hands every pending record to the writeback thread, after its previous batch is
+    /// written; the thread makes their logs permanent before it writes their data.
+    fn hand_off(&mut self) -> Result<()> {
+        self.reap(true)?;
+        if self.pending.is_empty() {
+            // Every pack below `completed` has its data on the data device already.
+            self.make_permanent()?;
+            self.lsids.written = self.lsids.permanent;
+            return Ok(());
+        }
+        let recs = std::mem::take(&mut self.pending);
+        let end = self.lsids.completed;
+        self.wb.start(recs, end, self.lsids.permanent < end);
+        Ok(())
+    }
+
+    /// Takes the writeback thread's outcome (`wait`: waits for it): `permanent` and
+    /// `written` advance to the end of its batch. A failed batch makes the device read-only;
+    /// its data stays in memory for reads and in the log for redo.
+    fn reap(&mut self, wait: bool) -> Result<()> {
+        match self.wb.finish(wait) {
+            None => Ok(()),
+            Some(Ok(end)) => {
+                self.lsids.permanent = self.lsids.permanent.max(end);
+                self.lsids.written = end;
+                Ok(())
+            }
+            Some(Err(e)) => {
+                self.read_only = true;
+                Err(WdevError::Writeback(e))
+            }
+        }
+    }
+
     /// Writes the superblock: the data device is made durable first (FORMATS §1.2), since the
-    /// superblock's `written` tells redo that everything below it is there.
+    /// superblock's `written` tells redo that everything below it is there. A batch still
+    /// being written is not below `written`.
     fn sync_super(&mut self) -> Result<()> {
         self.ddev
+            .lock()
+            .expect("data device lock")
             .sync()
             .map_err(|e| walb_core::Error::io("sync data device", e))?;
         self.ldev.sb.oldest_lsid = self.lsids.oldest;
@@ -269,7 +343,8 @@ impl Wdev {
         Ok(())
     }
 
-    /// Reads `buf.len()` bytes at `lba`: the data device with pending data laid over it.
+    /// Reads `buf.len()` bytes at `lba`: the data device, with the batch being written back
+    /// and then pending data laid over it (newest wins).
     pub fn read(&mut self, lba: u64, buf: &mut [u8]) -> Result<()> {
         if !buf.len().is_multiple_of(LBS) {
             return Err(invalid(format!(
@@ -279,20 +354,16 @@ impl Wdev {
         }
         let blocks = (buf.len() / LBS) as u64;
         self.check_range(lba, blocks)?;
+        // The data device may hold an in-flight batch partly; the overlay below covers it.
         self.ddev
+            .lock()
+            .expect("data device lock")
             .read_at(buf, lba * LBS as u64)
             .map_err(|e| walb_core::Error::io(format!("read data device at LB {lba}"), e))?;
-        let end = lba + blocks;
-        for r in self.pending.overlapping(lba, end) {
-            let (s, e) = (r.addr.max(lba), r.end().min(end));
-            let dst = &mut buf[((s - lba) as usize) * LBS..((e - lba) as usize) * LBS];
-            match &r.body {
-                Body::Data(d) => dst.copy_from_slice(
-                    &d[((s - r.addr) as usize) * LBS..((e - r.addr) as usize) * LBS],
-                ),
-                Body::AllZero | Body::Discard => dst.fill(0),
-            }
+        if let Some(inflight) = self.wb.inflight() {
+            overlay(inflight, lba, buf);
         }
+        overlay(&self.pending, lba, buf);
         Ok(())
     }
 
@@ -342,6 +413,8 @@ impl Wdev {
     pub fn resize(&mut self, new_lb: u64) -> Result<()> {
         let ddev_lb = self
             .ddev
+            .lock()
+            .expect("data device lock")
             .size()
             .map_err(|e| walb_core::Error::io("data device size", e))?
             / LBS as u64;
@@ -354,6 +427,36 @@ impl Wdev {
         }
         self.ldev.sb.device_size = new_lb;
         self.sync_super()
+    }
+}
+
+/// The record an IO leaves pending.
+fn pending_rec(io: &Io) -> DiffRec {
+    match io {
+        Io::Write { lba, data } => DiffRec {
+            addr: *lba,
+            blocks: (data.len() / LBS) as u32,
+            body: Body::Data(data.clone()),
+        },
+        Io::Discard { lba, blocks } => DiffRec {
+            addr: *lba,
+            blocks: *blocks,
+            body: Body::Discard,
+        },
+    }
+}
+
+/// Lays the records of `recs` that overlap `buf` (at `lba`) over it.
+fn overlay(recs: &DiffMemory, lba: u64, buf: &mut [u8]) {
+    let end = lba + (buf.len() / LBS) as u64;
+    for r in recs.overlapping(lba, end) {
+        let (s, e) = (r.addr.max(lba), r.end().min(end));
+        let dst = &mut buf[((s - lba) as usize) * LBS..((e - lba) as usize) * LBS];
+        match &r.body {
+            Body::Data(d) => dst
+                .copy_from_slice(&d[((s - r.addr) as usize) * LBS..((e - r.addr) as usize) * LBS]),
+            Body::AllZero | Body::Discard => dst.fill(0),
+        }
     }
 }
 

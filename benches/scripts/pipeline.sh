@@ -8,6 +8,8 @@
 #  3. hash backup MB/s of the whole device, unchanged and with 10% rewritten (the limit is
 #     min(disk read, BLAKE3 ≈ 2.9 GiB/s per core on this class, BENCHMARKS.md)).
 # Usage: pipeline.sh [SIZE_MB] [WRITE_MB]
+# ARCHIVE_DIR=DIR puts the archive's data dir there (e.g. /dev/shm: the archive on a disk of its
+# own, as on a separate host; otherwise both ends read the same disk at once).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 size_mb="${1:-1024}"
@@ -16,12 +18,13 @@ cargo build --release -q --manifest-path "$root/Cargo.toml" \
     -p walb-wdev -p walb-storage -p walb-proxy -p walb-archive -p walb-controller --bins
 bin="$root/target/release"
 dir="$(mktemp -d /var/tmp/walb-bench.XXXXXX)"
+adir="$(mktemp -d "${ARCHIVE_DIR:-$dir}/walb-archive.XXXXXX")"
 pids=()
 cleanup() {
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
     "$bin/wdevc" --run-dir "$dir/run" delete-wdev b0 2>/dev/null || true
     [ -n "${wdevd:-}" ] && kill "$wdevd" 2>/dev/null && wait "$wdevd" 2>/dev/null || true
-    rm -rf "$dir"
+    rm -rf "$dir" "$adir"
 }
 trap cleanup EXIT
 cd "$dir"
@@ -34,7 +37,7 @@ mkdir -p run
 while [ ! -S run/wdevd.sock ]; do sleep 0.1; done
 dev=$("$bin/wdevc" --run-dir "$dir/run" create-wdev b0 ldev ddev)
 sp=$(port); pp=$(port); ap=$(port)
-"$bin/walb-archive" --id a0 --listen 127.0.0.1:$ap --data-dir a0 2>a0.log & pids+=($!)
+"$bin/walb-archive" --id a0 --listen 127.0.0.1:$ap --data-dir "$adir/a0" 2>a0.log & pids+=($!)
 "$bin/walb-proxy" --id p0 --listen 127.0.0.1:$pp --data-dir p0 2>p0.log & pids+=($!)
 "$bin/walb-storage" --id s0 --listen 127.0.0.1:$sp --data-dir s0 --proxy 127.0.0.1:$pp \
     --archive 127.0.0.1:$ap --wdevd run/wdevd.sock 2>s0.log & pids+=($!)
@@ -53,30 +56,59 @@ w() { "$bin/walbc" --layout layout.toml --timeout 600 "$@"; }
 for s in s0 p0 a0; do until w call $s get pid >/dev/null 2>&1; do sleep 0.1; done; done
 w init-storage s0 vol0 b0
 dd if=/dev/urandom of="$dev" bs=1M count="$size_mb" oflag=direct status=none
-sync; echo 3 > /proc/sys/vm/drop_caches
-t0=$(date +%s.%N); dd if=ddev of=/dev/null bs=1M status=none; t1=$(date +%s.%N)
-disk=$(echo "$size_mb / ($t1 - $t0)" | bc -l)
-sync; echo 3 > /proc/sys/vm/drop_caches
-t0=$(date +%s.%N); gid=$(w full-backup s0 vol0); t1=$(date +%s.%N)
-full=$(echo "$size_mb / ($t1 - $t0)" | bc -l)
+# The disk is noisy: its read rate is measured right before each scan it limits.
+cold() { sync; echo 3 > /proc/sys/vm/drop_caches; }
+disk_read() { # -> MB/s of a cold read of the data device file
+    cold
+    local t0 t1
+    t0=$(date +%s.%N); dd if=ddev of=/dev/null bs=1M status=none; t1=$(date +%s.%N)
+    cold
+    echo "$size_mb / ($t1 - $t0)" | bc -l
+}
+timed() { # command... -> MB/s of size_mb over its run
+    local t0 t1
+    t0=$(date +%s.%N); "$@" >/dev/null; t1=$(date +%s.%N)
+    echo "$size_mb / ($t1 - $t0)" | bc -l
+}
+cpu() { # pid -> CPU seconds (user + system) so far
+    awk -v hz="$(getconf CLK_TCK)" '{ print ($14 + $15) / hz }' "/proc/$1/stat"
+}
+spid=${pids[2]} apid=${pids[0]}
+hash_step() { # -> "MB/s storage-CPU-s archive-CPU-s" of one hash backup
+    local s0 a0 r
+    s0=$(cpu "$spid"); a0=$(cpu "$apid")
+    r=$(timed w hash-backup s0 vol0)
+    echo "$r $(echo "$(cpu "$spid") - $s0" | bc -l) $(echo "$(cpu "$apid") - $a0" | bc -l)"
+}
+disk=$(disk_read)
+full=$(timed w full-backup s0 vol0)
 t0=$(date +%s.%N)
 fio --name=w --filename="$dev" --direct=1 --ioengine=libaio --rw=randwrite --bs=1M --iodepth=8 \
     --size="${write_mb}M" --output=/dev/null
 gid=$(w snapshot s0 vol0); t1=$(date +%s.%N)
 ship=$(echo "$write_mb / ($t1 - $t0)" | bc -l)
 # Hash backup of the unchanged volume, then with 10% of it rewritten (random 1 MiB writes).
-sync; echo 3 > /proc/sys/vm/drop_caches
-t0=$(date +%s.%N); w hash-backup s0 vol0 >/dev/null; t1=$(date +%s.%N)
-hash0=$(echo "$size_mb / ($t1 - $t0)" | bc -l)
+disk0=$(disk_read)
+read -r hash0 s_cpu0 a_cpu0 <<<"$(hash_step)"
+# The 10% are written while s0 stands by (not shipped), so the hash backup must send them.
+w go-standby s0 vol0
 fio --name=h --filename="$dev" --direct=1 --ioengine=libaio --rw=randwrite --bs=1M --iodepth=8 \
     --size="$((size_mb / 10))M" --output=/dev/null
-w snapshot s0 vol0 >/dev/null
-sync; echo 3 > /proc/sys/vm/drop_caches
-t0=$(date +%s.%N); w hash-backup s0 vol0 >/dev/null; t1=$(date +%s.%N)
-hash10=$(echo "$size_mb / ($t1 - $t0)" | bc -l)
-printf '%-44s %10s\n' what MB/s
-printf '%-44s %10.1f\n' "disk read of the data device (limit)" "$disk"
-printf '%-44s %10.1f  (%.0f%% of the disk read)\n' "full backup, ${size_mb} MiB random" "$full" "$(echo "100*$full/$disk" | bc -l)"
-printf '%-44s %10.1f\n' "writes → restorable snapshot, ${write_mb} MiB" "$ship"
-printf '%-44s %10.1f  (%.0f%% of the disk read)\n' "hash backup, unchanged" "$hash0" "$(echo "100*$hash0/$disk" | bc -l)"
-printf '%-44s %10.1f  (%.0f%% of the disk read)\n' "hash backup, 10% changed" "$hash10" "$(echo "100*$hash10/$disk" | bc -l)"
+disk10=$(disk_read)
+read -r hash10 s_cpu10 a_cpu10 <<<"$(hash_step)"
+row() { # what MB/s limit-MB/s
+    printf '%-36s %9.1f %9.1f %6.0f%%\n' "$1" "$2" "$3" "$(echo "100*$2/$3" | bc -l)"
+}
+printf '%-36s %9s %9s %7s\n' what MB/s "disk rd" ratio
+row "full backup, ${size_mb} MiB random" "$full" "$disk"
+printf '%-36s %9.1f\n' "writes → restorable, ${write_mb} MiB" "$ship"
+row "hash backup, unchanged" "$hash0" "$disk0"
+row "hash backup, 10% changed" "$hash10" "$disk10"
+cpu_row() { # what storage-CPU-s archive-CPU-s
+    printf '  CPU, %s: storage %.2f s (%.0f MB/s per core), archive %.2f s (%.0f MB/s per core)\n' \
+        "$1" "$2" "$(echo "$size_mb / $2" | bc -l)" "$3" "$(echo "$size_mb / $3" | bc -l)"
+}
+cpu_row "hash backup, unchanged" "$s_cpu0" "$a_cpu0"
+cpu_row "hash backup, 10% changed" "$s_cpu10" "$a_cpu10"
+# The storage's own timing of each hash scan (without walbc's preparation and waiting).
+grep -o 'hash backup done.*' s0.log | sed 's/^/  s0: /'

@@ -122,9 +122,12 @@ async fn run(st: &Storage, vol: &Vol, wdev: &str, bulk_lb: u32) -> CmdResult<u64
     flow.commit(wire::frame(frame::Kind::Commit(commit)))
         .await
         .map_err(flow_err)?;
+    let secs = progress.started.elapsed().as_secs_f64();
     tracing::info!(
         vol = vol.name,
-        "hash backup done: {changed} bulks differed, {sent} bytes sent, gid {gid_b}..{gid_e}"
+        "hash backup done: {changed} bulks differed, {sent} bytes sent, gid {gid_b}..{gid_e}; scanned {} MB in {secs:.2} s ({:.0} MB/s)",
+        progress.total / 1_000_000,
+        progress.total as f64 / 1e6 / secs.max(1e-3)
     );
     Ok(gid_e)
 }

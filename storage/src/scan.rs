@@ -68,8 +68,12 @@ impl Scan {
     }
 }
 
-/// Bulks read ahead of the consumer.
-const READ_AHEAD: usize = 8;
+/// Bytes read ahead of the consumer (two bulks at least).
+const READ_AHEAD_BYTES: usize = 8 << 20;
+
+/// Bytes read per system call (whole bulks, at least one): fewer, larger reads keep the
+/// device's queue full.
+const READ_BYTES: usize = 1 << 20;
 
 /// Starts reading `path` from LB 0 to `size_lb` in bulks of `bulk_lb`; the receiver yields
 /// them in order (an error, or `cancel`, ends the stream). Dropping the receiver stops the
@@ -80,45 +84,53 @@ pub fn read_bulks(
     bulk_lb: u32,
     scan: Arc<Scan>,
 ) -> mpsc::Receiver<CmdResult<Bulk>> {
-    let (tx, rx) = mpsc::sync_channel(READ_AHEAD);
+    let ahead = (READ_AHEAD_BYTES / (bulk_lb as usize * LBS)).max(2);
+    let (tx, rx) = mpsc::sync_channel(ahead);
     std::thread::spawn(move || {
-        let f = match std::fs::File::open(&path) {
-            Ok(f) => f,
-            Err(e) => {
-                let _ = tx.send(Err(CmdError::Internal(format!(
-                    "open {}: {e}",
-                    path.display()
-                ))));
-                return;
-            }
-        };
-        let mut lba = 0u64;
-        while lba < size_lb {
-            if scan.cancelled.load(Ordering::Relaxed) {
-                let _ = tx.send(Err(CmdError::State(format!("{} cancelled", scan.kind))));
-                return;
-            }
-            let blocks = (size_lb - lba).min(bulk_lb as u64) as u32;
-            let mut buf = vec![0u8; blocks as usize * LBS];
-            let r = f
-                .read_exact_at(&mut buf, lba * LBS as u64)
-                .map(|_| Bulk {
-                    lba,
-                    blocks,
-                    data: Bytes::from(buf),
-                })
-                .map_err(|e| {
-                    CmdError::Internal(format!("read {} at LB {lba}: {e}", path.display()))
-                });
-            let failed = r.is_err();
-            if tx.send(r).is_err() || failed {
-                return;
-            }
-            lba += blocks as u64;
-            let done = lba * LBS as u64;
-            scan.done.store(done, Ordering::Relaxed);
-            scan.pace(done);
+        if let Err(e) = read_into(&path, size_lb, bulk_lb, &scan, &tx) {
+            let _ = tx.send(Err(e));
         }
     });
     rx
+}
+
+/// The reader thread's loop; returns when done, when the receiver went away, or with the
+/// error that ends the stream.
+fn read_into(
+    path: &std::path::Path,
+    size_lb: u64,
+    bulk_lb: u32,
+    scan: &Scan,
+    tx: &mpsc::SyncSender<CmdResult<Bulk>>,
+) -> CmdResult<()> {
+    let f = std::fs::File::open(path)
+        .map_err(|e| CmdError::Internal(format!("open {}: {e}", path.display())))?;
+    let per_read = (READ_BYTES / (bulk_lb as usize * LBS)).max(1) as u64 * bulk_lb as u64;
+    let mut lba = 0u64;
+    while lba < size_lb {
+        if scan.cancelled.load(Ordering::Relaxed) {
+            return Err(CmdError::State(format!("{} cancelled", scan.kind)));
+        }
+        let blocks = (size_lb - lba).min(per_read);
+        let mut buf = vec![0u8; blocks as usize * LBS];
+        f.read_exact_at(&mut buf, lba * LBS as u64)
+            .map_err(|e| CmdError::Internal(format!("read {} at LB {lba}: {e}", path.display())))?;
+        let data = Bytes::from(buf);
+        for off in (0..blocks).step_by(bulk_lb as usize) {
+            let n = (blocks - off).min(bulk_lb as u64);
+            let bulk = Bulk {
+                lba: lba + off,
+                blocks: n as u32,
+                data: data.slice((off as usize * LBS)..((off + n) as usize * LBS)),
+            };
+            if tx.send(Ok(bulk)).is_err() {
+                return Ok(());
+            }
+        }
+        lba += blocks;
+        let done = lba * LBS as u64;
+        scan.done.store(done, Ordering::Relaxed);
+        scan.pace(done);
+    }
+    Ok(())
 }

@@ -30,7 +30,7 @@ pub async fn wait_for(
                     ),
                 })
             }
-            _ => tokio::time::sleep(Duration::from_millis(200)).await,
+            _ => tokio::time::sleep(Duration::from_millis(50)).await,
         }
     }
 }

@@ -426,3 +426,38 @@ fn a_data_device_write_error_surfaces_and_loses_nothing() {
         "redo wrote what the data device refused"
     );
 }
+
+#[test]
+fn the_periodic_checkpoint_does_not_wait_but_catches_up() {
+    let f = files(20_000, Pbs::B4096);
+    let mut dev = open(&f);
+    dev.set_handoff_bytes(64 << 10);
+    let mut rng = StdRng::seed_from_u64(5);
+    let mut model = vec![0u8; DEV_LB as usize * LBS];
+    for i in 0..200 {
+        let io = random_io(&mut rng);
+        dev.submit(std::slice::from_ref(&io), false).unwrap();
+        model_apply(&mut model, &io);
+        if i % 20 == 0 {
+            dev.checkpoint_nowait().unwrap();
+            let l = dev.lsids();
+            assert!(l.is_ordered() && l.permanent == l.latest, "{l:?}");
+        }
+    }
+    // With no more writes, ticks record the batch in flight, then the superblock catches up.
+    let t = std::time::Instant::now();
+    while dev.lsids().prev_written < dev.lsids().latest {
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(10),
+            "{:?}",
+            dev.lsids()
+        );
+        dev.checkpoint_nowait().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(read_all(&mut dev) == model);
+    drop(dev);
+    // Reopened (redo from the superblock's written lsid): the same data.
+    let mut dev = open(&f);
+    assert!(read_all(&mut dev) == model);
+}

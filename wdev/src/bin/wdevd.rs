@@ -88,7 +88,7 @@ fn main() -> Result<()> {
                 std::thread::sleep(Duration::from_millis(100));
                 let ms = reg.checkpoint_ms.load(Ordering::Relaxed);
                 if ms > 0 && last.elapsed() >= Duration::from_millis(ms) {
-                    reg.checkpoint_all();
+                    reg.checkpoint_all(false);
                     last = Instant::now();
                 }
             }
@@ -104,7 +104,7 @@ fn main() -> Result<()> {
     eprintln!("wdevd: signal {sig}: checkpointing and unmounting");
     // Devices still attached to loop devices lose their backing file here, as a stopped
     // kernel driver would; their logs are durable and redo runs at the next create.
-    reg.checkpoint_all();
+    reg.checkpoint_all(true);
     drop(session);
     let _ = std::fs::remove_file(&sock);
     Ok(())

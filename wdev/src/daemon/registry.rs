@@ -167,10 +167,17 @@ impl Registry {
             .collect()
     }
 
-    /// Checkpoints every device (the periodic superblock sync).
-    pub fn checkpoint_all(&self) {
+    /// Checkpoints every device: the periodic superblock sync does not wait for data being
+    /// written back; at shutdown (`wait`) everything reaches the data device.
+    pub fn checkpoint_all(&self, wait: bool) {
         for (name, s) in self.names() {
-            if let Err(e) = s.dev.lock().expect("device lock").checkpoint() {
+            let mut dev = s.dev.lock().expect("device lock");
+            let r = if wait {
+                dev.checkpoint()
+            } else {
+                dev.checkpoint_nowait()
+            };
+            if let Err(e) = r {
                 tracing::error!(device = name, "checkpoint failed: {e}");
             }
         }

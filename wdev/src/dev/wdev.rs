@@ -280,6 +280,18 @@ impl Wdev {
         self.sync_super()
     }
 
+    /// The periodic checkpoint: like `flush` (logs durable, pending data handed to an idle
+    /// writeback thread), then the superblock synced if `written` moved; it never waits for a
+    /// batch in flight, so writers are not held up every interval. What is still in flight
+    /// is recorded by a later one (or by `checkpoint`, which waits).
+    pub fn checkpoint_nowait(&mut self) -> Result<()> {
+        self.flush()?;
+        if self.lsids.written > self.lsids.prev_written {
+            self.sync_super()?;
+        }
+        Ok(())
+    }
+
     /// Syncs the log if needed: `permanent` = `completed`.
     fn make_permanent(&mut self) -> Result<()> {
         if self.lsids.permanent < self.lsids.completed {

@@ -91,19 +91,10 @@ fn m3_storage_grown_but_not_the_archive() {
         assert!(t.elapsed() < Duration::from_secs(20), "{}", c.logs());
         std::thread::sleep(Duration::from_millis(100));
     }
-    let r = c.walbc(&["call", "a0", "get", "restorable", "vol0"]);
-    assert!(!r.lines().any(|l| l.starts_with(&format!("{gid} "))));
+    assert!(!c.is_restorable("a0", &gid));
     c.walbc(&["resize", "vol0", "36m", "--zero"]);
     c.walbc(&["kick", "s0", "p0"]);
-    let t = Instant::now();
-    loop {
-        let r = c.walbc(&["call", "a0", "get", "restorable", "vol0"]);
-        if r.lines().any(|l| l.starts_with(&format!("{gid} "))) {
-            break;
-        }
-        assert!(t.elapsed() < Duration::from_secs(60), "{}", c.logs());
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    c.wait_restorable("a0", &gid);
     assert_eq!(c.walbc(&["is-wdiff-send-error", "p0", "vol0", "a0"]), "0");
     check(&c, &gid);
 }

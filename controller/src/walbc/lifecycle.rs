@@ -4,11 +4,10 @@
 //! server (docs/recovery.md).
 
 use anyhow::{bail, Result};
-use tonic::Code;
 
-use super::client::{call, wait_for};
+use super::client::wait_for;
 use super::layout::{Kind, Server};
-use super::ops::{named, Ctl};
+use super::ops::{named, proxy_runs, Ctl};
 
 impl Ctl {
     /// A storage's volume back to SyncReady (stopped, WAL dropped) or an archive's (stopped,
@@ -36,7 +35,7 @@ impl Ctl {
         let (kind, s) = self.layout.find(id)?;
         match kind {
             Kind::Storage => {
-                if self.storage_state_or_clear(s, vol).await? == "Clear" {
+                if self.state_or_clear(s, vol).await? == "Clear" {
                     return Ok(());
                 }
                 self.storage_to_sync_ready(s, vol).await?;
@@ -55,18 +54,10 @@ impl Ctl {
         self.call(s, &["clear-vol", vol]).await.map(drop)
     }
 
-    async fn storage_state_or_clear(&self, s: &Server, vol: &str) -> Result<String> {
-        match call(&s.addr, &["get", "state", vol]).await {
-            Ok(t) => Ok(t.trim().to_string()),
-            Err(e) if e.code == Code::NotFound => Ok("Clear".into()),
-            Err(e) => Err(named(s, e)),
-        }
-    }
-
     /// Stops an archive's volume (cutting a running wdiff transfer); returns the state it is
     /// in then: Stopped, SyncReady or Clear. A full or hash sync running is an error.
     async fn archive_to_stopped(&self, a: &Server, vol: &str) -> Result<String> {
-        let state = self.archive_state(a, vol).await?;
+        let state = self.state_or_clear(a, vol).await?;
         match state.as_str() {
             "Clear" | "SyncReady" | "Stopped" => Ok(state),
             "Archived" | "WdiffRecv" => {
@@ -83,10 +74,10 @@ impl Ctl {
     /// Lets a proxy send every diff it holds, then stops it; false when it does not know
     /// the volume.
     async fn proxy_to_stopped(&self, p: &Server, vol: &str) -> Result<bool> {
-        match self.proxy_state(p, vol).await?.as_str() {
+        match self.state_or_clear(p, vol).await?.as_str() {
             "Clear" => return Ok(false),
             "Stopped" => return Ok(true),
-            "Started" | "WlogRecv" => {
+            st if proxy_runs(st) => {
                 self.call(p, &["stop", vol, "empty"]).await?;
             }
             _ => {}

@@ -139,7 +139,7 @@ impl Ctl {
                 self.call(p, &["stop", vol]).await?;
             }
             self.call(p, &["archive-info", "delete", vol, dst]).await?;
-            if self.proxy_state(p, vol).await? == "Stopped" {
+            if self.state_or_clear(p, vol).await? == "Stopped" {
                 self.call(p, &["start", vol]).await?;
             }
         }
@@ -149,26 +149,16 @@ impl Ctl {
     /// Whether the proxy runs `vol`: Started, or WlogRecv (Started while one wlog comes in; a
     /// stop waits for it, a start is refused).
     pub(super) async fn proxy_started(&self, p: &Server, vol: &str) -> Result<bool> {
-        Ok(matches!(
-            self.proxy_state(p, vol).await?.as_str(),
-            "Started" | "WlogRecv"
-        ))
+        Ok(proxy_runs(&self.state_or_clear(p, vol).await?))
     }
 
-    pub(super) async fn proxy_state(&self, p: &Server, vol: &str) -> Result<String> {
-        match call(&p.addr, &["get", "state", vol]).await {
+    /// A server's state for `vol`, "Clear" when it does not know the volume (a proxy or
+    /// storage answers NotFound then).
+    pub async fn state_or_clear(&self, s: &Server, vol: &str) -> Result<String> {
+        match call(&s.addr, &["get", "state", vol]).await {
             Ok(t) => Ok(t.trim().to_string()),
             Err(e) if e.code == Code::NotFound => Ok("Clear".into()),
-            Err(e) => Err(named(p, e)),
-        }
-    }
-
-    /// The archive's state for `vol`, "Clear" when it does not know the volume.
-    pub async fn archive_state(&self, a: &Server, vol: &str) -> Result<String> {
-        match call(&a.addr, &["get", "state", vol]).await {
-            Ok(t) => Ok(t.trim().to_string()),
-            Err(e) if e.code == Code::NotFound => Ok("Clear".into()),
-            Err(e) => Err(named(a, e)),
+            Err(e) => Err(named(s, e)),
         }
     }
 
@@ -177,7 +167,7 @@ impl Ctl {
     pub async fn full_backup(&self, sid: &str, vol: &str, bulk: Option<&str>) -> Result<u64> {
         let s = self.storage(sid)?;
         let a = self.layout.primary_archive()?;
-        match self.archive_state(a, vol).await?.as_str() {
+        match self.state_or_clear(a, vol).await?.as_str() {
             "Clear" => {
                 self.call(a, &["init-vol", vol]).await?;
             }
@@ -235,7 +225,7 @@ impl Ctl {
     pub async fn hash_backup(&self, sid: &str, vol: &str, bulk: Option<&str>) -> Result<u64> {
         let s = self.storage(sid)?;
         let a = self.layout.primary_archive()?;
-        let st = self.archive_state(a, vol).await?;
+        let st = self.state_or_clear(a, vol).await?;
         if st != "Archived" {
             bail!(
                 "{}: volume {vol} is {st}; a hash backup needs it Archived (a full backup otherwise)",
@@ -286,7 +276,7 @@ impl Ctl {
     pub async fn resize(&self, vol: &str, size_lb: u64, zero: bool) -> Result<()> {
         let size = size_lb.to_string();
         for a in &self.layout.archive {
-            if self.archive_state(a, vol).await? == "Clear" {
+            if self.state_or_clear(a, vol).await? == "Clear" {
                 continue;
             }
             let mut args = vec!["resize", vol, &size];
@@ -430,7 +420,7 @@ impl Ctl {
                 .map(|t| walb_core::meta::unix_now().saturating_sub(t));
             archives.push(serde_json::json!({
                 "id": a.id,
-                "state": self.archive_state(a, vol).await.ok(),
+                "state": self.state_or_clear(a, vol).await.ok(),
                 "newest_restorable": newest,
                 "newest_restorable_age_s": age,
                 "latest_gid": latest,
@@ -439,6 +429,11 @@ impl Ctl {
         }
         Ok(serde_json::json!({"vol": vol, "storages": storages, "archives": archives}))
     }
+}
+
+/// Whether a proxy's state is Started, or WlogRecv (Started while one wlog comes in).
+pub(super) fn proxy_runs(state: &str) -> bool {
+    matches!(state, "Started" | "WlogRecv")
 }
 
 /// A storage's `get progress` answer (`KIND DONE TOTAL RATE ETA`) for people; None when idle.

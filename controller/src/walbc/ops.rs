@@ -225,7 +225,18 @@ impl Ctl {
     pub async fn hash_backup(&self, sid: &str, vol: &str, bulk: Option<&str>) -> Result<u64> {
         let s = self.storage(sid)?;
         let a = self.layout.primary_archive()?;
-        let st = self.state_or_clear(a, vol).await?;
+        let mut st = self.state_or_clear(a, vol).await?;
+        if st == "WdiffRecv" {
+            // A proxy is handing over a diff (the storage has just stopped shipping): it ends
+            // in Archived within moments.
+            st = wait_for(&a.addr, &["get", "state", vol], self.timeout, |t| {
+                t.trim() != "WdiffRecv"
+            })
+            .await
+            .map_err(|e| named(a, e))?
+            .trim()
+            .to_string();
+        }
         if st != "Archived" {
             bail!(
                 "{}: volume {vol} is {st}; a hash backup needs it Archived (a full backup otherwise)",

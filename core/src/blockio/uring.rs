@@ -148,8 +148,8 @@ impl UringIo {
     }
 
     /// Cancels every write the kernel has not started; each completes as cancelled and `reap`
-    /// writes it directly. Writes in flight never overlap, so their order does not matter. A
-    /// write already running is left to finish.
+    /// writes it directly. io_uring gives queued writes no order (`Applier` never queues two
+    /// that overlap), so this changes nothing a caller relies on. A running write is left be.
     fn cancel_unstarted(&mut self) {
         let ring = self.ring.as_ref().expect("cancel needs a ring");
         let r = ring.submitter().register_sync_cancel(

@@ -84,6 +84,13 @@ fn model_apply(m: &mut [u8], io: &Io) {
     }
 }
 
+/// One random write, logged (not flushed) and applied to the model.
+fn write_random(dev: &mut Wdev, rng: &mut StdRng, model: &mut [u8]) {
+    let io = random_io(rng);
+    dev.submit(std::slice::from_ref(&io), false).unwrap();
+    model_apply(model, &io);
+}
+
 fn read_all(dev: &mut Wdev) -> Vec<u8> {
     let mut b = vec![0u8; DEV_LB as usize * LBS];
     for (i, chunk) in b.chunks_mut(1 << 20).enumerate() {
@@ -199,9 +206,7 @@ fn overflow_is_sticky_until_reset_wal_and_freeing_logs_prevents_it() {
     let mut model = vec![0u8; DEV_LB as usize * LBS];
     // Freeing what has been extracted keeps the ring from overflowing.
     for _ in 0..400 {
-        let io = random_io(&mut rng);
-        dev.submit(std::slice::from_ref(&io), false).unwrap();
-        model_apply(&mut model, &io);
+        write_random(&mut dev, &mut rng, &mut model);
         if dev.log_usage() > 300 {
             dev.checkpoint().unwrap();
             let prev = dev.lsids().prev_written;
@@ -212,9 +217,7 @@ fn overflow_is_sticky_until_reset_wal_and_freeing_logs_prevents_it() {
     assert!(dev.set_oldest_lsid(dev.lsids().latest + 1).is_err());
     // Nobody frees logs: overflow, but writes go on.
     for _ in 0..400 {
-        let io = random_io(&mut rng);
-        dev.submit(std::slice::from_ref(&io), false).unwrap();
-        model_apply(&mut model, &io);
+        write_random(&mut dev, &mut rng, &mut model);
     }
     assert!(dev.is_overflow());
     assert!(dev.log_usage() > dev.log_capacity());
@@ -358,9 +361,7 @@ fn reads_during_writeback_see_the_newest_data_and_a_crash_loses_nothing_flushed(
         for i in 0..40 {
             // Overwrite what the batch in flight holds, so the newest copy is in pending.
             for _ in 0..20 {
-                let io = random_io(&mut rng);
-                dev.submit(std::slice::from_ref(&io), false).unwrap();
-                model_apply(&mut model, &io);
+                write_random(&mut dev, &mut rng, &mut model);
             }
             dev.flush().unwrap();
             busy_reads += dev.is_writing_back() as u32;
@@ -372,9 +373,7 @@ fn reads_during_writeback_see_the_newest_data_and_a_crash_loses_nothing_flushed(
         }
         // Logged, not flushed: pending only, until redo.
         for _ in 0..20 {
-            let io = random_io(&mut rng);
-            dev.submit(std::slice::from_ref(&io), false).unwrap();
-            model_apply(&mut model, &io);
+            write_random(&mut dev, &mut rng, &mut model);
         }
         // Dropped without a checkpoint (the thread ends its batch; nothing else is written).
     }
@@ -435,9 +434,7 @@ fn the_periodic_checkpoint_does_not_wait_but_catches_up() {
     let mut rng = StdRng::seed_from_u64(5);
     let mut model = vec![0u8; DEV_LB as usize * LBS];
     for i in 0..200 {
-        let io = random_io(&mut rng);
-        dev.submit(std::slice::from_ref(&io), false).unwrap();
-        model_apply(&mut model, &io);
+        write_random(&mut dev, &mut rng, &mut model);
         if i % 20 == 0 {
             dev.checkpoint_nowait().unwrap();
             let l = dev.lsids();

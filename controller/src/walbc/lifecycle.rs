@@ -5,9 +5,8 @@
 
 use anyhow::{bail, Result};
 
-use super::client::wait_for;
 use super::layout::{Kind, Server};
-use super::ops::{named, proxy_runs, Ctl};
+use super::ops::{proxy_runs, Ctl};
 
 impl Ctl {
     /// A storage's volume back to SyncReady (stopped, WAL dropped) or an archive's (stopped,
@@ -82,11 +81,7 @@ impl Ctl {
             }
             _ => {}
         }
-        wait_for(&p.addr, &["get", "state", vol], self.timeout, |t| {
-            t.trim() == "Stopped"
-        })
-        .await
-        .map_err(|e| named(p, e))?;
+        self.wait_state(p, vol, |t| t == "Stopped").await?;
         Ok(true)
     }
 

@@ -162,6 +162,21 @@ impl Ctl {
         }
     }
 
+    /// Polls `s`'s state for `vol` until `done` accepts it (or walbc's timeout); returns it.
+    pub(super) async fn wait_state(
+        &self,
+        s: &Server,
+        vol: &str,
+        done: impl Fn(&str) -> bool,
+    ) -> Result<String> {
+        let t = wait_for(&s.addr, &["get", "state", vol], self.timeout, |t| {
+            done(t.trim())
+        })
+        .await
+        .map_err(|e| named(s, e))?;
+        Ok(t.trim().to_string())
+    }
+
     /// Full backup of `vol` from storage `sid` to the primary archive; returns the gid once
     /// it is restorable there.
     pub async fn full_backup(&self, sid: &str, vol: &str, bulk: Option<&str>) -> Result<u64> {
@@ -229,13 +244,7 @@ impl Ctl {
         if st == "WdiffRecv" {
             // A proxy is handing over a diff (the storage has just stopped shipping): it ends
             // in Archived within moments.
-            st = wait_for(&a.addr, &["get", "state", vol], self.timeout, |t| {
-                t.trim() != "WdiffRecv"
-            })
-            .await
-            .map_err(|e| named(a, e))?
-            .trim()
-            .to_string();
+            st = self.wait_state(a, vol, |t| t != "WdiffRecv").await?;
         }
         if st != "Archived" {
             bail!(

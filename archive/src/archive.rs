@@ -75,6 +75,8 @@ impl Drop for TransientGuard {
 }
 
 pub struct Archive {
+    /// This server's id, named in the errors it sends.
+    pub id: String,
     pub data_dir: PathBuf,
     pub discard: DiscardMode,
     pub metrics: Arc<Metrics>,
@@ -82,14 +84,21 @@ pub struct Archive {
     /// refusing it as smaller-lv-size.
     pub autoresize: bool,
     entries: Mutex<HashMap<String, Arc<Entry>>>,
+    /// Volumes whose startup recovery failed, with why. Their files are left as they are for
+    /// inspection; nothing of them is restorable until an apply finishes the recovery or the
+    /// volume is reset or cleared (docs/recovery.md).
+    broken: Mutex<HashMap<String, String>>,
+    /// While startup recovery runs: the volume it works on (empty before the first).
+    recovering: Mutex<Option<String>>,
 }
 
 /// The volume's lock, held while a blocking operation runs.
 pub type VolGuard = OwnedMutexGuard<()>;
 
 impl Archive {
-    /// Opens the data directory and runs startup recovery on every volume.
+    /// Opens the data directory; `recover` must run before commands and flows are served.
     pub fn open(
+        id: String,
         data_dir: PathBuf,
         discard: DiscardMode,
         metrics: Arc<Metrics>,
@@ -99,23 +108,65 @@ impl Archive {
                 .map_err(|e| CmdError::Internal(format!("{}: {e}", data_dir.join(d).display())))?;
         }
         describe(&metrics);
-        let a = Archive {
+        Ok(Archive {
+            id,
             data_dir,
             discard,
             metrics,
             autoresize: false,
             entries: Mutex::new(HashMap::new()),
-        };
-        for name in a.volumes()? {
-            let vol = a.vol(&name);
-            let swept = vol.sweep_temps()?;
-            if swept > 0 {
-                tracing::info!(vol = %name, "removed {swept} temporary files");
+            broken: Mutex::new(HashMap::new()),
+            recovering: Mutex::new(Some(String::new())),
+        })
+    }
+
+    /// Startup recovery of every volume: temporary files swept, an interrupted apply finished,
+    /// diffs a crash left behind an apply or a merge removed. A volume whose recovery fails is
+    /// marked broken and the others are served.
+    pub fn recover(&self) -> CmdResult<()> {
+        for name in self.volumes()? {
+            *self.recovering.lock().expect("recovering lock") = Some(name.clone());
+            let vol = self.vol(&name);
+            if let Err(e) = recover_volume(&vol, self.discard) {
+                tracing::error!(vol = %name, "recovery failed, the volume is broken: {e}");
+                self.set_broken(&name, Some(e.to_string()));
             }
-            ops::recover_apply(&vol, discard)?;
-            a.refresh_metrics(&vol);
+            self.refresh_metrics(&vol);
         }
-        Ok(a)
+        *self.recovering.lock().expect("recovering lock") = None;
+        Ok(())
+    }
+
+    /// Refuses while startup recovery runs (`UNAVAILABLE`, which walbc waits out).
+    pub fn ready(&self) -> CmdResult<()> {
+        match &*self.recovering.lock().expect("recovering lock") {
+            None => Ok(()),
+            Some(v) if v.is_empty() => Err(CmdError::Starting(format!("{} starting", self.id))),
+            Some(v) => Err(CmdError::Starting(format!(
+                "{} starting (recovering {v})",
+                self.id
+            ))),
+        }
+    }
+
+    /// Why volume `name` is broken, if it is.
+    pub fn broken(&self, name: &str) -> Option<String> {
+        self.broken.lock().expect("broken lock").get(name).cloned()
+    }
+
+    /// Marks volume `name` broken with `why`, or healthy again with `None`.
+    pub fn set_broken(&self, name: &str, why: Option<String>) {
+        let mut b = self.broken.lock().expect("broken lock");
+        match why {
+            Some(w) => b.insert(name.to_string(), w),
+            None => b.remove(name),
+        };
+        let l = [("vol", name)];
+        self.metrics.set(
+            "walb_archive_broken",
+            &l,
+            f64::from(u8::from(b.contains_key(name))),
+        );
     }
 
     pub fn volumes(&self) -> CmdResult<Vec<String>> {
@@ -229,6 +280,23 @@ impl Archive {
     }
 }
 
+/// One volume's startup recovery.
+fn recover_volume(vol: &Vol, discard: DiscardMode) -> CmdResult<()> {
+    let swept = vol.sweep_temps()?;
+    if swept > 0 {
+        tracing::info!(vol = %vol.name, "removed {swept} temporary files");
+    }
+    if !vol.has_image() {
+        return Ok(());
+    }
+    ops::recover_apply(vol, discard)?;
+    let stray = ops::gc(vol, false)?;
+    if stray > 0 {
+        tracing::info!(vol = %vol.name, "removed {stray} diffs left behind by an apply or a merge");
+    }
+    Ok(())
+}
+
 fn describe(m: &Metrics) {
     m.describe("walb_archive_diffs", "gauge", "wdiff files held per volume");
     m.describe(
@@ -245,6 +313,11 @@ fn describe(m: &Metrics) {
         "walb_archive_bytes_received_total",
         "counter",
         "Bytes received by full sync and wdiff transfer",
+    );
+    m.describe(
+        "walb_archive_broken",
+        "gauge",
+        "1 while a volume's startup recovery has failed (see status)",
     );
     m.describe(
         "walb_archive_rejections_total",

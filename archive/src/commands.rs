@@ -12,7 +12,7 @@ use walb_daemon::{volfile, CmdError, CmdResult};
 use crate::archive::Archive;
 use crate::ops;
 use crate::volume::State;
-use walb_core::meta::iso_utc;
+use walb_core::meta::{iso_utc, MetaSnap};
 
 /// How long `stop` waits for a running wdiff transfer.
 const STOP_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
@@ -24,6 +24,7 @@ pub struct ArchiveCommands(pub Arc<Archive>);
 impl Commands for ArchiveCommands {
     async fn call(&self, args: Vec<String>) -> CmdResult<String> {
         let a = &self.0;
+        a.ready()?;
         let cmd = arg(&args, 0, "command")?;
         match cmd {
             "init-vol" | "clear-vol" | "reset-vol" | "start" | "stop" => state_cmd(a, &args).await,
@@ -86,6 +87,7 @@ async fn state_cmd(a: &Arc<Archive>, args: &[String]) -> CmdResult<String> {
                 let vol = a.vol(&n2).require()?;
                 vol.expect_state(&cmd, &[State::SyncReady, State::Stopped])?;
                 vol.remove_all()?;
+                a.set_broken(&n2, None);
                 a.metrics.forget("vol", &n2);
             }
             "reset-vol" => {
@@ -93,6 +95,7 @@ async fn state_cmd(a: &Arc<Archive>, args: &[String]) -> CmdResult<String> {
                 vol.expect_state(&cmd, &[State::SyncReady, State::Stopped])?;
                 vol.remove_data()?;
                 vol.reset_files()?;
+                a.set_broken(&n2, None);
                 a.metrics.forget("vol", &n2);
             }
             "start" => {
@@ -129,18 +132,22 @@ async fn get(a: &Arc<Archive>, args: &[String]) -> CmdResult<String> {
         }
         return Ok(vol.state()?.word().into());
     }
-    let all = match args.get(3).map(String::as_str) {
+    // `restorable` lists implicit points too (flagged 0); `explicit` only the explicit ones.
+    let explicit_only = match args.get(3).map(String::as_str) {
         None => false,
-        Some("all") if what == "restorable" => true,
+        Some("all") if what == "restorable" => false,
+        Some("explicit") if what == "restorable" => true,
         Some(x) => return Err(invalid(format!("get {what}: unexpected argument {x:?}"))),
     };
     a.run(&name, move |a, vol| {
         let vol = a.vol(&vol.name).require()?;
         Ok(match what.as_str() {
+            // A broken volume promises nothing until its recovery is finished.
+            "restorable" if a.broken(&vol.name).is_some() => String::new(),
             "restorable" => vol
                 .restorable()?
                 .iter()
-                .filter(|r| all || r.is_explicit)
+                .filter(|r| !explicit_only || r.is_explicit)
                 .map(|r| {
                     format!(
                         "{} {} {}",
@@ -165,6 +172,7 @@ async fn get(a: &Arc<Archive>, args: &[String]) -> CmdResult<String> {
                 .collect::<Vec<_>>()
                 .join("\n"),
             "exists-base-image" => u8::from(vol.has_image()).to_string(),
+            "broken" => a.broken(&vol.name).unwrap_or_default(),
             "restored" => vol
                 .restored()?
                 .iter()
@@ -194,12 +202,18 @@ async fn status(a: &Arc<Archive>, args: &[String]) -> CmdResult<String> {
                 };
                 let diffs = vol.diffs()?;
                 let bytes: u64 = diffs.iter().map(|d| d.data_size).sum();
-                let latest = vol.latest()?;
+                let base = vol.base()?;
+                let latest = match vol.latest()? {
+                    l if l == MetaSnap::default() => "none".to_string(),
+                    l => l.to_string(),
+                };
+                let broken = match a.broken(&vol.name) {
+                    Some(why) => format!(" BROKEN: {why}"),
+                    None => String::new(),
+                };
                 Ok(format!(
-                    "{}: state {state} base {} latest {} diffs {} ({bytes} bytes) size {} LB restorable {}",
+                    "{}: state {state} base {base} latest {latest} diffs {} ({bytes} bytes) size {} LB restorable {}{broken}",
                     vol.name,
-                    vol.base()?,
-                    latest,
                     diffs.len(),
                     vol.size_lb()?,
                     vol.restorable()?.len(),
@@ -241,7 +255,18 @@ async fn data_cmd(a: &Arc<Archive>, args: &[String]) -> CmdResult<String> {
             "restore" => {
                 vol.expect_state(&cmd, &[State::Archived])?;
                 let gid = num_arg(&args, 2, "gid")?;
-                ops::restore(&vol, gid, mode)?.display().to_string()
+                let force = match args.get(3).map(String::as_str) {
+                    None => false,
+                    Some("force") => true,
+                    Some(o) => return Err(invalid(format!("restore: {o:?}: only force may follow"))),
+                };
+                if let Some(why) = a.broken(&vol.name) {
+                    return Err(walb_daemon::error::bad_state(format!(
+                        "volume {} is broken ({why}): nothing of it can be restored until an apply finishes its recovery",
+                        vol.name
+                    )));
+                }
+                ops::restore(&vol, gid, mode, force)?.display().to_string()
             }
             "del-restored" => {
                 vol.expect_state(&cmd, &[State::Archived, State::Stopped])?;
@@ -250,7 +275,10 @@ async fn data_cmd(a: &Arc<Archive>, args: &[String]) -> CmdResult<String> {
             }
             "apply" => {
                 vol.expect_state(&cmd, &[State::Archived])?;
-                ops::apply(&vol, num_arg(&args, 2, "gid")?, mode)?;
+                let gid = num_arg(&args, 2, "gid")?;
+                // A broken volume's failed recovery is an interrupted apply: this retries it.
+                ops::apply(&vol, gid, mode)?;
+                a.set_broken(&vol.name, None);
                 "ok".into()
             }
             "merge" => {

@@ -83,12 +83,11 @@ pub fn chain_records(vol: &Vol, chain: &[MetaDiff]) -> CmdResult<RecStream> {
     Ok(Box::new(Merger::new(inputs)))
 }
 
+/// The records of a stored wdiff; an error names the file (damage is DATA_LOSS).
 pub fn open_diff(path: &Path) -> CmdResult<RecStream> {
-    let r = WdiffReader::open(path).map_err(|e| internal(path.display(), e))?;
+    let r = WdiffReader::open(path).map_err(|e| e.in_file(path))?;
     let name: PathBuf = path.to_path_buf();
-    Ok(Box::new(r.map(move |r| {
-        r.map_err(|e| walb_core::Error::Invalid(format!("{}: {e}", name.display())))
-    })))
+    Ok(Box::new(r.map(move |r| r.map_err(|e| e.in_file(&name)))))
 }
 
 /// Writes `recs` into the image `file` and makes it durable.

@@ -34,14 +34,23 @@ async fn main() -> Result<()> {
     let opts = args.common.init("archive")?;
     let discard: DiscardMode = args.discard.parse().context("--discard")?;
     let metrics = Arc::new(Metrics::new());
-    let data_dir = args.common.data_dir.clone();
-    let mut archive =
-        tokio::task::spawn_blocking(move || Archive::open(data_dir, discard, metrics))
-            .await
-            .context("startup recovery")?
-            .with_context(|| format!("open data dir {}", args.common.data_dir.display()))?;
+    let mut archive = Archive::open(
+        args.common.id.clone(),
+        args.common.data_dir.clone(),
+        discard,
+        metrics,
+    )
+    .with_context(|| format!("open data dir {}", args.common.data_dir.display()))?;
     archive.autoresize = args.autoresize;
     let archive = Arc::new(archive);
+    // Served while it runs: commands and flows are answered "starting" until it is done.
+    let recovering = archive.clone();
+    tokio::task::spawn_blocking(move || {
+        if let Err(e) = recovering.recover() {
+            tracing::error!("startup recovery: {e}");
+            std::process::exit(1);
+        }
+    });
     let svc = ArchiveServer::new(Service(archive.clone()))
         .max_decoding_message_size(MAX_MESSAGE)
         .max_encoding_message_size(MAX_MESSAGE);

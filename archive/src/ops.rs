@@ -30,11 +30,18 @@ fn open_image_rw(vol: &Vol) -> CmdResult<std::fs::File> {
 }
 
 /// Writes the diffs up to clean snapshot `gid` into the base image, crash-safely (FORMATS
-/// §5.2): save `<B-->E>`, write, fsync, save `<E>`, delete the diffs made obsolete.
+/// §5.2): save `<B-->E>`, write, fsync, save `<E>`, delete the diffs made obsolete. An apply
+/// that failed part-way (a full disk, a crash) is finished first. Every record of the chain
+/// is read before the image changes, so a damaged diff stops the apply while every point it
+/// would have removed is still restorable.
 pub fn apply(vol: &Vol, gid: u64, mode: DiscardMode) -> CmdResult<()> {
+    recover_apply(vol, mode)?;
     let (base, chain) = vol.chain_to_clean(gid)?;
     if chain.is_empty() {
         return Ok(());
+    }
+    for r in image::chain_records(vol, &chain)? {
+        r?;
     }
     let applying = base.begin_apply(&chain)?;
     vol.set_base(&applying)?;
@@ -56,7 +63,7 @@ pub fn recover_apply(vol: &Vol, mode: DiscardMode) -> CmdResult<bool> {
             vol.name
         )));
     }
-    tracing::info!(vol = %vol.name, "finishing interrupted apply {base}");
+    tracing::info!(vol = %vol.name, "finishing the interrupted apply {base}");
     write_and_finish(vol, &chain, mode)?;
     Ok(true)
 }
@@ -118,8 +125,18 @@ pub fn merge(vol: &Vol, gid_b: u64, gid_e: u64) -> CmdResult<MetaDiff> {
 }
 
 /// Materialises clean snapshot `gid` as `restored/<vol>/<gid>.img`; returns its absolute path.
-pub fn restore(vol: &Vol, gid: u64, mode: DiscardMode) -> CmdResult<PathBuf> {
+/// An existing restored image of that gid (perhaps mounted and changed) is replaced only with
+/// `force`.
+pub fn restore(vol: &Vol, gid: u64, mode: DiscardMode, force: bool) -> CmdResult<PathBuf> {
     let (_, chain) = vol.chain_to_clean(gid)?;
+    let target = vol.restored_path(gid);
+    if !force && target.exists() {
+        return Err(walb_daemon::error::bad_state(format!(
+            "{} exists: gid {gid} of {} is restored already (del-restored first, or force)",
+            target.display(),
+            vol.name
+        )));
+    }
     std::fs::create_dir_all(&vol.restored_dir)
         .map_err(|e| internal(vol.restored_dir.display(), e))?;
     let tmp = TempFile::create(vol.restored_dir.join(format!(".tmp-{gid}.img")))?;
@@ -129,7 +146,6 @@ pub fn restore(vol: &Vol, gid: u64, mode: DiscardMode) -> CmdResult<PathBuf> {
         .try_clone()
         .map_err(|e| internal(tmp.path.display(), e))?;
     image::apply_records(file, image::chain_records(vol, &chain)?, mode)?;
-    let target = vol.restored_path(gid);
     tmp.persist(&target)?;
     tracing::info!(vol = %vol.name, gid, reflinked, "restored {}", target.display());
     std::path::absolute(&target).map_err(|e| internal(target.display(), e))
@@ -162,9 +178,16 @@ pub fn gc(vol: &Vol, sweep: bool) -> CmdResult<usize> {
     Ok(stray.len() + temps)
 }
 
-/// The chain from the base to snapshot gid `gid` (clean or dirty: any point of the chain).
+/// The chain from the base to snapshot gid `gid` (clean or dirty: any point of the chain at
+/// or after the end of an apply in flight).
 fn chain_to_point(vol: &Vol, gid: u64) -> CmdResult<Vec<MetaDiff>> {
     let base = vol.base()?;
+    if base.is_applying && Gid(gid) < base.snap_e.gid_b {
+        return Err(invalid(format!(
+            "gid {gid} of volume {} is gone: the base is being applied ({base})",
+            vol.name
+        )));
+    }
     let chain = vol.chain(&base, Some(Gid(gid)))?;
     let end: MetaSnap = meta::apply_all(&base.snap_b, &chain)?;
     if end.gid_b != Gid(gid) {

@@ -189,7 +189,7 @@ async fn send_diffs(vol: &Vol, dst: &str, latest: &str) -> CmdResult<bool> {
             ..Default::default()
         };
         let mut c = client(dst).await?;
-        let flow = match Flow::open(wire::frame(frame::Kind::Open(open)), |s| {
+        let mut flow = match Flow::open(wire::frame(frame::Kind::Open(open)), |s| {
             c.wdiff_transfer(s)
         })
         .await

@@ -49,8 +49,15 @@ where
 {
     let (tx, rx) = mpsc::channel(4);
     tokio::spawn(async move {
+        let id = arc.id.clone();
         if let Err(st) = flow(arc, input, tx.clone()).await {
-            tracing::warn!("data flow failed: {}", st.message());
+            if matches!(st.code(), tonic::Code::Internal | tonic::Code::DataLoss) {
+                tracing::error!("data flow failed: {}", st.message());
+            } else {
+                tracing::warn!("data flow failed: {}", st.message());
+            }
+            // The sender's operator learns which server failed, and why.
+            let st = Status::new(st.code(), format!("{id}: {}", st.message()));
             let _ = tx.send(Err(st)).await;
         }
     });
@@ -142,6 +149,7 @@ pub(crate) async fn admit(
     vol: &Vol,
     decide: impl FnOnce() -> Result<Decision, Status>,
 ) -> Result<Result<TransientGuard, &'static str>, Status> {
+    a.ready().map_err(cmd_status)?;
     let _lock = a.lock(&vol.name).await;
     if !vol.exists() {
         return Ok(Err("archive-not-found"));

@@ -220,11 +220,7 @@ impl Vol {
             return Ok(Vec::new());
         }
         let base = self.base()?;
-        Ok(meta::restorable(
-            &base.snap_b,
-            base.timestamp,
-            &self.diffs()?,
-        ))
+        Ok(meta::restorable(&base, &self.diffs()?))
     }
 
     /// The chain from the base to clean snapshot `gid`, which must be restorable.

@@ -32,6 +32,13 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// An error met while reading a stored file, with the file's path.
+    #[error("{}: {source}", path.display())]
+    File {
+        path: std::path::PathBuf,
+        #[source]
+        source: Box<Error>,
+    },
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -48,6 +55,24 @@ impl Error {
         Error::Io {
             context: context.into(),
             source,
+        }
+    }
+
+    /// Wraps `self` with the path of the file it was met in.
+    pub fn in_file(self, path: &std::path::Path) -> Error {
+        Error::File {
+            path: path.to_path_buf(),
+            source: Box::new(self),
+        }
+    }
+
+    /// True when the bytes themselves are wrong (a broken rule, a cut structure, a codec
+    /// failure), as opposed to a caller's mistake or an I/O failure.
+    pub fn is_corruption(&self) -> bool {
+        match self {
+            Error::Corrupt { .. } | Error::Truncated { .. } | Error::Codec { .. } => true,
+            Error::File { source, .. } => source.is_corruption(),
+            Error::Invalid(_) | Error::Io { .. } => false,
         }
     }
 }

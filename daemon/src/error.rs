@@ -14,10 +14,19 @@ pub enum CmdError {
     /// Bad arguments or bad input data.
     #[error("{0}")]
     Invalid(String),
-    /// A failure of this server (I/O, corrupt local data).
+    /// A failure of this server (I/O, a full disk).
     #[error("{0}")]
     Internal(String),
+    /// Data this server stored is damaged (a checksum or format rule failed on a file at
+    /// rest): what was acknowledged cannot be read back as it was.
+    #[error("{0}")]
+    DataLoss(String),
+    /// The server is still starting (recovering its data); try again shortly.
+    #[error("{0}")]
+    Starting(String),
 }
+
+pub use walb_proto::control::STARTING_KEY;
 
 pub type CmdResult<T> = Result<T, CmdError>;
 
@@ -28,6 +37,15 @@ impl From<CmdError> for Status {
             CmdError::State(m) => Status::new(Code::FailedPrecondition, m),
             CmdError::Invalid(m) => Status::new(Code::InvalidArgument, m),
             CmdError::Internal(m) => Status::new(Code::Internal, m),
+            CmdError::DataLoss(m) => Status::new(Code::DataLoss, m),
+            CmdError::Starting(m) => {
+                let mut st = Status::new(Code::Unavailable, m);
+                st.metadata_mut().insert(
+                    STARTING_KEY,
+                    tonic::metadata::MetadataValue::from_static("1"),
+                );
+                st
+            }
         }
     }
 }
@@ -36,6 +54,9 @@ impl From<walb_core::Error> for CmdError {
     fn from(e: walb_core::Error) -> CmdError {
         match e {
             walb_core::Error::Io { .. } => CmdError::Internal(e.to_string()),
+            // Only readers of stored files name the file: damage at rest.
+            walb_core::Error::File { .. } if e.is_corruption() => CmdError::DataLoss(e.to_string()),
+            walb_core::Error::File { .. } => CmdError::Internal(e.to_string()),
             _ => CmdError::Invalid(e.to_string()),
         }
     }
@@ -44,6 +65,13 @@ impl From<walb_core::Error> for CmdError {
 impl From<std::io::Error> for CmdError {
     fn from(e: std::io::Error) -> CmdError {
         CmdError::Internal(e.to_string())
+    }
+}
+
+impl CmdError {
+    /// True for failures of the server itself (logged at ERROR), not of the caller.
+    pub fn is_server_fault(&self) -> bool {
+        matches!(self, CmdError::Internal(_) | CmdError::DataLoss(_))
     }
 }
 

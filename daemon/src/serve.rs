@@ -97,7 +97,11 @@ impl Control for ControlSvc {
             _ => match self.commands.call(args.clone()).await {
                 Ok(t) => t,
                 Err(e) => {
-                    tracing::info!(?args, "command refused: {e}");
+                    if e.is_server_fault() {
+                        tracing::error!(?args, "command failed: {e}");
+                    } else {
+                        tracing::info!(?args, "command refused: {e}");
+                    }
                     return Err(e.into());
                 }
             },

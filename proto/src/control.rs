@@ -5,6 +5,10 @@ use tonic::Code;
 use crate::control_client::ControlClient;
 use crate::{wire, Command};
 
+/// The metadata key of an UNAVAILABLE status from a server that is still starting (recovering
+/// its data), so a client can tell it from a server that is down.
+pub const STARTING_KEY: &str = "walb-starting";
+
 /// A refused or failed command: which server, the gRPC code, and its message.
 #[derive(Debug, thiserror::Error)]
 #[error("{server}: {message} ({code:?})")]
@@ -12,6 +16,8 @@ pub struct CallError {
     pub server: String,
     pub code: Code,
     pub message: String,
+    /// The server answered that it is still starting: the same call will work shortly.
+    pub starting: bool,
 }
 
 /// Sends `args` to the server at `addr` and returns its reply text.
@@ -20,6 +26,7 @@ pub async fn call(addr: &str, args: &[&str]) -> Result<String, CallError> {
         server: addr.to_string(),
         code,
         message,
+        starting: false,
     };
     let ch = wire::connect(addr)
         .await
@@ -33,5 +40,8 @@ pub async fn call(addr: &str, args: &[&str]) -> Result<String, CallError> {
     c.call(req)
         .await
         .map(|r| r.into_inner().text)
-        .map_err(|s| err(s.code(), s.message().to_string()))
+        .map_err(|s| CallError {
+            starting: s.metadata().contains_key(STARTING_KEY),
+            ..err(s.code(), s.message().to_string())
+        })
 }

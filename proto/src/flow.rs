@@ -18,7 +18,7 @@ pub enum FlowError {
 
 impl From<tonic::Status> for FlowError {
     fn from(s: tonic::Status) -> FlowError {
-        FlowError::Transport(format!("{}: {}", s.code(), s.message()))
+        FlowError::Transport(format!("{} [{:?}]", s.message(), s.code()))
     }
 }
 
@@ -57,15 +57,21 @@ impl Flow {
             .ok_or_else(|| FlowError::Transport("receiver closed the flow".into()))
     }
 
-    pub async fn send(&self, f: Frame) -> Result<(), FlowError> {
-        self.tx
-            .send(f)
-            .await
-            .map_err(|_| FlowError::Transport("receiver closed the flow".into()))
+    /// Sends a frame; when the receiver has ended the flow, returns why it did (its error
+    /// status or rejection), not only that it did.
+    pub async fn send(&mut self, f: Frame) -> Result<(), FlowError> {
+        if self.tx.send(f).await.is_ok() {
+            return Ok(());
+        }
+        Err(match self.next().await {
+            Ok(event::Kind::Reject(r)) => FlowError::Rejected(r),
+            Ok(k) => FlowError::Transport(format!("receiver closed the flow after {k:?}")),
+            Err(e) => e,
+        })
     }
 
     /// Sends `data` as chunks of `wire::CHUNK` bytes.
-    pub async fn send_bytes(&self, data: bytes::Bytes) -> Result<(), FlowError> {
+    pub async fn send_bytes(&mut self, data: bytes::Bytes) -> Result<(), FlowError> {
         for c in crate::wire::chunks(data) {
             self.send(c).await?;
         }

@@ -77,7 +77,13 @@ impl HashFlow {
 
     /// Sends the commit and waits for the Ack (the receiver made the diff durable).
     pub async fn commit(mut self, commit: Frame) -> Result<(), FlowError> {
-        self.tx.send(commit).await.map_err(|_| closed())?;
+        if self.tx.send(commit).await.is_err() {
+            // The receiver ended the flow: its status says why.
+            return Err(match self.next().await {
+                Ok(k) => unexpected("Ack", &k),
+                Err(e) => e,
+            });
+        }
         match self.next().await? {
             hash_event::Kind::Ack(_) => Ok(()),
             hash_event::Kind::Reject(w) => Err(FlowError::Rejected(w)),

@@ -55,7 +55,7 @@ async fn run(st: &Storage, vol: &Vol, wdev: &str, bulk_lb: u32) -> CmdResult<u64
     let mut client = ArchiveClient::new(ch)
         .max_decoding_message_size(wire::MAX_MESSAGE)
         .max_encoding_message_size(wire::MAX_MESSAGE);
-    let flow = Flow::open(wire::frame(frame::Kind::Open(open)), |s| {
+    let mut flow = Flow::open(wire::frame(frame::Kind::Open(open)), |s| {
         client.full_sync(s)
     })
     .await

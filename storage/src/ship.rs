@@ -276,7 +276,7 @@ async fn send_wlog(addr: &str, open: Open, wlog: Bytes, diff: Vec<u8>) -> Result
     let mut client = ProxyClient::new(ch)
         .max_decoding_message_size(wire::MAX_MESSAGE)
         .max_encoding_message_size(wire::MAX_MESSAGE);
-    let flow = Flow::open(wire::frame(frame::Kind::Open(open)), |s| {
+    let mut flow = Flow::open(wire::frame(frame::Kind::Open(open)), |s| {
         client.wlog_transfer(s)
     })
     .await?;

@@ -25,6 +25,9 @@ pub struct Spec {
     pub relays: bool,
     /// More flags for every archive daemon (e.g. `--autoresize`).
     pub archive_flags: Vec<&'static str>,
+    /// Each archive's data dir on an ext4 file system of its own of this many MiB (a loop
+    /// mounted image), to fill it up.
+    pub archive_fs_mb: Option<u64>,
 }
 
 impl Default for Spec {
@@ -37,6 +40,7 @@ impl Default for Spec {
             tls: false,
             relays: false,
             archive_flags: Vec::new(),
+            archive_fs_mb: None,
         }
     }
 }
@@ -57,6 +61,8 @@ pub struct Cluster {
     /// The certificates when the cluster runs TLS.
     pub certs: Option<crate::certs::Certs>,
     relays: BTreeMap<String, crate::relay::Relay>,
+    /// File systems mounted for the test, unmounted on drop.
+    mounts: Vec<PathBuf>,
     /// The servers walbc's layout lists, in order (the first archive is the primary).
     in_layout: Vec<String>,
     _tmp: tempfile::TempDir,
@@ -82,6 +88,7 @@ impl Cluster {
             loops: BTreeMap::new(),
             certs: None,
             relays: BTreeMap::new(),
+            mounts: Vec::new(),
             in_layout: Vec::new(),
             _tmp: tmp,
         };
@@ -111,6 +118,9 @@ impl Cluster {
             }
         }
         for id in &aa {
+            if let Some(mb) = spec.archive_fs_mb {
+                c.mount_small_fs(id, mb);
+            }
             let flags = spec.archive_flags.iter().map(|f| f.to_string()).collect();
             c.add_daemon(id, "archive", &addrs[id], flags);
         }
@@ -140,6 +150,34 @@ impl Cluster {
             c.start_daemon(&id);
         }
         Some(c)
+    }
+
+    /// An ext4 file system of `mb` MiB (an image file on a loop device) mounted as the data
+    /// dir of server `id`.
+    fn mount_small_fs(&mut self, id: &str, mb: u64) {
+        let img = self.dir.join(format!("{id}.fs"));
+        let f = std::fs::File::create(&img).unwrap();
+        f.set_len(mb << 20).unwrap();
+        run_ok(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&img));
+        let dir = self.dir.join(id);
+        std::fs::create_dir_all(&dir).unwrap();
+        run_ok(
+            Command::new("mount")
+                .args(["-o", "loop"])
+                .arg(&img)
+                .arg(&dir),
+        );
+        self.mounts.push(dir);
+    }
+
+    /// Bytes free in the file system holding server `id`'s data dir.
+    pub fn free_bytes(&self, id: &str) -> u64 {
+        let out = run_ok(
+            Command::new("df")
+                .args(["-B1", "--output=avail"])
+                .arg(self.dir.join(id)),
+        );
+        out.lines().last().unwrap().trim().parse().unwrap()
     }
 
     pub fn run_dir(&self) -> PathBuf {
@@ -427,9 +465,9 @@ impl Cluster {
         Some(c)
     }
 
-    /// BLAKE3 of vol0's snapshot `gid` restored on `archive`.
+    /// BLAKE3 of vol0's snapshot `gid` restored (afresh) on `archive`.
     pub fn restored_hash(&self, archive: &str, gid: &str) -> String {
-        let img = self.walbc(&["restore", "vol0", gid, "--archive", archive]);
+        let img = self.walbc(&["restore", "vol0", gid, "--archive", archive, "--force"]);
         file_hash(Path::new(&img))
     }
 
@@ -524,6 +562,9 @@ impl Drop for Cluster {
             .arg("-l")
             .arg(self.run_dir().join("devices"))
             .status();
+        for m in &self.mounts {
+            let _ = Command::new("umount").arg("-l").arg(m).status();
+        }
         let _ = std::io::stderr().flush();
     }
 }

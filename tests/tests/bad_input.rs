@@ -107,8 +107,17 @@ fn bad_input_corrupt_or_foreign_wdiff_changes_nothing() {
     // …and a foreign uuid is refused by the archive.
     let w = wdiff.to_str().unwrap();
     let other = "00112233445566778899aabbccddeeff";
-    let r = c.walbc(&["wdiff-send", "a0", "vol0", w, &b, &e, "--uuid", other]);
-    assert_eq!(r, "different-uuid");
+    let r = c.walbc_err(&[
+        "wdiff-send",
+        "a0",
+        "vol0",
+        w,
+        &b,
+        &e,
+        "--unsafe-stamp-uuid",
+        other,
+    ]);
+    assert!(r.contains("different-uuid"), "{r}");
     assert_eq!(c.walbc(&["call", "a0", "get", "diff", "vol0"]), diffs);
     assert_eq!(bhash(&c, gid), before);
 }
@@ -136,7 +145,7 @@ fn bad_input_corrupt_stream_and_disconnect_change_nothing() {
         };
         // Garbage after a valid open: the archive must refuse it at commit at the latest.
         let mut client = ArchiveClient::new(wire::connect(&addr).await.unwrap());
-        let flow =
+        let mut flow =
             walb_proto::flow::Flow::open(wire::frame(frame::Kind::Open(open.clone())), |s| {
                 client.wdiff_transfer(s)
             })
@@ -149,7 +158,7 @@ fn bad_input_corrupt_stream_and_disconnect_change_nothing() {
         assert!(r.is_err(), "garbage wdiff was acked");
         // A sender that goes away after some data.
         let mut client = ArchiveClient::new(wire::connect(&addr).await.unwrap());
-        let flow = walb_proto::flow::Flow::open(wire::frame(frame::Kind::Open(open)), |s| {
+        let mut flow = walb_proto::flow::Flow::open(wire::frame(frame::Kind::Open(open)), |s| {
             client.wdiff_transfer(s)
         })
         .await

@@ -231,10 +231,23 @@ fn e17_duplicate_wdiff_is_too_old() {
     );
     let (b, e) = (gid0.to_string(), (gid0 + 1).to_string());
     let f = wdiff.display().to_string();
-    let send = ["wdiff-send", "a0", "vol0", &f, &b, &e, "--size-lb", "65536"];
+    // The generated file carries its own device uuid: stamp the volume's on it.
+    let uuid = c.walbc(&["call", "a0", "get", "uuid", "vol0"]);
+    let send = [
+        "wdiff-send",
+        "a0",
+        "vol0",
+        &f,
+        &b,
+        &e,
+        "--size-lb",
+        "65536",
+        "--unsafe-stamp-uuid",
+        &uuid,
+    ];
     assert_eq!(c.walbc(&send), "accept");
     let h = c.walbc(&["call", "a0", "bhash", "vol0", &e]);
-    assert_eq!(c.walbc(&send), "too-old-diff");
+    assert!(c.walbc_err(&send).contains("too-old-diff"));
     assert_eq!(c.walbc(&["call", "a0", "bhash", "vol0", &e]), h);
     let latest = c.walbc(&["call", "a0", "get", "latest-snap", "vol0"]);
     assert_eq!(latest, format!("{e} {e}"));

@@ -5,11 +5,11 @@
 
 use walb_tests::cluster::{Cluster, Spec};
 
-/// The gids of a0's `get restorable` for vol0 (`all` adds the implicit ones).
+/// The gids of a0's `get restorable` for vol0 (`all`: the implicit ones too).
 fn restorable(c: &Cluster, all: bool) -> Vec<String> {
     let mut args = vec!["call", "a0", "get", "restorable", "vol0"];
-    if all {
-        args.push("all");
+    if !all {
+        args.push("explicit");
     }
     c.walbc(&args)
         .lines()

@@ -57,7 +57,7 @@ impl Worker<'_> {
 
     /// Restores `gid` on a0, returns its hash and deletes the image.
     fn restored_hash(&self, gid: &str) -> String {
-        let img = self.walbc(&["restore", &self.vol, gid]);
+        let img = self.walbc(&["restore", &self.vol, gid, "--force"]);
         let h = file_hash(Path::new(&img));
         self.walbc(&["call", "a0", "del-restored", &self.vol, gid]);
         h
@@ -116,7 +116,7 @@ impl Worker<'_> {
         self.write();
         let (last, h) = self.snapshot();
         self.walbc(&["disable-snapshot", &self.vol, &middle]);
-        let explicit = self.walbc(&["call", "a0", "get", "restorable", &self.vol]);
+        let explicit = self.walbc(&["call", "a0", "get", "restorable", &self.vol, "explicit"]);
         assert!(
             !explicit
                 .lines()

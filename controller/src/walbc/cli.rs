@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 
-use super::client::call;
+use super::client::call_when_ready;
 use super::layout::Layout;
 use super::ops::Ctl;
 
@@ -134,6 +134,10 @@ pub enum Cmd {
         /// Attach a loop device to the image and print it too (needs root).
         #[arg(long = "loop")]
         attach_loop: bool,
+        /// Replace an earlier restore of the same gid (which may have been mounted and
+        /// changed); without it that is refused.
+        #[arg(long)]
+        force: bool,
     },
     /// Write diffs up to GID into the archive's base image.
     Apply {
@@ -173,17 +177,20 @@ pub enum Cmd {
         #[arg(long)]
         json: bool,
     },
-    /// Send a sorted wdiff file to an archive as diff GIDB → GIDE (what a proxy does); prints
-    /// `accept` or the archive's rejection word.
+    /// Send a wdiff file to an archive as diff GIDB → GIDE (what a proxy does), with the
+    /// device uuid the file carries; prints `accept`, or the archive's rejection word and
+    /// exits 1.
     WdiffSend {
         archive: String,
         vol: String,
         file: PathBuf,
         gid_b: u64,
         gid_e: u64,
-        /// The volume's uuid (hex); default: the archive's.
-        #[arg(long)]
-        uuid: Option<String>,
+        /// Send the file as if it came from the device of this uuid (hex). The archive then
+        /// takes it as the volume's data whatever device it came from: a wrong file makes
+        /// every later restore of the volume wrong.
+        #[arg(long, value_name = "UUID")]
+        unsafe_stamp_uuid: Option<String>,
         /// Device size in LB; default: from the file's highest address.
         #[arg(long)]
         size_lb: Option<u64>,
@@ -224,7 +231,7 @@ pub async fn run(cli: Cli) -> Result<()> {
                 load()?.find(&server)?.1.addr.clone()
             };
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            let out = call(&addr, &args).await?;
+            let out = call_when_ready(&addr, &args, Duration::from_secs(cli.timeout)).await?;
             print_reply(&out);
         }
         Cmd::InitStorage { storage, vol, wdev } => {
@@ -313,8 +320,9 @@ pub async fn run(cli: Cli) -> Result<()> {
             gid,
             archive,
             attach_loop,
+            force,
         } => {
-            let path = ctl()?.restore(&vol, gid, archive.as_deref()).await?;
+            let path = ctl()?.restore(&vol, gid, archive.as_deref(), force).await?;
             println!("{path}");
             if attach_loop {
                 println!("{}", attach(&path)?);
@@ -363,23 +371,27 @@ pub async fn run(cli: Cli) -> Result<()> {
             file,
             gid_b,
             gid_e,
-            uuid,
+            unsafe_stamp_uuid,
             size_lb,
         } => {
             let c = ctl()?;
             let a = c.layout.archive(Some(&archive))?.clone();
-            let uuid = match uuid {
-                Some(u) => u,
-                None => c.call(&a, &["get", "uuid", &vol]).await?,
-            };
+            let stamp_uuid = unsafe_stamp_uuid
+                .map(|u| u.parse().map_err(anyhow::Error::msg))
+                .transpose()
+                .context("--unsafe-stamp-uuid")?;
             let send = super::send::WdiffSend {
                 vol,
-                uuid: uuid.parse().map_err(anyhow::Error::msg)?,
+                stamp_uuid,
                 gid_b,
                 gid_e,
                 size_lb,
             };
-            println!("{}", send.run(&a.addr, &file).await?);
+            let answer = send.run(&a.addr, &file).await?;
+            println!("{answer}");
+            if answer != "accept" {
+                bail!("{} refused the diff: {answer}", a.id);
+            }
         }
         Cmd::Quickstart { dir, stop } => {
             let q = super::quickstart::Quickstart { dir };

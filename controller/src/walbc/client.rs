@@ -5,6 +5,25 @@ use std::time::Duration;
 use tonic::Code;
 pub use walb_proto::control::{call, CallError};
 
+/// One call; while the server answers that it is still starting (recovering its data), the
+/// call is repeated until `timeout` passes.
+pub async fn call_when_ready(
+    addr: &str,
+    args: &[&str],
+    timeout: Duration,
+) -> Result<String, CallError> {
+    let end = tokio::time::Instant::now() + timeout;
+    loop {
+        match call(addr, args).await {
+            Err(e) if e.starting && tokio::time::Instant::now() < end => {
+                tracing::debug!("{addr}: {}; waiting", e.message);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            r => return r,
+        }
+    }
+}
+
 /// Calls until `done` accepts the reply or `timeout` passes; returns the accepted reply.
 pub async fn wait_for(
     addr: &str,
@@ -21,6 +40,7 @@ pub async fn wait_for(
                 return Err(CallError {
                     server: addr.to_string(),
                     code: Code::DeadlineExceeded,
+                    starting: false,
                     message: format!(
                         "gave up after {timeout:?} waiting on {args:?}; last answer: {}",
                         match last {

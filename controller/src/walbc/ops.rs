@@ -5,7 +5,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use tonic::Code;
 
-use super::client::{call, wait_for, CallError};
+use super::client::{call, call_when_ready, wait_for, CallError};
 use super::layout::{Layout, Server};
 
 pub struct Ctl {
@@ -37,7 +37,7 @@ pub fn parse_restorable(text: &str) -> Vec<Restorable> {
 
 impl Ctl {
     pub async fn call(&self, s: &Server, args: &[&str]) -> Result<String> {
-        call(&s.addr, args)
+        call_when_ready(&s.addr, args, self.timeout)
             .await
             .map_err(|e| named(s, e))
             .map(|t| t.trim_end().to_string())
@@ -361,9 +361,21 @@ impl Ctl {
         })
     }
 
-    pub async fn restore(&self, vol: &str, gid: u64, archive: Option<&str>) -> Result<String> {
+    /// Restores `gid` to an image on the archive (`force`: replacing an earlier restore).
+    pub async fn restore(
+        &self,
+        vol: &str,
+        gid: u64,
+        archive: Option<&str>,
+        force: bool,
+    ) -> Result<String> {
         let a = self.layout.archive(archive)?;
-        self.call(a, &["restore", vol, &gid.to_string()]).await
+        let gid = gid.to_string();
+        let mut args = vec!["restore", vol, &gid];
+        if force {
+            args.push("force");
+        }
+        self.call(a, &args).await
     }
 
     /// Makes clean snapshots `gids` of `vol` explicit (`enable`) or implicit on an archive

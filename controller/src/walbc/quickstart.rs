@@ -200,7 +200,7 @@ impl Quickstart {
             "wrote 16 MiB more; snapshot gid {g1} restorable after {:.1} s",
             t.elapsed().as_secs_f64()
         ));
-        let img = ctl.restore("vol0", g1, None).await?;
+        let img = ctl.restore("vol0", g1, None, true).await?;
         let img_hash = hash(Path::new(&img))?;
         if img_hash != dev_hash {
             bail!("restored image {img} hash {img_hash} differs from the device's {dev_hash}");

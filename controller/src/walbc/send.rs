@@ -14,17 +14,19 @@ use walb_proto::{frame, wire, Commit, Open};
 
 pub struct WdiffSend {
     pub vol: String,
-    pub uuid: Uuid,
+    /// Replaces the file's own device uuid (`--unsafe-stamp-uuid`): the archive then takes
+    /// the file as this volume's data whatever device it came from.
+    pub stamp_uuid: Option<Uuid>,
     pub gid_b: u64,
     pub gid_e: u64,
     pub size_lb: Option<u64>,
 }
 
 impl WdiffSend {
-    /// Sends `file` (sorted or indexed; re-encoded as a sorted wdiff carrying `uuid`).
-    /// Returns `accept` or the rejection word.
+    /// Sends `file` (sorted or indexed; re-encoded as a sorted wdiff carrying its own device
+    /// uuid, or the stamped one). Returns `accept` or the rejection word.
     pub async fn run(&self, addr: &str, file: &Path) -> Result<String> {
-        let (data, end_lb) = self.encode(file)?;
+        let (data, end_lb, uuid) = self.encode(file)?;
         let diff = MetaDiff::new(
             MetaSnap::clean(Gid(self.gid_b)),
             MetaSnap::clean(Gid(self.gid_e)),
@@ -32,7 +34,7 @@ impl WdiffSend {
         let open = Open {
             vol: self.vol.clone(),
             host_type: "proxy".into(),
-            uuid: Bytes::copy_from_slice(&self.uuid.0),
+            uuid: Bytes::copy_from_slice(&uuid.0),
             size_lb: self.size_lb.unwrap_or(end_lb),
             diff: diff.to_bytes().into(),
             ..Default::default()
@@ -41,7 +43,7 @@ impl WdiffSend {
         let mut client = ArchiveClient::new(ch)
             .max_decoding_message_size(wire::MAX_MESSAGE)
             .max_encoding_message_size(wire::MAX_MESSAGE);
-        let flow = match Flow::open(wire::frame(frame::Kind::Open(open)), |s| {
+        let mut flow = match Flow::open(wire::frame(frame::Kind::Open(open)), |s| {
             client.wdiff_transfer(s)
         })
         .await
@@ -61,16 +63,18 @@ impl WdiffSend {
         }
     }
 
-    /// The file's records as a sorted wdiff with this uuid, and the end of its highest record.
-    fn encode(&self, file: &Path) -> Result<(Bytes, u64)> {
+    /// The file's records as a sorted wdiff, the end of its highest record, and the uuid it
+    /// carries.
+    fn encode(&self, file: &Path) -> Result<(Bytes, u64, Uuid)> {
         let r = WdiffReader::open(file).with_context(|| format!("open {}", file.display()))?;
-        let mut w = SortedWriter::new(Vec::new(), self.uuid, Cmpr::new(Codec::None, 0))?;
+        let uuid = self.stamp_uuid.unwrap_or(r.uuid());
+        let mut w = SortedWriter::new(Vec::new(), uuid, Cmpr::new(Codec::None, 0))?;
         let mut end = 0;
         for rec in r {
             let rec = rec.with_context(|| format!("read {}", file.display()))?;
             end = end.max(rec.end());
             w.push(rec)?;
         }
-        Ok((Bytes::from(w.finish()?), end))
+        Ok((Bytes::from(w.finish()?), end, uuid))
     }
 }

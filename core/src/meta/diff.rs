@@ -5,6 +5,7 @@ use std::fmt;
 
 use crate::error::{Error, Result};
 use crate::meta::snap::MetaSnap;
+use crate::meta::state::MetaState;
 use crate::types::Gid;
 
 #[derive(Clone, Copy, Debug, Eq)]
@@ -207,22 +208,31 @@ pub struct Restorable {
     pub is_explicit: bool,
 }
 
-/// Clean snapshots reachable from the base snapshot `base` through `diffs`, in gid order:
-/// the base itself when clean, then every clean state along the applicable chain.
-pub fn restorable(base: &MetaSnap, base_ts: u64, diffs: &[MetaDiff]) -> Vec<Restorable> {
+/// Clean snapshots reachable from the base state `base` through `diffs`, in gid order: the
+/// base itself when clean, then every clean state along the applicable chain.
+///
+/// While the base is being applied (`<B-->E>`), the image holds B with part of the diffs
+/// B → E written: only points at E or later can be rebuilt from it (the chain from B rewrites
+/// every block those diffs touch), so nothing older is listed.
+pub fn restorable(base: &MetaState, diffs: &[MetaDiff]) -> Vec<Restorable> {
+    let floor = if base.is_applying {
+        base.snap_e.gid_b
+    } else {
+        Gid(0)
+    };
     let mut out = Vec::new();
-    if base.is_clean() {
+    if base.snap_b.is_clean() && !base.is_applying {
         out.push(Restorable {
-            gid: base.gid_b,
-            timestamp: base_ts,
+            gid: base.snap_b.gid_b,
+            timestamp: base.timestamp,
             is_explicit: true,
         });
     }
-    let chain = applicable_chain(base, diffs, None);
-    let mut cur = *base;
+    let chain = applicable_chain(&base.snap_b, diffs, None);
+    let mut cur = base.snap_b;
     for (i, d) in chain.iter().enumerate() {
         cur = apply_snap(&cur, d);
-        if cur.is_clean() {
+        if cur.is_clean() && cur.gid_b >= floor {
             // Explicit iff it is the newest or the next diff is non-mergeable.
             let next_mergeable = chain.get(i + 1).is_some_and(|n| n.is_mergeable);
             out.push(Restorable {

@@ -75,7 +75,10 @@ pub fn apply_all(s: &MetaSnap, diffs: &[MetaDiff]) -> Result<MetaSnap> {
 
 impl fmt::Display for MetaState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.is_applying {
+        if self.snap_b == MetaSnap::default() {
+            // A volume with no data yet (walb's "no snapshot" gid).
+            write!(f, "<none>")
+        } else if self.is_applying {
             write!(f, "<{}-->{}>", self.snap_b, self.snap_e)
         } else {
             write!(f, "<{}>", self.snap_b)

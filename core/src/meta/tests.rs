@@ -102,10 +102,25 @@ fn restorable_marks_explicit_snapshots() {
         diff(snap(4, 4), snap(8, 8), true),
         diff(snap(8, 8), snap(12, 12), false),
     ];
-    let r = restorable(&snap(0, 0), 0, &ds);
+    let base = MetaState::new(snap(0, 0), 0);
+    let r = restorable(&base, &ds);
     let got: Vec<(u64, bool)> = r.iter().map(|x| (x.gid.0, x.is_explicit)).collect();
     assert_eq!(got, vec![(0, true), (4, false), (8, true), (12, true)]);
     assert_eq!(applicable_chain(&snap(0, 0), &ds, Some(Gid(8))).len(), 2);
+}
+
+#[test]
+fn nothing_older_than_a_running_apply_is_restorable() {
+    // <|0|-->|8|>: the image holds |0| with part of 0 → 4 → 8 written; 0 and 4 are gone, 8
+    // and 12 are rebuilt by the whole chain from 0.
+    let ds = [
+        diff(snap(0, 0), snap(4, 4), false),
+        diff(snap(4, 4), snap(8, 8), false),
+        diff(snap(8, 8), snap(12, 12), false),
+    ];
+    let applying = MetaState::new(snap(0, 0), 0).begin_apply(&ds[..2]).unwrap();
+    let got: Vec<u64> = restorable(&applying, &ds).iter().map(|r| r.gid.0).collect();
+    assert_eq!(got, vec![8, 12]);
 }
 
 #[test]

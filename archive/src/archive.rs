@@ -83,6 +83,8 @@ pub struct Archive {
     /// Grow a volume's image when a diff or hash sync brings a larger device, instead of
     /// refusing it as smaller-lv-size.
     pub autoresize: bool,
+    /// How many wdiff files a merge of a chain reads at once (restore, apply, merge, cat).
+    pub max_open_diffs: usize,
     entries: Mutex<HashMap<String, Arc<Entry>>>,
     /// Volumes whose startup recovery failed, with why. Their files are left as they are for
     /// inspection; nothing of them is restorable until an apply finishes the recovery or the
@@ -114,6 +116,7 @@ impl Archive {
             discard,
             metrics,
             autoresize: false,
+            max_open_diffs: crate::volume::DEFAULT_MAX_OPEN_DIFFS,
             entries: Mutex::new(HashMap::new()),
             broken: Mutex::new(HashMap::new()),
             recovering: Mutex::new(Some(String::new())),
@@ -175,7 +178,10 @@ impl Archive {
 
     /// The volume's paths (the name is checked; the volume may not exist).
     pub fn vol(&self, name: &str) -> Vol {
-        Vol::new(&self.data_dir, name)
+        Vol {
+            max_open_diffs: self.max_open_diffs,
+            ..Vol::new(&self.data_dir, name)
+        }
     }
 
     pub fn entry(&self, name: &str) -> Arc<Entry> {

@@ -2,7 +2,7 @@
 //! stream of a wdiff chain, writing records into an image, and the virtual full image.
 
 use std::fs::File;
-use std::io;
+use std::io::{self, BufReader, BufWriter, Write};
 use std::os::unix::fs::FileExt;
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
@@ -10,11 +10,13 @@ use std::path::{Path, PathBuf};
 use walb_core::apply::{Applier, DiscardMode};
 use walb_core::blockio::{FileIo, UringIo};
 use walb_core::meta::MetaDiff;
+use walb_core::source::ReadSource;
 use walb_core::virt::VirtualFull;
-use walb_core::wdiff::{Merger, RecStream, WdiffReader};
+use walb_core::wdiff::{Cmpr, Codec, Merger, RecStream, SortedReader, SortedWriter};
+use walb_core::Uuid;
 use walb_daemon::{CmdError, CmdResult};
 
-use crate::volume::Vol;
+use crate::volume::{TempFile, Vol};
 
 const COPY_BUF: usize = 1 << 20;
 
@@ -74,18 +76,81 @@ fn seek(f: &File, off: u64, whence: libc::c_int) -> io::Result<u64> {
     }
 }
 
-/// The records of `chain` (oldest first) merged, newest wins; errors name the file.
-pub fn chain_records(vol: &Vol, chain: &[MetaDiff]) -> CmdResult<RecStream> {
-    let mut inputs: Vec<RecStream> = Vec::with_capacity(chain.len());
-    for d in chain {
-        inputs.push(open_diff(&vol.diff_path(d))?);
-    }
-    Ok(Box::new(Merger::new(inputs)))
+/// Read buffer of each wdiff a merge reads.
+const DIFF_READ_BUF: usize = 256 << 10;
+
+/// A merge input: a stored diff, or a round's temporary result (deleted once open).
+enum Input {
+    Stored(PathBuf),
+    Temp(TempFile),
 }
 
-/// The records of a stored wdiff; an error names the file (damage is DATA_LOSS).
+impl Input {
+    fn open(self) -> CmdResult<RecStream> {
+        match self {
+            Input::Stored(p) => open_diff(&p),
+            // The open descriptor keeps the data; the name goes now.
+            Input::Temp(t) => open_diff(&t.path),
+        }
+    }
+}
+
+/// The records of `chain` (oldest first) merged, newest wins; errors name the file.
+///
+/// At most `vol.max_open_diffs` files are read at once: a longer chain is first merged in
+/// rounds of that many into temporary sorted wdiffs. Memory stays bounded (one read buffer
+/// and one pack per open file) whatever the chain's length, and each record costs a bounded
+/// number of comparisons, so time grows with the chain's bytes rather than its file count.
+pub fn chain_records(vol: &Vol, chain: &[MetaDiff]) -> CmdResult<RecStream> {
+    let fan_in = vol.max_open_diffs.max(2);
+    let mut inputs: Vec<Input> = chain
+        .iter()
+        .map(|d| Input::Stored(vol.diff_path(d)))
+        .collect();
+    while inputs.len() > fan_in {
+        let mut next = Vec::with_capacity(inputs.len().div_ceil(fan_in));
+        let mut rest = inputs.into_iter().peekable();
+        while rest.peek().is_some() {
+            let group: Vec<Input> = rest.by_ref().take(fan_in).collect();
+            next.push(if group.len() == 1 {
+                group.into_iter().next().expect("one input")
+            } else {
+                Input::Temp(merge_to_temp(vol, group)?)
+            });
+        }
+        inputs = next;
+    }
+    let streams = inputs
+        .into_iter()
+        .map(Input::open)
+        .collect::<CmdResult<Vec<_>>>()?;
+    Ok(Box::new(Merger::new(streams)))
+}
+
+/// One round's merge of `group` into a temporary sorted wdiff (uncompressed: it is read once).
+fn merge_to_temp(vol: &Vol, group: Vec<Input>) -> CmdResult<TempFile> {
+    let tmp = TempFile::create(vol.temp_path("merge"))?;
+    let streams = group
+        .into_iter()
+        .map(Input::open)
+        .collect::<CmdResult<Vec<_>>>()?;
+    let mut out = BufWriter::with_capacity(1 << 20, &tmp.file);
+    let mut w = SortedWriter::new(&mut out, Uuid::default(), Cmpr::new(Codec::None, 0))?;
+    for r in Merger::new(streams) {
+        w.push(r?)?;
+    }
+    w.finish()?;
+    out.flush().map_err(|e| internal(tmp.path.display(), e))?;
+    drop(out);
+    Ok(tmp)
+}
+
+/// The records of a stored sorted wdiff, read through a buffer (not mapped, so what has been
+/// read does not stay resident); an error names the file (damage is DATA_LOSS).
 pub fn open_diff(path: &Path) -> CmdResult<RecStream> {
-    let r = WdiffReader::open(path).map_err(|e| e.in_file(path))?;
+    let f = File::open(path).map_err(|e| walb_core::Error::io("open", e).in_file(path))?;
+    let src = ReadSource::new(BufReader::with_capacity(DIFF_READ_BUF, f));
+    let (_, r) = SortedReader::open(Box::new(src)).map_err(|e| e.in_file(path))?;
     let name: PathBuf = path.to_path_buf();
     Ok(Box::new(r.map(move |r| r.map_err(|e| e.in_file(&name)))))
 }

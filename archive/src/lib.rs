@@ -8,4 +8,5 @@ pub mod image;
 pub mod ops;
 pub mod repl;
 pub mod service;
+pub mod thin;
 pub mod volume;

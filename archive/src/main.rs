@@ -1,6 +1,7 @@
 //! walb-archive: serves the Control commands and the Archive data services over one data dir.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Parser;
@@ -26,6 +27,17 @@ struct Args {
     /// refused as smaller-lv-size until `resize`).
     #[arg(long)]
     autoresize: bool,
+    /// How many wdiff files restore, apply, merge and cat read at once; a longer chain is
+    /// merged in rounds through temporary files. Bounds their memory (about 1 MiB a file).
+    #[arg(long, default_value_t = walb_archive::volume::DEFAULT_MAX_OPEN_DIFFS as u64,
+          value_parser = clap::value_parser!(u64).range(2..))]
+    max_open_diffs: u64,
+    /// Implicit restore points younger than this many seconds are all kept.
+    #[arg(long, default_value_t = 300)]
+    keep_implicit_secs: u64,
+    /// Older implicit points are thinned to one per period of this many seconds (0: never).
+    #[arg(long, default_value_t = 60)]
+    implicit_period_secs: u64,
 }
 
 #[tokio::main]
@@ -42,7 +54,17 @@ async fn main() -> Result<()> {
     )
     .with_context(|| format!("open data dir {}", args.common.data_dir.display()))?;
     archive.autoresize = args.autoresize;
+    archive.max_open_diffs = args.max_open_diffs as usize;
     let archive = Arc::new(archive);
+    if args.implicit_period_secs > 0 {
+        let policy = walb_archive::thin::Policy {
+            keep_all_secs: args.keep_implicit_secs,
+            period_secs: args.implicit_period_secs,
+            ..Default::default()
+        };
+        let every = Duration::from_secs(args.implicit_period_secs.clamp(1, 10));
+        tokio::spawn(walb_archive::thin::run(archive.clone(), policy, every));
+    }
     // Served while it runs: commands and flows are answered "starting" until it is done.
     let recovering = archive.clone();
     tokio::task::spawn_blocking(move || {

@@ -41,7 +41,12 @@ pub struct Vol {
     pub name: String,
     pub dir: PathBuf,
     pub restored_dir: PathBuf,
+    /// How many wdiff files a merge of the chain reads at once (`image::chain_records`).
+    pub max_open_diffs: usize,
 }
+
+/// The default of `--max-open-diffs`.
+pub const DEFAULT_MAX_OPEN_DIFFS: usize = 32;
 
 fn internal(what: impl std::fmt::Display, e: impl std::fmt::Display) -> CmdError {
     CmdError::Internal(format!("{what}: {e}"))
@@ -53,6 +58,7 @@ impl Vol {
             name: name.to_string(),
             dir: data_dir.join("vols").join(name),
             restored_dir: data_dir.join("restored").join(name),
+            max_open_diffs: DEFAULT_MAX_OPEN_DIFFS,
         }
     }
 

@@ -52,7 +52,7 @@ async fn full_sync_then_restore_gives_the_image() {
         d.ctl(&["get", "restorable", VOL]).await,
         "0 2023-11-14T22:13:20 1"
     );
-    let p = d.ctl(&["restore", VOL, "0"]).await;
+    let p = d.ctl(&["restore", VOL, "0", "force"]).await;
     assert!(p.ends_with("restored/vol0/0.img"), "{p}");
     assert_eq!(file_hash(&p), blake3::hash(&img));
     assert_eq!(d.ctl(&["get", "restored", VOL]).await, "0");
@@ -89,7 +89,7 @@ async fn wdiff_transfer_then_restore_and_duplicate_is_too_old() {
     let want = applied(&img, &[&w1]);
     let h1 = d.ctl(&["bhash", VOL, "1"]).await;
     assert_eq!(h1, bhash_of(&want));
-    let p = d.ctl(&["restore", VOL, "1"]).await;
+    let p = d.ctl(&["restore", VOL, "1", "force"]).await;
     assert_eq!(file_hash(&p), blake3::hash(&want));
     let diffs = d.ctl(&["get", "diff", VOL]).await;
     // e17: the same diff again is too old and changes nothing.
@@ -151,7 +151,10 @@ async fn rejections_name_the_reason() {
     assert_eq!(e.message(), "volume nope not found");
     let e = d.try_ctl(&["clear-vol", VOL]).await.unwrap_err();
     assert_eq!(e.code(), tonic::Code::FailedPrecondition);
-    let e = d.try_ctl(&["restore", VOL, "7"]).await.unwrap_err();
+    let e = d
+        .try_ctl(&["restore", VOL, "7", "force"])
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), tonic::Code::InvalidArgument);
     assert!(e.message().contains("gid 7"), "{}", e.message());
     let e = d
@@ -303,7 +306,7 @@ async fn apply_and_merge_keep_restores_identical() {
         "0 2023-11-14T22:13:20 1\n1 2023-11-14T22:15:00 0\n2 2023-11-14T22:16:40 0\n3 2023-11-14T22:18:20 1"
     );
     assert_eq!(
-        d.ctl(&["get", "restorable", VOL]).await,
+        d.ctl(&["get", "restorable", VOL, "explicit"]).await,
         "0 2023-11-14T22:13:20 1\n3 2023-11-14T22:18:20 1"
     );
     let h3 = d.ctl(&["bhash", VOL, "3"]).await;
@@ -315,23 +318,23 @@ async fn apply_and_merge_keep_restores_identical() {
     assert_eq!(names.lines().count(), 2, "{names}");
     assert!(names.ends_with("-M--1-3.wdiff"), "{names}");
     assert_eq!(d.ctl(&["bhash", VOL, "3"]).await, h3);
-    let p = d.ctl(&["restore", VOL, "3"]).await;
+    let p = d.ctl(&["restore", VOL, "3", "force"]).await;
     assert_eq!(file_hash(&p), blake3::hash(&want3));
     // gid 2 was an implicit snapshot eaten by the merge.
-    assert!(d.try_ctl(&["restore", VOL, "2"]).await.is_err());
+    assert!(d.try_ctl(&["restore", VOL, "2", "force"]).await.is_err());
     // A single diff is no merge.
     assert!(d.try_ctl(&["merge", VOL, "0", "1"]).await.is_err());
 
     // apply up to 1: base moves, diff |0|->|1| goes away, restores are unchanged.
-    let p1 = d.ctl(&["restore", VOL, "1"]).await;
+    let p1 = d.ctl(&["restore", VOL, "1", "force"]).await;
     let h1 = file_hash(&p1);
     assert_eq!(h1, blake3::hash(&applied(&img, &refs[..1])));
     assert_eq!(d.ctl(&["apply", VOL, "1"]).await, "ok");
     assert_eq!(d.ctl(&["get", "base", VOL]).await, "<|1|>");
     assert_eq!(d.ctl(&["get", "diff", VOL]).await.lines().count(), 1);
-    assert_eq!(file_hash(&d.ctl(&["restore", VOL, "1"]).await), h1);
+    assert_eq!(file_hash(&d.ctl(&["restore", VOL, "1", "force"]).await), h1);
     assert_eq!(
-        file_hash(&d.ctl(&["restore", VOL, "3"]).await),
+        file_hash(&d.ctl(&["restore", VOL, "3", "force"]).await),
         blake3::hash(&want3)
     );
     assert_eq!(d.ctl(&["apply", VOL, "3"]).await, "ok");
@@ -347,7 +350,7 @@ async fn apply_and_merge_keep_restores_identical() {
 
 /// The gids `get restorable` lists (explicit ones only).
 async fn explicit_gids(d: &Daemon) -> Vec<String> {
-    d.ctl(&["get", "restorable", VOL])
+    d.ctl(&["get", "restorable", VOL, "explicit"])
         .await
         .lines()
         .map(|l| l.split_whitespace().next().unwrap().to_string())
@@ -447,7 +450,7 @@ async fn restart_keeps_everything() {
     let d = Daemon::start(dir.path()).await;
     assert_eq!(d.ctl(&["get", "base", VOL]).await, "<|3|>");
     assert_eq!(d.ctl(&["get", "diff", VOL]).await, "");
-    let p = d.ctl(&["restore", VOL, "3"]).await;
+    let p = d.ctl(&["restore", VOL, "3", "force"]).await;
     assert_eq!(file_hash(&p), blake3::hash(&applied(&img, &refs)));
     assert_eq!(img.len() as u64, LB * LBS as u64);
 }

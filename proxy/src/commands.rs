@@ -124,6 +124,10 @@ impl ProxyCommands {
                 let e = p.is_send_error(arg(args, 1, "volume")?, arg(args, 2, "archive name")?)?;
                 Ok(if e { "1" } else { "0" }.into())
             }
+            "last-send-error" => {
+                no_more(args, 3)?;
+                p.last_send_failure(arg(args, 1, "volume")?, arg(args, 2, "archive name")?)
+            }
             "proxy-diff" => {
                 no_more(args, 3)?;
                 let v = p.vol(arg(args, 1, "volume")?)?;

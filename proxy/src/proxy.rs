@@ -382,6 +382,18 @@ impl Proxy {
         Ok(e)
     }
 
+    /// Why the last send of `vol` to `archive` failed ("" after a send went through).
+    pub fn last_send_failure(&self, vol: &str, archive: &str) -> CmdResult<String> {
+        let v = self.vol(vol)?;
+        let st = v.lock();
+        let a = st
+            .archives
+            .get(archive)
+            .ok_or_else(|| not_found_archive(vol, archive))?;
+        let f = a.ctl.lock().last_failure.clone();
+        Ok(f.unwrap_or_default())
+    }
+
     /// Daemon shutdown: senders stop (graceful: after their current send); the `started`
     /// markers stay so the next boot resumes.
     pub async fn shutdown(&self, force: bool) {

@@ -464,3 +464,37 @@ fn run_ok_or_err(c: &Cluster, args: &[&str]) {
     let out = walb_tests::run(c.walbc_cmd().args(args));
     eprintln!("walbc {args:?}: {}", out.status);
 }
+
+#[test]
+fn integrity_status_says_why_a_volume_lags_and_what_it_does_not_know() {
+    let test = "integrity_status_says_why_a_volume_lags_and_what_it_does_not_know";
+    let Some(mut c) = Cluster::backed_up(test, Spec::default(), 2 * MIB) else {
+        return;
+    };
+    c.wait_shipped("wdev0");
+    // The archive refuses diffs while stopped: the proxy's reason reaches the status.
+    c.walbc(&["call", "a0", "stop", "vol0"]);
+    c.write_random("wdev0", 4 * MIB as u64, MIB, 90);
+    c.walbc(&["snapshot", "s0", "vol0", "--no-wait"]);
+    let t = Instant::now();
+    let errors = loop {
+        let j: serde_json::Value =
+            serde_json::from_str(&c.walbc(&["status", "vol0", "--json"])).unwrap();
+        let e = j["archives"][0]["send_errors"].clone();
+        if e.as_array().is_some_and(|a| !a.is_empty()) {
+            break e;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "no send error shown: {j}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(errors.to_string().contains("stopped"), "{errors}");
+    // A storage that does not answer leaves the lag unknown, never zero.
+    c.kill("s0");
+    let j: serde_json::Value =
+        serde_json::from_str(&c.walbc(&["status", "vol0", "--json"])).unwrap();
+    assert_eq!(j["storages"][0]["reachable"], false, "{j}");
+    assert!(j["archives"][0]["lag_gids"].is_null(), "{j}");
+}

@@ -418,6 +418,8 @@ impl Ctl {
     pub async fn status_json(&self, vol: &str) -> Result<serde_json::Value> {
         let mut storages = Vec::new();
         let mut newest_gid = 0;
+        // A storage that does not answer leaves the newest gid, and so every lag, unknown.
+        let mut newest_known = true;
         for s in &self.layout.storage {
             let state = self.call(s, &["get", "state", vol]).await.ok();
             let usage = self.call(s, &["get", "log-usage", vol]).await.ok();
@@ -427,13 +429,14 @@ impl Ctl {
                 .ok()
                 .and_then(|t| t.parse().ok());
             newest_gid = newest_gid.max(latest.unwrap_or(0));
+            newest_known &= latest.is_some();
             let (used, cap) = usage
                 .as_deref()
                 .and_then(|u| u.split_once(' '))
                 .map(|(a, b)| (a.parse::<u64>().ok(), b.parse::<u64>().ok()))
                 .unwrap_or((None, None));
             storages.push(serde_json::json!({
-                "id": s.id, "state": state, "latest_gid": latest,
+                "id": s.id, "reachable": state.is_some(), "state": state, "latest_gid": latest,
                 "log_usage_pb": used, "log_capacity_pb": cap,
             }));
         }
@@ -450,13 +453,25 @@ impl Ctl {
                 .as_ref()
                 .and_then(|r| walb_core::meta::parse_iso_utc(&r.time))
                 .map(|t| walb_core::meta::unix_now().saturating_sub(t));
+            // Why the proxies cannot hand this archive its diffs, if they cannot.
+            let mut send_errors = Vec::new();
+            for p in &self.layout.proxy {
+                if let Ok(why) = self.call(p, &["get", "last-send-error", vol, &a.id]).await {
+                    if !why.is_empty() {
+                        send_errors.push(serde_json::json!({"proxy": p.id, "error": why}));
+                    }
+                }
+            }
             archives.push(serde_json::json!({
                 "id": a.id,
+                "send_errors": send_errors,
                 "state": self.state_or_clear(a, vol).await.ok(),
                 "newest_restorable": newest,
                 "newest_restorable_age_s": age,
                 "latest_gid": latest,
-                "lag_gids": latest.map(|l| newest_gid.saturating_sub(l)),
+                "lag_gids": latest
+                    .filter(|_| newest_known)
+                    .map(|l| newest_gid.saturating_sub(l)),
             }));
         }
         Ok(serde_json::json!({"vol": vol, "storages": storages, "archives": archives}))

@@ -149,12 +149,14 @@ async fn get(a: &Arc<Archive>, args: &[String]) -> CmdResult<String> {
                 .iter()
                 .filter(|r| !explicit_only || r.is_explicit)
                 .map(|r| {
-                    format!(
-                        "{} {} {}",
-                        r.gid,
-                        iso_utc(r.timestamp),
-                        u8::from(r.is_explicit)
-                    )
+                    // 1 explicit, 0 implicit, ? the newest point, whose kind the next diff
+                    // will tell.
+                    let kind = match (r.is_settled, r.is_explicit) {
+                        (false, _) => "?",
+                        (true, true) => "1",
+                        (true, false) => "0",
+                    };
+                    format!("{} {} {kind}", r.gid, iso_utc(r.timestamp))
                 })
                 .collect::<Vec<_>>()
                 .join("\n"),

@@ -14,12 +14,13 @@ pub struct Ctl {
     pub timeout: Duration,
 }
 
-/// One line of an archive's `get restorable`: gid, UTC time, explicit.
+/// One line of an archive's `get restorable`: gid, UTC time, explicit (1), implicit (0) or
+/// not known yet (`?`: the newest point, until the next diff arrives).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Restorable {
     pub gid: u64,
     pub time: String,
-    pub explicit: bool,
+    pub explicit: Option<bool>,
 }
 
 pub fn parse_restorable(text: &str) -> Vec<Restorable> {
@@ -29,7 +30,11 @@ pub fn parse_restorable(text: &str) -> Vec<Restorable> {
             Some(Restorable {
                 gid: f.first()?.parse().ok()?,
                 time: f.get(1)?.to_string(),
-                explicit: f.get(2) == Some(&"1"),
+                explicit: match *f.get(2)? {
+                    "1" => Some(true),
+                    "0" => Some(false),
+                    _ => None,
+                },
             })
         })
         .collect()
@@ -447,7 +452,7 @@ impl Ctl {
                 .await
                 .map(|t| parse_restorable(&t))
                 .unwrap_or_default();
-            let newest = rs.iter().rev().find(|r| r.explicit).cloned();
+            let newest = rs.last().cloned();
             let latest = rs.last().map(|r| r.gid);
             let age = newest
                 .as_ref()
@@ -518,9 +523,13 @@ mod tests {
 
     #[test]
     fn restorable_lines() {
-        let r = parse_restorable("5 2026-01-01T00:00:00 1\n7 2026-01-01T00:00:10 0\n");
-        assert_eq!(r.len(), 2);
-        assert!(r[0].explicit && !r[1].explicit);
+        let r = parse_restorable(
+            "5 2026-01-01T00:00:00 1\n7 2026-01-01T00:00:10 0\n8 2026-01-01T00:00:11 ?\n",
+        );
+        assert_eq!(r.len(), 3);
+        assert_eq!(r[0].explicit, Some(true));
+        assert_eq!(r[1].explicit, Some(false));
+        assert_eq!(r[2].explicit, None);
         assert_eq!(r[1].gid, 7);
     }
 }

@@ -204,8 +204,12 @@ pub fn applicable_chain(s: &MetaSnap, diffs: &[MetaDiff], up_to: Option<Gid>) ->
 pub struct Restorable {
     pub gid: Gid,
     pub timestamp: u64,
-    /// Reached through a non-mergeable diff end (an explicit snapshot).
+    /// An explicit snapshot: the base, or a point the next diff starts non-mergeable from.
+    /// The newest point counts as explicit (it may be), but see `is_settled`.
     pub is_explicit: bool,
+    /// Whether `is_explicit` is known: false for the newest point after the base, whose kind
+    /// only the next diff will tell (its mergeable flag).
+    pub is_settled: bool,
 }
 
 /// Clean snapshots reachable from the base state `base` through `diffs`, in gid order: the
@@ -226,6 +230,7 @@ pub fn restorable(base: &MetaState, diffs: &[MetaDiff]) -> Vec<Restorable> {
             gid: base.snap_b.gid_b,
             timestamp: base.timestamp,
             is_explicit: true,
+            is_settled: true,
         });
     }
     let chain = applicable_chain(&base.snap_b, diffs, None);
@@ -233,12 +238,13 @@ pub fn restorable(base: &MetaState, diffs: &[MetaDiff]) -> Vec<Restorable> {
     for (i, d) in chain.iter().enumerate() {
         cur = apply_snap(&cur, d);
         if cur.is_clean() && cur.gid_b >= floor {
-            // Explicit iff it is the newest or the next diff is non-mergeable.
-            let next_mergeable = chain.get(i + 1).is_some_and(|n| n.is_mergeable);
+            // Explicit iff the next diff is non-mergeable; the newest is not known yet.
+            let next = chain.get(i + 1);
             out.push(Restorable {
                 gid: cur.gid_b,
                 timestamp: d.timestamp,
-                is_explicit: !next_mergeable,
+                is_explicit: !next.is_some_and(|n| n.is_mergeable),
+                is_settled: next.is_some(),
             });
         }
     }

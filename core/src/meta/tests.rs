@@ -106,6 +106,9 @@ fn restorable_marks_explicit_snapshots() {
     let r = restorable(&base, &ds);
     let got: Vec<(u64, bool)> = r.iter().map(|x| (x.gid.0, x.is_explicit)).collect();
     assert_eq!(got, vec![(0, true), (4, false), (8, true), (12, true)]);
+    // Only the next diff will tell whether the newest point is explicit.
+    let settled: Vec<bool> = r.iter().map(|x| x.is_settled).collect();
+    assert_eq!(settled, vec![true, true, true, false]);
     assert_eq!(applicable_chain(&snap(0, 0), &ds, Some(Gid(8))).len(), 2);
 }
 

@@ -5,7 +5,9 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileTypeExt;
 use std::path::Path;
 use std::process::Command;
+use std::time::{Duration, Instant};
 
+use walb_tests::cluster::{Cluster, Spec};
 use walb_tests::{bin, have_root_and_fuse, run_ok};
 
 fn tool(dir: &Path) -> Command {
@@ -116,4 +118,81 @@ fn defects_output_to_a_block_device_writes_the_device() {
         got == want,
         "{lp} does not start with the regular file's bytes"
     );
+}
+
+/// INFO lines in `log`.
+fn info_lines(log: &str) -> usize {
+    log.lines().filter(|l| l.contains(" INFO ")).count()
+}
+
+#[test]
+fn defects_logs_are_plain_and_summarize_transfers() {
+    const WLOGS: u64 = 40;
+    let spec = Spec {
+        daemon_flags: vec!["--transfer-summary-secs", "5"],
+        ..Default::default()
+    };
+    let Some(mut c) = Cluster::backed_up(
+        "defects_logs_are_plain_and_summarize_transfers",
+        spec,
+        1 << 20,
+    ) else {
+        return;
+    };
+    let ids = ["s0", "p0", "a0"];
+    let before: Vec<usize> = ids.iter().map(|id| info_lines(&c.log(id))).collect();
+    let t = Instant::now();
+    for i in 0..WLOGS {
+        c.write_random("wdev0", (2 << 20) + i * 8192, 4096, 100 + i);
+        c.wait_shipped("wdev0");
+    }
+    let gid = c.walbc(&["snapshot", "s0", "vol0"]);
+    c.check_restore("a0", &gid, "wdev0");
+    // The summaries of the last period.
+    std::thread::sleep(Duration::from_secs(6));
+    let secs = t.elapsed().as_secs();
+    for (id, want) in [
+        ("s0", "shipped wlogs"),
+        ("p0", "received wlogs"),
+        ("p0", "diff transfers sent"),
+        ("a0", "registered wdiffs"),
+    ] {
+        let log = c.log(id);
+        assert!(
+            log.lines()
+                .any(|l| l.contains(" INFO ") && l.contains(want)),
+            "{id}: no INFO summary of {want}:\n{log}"
+        );
+    }
+    for (id, n0) in ids.iter().zip(before) {
+        let grown = info_lines(&c.log(id)) - n0;
+        assert!(
+            grown <= 12,
+            "{id}: {grown} more INFO lines for {WLOGS} shipped wlogs in {secs} s:\n{}",
+            c.log(id)
+        );
+    }
+
+    // wdevd killed with logs past its last checkpoint: the next create-wdev redoes them.
+    c.write_random("wdev0", 4 << 20, 64 << 10, 7);
+    c.crash_wdevd();
+    c.start_wdevd();
+    c.attach_device("wdev0");
+    let log = c.log("wdevd");
+    let redo = log
+        .lines()
+        .filter(|l| l.contains(" INFO ") && l.contains("wdev0") && l.contains("redo: lsid"))
+        .count();
+    assert!(redo >= 2, "wdevd logs no redo line for its restart:\n{log}");
+
+    for e in std::fs::read_dir(&c.dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "log") {
+            assert!(
+                !std::fs::read(&p).unwrap().contains(&0x1b),
+                "{} holds an ANSI escape (ESC byte)",
+                p.display()
+            );
+        }
+    }
 }

@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use walb_tests::cluster::{Cluster, Spec};
-use walb_tests::{bin, have_root_and_fuse, run_ok};
+use walb_tests::{bin, have_root_and_fuse, run, run_ok, sh};
 
 fn tool(dir: &Path) -> Command {
     let mut c = Command::new(bin("walb-tool"));
@@ -125,6 +125,15 @@ fn info_lines(log: &str) -> usize {
     log.lines().filter(|l| l.contains(" INFO ")).count()
 }
 
+/// Waits (`secs` at most) until `f` holds.
+fn wait_until(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while !f() {
+        assert!(t.elapsed() < Duration::from_secs(secs), "{what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 #[test]
 fn defects_logs_are_plain_and_summarize_transfers() {
     const WLOGS: u64 = 40;
@@ -195,4 +204,54 @@ fn defects_logs_are_plain_and_summarize_transfers() {
             );
         }
     }
+}
+
+#[test]
+fn defects_quickstart_takes_size_and_log_size() {
+    if !have_root_and_fuse("defects_quickstart_takes_size_and_log_size") {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().join("qs");
+    let qs = || {
+        let mut c = Command::new(bin("walbc"));
+        c.arg("quickstart").arg("--dir").arg(&dir);
+        c
+    };
+    let e = walb_tests::run_err(qs().args(["--size", "1G", "--log-size", "4M"]));
+    assert!(e.contains("too small for a 1024 MiB device"), "{e}");
+    let out = run(qs().args(["--size", "96M", "--log-size", "48M"]));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let lp = stdout
+        .split_whitespace()
+        .find(|w| w.starts_with("/dev/loop"))
+        .map(str::to_string);
+    let size = lp.as_ref().map(|lp| {
+        sh(&format!("blockdev --getsize64 {lp}"), d.path())
+            .trim()
+            .to_string()
+    });
+    let ldev = std::fs::metadata(dir.join("wdev0.ldev"))
+        .map(|m| m.len())
+        .ok();
+    let stop = run(qs().arg("--stop"));
+    let devices = dir.join("run/devices").display().to_string();
+    wait_until(20, "wdevd did not unmount", || {
+        !std::fs::read_to_string("/proc/mounts")
+            .unwrap()
+            .contains(&devices)
+    });
+    assert!(
+        out.status.success(),
+        "quickstart failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stop.status.success(), "quickstart --stop failed");
+    assert_eq!(
+        size.as_deref(),
+        Some("100663296"),
+        "the device is not 96 MiB:\n{stdout}"
+    );
+    assert_eq!(ldev, Some(48 << 20), "the log is not 48 MiB");
+    assert!(stdout.contains("96 MiB device"), "{stdout}");
 }

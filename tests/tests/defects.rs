@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use walb_tests::cluster::{Cluster, Spec};
-use walb_tests::{bin, have_root_and_fuse, run, run_ok, sh};
+use walb_tests::{bin, file_hashes, have_root_and_fuse, run, run_ok, sh};
 
 fn tool(dir: &Path) -> Command {
     let mut c = Command::new(bin("walb-tool"));
@@ -254,4 +254,86 @@ fn defects_quickstart_takes_size_and_log_size() {
     );
     assert_eq!(ldev, Some(48 << 20), "the log is not 48 MiB");
     assert!(stdout.contains("96 MiB device"), "{stdout}");
+}
+
+/// Writes `n` files named `{prefix}{i}` into `m`, each fsynced; returns their (name, hash).
+fn write_synced(m: &Path, prefix: &str, n: u32) -> Vec<(String, String)> {
+    (0..n)
+        .map(|i| {
+            let data: Vec<u8> = (0..4096 + i as usize * 131)
+                .map(|j| (j as u32 * 17 + i) as u8)
+                .collect();
+            let name = format!("{prefix}{i}");
+            let mut f = std::fs::File::create(m.join(&name)).unwrap();
+            std::io::Write::write_all(&mut f, &data).unwrap();
+            f.sync_all().unwrap();
+            (name, blake3::hash(&data).to_hex().to_string())
+        })
+        .collect()
+}
+
+/// A mounted file system, lazily unmounted when dropped (a failing test leaves no mount).
+struct Mounted(std::path::PathBuf);
+
+impl Mounted {
+    fn new(dev: &str, m: &Path) -> Mounted {
+        std::fs::create_dir_all(m).unwrap();
+        sh(&format!("mount {dev} {}", m.display()), Path::new("/"));
+        Mounted(m.to_path_buf())
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+}
+
+/// docs/recovery.md, "The whole primary host crashed", step by step.
+#[test]
+fn defects_whole_primary_host_crashed() {
+    let spec = Spec {
+        devices: vec![("wdev0", 64, 32)],
+        ..Default::default()
+    };
+    let Some(mut c) = Cluster::start("defects_whole_primary_host_crashed", spec) else {
+        return;
+    };
+    let m = c.dir.join("mnt");
+    c.walbc(&["init-storage", "s0", "vol0", "wdev0"]);
+    sh(&format!("mkfs.ext4 -q -F {}", c.loops["wdev0"]), &c.dir);
+    c.walbc(&["full-backup", "s0", "vol0"]);
+    let mnt = Mounted::new(&c.loops["wdev0"], &m);
+    let mut synced = write_synced(&m, "a", 100);
+    c.walbc(&["snapshot", "s0", "vol0"]);
+    synced.extend(write_synced(&m, "b", 100));
+
+    // The crash: every process of the host dies; after the reboot no loop device, no mount.
+    c.kill_wdevd();
+    c.kill("s0");
+    c.kill("p0");
+    drop(mnt);
+    c.crash_wdevd();
+
+    // The documented steps: wdevd, the device from its files, proxy, storage, mount, the
+    // application.
+    c.start_wdevd();
+    c.attach_device("wdev0");
+    c.start_daemon("p0");
+    c.start_daemon("s0");
+    let mnt = Mounted::new(&c.loops["wdev0"], &m);
+    let got = file_hashes(&m);
+    for f in &synced {
+        assert!(got.contains(f), "fsynced file {} lost or changed", f.0);
+    }
+    write_synced(&m, "c", 50);
+    sh(&format!("umount {}", m.display()), &c.dir);
+    drop(mnt);
+    sh(&format!("e2fsck -fn {}", c.loops["wdev0"]), &c.dir);
+    let gid = c.walbc(&["snapshot", "s0", "vol0"]);
+    c.check_restore("a0", &gid, "wdev0");
 }

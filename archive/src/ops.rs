@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use walb_core::apply::DiscardMode;
-use walb_core::atomic::AtomicFile;
+use walb_core::atomic::{AtomicFile, Output};
 use walb_core::bhash::hash_bulks;
 use walb_core::meta::{self, MetaDiff, MetaSnap, Relation};
 use walb_core::virt::BulkSource;
@@ -199,11 +199,12 @@ fn chain_to_point(vol: &Vol, gid: u64) -> CmdResult<Vec<MetaDiff>> {
     Ok(chain)
 }
 
-/// Writes the virtual full image at `gid` to `path` atomically.
+/// Writes the virtual full image at `gid` to `path`: a file atomically, a block device (or
+/// other special file) in place from its start.
 pub fn cat(vol: &Vol, gid: u64, path: &Path) -> CmdResult<u64> {
     let chain = chain_to_point(vol, gid)?;
     let mut src = image::virtual_full(vol, &chain)?;
-    let mut out = AtomicFile::create(path)?;
+    let mut out = Output::create(path)?;
     let mut buf = vec![0u8; 4 << 20];
     let mut total = 0u64;
     loop {

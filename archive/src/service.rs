@@ -247,7 +247,7 @@ async fn wdiff_flow(
         Err(word) => return send_reject(&a, &tx, &vol.name, word).await,
     };
     send(&tx, accept()).await?;
-    tracing::info!(vol = %vol.name, "receiving wdiff {diff}");
+    tracing::debug!(vol = %vol.name, "receiving wdiff {diff}");
 
     let tmp = Arc::new(TempFile::create(vol.temp_path("wdiff")).map_err(cmd_status)?);
     let mut off = 0u64;
@@ -307,7 +307,8 @@ async fn wdiff_flow(
     if let Some(word) = commit {
         return send_reject(&a, &tx, &vol.name, word).await;
     }
-    tracing::info!(vol = %vol.name, "registered wdiff {diff} ({off} bytes)");
+    tracing::debug!(vol = %vol.name, "registered wdiff {diff} ({off} bytes)");
+    walb_daemon::transfers::record_diff("registered wdiffs", &vol.name, off, &diff);
     send(&tx, ack()).await
 }
 

@@ -18,6 +18,7 @@ pub mod bhash;
 pub mod blockio;
 pub mod convert;
 pub mod ldev;
+pub mod logging;
 pub mod logpack;
 pub mod meta;
 pub mod source;

@@ -24,12 +24,15 @@ pub struct CommonArgs {
     /// TOML file with any of these flags (same names).
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// Seconds between the INFO summaries of transfers (tests shorten it).
+    #[arg(long, hide = true, default_value_t = crate::transfers::DEFAULT_SUMMARY_SECS)]
+    pub transfer_summary_secs: u64,
 }
 
 impl CommonArgs {
     /// Logging and transport set up; the serve options for `host_type`.
     pub fn init(&self, host_type: &'static str) -> anyhow::Result<crate::serve::Opts> {
-        crate::serve::init_logging();
+        walb_core::logging::init();
         self.tls.init()?;
         std::fs::create_dir_all(&self.data_dir)
             .map_err(|e| anyhow::anyhow!("create data dir {}: {e}", self.data_dir.display()))?;
@@ -38,6 +41,7 @@ impl CommonArgs {
             host_type,
             listen: self.listen,
             metrics: self.metrics,
+            transfer_summary: std::time::Duration::from_secs(self.transfer_summary_secs.max(1)),
         })
     }
 }

@@ -115,16 +115,8 @@ pub struct Opts {
     pub host_type: &'static str,
     pub listen: SocketAddr,
     pub metrics: Option<SocketAddr>,
-}
-
-/// Sets up `tracing` from `RUST_LOG` (default info) on stderr.
-pub fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+    /// How often transfers are summed up at INFO (`transfers`).
+    pub transfer_summary: std::time::Duration,
 }
 
 /// Serves Control plus whatever `add` adds until SIGTERM/SIGINT (graceful) or the `shutdown`
@@ -154,6 +146,7 @@ pub async fn run(
         .await
         .with_context(|| format!("bind {}", opts.listen))?;
     tracing::info!("{} listening on {}", opts.host_type, opts.listen);
+    crate::transfers::spawn_summaries(opts.transfer_summary);
     {
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
@@ -175,6 +168,7 @@ pub async fn run(
         )
         .await
         .context("gRPC server")?;
+    crate::transfers::summarize();
     tracing::info!("{} stopped", opts.host_type);
     Ok(())
 }

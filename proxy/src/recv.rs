@@ -247,7 +247,8 @@ async fn receive(proxy: Arc<Proxy>, mut input: Streaming<Frame>, tx: Events) -> 
     .await
     .map_err(|e| Status::internal(format!("convert task: {e}")))??;
     if stored {
-        tracing::info!(vol = %vol.name, "received {diff} ({bytes} bytes of wlog)");
+        tracing::debug!(vol = %vol.name, "received {diff} ({bytes} bytes of wlog)");
+        walb_daemon::transfers::record_diff("received wlogs", &vol.name, bytes, &diff);
         proxy.on_received(&vol, bytes);
     } else {
         tracing::info!(vol = %vol.name, "{diff} is already held; not queued again");

@@ -163,8 +163,15 @@ impl Sender {
         match outcome {
             Outcome::Accepted { bytes } => {
                 self.proxy.count_sent(&self.vol.name, &self.archive, bytes);
-                tracing::info!(vol = %self.vol.name, archive = %self.archive,
+                tracing::debug!(vol = %self.vol.name, archive = %self.archive,
                     "sent {} diffs ({} bytes)", batch.len(), bytes);
+                walb_daemon::transfers::record(
+                    "diff transfers sent",
+                    &self.vol.name,
+                    bytes,
+                    batch.first().map_or(0, |d| d.meta.snap_b.gid_b.0),
+                    batch.last().map_or(0, |d| d.meta.snap_e.gid_b.0),
+                );
                 self.drop_sent(batch).await
             }
             Outcome::Rejected(w) if w == "too-old-diff" || w == "different-uuid" => {

@@ -136,13 +136,14 @@ async fn step(st: &Storage, vol: &Vol) -> CmdResult<bool> {
         m.queue.retain(|r| r.gid > gid_e);
         save(&vol.dir, &m)?;
     }
-    tracing::info!(
+    tracing::debug!(
         vol = vol.name,
         proxy,
         "shipped lsid {begin}..{lsid_e} as gid {} → {}",
         meta.done.gid,
         gid_e.0
     );
+    walb_daemon::transfers::record("shipped wlogs", &vol.name, bytes, meta.done.gid.0, gid_e.0);
     st.metrics
         .add("walb_storage_bytes_shipped_total", &l, bytes as f64);
     st.metrics.set("walb_storage_done_gid", &l, gid_e.0 as f64);

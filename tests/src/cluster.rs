@@ -28,6 +28,8 @@ pub struct Spec {
     /// Each archive's data dir on an ext4 file system of its own of this many MiB (a loop
     /// mounted image), to fill it up.
     pub archive_fs_mb: Option<u64>,
+    /// More flags for every storage, proxy and archive daemon.
+    pub daemon_flags: Vec<&'static str>,
 }
 
 impl Default for Spec {
@@ -41,6 +43,7 @@ impl Default for Spec {
             relays: false,
             archive_flags: Vec::new(),
             archive_fs_mb: None,
+            daemon_flags: Vec::new(),
         }
     }
 }
@@ -117,15 +120,20 @@ impl Cluster {
                     .insert(id.clone(), crate::relay::Relay::start(&addrs[id]));
             }
         }
+        let flags = |more: &[&str]| -> Vec<String> {
+            more.iter()
+                .chain(&spec.daemon_flags)
+                .map(|f| f.to_string())
+                .collect()
+        };
         for id in &aa {
             if let Some(mb) = spec.archive_fs_mb {
                 c.mount_small_fs(id, mb);
             }
-            let flags = spec.archive_flags.iter().map(|f| f.to_string()).collect();
-            c.add_daemon(id, "archive", &addrs[id], flags);
+            c.add_daemon(id, "archive", &addrs[id], flags(&spec.archive_flags));
         }
         for id in &ps {
-            c.add_daemon(id, "proxy", &addrs[id], vec![]);
+            c.add_daemon(id, "proxy", &addrs[id], flags(&[]));
         }
         let ids: Vec<&str> = ps.iter().map(String::as_str).collect();
         let proxy_list = c.reach_list(&ids);
@@ -142,6 +150,7 @@ impl Cluster {
                 "--poll-ms".into(),
                 "200".into(),
             ];
+            let extra = extra.into_iter().chain(flags(&[])).collect();
             c.add_daemon(id, "storage", &addrs[id], extra);
         }
         c.in_layout = ss.iter().chain(&ps).chain(&aa).cloned().collect();
@@ -184,7 +193,8 @@ impl Cluster {
         self.dir.join("run")
     }
 
-    fn start_wdevd(&mut self) {
+    /// Starts wdevd (again) on the cluster's run dir and waits for its socket.
+    pub fn start_wdevd(&mut self) {
         std::fs::create_dir_all(self.run_dir()).unwrap();
         let _ = std::fs::remove_file(self.run_dir().join("wdevd.sock"));
         let log = self.log_file("wdevd");
@@ -204,6 +214,28 @@ impl Cluster {
             assert!(t.elapsed() < Duration::from_secs(10), "wdevd did not start");
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// SIGKILL of wdevd: its FUSE mount and the loop devices on it are left dead.
+    pub fn kill_wdevd(&mut self) {
+        if let Some(mut w) = self.wdevd.take() {
+            let _ = w.kill();
+            let _ = w.wait();
+        }
+    }
+
+    /// wdevd dies as in a host crash and leaves what a reboot would: SIGKILL, then its loop
+    /// devices detached and its FUSE mount gone. `start_wdevd` and `attach_device` bring the
+    /// devices back.
+    pub fn crash_wdevd(&mut self) {
+        self.kill_wdevd();
+        for lp in self.loops.values() {
+            let _ = Command::new("losetup").args(["-d", lp]).status();
+        }
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.run_dir().join("devices"))
+            .status();
     }
 
     fn log_file(&self, name: &str) -> std::fs::File {
@@ -234,6 +266,13 @@ impl Cluster {
             self.wdevc()
                 .args(["format-ldev", &l, &d, "--pbs", "4096", "--name", name]),
         );
+        self.attach_device(name);
+    }
+
+    /// `wdevc create-wdev NAME NAME.ldev NAME.ddev` on the existing files (redo runs); the
+    /// loop device it prints becomes `loops[name]`.
+    pub fn attach_device(&mut self, name: &str) {
+        let (l, d) = (format!("{name}.ldev"), format!("{name}.ddev"));
         let lp = run_ok(self.wdevc().args(["create-wdev", name, &l, &d]));
         self.loops.insert(name.to_string(), lp.trim().to_string());
     }

@@ -5,7 +5,7 @@ pub mod certs;
 pub mod cluster;
 pub mod relay;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 /// Path of a workspace binary. `scripts/test.sh` builds them before the tests run;
@@ -65,4 +65,26 @@ pub fn have_root_and_fuse(test: &str) -> bool {
         "{why}; set WALB_ALLOW_NO_ROOT=1 to skip knowingly"
     );
     false
+}
+
+/// Runs `cmd` with `sh -c` in `dir`; it must succeed; returns stdout.
+pub fn sh(cmd: &str, dir: &Path) -> String {
+    run_ok(Command::new("sh").arg("-c").arg(cmd).current_dir(dir))
+}
+
+/// (name, BLAKE3 hex) of every regular file directly in `root`, sorted by name.
+pub fn file_hashes(root: &Path) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = std::fs::read_dir(root)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_type().unwrap().is_file())
+        .map(|e| {
+            let h = blake3::hash(&std::fs::read(e.path()).unwrap())
+                .to_hex()
+                .to_string();
+            (e.file_name().to_string_lossy().into_owned(), h)
+        })
+        .collect();
+    v.sort();
+    v
 }

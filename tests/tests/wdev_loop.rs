@@ -3,11 +3,11 @@
 //! device, must give the data device byte for byte; the file system must be clean and every
 //! file must hash the same. Needs root and /dev/fuse (says so loudly otherwise).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use walb_tests::{bin, have_root_and_fuse, run_ok};
+use walb_tests::{bin, file_hashes, have_root_and_fuse, run_ok, sh};
 
 /// Stops wdevd and undoes mounts even when the test fails half-way.
 struct Rig {
@@ -130,26 +130,6 @@ impl Drop for Rig {
             .arg(self.run_dir().join("devices"))
             .status();
     }
-}
-
-fn sh(cmd: &str, dir: &Path) -> String {
-    run_ok(Command::new("sh").arg("-c").arg(cmd).current_dir(dir))
-}
-
-fn file_hashes(root: &Path) -> Vec<(String, String)> {
-    let mut v: Vec<(String, String)> = std::fs::read_dir(root)
-        .unwrap()
-        .map(|e| e.unwrap())
-        .filter(|e| e.file_type().unwrap().is_file())
-        .map(|e| {
-            let h = blake3::hash(&std::fs::read(e.path()).unwrap())
-                .to_hex()
-                .to_string();
-            (e.file_name().to_string_lossy().into_owned(), h)
-        })
-        .collect();
-    v.sort();
-    v
 }
 
 #[test]

@@ -7,6 +7,7 @@ fn main() {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
     let cli = walb_controller::tool::Cli::parse();
+    walb_core::logging::init();
     if let Err(e) = walb_controller::tool::run(cli) {
         eprintln!("walb-tool: error: {e:#}");
         std::process::exit(1);

@@ -5,6 +5,7 @@ use clap::Parser;
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let cli = walb_controller::walbc::cli::Cli::parse();
+    walb_core::logging::init();
     if let Err(e) = walb_controller::walbc::cli::run(cli).await {
         eprintln!("walbc: error: {e:#}");
         std::process::exit(1);

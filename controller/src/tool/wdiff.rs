@@ -99,7 +99,7 @@ pub fn to_wdiff(a: ToWdiffArgs) -> Result<()> {
     if a.indexed {
         let mut w = IndexedWriter::new(out, uuid, a.cmpr)?;
         wlog_records(readers, |r| w.add(r)).with_context(ctx)?;
-        w.finish()?.commit()
+        Ok(w.finish()?.commit()?)
     } else {
         let mut mem = DiffMemory::new();
         wlog_records(readers, |r| {
@@ -111,7 +111,7 @@ pub fn to_wdiff(a: ToWdiffArgs) -> Result<()> {
         for r in mem.into_sorted() {
             w.push(r)?;
         }
-        w.finish()?.commit()
+        Ok(w.finish()?.commit()?)
     }
 }
 
@@ -164,7 +164,7 @@ pub fn merge(a: MergeArgs) -> Result<()> {
     for r in Merger::new(inputs) {
         w.push(r?)?;
     }
-    w.finish()?.commit()
+    Ok(w.finish()?.commit()?)
 }
 
 pub fn redo(a: RedoArgs) -> Result<()> {
@@ -197,5 +197,5 @@ pub fn virt_full_cat(a: VirtArgs) -> Result<()> {
         }
         out.write_all(&buf[..n]).context("write virtual image")?;
     }
-    out.commit()
+    Ok(out.commit()?)
 }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use walb_core::apply::{Applier, DiscardMode};
-use walb_core::atomic::AtomicFile;
+use walb_core::atomic::Output;
 use walb_core::blockio::{FileIo, UringIo};
 use walb_core::ldev::Ldev;
 use walb_core::logpack::{LogPack, RecKind};
@@ -92,42 +92,14 @@ pub struct CatArgs {
     pub out: PathBuf,
 }
 
-/// Writes to `path` atomically, or to stdout for `-`.
+/// Where `-o PATH` leads: stdout for `-`, else `Output::create` (a file replaced atomically,
+/// a device or FIFO written in place).
 pub fn output(path: &Path) -> Result<Output> {
     Ok(if is_stdout(path) {
-        Output::Stdout(std::io::stdout().lock())
+        Output::stdout()
     } else {
-        Output::File(AtomicFile::create(path)?)
+        Output::create(path)?
     })
-}
-
-pub enum Output {
-    Stdout(std::io::StdoutLock<'static>),
-    File(AtomicFile),
-}
-
-impl Output {
-    pub fn commit(self) -> Result<()> {
-        match self {
-            Output::Stdout(mut s) => s.flush().context("flush stdout"),
-            Output::File(f) => Ok(f.commit()?),
-        }
-    }
-}
-
-impl Write for Output {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        match self {
-            Output::Stdout(s) => s.write(b),
-            Output::File(f) => f.write(b),
-        }
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        match self {
-            Output::Stdout(s) => s.flush(),
-            Output::File(f) => f.flush(),
-        }
-    }
 }
 
 fn parse_pbs(pbs: u32) -> Result<Pbs> {
@@ -171,7 +143,7 @@ pub fn gen(a: GenArgs) -> Result<()> {
     for (h, d) in Generator::new(cfg) {
         w.write_pack(&h, &d)?;
     }
-    w.finish()?.commit()
+    Ok(w.finish()?.commit()?)
 }
 
 fn derive(from: &[u8]) -> [u8; 16] {

@@ -200,6 +200,12 @@ pub enum Cmd {
     Quickstart {
         #[arg(long, default_value = "/var/tmp/walb-quickstart")]
         dir: PathBuf,
+        /// Device size (K/M/G suffixes; whole MiB).
+        #[arg(long, value_parser = crate::tool::size_arg, default_value = super::quickstart::DEV_SIZE)]
+        size: u64,
+        /// Log device size (K/M/G suffixes; whole MiB, large enough for the device).
+        #[arg(long, value_parser = crate::tool::size_arg, default_value = super::quickstart::LOG_SIZE)]
+        log_size: u64,
         #[arg(long)]
         stop: bool,
     },
@@ -393,8 +399,17 @@ pub async fn run(cli: Cli) -> Result<()> {
                 bail!("{} refused the diff: {answer}", a.id);
             }
         }
-        Cmd::Quickstart { dir, stop } => {
-            let q = super::quickstart::Quickstart { dir };
+        Cmd::Quickstart {
+            dir,
+            size,
+            log_size,
+            stop,
+        } => {
+            let q = super::quickstart::Quickstart {
+                dir,
+                size,
+                log_size,
+            };
             if stop {
                 q.stop()?;
             } else {

@@ -15,11 +15,63 @@ use anyhow::{bail, Context, Result};
 use super::layout::{Layout, Server};
 use super::ops::Ctl;
 
-const DEV_MB: u64 = 256;
-const LOG_MB: u64 = 64;
+/// The default device and log sizes (`--size`, `--log-size`).
+pub const DEV_SIZE: &str = "256M";
+pub const LOG_SIZE: &str = "64M";
+const MIB: u64 = 1 << 20;
+/// The smallest device: room for both writes below and a restore worth checking.
+const MIN_DEV: u64 = 16 * MIB;
 
 pub struct Quickstart {
     pub dir: PathBuf,
+    /// Device size in bytes.
+    pub size: u64,
+    /// Log device size in bytes.
+    pub log_size: u64,
+}
+
+/// What the quickstart writes: `first` bytes at 0 before the full backup, then `second` bytes
+/// in the middle of the device before the snapshot (whole MiB each).
+#[derive(Debug)]
+struct Writes {
+    first: u64,
+    second: u64,
+    second_at: u64,
+}
+
+impl Writes {
+    fn for_device(size: u64) -> Writes {
+        let mib = |b: u64| b / MIB * MIB;
+        Writes {
+            first: mib(size / 8).min(32 * MIB),
+            second: mib(size / 16).min(16 * MIB),
+            second_at: mib(size / 2),
+        }
+    }
+}
+
+/// Checks the sizes: a device of whole MiB, at least `MIN_DEV`, and a log that holds what is
+/// written between the full backup and the snapshot twice over (at least 8 MiB).
+fn check_sizes(size: u64, log_size: u64) -> Result<Writes> {
+    if size < MIN_DEV || !size.is_multiple_of(MIB) {
+        bail!(
+            "--size {size}: the device must be whole MiB, at least {} MiB",
+            MIN_DEV / MIB
+        );
+    }
+    let w = Writes::for_device(size);
+    let need = (2 * w.second).max(8 * MIB);
+    if log_size < need || !log_size.is_multiple_of(MIB) {
+        bail!(
+            "--log-size {log_size}: too small for a {} MiB device; the log must be whole MiB and \
+             hold at least {} MiB (twice the {} MiB written between the full backup and the \
+             snapshot)",
+            size / MIB,
+            need / MIB,
+            w.second / MIB
+        );
+    }
+    Ok(w)
 }
 
 fn step(msg: &str) {
@@ -98,6 +150,7 @@ impl Quickstart {
         if unsafe { libc::geteuid() } != 0 || !Path::new("/dev/fuse").exists() {
             bail!("quickstart needs root and /dev/fuse for the wdev loop device");
         }
+        let writes = check_sizes(self.size, self.log_size)?;
         if self.dir.join("pids").exists() {
             bail!(
                 "{} holds a running quickstart; `walbc quickstart --stop --dir {}` first",
@@ -107,8 +160,8 @@ impl Quickstart {
         }
         std::fs::create_dir_all(self.run_dir())?;
         step(&format!("directory {}", self.dir.display()));
-        for (f, mb) in [("wdev0.ldev", LOG_MB), ("wdev0.ddev", DEV_MB)] {
-            std::fs::File::create(self.dir.join(f))?.set_len(mb << 20)?;
+        for (f, bytes) in [("wdev0.ldev", self.log_size), ("wdev0.ddev", self.size)] {
+            std::fs::File::create(self.dir.join(f))?.set_len(bytes)?;
         }
         sh(self
             .wdevc()?
@@ -133,7 +186,9 @@ impl Quickstart {
             .wdevc()?
             .args(["create-wdev", "wdev0", "wdev0.ldev", "wdev0.ddev"]))?;
         step(&format!(
-            "wdev0: {DEV_MB} MiB device on {lp} (log {LOG_MB} MiB)"
+            "wdev0: {} MiB device on {lp} (log {} MiB)",
+            self.size / MIB,
+            self.log_size / MIB
         ));
         let layout = Layout {
             storage: vec![Server {
@@ -184,20 +239,24 @@ impl Quickstart {
         }
         step("storage s0, proxy p0 and archive a0 are up");
         ctl.init_storage("s0", "vol0", "wdev0").await?;
-        write_random(&lp, 0, 32 << 20, 1)?;
-        step("wrote 32 MiB; full backup of vol0 …");
+        write_random(&lp, 0, writes.first, 1)?;
+        step(&format!(
+            "wrote {} MiB; full backup of vol0 …",
+            writes.first / MIB
+        ));
         let t = Instant::now();
         let g0 = ctl.full_backup("s0", "vol0", None).await?;
         step(&format!(
             "full backup done in {:.1} s: gid {g0}",
             t.elapsed().as_secs_f64()
         ));
-        write_random(&lp, 100 << 20, 16 << 20, 2)?;
+        write_random(&lp, writes.second_at, writes.second, 2)?;
         let t = Instant::now();
         let g1 = ctl.snapshot("s0", "vol0", true).await?;
         let dev_hash = hash(Path::new(&lp))?;
         step(&format!(
-            "wrote 16 MiB more; snapshot gid {g1} restorable after {:.1} s",
+            "wrote {} MiB more; snapshot gid {g1} restorable after {:.1} s",
+            writes.second / MIB,
             t.elapsed().as_secs_f64()
         ));
         let img = ctl.restore("vol0", g1, None, true).await?;
@@ -253,7 +312,7 @@ impl Quickstart {
     }
 }
 
-fn write_random(dev: &str, offset: u64, len: usize, seed: u64) -> Result<()> {
+fn write_random(dev: &str, offset: u64, len: u64, seed: u64) -> Result<()> {
     let f = std::fs::OpenOptions::new().write(true).open(dev)?;
     let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     let mut buf = vec![0u8; 1 << 20];
@@ -266,10 +325,30 @@ fn write_random(dev: &str, offset: u64, len: usize, seed: u64) -> Result<()> {
             x ^= x << 17;
             w.copy_from_slice(&x.to_le_bytes());
         }
-        let n = buf.len().min(len - at);
-        f.write_all_at(&buf[..n], offset + at as u64)?;
-        at += n;
+        let n = buf.len().min((len - at) as usize);
+        f.write_all_at(&buf[..n], offset + at)?;
+        at += n as u64;
     }
     f.sync_all()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_are_checked_and_writes_fit() {
+        let w = check_sizes(256 * MIB, 64 * MIB).unwrap();
+        assert_eq!(
+            (w.first, w.second, w.second_at),
+            (32 * MIB, 16 * MIB, 128 * MIB)
+        );
+        let w = check_sizes(96 * MIB, 48 * MIB).unwrap();
+        assert!(w.second_at + w.second <= 96 * MIB && w.first <= w.second_at);
+        let e = check_sizes(1 << 30, 4 * MIB).unwrap_err().to_string();
+        assert!(e.contains("too small for a 1024 MiB device"), "{e}");
+        assert!(check_sizes(8 * MIB, 64 * MIB).is_err());
+        assert!(check_sizes(96 * MIB + 512, 64 * MIB).is_err());
+    }
 }

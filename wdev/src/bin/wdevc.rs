@@ -208,6 +208,7 @@ fn format_ldev(ldev: PathBuf, ddev: PathBuf, pbs: Option<u32>, name: String) -> 
 
 fn main() {
     let cli = Cli::parse();
+    walb_core::logging::init();
     let rd = cli.run_dir.as_path();
     let print = |line: String| ask(rd, line).map(|v| println!("{v}"));
     let r = match cli.cmd {

@@ -48,8 +48,8 @@ fn wait_for_stop(set: &libc::sigset_t) -> i32 {
 fn lock_memory() {
     // SAFETY: mlockall takes flags only.
     if unsafe { libc::mlockall(libc::MCL_CURRENT | libc::MCL_FUTURE) } != 0 {
-        eprintln!(
-            "wdevd: warning: mlockall failed ({}); running unlocked",
+        tracing::warn!(
+            "mlockall failed ({}); running unlocked",
             std::io::Error::last_os_error()
         );
     }
@@ -58,6 +58,7 @@ fn lock_memory() {
 fn main() -> Result<()> {
     let stop = block_stop_signals();
     let a = Args::parse();
+    walb_core::logging::init();
     let mnt = a.run_dir.join("devices");
     std::fs::create_dir_all(&mnt).with_context(|| format!("create {}", mnt.display()))?;
     let sock = a.run_dir.join("wdevd.sock");
@@ -99,9 +100,9 @@ fn main() -> Result<()> {
         let reg = reg.clone();
         std::thread::spawn(move || ctl::serve(listener, reg));
     }
-    eprintln!("wdevd: serving {} and {}", mnt.display(), sock.display());
+    tracing::info!("serving {} and {}", mnt.display(), sock.display());
     let sig = wait_for_stop(&stop);
-    eprintln!("wdevd: signal {sig}: checkpointing and unmounting");
+    tracing::info!("signal {sig}: checkpointing and unmounting");
     // Devices still attached to loop devices lose their backing file here, as a stopped
     // kernel driver would; their logs are durable and redo runs at the next create.
     reg.checkpoint_all(true);

@@ -7,11 +7,22 @@ use walb_core::blockio::BlockIo;
 use walb_core::ldev::Ldev;
 use walb_core::Result;
 
-/// Replays `[written_lsid, end)` and returns `end`.
-pub fn redo(ldev: &mut Ldev, ddev: &mut dyn BlockIo) -> Result<u64> {
+/// What a redo replayed: lsids `[begin, end)` in `packs` packs of `bytes` data bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Redone {
+    pub begin: u64,
+    pub end: u64,
+    pub packs: u64,
+    pub bytes: u64,
+}
+
+/// Replays `[written_lsid, end)`.
+pub fn redo(ldev: &mut Ldev, ddev: &mut dyn BlockIo) -> Result<Redone> {
     let pbs = ldev.pbs();
     let salt = ldev.sb.log_checksum_salt;
-    let mut lsid = ldev.sb.written_lsid;
+    let begin = ldev.sb.written_lsid;
+    let mut lsid = begin;
+    let (mut packs, mut bytes) = (0u64, 0u64);
     let mut ap = Applier::new(ddev, DiscardMode::Zero)?;
     while let Some(mut pack) = ldev.read_pack(lsid)? {
         let bad = pack.first_bad_record(pbs, salt);
@@ -26,6 +37,8 @@ pub fn redo(ldev: &mut Ldev, ddev: &mut dyn BlockIo) -> Result<u64> {
         for rec in pack.diff_recs(pbs) {
             ap.apply(&rec)?;
         }
+        packs += 1;
+        bytes += pack.data.len() as u64;
         lsid = pack.header.next_lsid();
         if bad.is_some() {
             break;
@@ -33,5 +46,10 @@ pub fn redo(ldev: &mut Ldev, ddev: &mut dyn BlockIo) -> Result<u64> {
     }
     ap.finish()?;
     ldev.sync()?;
-    Ok(lsid)
+    Ok(Redone {
+        begin,
+        end: lsid,
+        packs,
+        bytes,
+    })
 }

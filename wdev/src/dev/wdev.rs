@@ -85,7 +85,16 @@ impl Wdev {
                 ldev.sb.device_size
             )));
         }
-        let end = redo(&mut ldev, ddev.as_mut())?;
+        let r = redo(&mut ldev, ddev.as_mut())?;
+        tracing::info!(
+            device = %ldev.sb.name,
+            "redo: lsid {}..{} replayed ({} packs, {} bytes)",
+            r.begin,
+            r.end,
+            r.packs,
+            r.bytes
+        );
+        let end = r.end;
         let oldest = ldev.sb.oldest_lsid;
         let ring = ldev.sb.ring_buffer_size;
         let overflow = end - oldest > ring || (end > oldest && ldev.read_header(oldest)?.is_err());

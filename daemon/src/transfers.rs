@@ -1,0 +1,67 @@
+//! Transfers (shipped wlogs, received diffs, sent diffs) are logged one by one at DEBUG; at
+//! INFO a summary per volume once a period, and only when something moved: how many
+//! transfers, how many bytes, and the gids they covered.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// The default period of the INFO summary.
+pub const DEFAULT_SUMMARY_SECS: u64 = 60;
+
+struct Tally {
+    count: u64,
+    bytes: u64,
+    gid_b: u64,
+    gid_e: u64,
+}
+
+/// (what, volume) → the transfers since the last summary.
+static TALLY: Mutex<BTreeMap<(&'static str, String), Tally>> = Mutex::new(BTreeMap::new());
+
+/// Counts one transfer of `what` (e.g. "shipped wlogs") for `vol`: `bytes` covering gids
+/// `gid_b` to `gid_e`. The caller logs the transfer itself at DEBUG.
+pub fn record(what: &'static str, vol: &str, bytes: u64, gid_b: u64, gid_e: u64) {
+    let mut t = TALLY.lock().expect("transfer tally lock");
+    let e = t.entry((what, vol.to_string())).or_insert(Tally {
+        count: 0,
+        bytes: 0,
+        gid_b,
+        gid_e,
+    });
+    e.count += 1;
+    e.bytes += bytes;
+    e.gid_b = e.gid_b.min(gid_b);
+    e.gid_e = e.gid_e.max(gid_e);
+}
+
+/// `record` for a transfer of one diff (its gids from its MetaDiff).
+pub fn record_diff(what: &'static str, vol: &str, bytes: u64, diff: &walb_core::meta::MetaDiff) {
+    record(what, vol, bytes, diff.snap_b.gid_b.0, diff.snap_e.gid_b.0);
+}
+
+/// Logs at INFO what was recorded since the last summary, and forgets it.
+pub fn summarize() {
+    let t = std::mem::take(&mut *TALLY.lock().expect("transfer tally lock"));
+    for ((what, vol), s) in t {
+        tracing::info!(
+            vol,
+            "{what}: {} transfers, {} bytes, gid {} → {}",
+            s.count,
+            s.bytes,
+            s.gid_b,
+            s.gid_e
+        );
+    }
+}
+
+/// Summarizes every `period` from a task of the current tokio runtime.
+pub fn spawn_summaries(period: Duration) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        loop {
+            tick.tick().await;
+            summarize();
+        }
+    });
+}

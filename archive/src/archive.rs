@@ -85,6 +85,8 @@ pub struct Archive {
     pub autoresize: bool,
     /// How many wdiff files a merge of a chain reads at once (restore, apply, merge, cat).
     pub max_open_diffs: usize,
+    /// Data flows that would leave less free than this (bytes) are refused (`archive-full`).
+    pub min_free: u64,
     entries: Mutex<HashMap<String, Arc<Entry>>>,
     /// Volumes whose startup recovery failed, with why. Their files are left as they are for
     /// inspection; nothing of them is restorable until an apply finishes the recovery or the
@@ -117,6 +119,7 @@ impl Archive {
             metrics,
             autoresize: false,
             max_open_diffs: crate::volume::DEFAULT_MAX_OPEN_DIFFS,
+            min_free: 0,
             entries: Mutex::new(HashMap::new()),
             broken: Mutex::new(HashMap::new()),
             recovering: Mutex::new(Some(String::new())),
@@ -150,6 +153,29 @@ impl Archive {
                 self.id
             ))),
         }
+    }
+
+    /// Free bytes of the data dir's file system.
+    pub fn free_bytes(&self) -> CmdResult<u64> {
+        crate::capacity::free_bytes(&self.data_dir)
+            .map_err(|e| CmdError::Internal(format!("statvfs {}: {e}", self.data_dir.display())))
+    }
+
+    /// Whether a flow that may write `bytes` more leaves the floor free.
+    pub fn has_room(&self, bytes: u64) -> CmdResult<bool> {
+        let free = self.free_bytes()?;
+        self.metrics
+            .set("walb_archive_free_bytes", &[], free as f64);
+        Ok(free >= self.min_free.saturating_add(bytes))
+    }
+
+    /// Exports a verification's outcome as metrics.
+    pub fn note_verify(&self, name: &str, r: &crate::verify::Report) {
+        let l = [("vol", name)];
+        self.metrics
+            .set("walb_archive_verify_failures", &l, r.failures.len() as f64);
+        self.metrics
+            .set("walb_archive_verify_time_seconds", &l, r.time as f64);
     }
 
     /// Why volume `name` is broken, if it is.
@@ -319,6 +345,21 @@ fn describe(m: &Metrics) {
         "walb_archive_bytes_received_total",
         "counter",
         "Bytes received by full sync and wdiff transfer",
+    );
+    m.describe(
+        "walb_archive_verify_failures",
+        "gauge",
+        "Damaged files the volume's last verification found",
+    );
+    m.describe(
+        "walb_archive_verify_time_seconds",
+        "gauge",
+        "Unix time of the volume's last verification",
+    );
+    m.describe(
+        "walb_archive_free_bytes",
+        "gauge",
+        "Free bytes of the data dir's file system, as last checked",
     );
     m.describe(
         "walb_archive_broken",

@@ -43,7 +43,7 @@ impl Commands for ArchiveCommands {
             }
             "status" => status(a, &args).await,
             "restore" | "del-restored" | "apply" | "merge" | "gc-diff" | "cat" | "bhash"
-            | "resize" => data_cmd(a, &args).await,
+            | "verify" | "resize" => data_cmd(a, &args).await,
             "disable-snapshot" | "enable-snapshot" => snapshot_flag(a, &args).await,
             _ => Err(invalid(format!("unknown command {cmd:?}"))),
         }
@@ -119,6 +119,10 @@ async fn get(a: &Arc<Archive>, args: &[String]) -> CmdResult<String> {
     let what = arg(args, 1, "get target")?.to_string();
     if what == "vol" {
         return Ok(a.volumes()?.join("\n"));
+    }
+    if what == "capacity" {
+        // FREE FLOOR, in bytes: flows are refused once FREE would fall under FLOOR.
+        return Ok(format!("{} {}", a.free_bytes()?, a.min_free));
     }
     let name = vol_arg(args, 2)?;
     if what == "state" {
@@ -209,12 +213,22 @@ async fn status(a: &Arc<Archive>, args: &[String]) -> CmdResult<String> {
                     l if l == MetaSnap::default() => "none".to_string(),
                     l => l.to_string(),
                 };
+                let verified = match crate::verify::last(&vol)? {
+                    Some(r) => format!(" verified {}", r.summary()),
+                    None => " verified never".to_string(),
+                };
                 let broken = match a.broken(&vol.name) {
                     Some(why) => format!(" BROKEN: {why}"),
                     None => String::new(),
                 };
+                let image = crate::capacity::disk_bytes(&vol.image());
+                let restored: u64 = vol
+                    .restored()?
+                    .iter()
+                    .map(|g| crate::capacity::disk_bytes(&vol.restored_path(*g)))
+                    .sum();
                 Ok(format!(
-                    "{}: state {state} base {base} latest {latest} diffs {} ({bytes} bytes) size {} LB restorable {}{broken}",
+                    "{}: state {state} base {base} latest {latest} diffs {} ({bytes} bytes) size {} LB restorable {} disk: image {image} diffs {bytes} restored {restored} bytes{verified}{broken}",
                     vol.name,
                     diffs.len(),
                     vol.size_lb()?,
@@ -289,6 +303,21 @@ async fn data_cmd(a: &Arc<Archive>, args: &[String]) -> CmdResult<String> {
                 let e = num_arg(&args, 3, "gidE")?;
                 ops::merge(&vol, b, e)?;
                 "ok".into()
+            }
+            "verify" => {
+                vol.expect_state(&cmd, &[State::Archived, State::Stopped])?;
+                let r = crate::verify::verify(&vol)?;
+                a.note_verify(&vol.name, &r);
+                if !r.failures.is_empty() {
+                    return Err(CmdError::DataLoss(format!(
+                        "verify of {}: {} of {} files damaged: {}",
+                        vol.name,
+                        r.failures.len(),
+                        r.files,
+                        r.failures.join("; ")
+                    )));
+                }
+                format!("ok {} files {} bytes", r.files, r.bytes)
             }
             "gc-diff" => {
                 vol.expect_state(&cmd, &[State::Archived, State::Stopped])?;

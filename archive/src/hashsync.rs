@@ -64,7 +64,7 @@ pub async fn hash_sync_flow(
         return send(&tx, reject("archive-not-found")).await;
     }
     let vol = a.vol(&open.vol);
-    let admitted = admit(&a, &vol, || {
+    let admitted = admit(&a, &vol, 0, || {
         Ok(match vol.state().map_err(cmd_status)? {
             State::Archived if !fits(&a, &vol, open.size_lb)? => Err("smaller-lv-size"),
             State::Archived => Ok(Transient::HashSync),

@@ -2,6 +2,7 @@
 //! It must not reach into another daemon's files.
 
 pub mod archive;
+pub mod capacity;
 pub mod commands;
 pub mod hashsync;
 pub mod image;
@@ -9,4 +10,5 @@ pub mod ops;
 pub mod repl;
 pub mod service;
 pub mod thin;
+pub mod verify;
 pub mod volume;

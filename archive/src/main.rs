@@ -32,6 +32,14 @@ struct Args {
     #[arg(long, default_value_t = walb_archive::volume::DEFAULT_MAX_OPEN_DIFFS as u64,
           value_parser = clap::value_parser!(u64).range(2..))]
     max_open_diffs: u64,
+    /// Refuse data flows (`archive-full`) that would leave less than this many MiB free in the
+    /// data dir's file system, so a full disk never cuts a transfer and apply has room.
+    #[arg(long, default_value_t = 256)]
+    min_free_mb: u64,
+    /// Verify every volume (every wdiff's checksums, the base read through) this often, in
+    /// hours (0: only when asked, `walbc verify`).
+    #[arg(long, default_value_t = 24)]
+    verify_every_hours: u64,
     /// Implicit restore points younger than this many seconds are all kept.
     #[arg(long, default_value_t = 300)]
     keep_implicit_secs: u64,
@@ -55,6 +63,7 @@ async fn main() -> Result<()> {
     .with_context(|| format!("open data dir {}", args.common.data_dir.display()))?;
     archive.autoresize = args.autoresize;
     archive.max_open_diffs = args.max_open_diffs as usize;
+    archive.min_free = args.min_free_mb << 20;
     let archive = Arc::new(archive);
     if args.implicit_period_secs > 0 {
         let policy = walb_archive::thin::Policy {
@@ -64,6 +73,10 @@ async fn main() -> Result<()> {
         };
         let every = Duration::from_secs(args.implicit_period_secs.clamp(1, 10));
         tokio::spawn(walb_archive::thin::run(archive.clone(), policy, every));
+    }
+    if args.verify_every_hours > 0 {
+        let every = args.verify_every_hours * 3600;
+        tokio::spawn(walb_archive::verify::run_scheduled(archive.clone(), every));
     }
     // Served while it runs: commands and flows are answered "starting" until it is done.
     let recovering = archive.clone();

@@ -141,18 +141,23 @@ pub(crate) async fn blocking<T: Send + 'static>(
 /// What a flow's checks decide: the transient to start, or the rejection word.
 pub(crate) type Decision = Result<Transient, &'static str>;
 
-/// Admits a data flow under the volume's lock: the volume must exist with no transient
-/// running; `decide` then checks the rest (state, uuid, size, …). Starts the transient it
-/// names, or returns the rejection word.
+/// Admits a data flow that may write `bytes` under the volume's lock: the volume must exist
+/// with no transient running and the free-space floor must hold after `bytes`; `decide` then
+/// checks the rest (state, uuid, size, …). Starts the transient it names, or returns the
+/// rejection word.
 pub(crate) async fn admit(
     a: &Archive,
     vol: &Vol,
+    bytes: u64,
     decide: impl FnOnce() -> Result<Decision, Status>,
 ) -> Result<Result<TransientGuard, &'static str>, Status> {
     a.ready().map_err(cmd_status)?;
     let _lock = a.lock(&vol.name).await;
     if !vol.exists() {
         return Ok(Err("archive-not-found"));
+    }
+    if !a.has_room(bytes).map_err(cmd_status)? {
+        return Ok(Err(crate::capacity::ARCHIVE_FULL));
     }
     if let Some(t) = a.entry(&vol.name).transient() {
         return Ok(Err(t.reject_word()));
@@ -240,7 +245,8 @@ async fn wdiff_flow(
     let diff = MetaDiff::from_bytes(&open.diff)
         .map_err(|e| Status::invalid_argument(format!("Open.diff: {e}")))?;
     let vol = a.vol(&open.vol);
-    let admitted = admit(&a, &vol, || decide_wdiff(&a, &vol, &open, &uuid, &diff)).await?;
+    // A diff's size is known only once it arrives: the floor alone is checked.
+    let admitted = admit(&a, &vol, 0, || decide_wdiff(&a, &vol, &open, &uuid, &diff)).await?;
     let entry = a.entry(&vol.name);
     let transient = match admitted {
         Ok(g) => g,
@@ -357,7 +363,8 @@ async fn full_sync_flow(
         ));
     }
     let vol = a.vol(&open.vol);
-    let admitted = admit(&a, &vol, || {
+    // The whole image may be written (less where bulks are all zero).
+    let admitted = admit(&a, &vol, open.size_lb * LBS as u64, || {
         Ok(match vol.state().map_err(cmd_status)? {
             State::SyncReady => Ok(Transient::FullSync),
             State::Archived => Err("archived"),

@@ -182,10 +182,15 @@ impl Sender {
             Outcome::Rejected(w) if w == "smaller-lv-size" || w == "archive-not-found" => {
                 Round::Error(format!("archive rejected: {w}"))
             }
-            Outcome::Rejected(w) if w == "too-new-diff" || w == "syncing" => Round::Retry {
-                why: format!("archive rejected: {w}"),
-                give_up: false,
-            },
+            // The archive's disk is at its floor: hold the diffs until it has room again.
+            Outcome::Rejected(w)
+                if w == "too-new-diff" || w == "syncing" || w == "archive-full" =>
+            {
+                Round::Retry {
+                    why: format!("archive rejected: {w}"),
+                    give_up: false,
+                }
+            }
             Outcome::Rejected(w) => Round::Retry {
                 why: format!("archive rejected: {w}"),
                 give_up: true,

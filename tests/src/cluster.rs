@@ -179,6 +179,19 @@ impl Cluster {
         self.mounts.push(dir);
     }
 
+    /// Leaves about `keep` bytes free in the file system of server `id`'s data dir; returns
+    /// the filler file to remove.
+    pub fn fill(&self, id: &str, keep: u64) -> PathBuf {
+        let filler = self.dir.join(id).join("filler");
+        let n = self.free_bytes(id).saturating_sub(keep);
+        run_ok(
+            Command::new("fallocate")
+                .args(["-l", &n.to_string()])
+                .arg(&filler),
+        );
+        filler
+    }
+
     /// Bytes free in the file system holding server `id`'s data dir.
     pub fn free_bytes(&self, id: &str) -> u64 {
         let out = run_ok(

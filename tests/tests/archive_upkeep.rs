@@ -171,3 +171,90 @@ fn defects_implicit_points_are_thinned_under_load() {
     let newest = latest.split_whitespace().next().unwrap();
     c.check_restore("a0", newest, "wdev0");
 }
+
+#[test]
+fn capacity_refuses_cleanly_at_the_floor_and_resumes_with_room() {
+    let spec = Spec {
+        devices: vec![("wdev0", 64, 64)],
+        archive_fs_mb: Some(200),
+        archive_flags: vec!["--min-free-mb", "60"],
+        ..Spec::default()
+    };
+    let test = "capacity_refuses_cleanly_at_the_floor_and_resumes_with_room";
+    let Some(c) = Cluster::backed_up(test, spec, 8 * MIB) else {
+        return;
+    };
+    c.write_random("wdev0", 16 * MIB as u64, 4 * MIB, 1);
+    let g1 = c.walbc(&["snapshot", "s0", "vol0"]);
+    let h1 = c.device_hash("wdev0");
+    // Just above the floor: one more diff is taken, the next ones are refused.
+    let filler = c.fill("a0", 64 << 20);
+    c.write_random("wdev0", 24 * MIB as u64, 8 * MIB, 2);
+    c.walbc(&["snapshot", "s0", "vol0", "--no-wait"]);
+    c.write_random("wdev0", 40 * MIB as u64, 4 * MIB, 3);
+    let g3 = c.walbc(&["snapshot", "s0", "vol0", "--no-wait"]);
+    let h3 = c.device_hash("wdev0");
+    let t = Instant::now();
+    loop {
+        let j: serde_json::Value =
+            serde_json::from_str(&c.walbc(&["status", "vol0", "--json"])).unwrap();
+        let a = &j["archives"][0];
+        if a["send_errors"].to_string().contains("archive-full") {
+            assert_eq!(a["capacity"]["low"], true, "{j}");
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(30), "not refused: {j}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(!c.is_restorable("a0", &g3));
+    // Nothing half-written, and what was restorable still is.
+    let dir = c.dir.join("a0").join("vols").join("vol0");
+    let temps: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with('.'))
+        .collect();
+    assert!(temps.is_empty(), "{temps:?}");
+    assert_eq!(c.restored_hash("a0", &g1), h1);
+    c.walbc(&["call", "a0", "del-restored", "vol0", &g1]);
+    std::fs::remove_file(&filler).unwrap();
+    // Room again (as after retention): the held diffs go through.
+    c.walbc(&["kick", "p0"]);
+    c.wait_restorable("a0", &g3);
+    assert_eq!(c.restored_hash("a0", &g3), h3);
+}
+
+#[test]
+fn verify_finds_a_flipped_byte_in_a_stored_diff_and_names_it() {
+    let test = "verify_finds_a_flipped_byte_in_a_stored_diff_and_names_it";
+    let Some(c) = Cluster::backed_up(test, Spec::default(), 2 * MIB) else {
+        return;
+    };
+    c.write_random("wdev0", 4 * MIB as u64, 2 * MIB, 1);
+    c.walbc(&["snapshot", "s0", "vol0"]);
+    c.wait_shipped("wdev0");
+    assert!(c.walbc(&["verify", "vol0"]).starts_with("ok "));
+    let st = c.walbc(&["call", "a0", "status", "vol0"]);
+    assert!(st.contains(" ok"), "{st}");
+    // The largest stored diff gets one byte flipped in its middle.
+    let dir = c.dir.join("a0").join("vols").join("vol0");
+    let victim = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".wdiff"))
+        .max_by_key(|e| e.metadata().unwrap().len())
+        .unwrap()
+        .path();
+    let mut b = std::fs::read(&victim).unwrap();
+    let mid = b.len() / 2;
+    b[mid] ^= 0x01;
+    std::fs::write(&victim, b).unwrap();
+    let err = c.walbc_err(&["verify", "vol0"]);
+    let name = victim.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(
+        err.contains(&name) && err.contains("offset") && err.contains("DataLoss"),
+        "{err}"
+    );
+    let st = c.walbc(&["call", "a0", "status", "vol0"]);
+    assert!(st.contains("FAILED"), "{st}");
+}

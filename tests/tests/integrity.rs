@@ -24,6 +24,8 @@ fn small_archive(
     let spec = Spec {
         devices,
         archive_fs_mb: Some(fs_mb),
+        // These tests fill the disk themselves.
+        archive_flags: vec!["--min-free-mb", "0"],
         ..Spec::default()
     };
     Cluster::backed_up(test, spec, 8 * MIB)
@@ -53,18 +55,6 @@ fn restorable_of(c: &Cluster, vol: &str) -> Vec<u64> {
         .lines()
         .filter_map(|l| l.split_whitespace().next()?.parse().ok())
         .collect()
-}
-
-/// Leaves about `keep` bytes free on a0's file system; returns the filler to remove.
-fn fill(c: &Cluster, keep: u64) -> PathBuf {
-    let filler = c.dir.join("a0").join("filler");
-    let n = c.free_bytes("a0").saturating_sub(keep);
-    run_ok(
-        Command::new("fallocate")
-            .args(["-l", &n.to_string()])
-            .arg(&filler),
-    );
-    filler
 }
 
 /// The path of vol0's stored diff on a0 whose end is clean snapshot `gid`.
@@ -125,7 +115,7 @@ fn integrity_failed_apply_on_a_full_disk_lists_nothing_it_cannot_restore() {
     let hashes = snapshots(&c, 4, 10, 10);
     let gids: Vec<u64> = hashes.keys().copied().collect();
     let last = *gids.last().unwrap();
-    let filler = fill(&c, 12 * MIB as u64);
+    let filler = c.fill("a0", 12 * MIB as u64);
     let err = c.walbc_err(&["apply", "vol0", &last.to_string()]);
     assert!(
         err.contains("a0") && err.contains("No space left on device"),
@@ -200,7 +190,7 @@ fn integrity_a_broken_volume_leaves_the_others_served() {
     c.walbc(&["full-backup", "s0", "vol1"]);
     let hashes = snapshots(&c, 3, 10, 40);
     let gids: Vec<u64> = hashes.keys().copied().collect();
-    let filler = fill(&c, 8 * MIB as u64);
+    let filler = c.fill("a0", 8 * MIB as u64);
     c.walbc_err(&["apply", "vol0", &gids[2].to_string()]);
     c.kill("a0");
     std::fs::remove_file(&filler).unwrap();
@@ -267,22 +257,36 @@ fn integrity_a_wdiff_from_another_device_is_refused() {
 #[test]
 fn integrity_errors_name_the_server_and_the_cause() {
     let spec = Spec {
-        devices: vec![("wdev0", 64, 16)],
+        devices: vec![("wdev0", 16, 16)],
         archive_fs_mb: Some(40),
+        archive_flags: vec!["--min-free-mb", "0"],
         ..Spec::default()
     };
-    let Some(c) = Cluster::start("integrity_errors_name_the_server_and_the_cause", spec) else {
+    let test = "integrity_errors_name_the_server_and_the_cause";
+    let Some(c) = Cluster::backed_up(test, spec, 8 * MIB) else {
         return;
     };
-    c.walbc(&["init-storage", "s0", "vol0", "wdev0"]);
-    // Random data does not compress: 64 MiB cannot fit in a 40 MiB file system.
-    c.write_random("wdev0", 0, 64 * MIB, 60);
-    let err = c.walbc_err(&["full-backup", "s0", "vol0"]);
+    c.wait_shipped("wdev0");
+    // The archive's disk fills while a diff comes in: the proxy learns which server failed
+    // and why, and the status says so.
+    let filler = c.fill("a0", MIB as u64);
+    c.write_random("wdev0", 0, 8 * MIB, 60);
+    let t = Instant::now();
+    let errors = loop {
+        let j: serde_json::Value =
+            serde_json::from_str(&c.walbc(&["status", "vol0", "--json"])).unwrap();
+        let e = j["archives"][0]["send_errors"].to_string();
+        if e.contains("No space left on device") {
+            break e;
+        }
+        assert!(t.elapsed() < Duration::from_secs(30), "no cause shown: {j}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
     assert!(
-        err.contains("a0") && err.contains("No space left on device"),
-        "the error names neither the server nor the cause: {err}"
+        errors.contains("a0:"),
+        "the error does not name the server: {errors}"
     );
-    // Nothing half-written is left behind, and the volume can be backed up once there is room.
+    // Nothing half-written is left behind, and shipping resumes once there is room.
     let vol = c.dir.join("a0").join("vols").join("vol0");
     let left: Vec<_> = std::fs::read_dir(&vol)
         .unwrap()
@@ -290,6 +294,10 @@ fn integrity_errors_name_the_server_and_the_cause() {
         .filter(|e| e.file_name().to_string_lossy().starts_with('.'))
         .collect();
     assert!(left.is_empty(), "temporary files left: {left:?}");
+    std::fs::remove_file(filler).unwrap();
+    c.walbc(&["kick", "p0"]);
+    let g = c.walbc(&["snapshot", "s0", "vol0"]);
+    c.check_restore("a0", &g, "wdev0");
 }
 
 #[test]
@@ -432,7 +440,7 @@ fn integrity_random_operations_and_failures_keep_every_listed_point_right() {
                 c.walbc(&["call", "a0", "gc-diff", "vol0"]);
             }
             8 => {
-                let filler = fill(&c, rng.gen_range(0..16) * MIB as u64);
+                let filler = c.fill("a0", rng.gen_range(0..16) * MIB as u64);
                 let g = pick(&mut rng).to_string();
                 run_ok_or_err(&c, &["apply", "vol0", &g]);
                 std::fs::remove_file(filler).unwrap();

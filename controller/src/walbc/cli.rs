@@ -139,6 +139,13 @@ pub enum Cmd {
         #[arg(long)]
         force: bool,
     },
+    /// Read back every stored wdiff (every checksum) and the base image of VOL on an archive;
+    /// exits 1 naming each damaged file and offset.
+    Verify {
+        vol: String,
+        #[arg(long)]
+        archive: Option<String>,
+    },
     /// Write diffs up to GID into the archive's base image.
     Apply {
         vol: String,
@@ -333,6 +340,11 @@ pub async fn run(cli: Cli) -> Result<()> {
             if attach_loop {
                 println!("{}", attach(&path)?);
             }
+        }
+        Cmd::Verify { vol, archive } => {
+            let c = ctl()?;
+            let a = c.layout.archive(archive.as_deref())?.clone();
+            println!("{}", c.call(&a, &["verify", &vol]).await?);
         }
         Cmd::Apply { vol, gid, archive } => {
             let c = ctl()?;

@@ -467,8 +467,19 @@ impl Ctl {
                     }
                 }
             }
+            // Free space against the floor under which the archive refuses data; `low` warns
+            // before that happens (less than twice the floor left).
+            let capacity = self.call(a, &["get", "capacity"]).await.ok().and_then(|t| {
+                let (free, floor) = t.split_once(' ')?;
+                let (free, floor): (u64, u64) = (free.parse().ok()?, floor.parse().ok()?);
+                Some(serde_json::json!({
+                    "free_bytes": free, "min_free_bytes": floor,
+                    "low": free < floor.saturating_mul(2),
+                }))
+            });
             archives.push(serde_json::json!({
                 "id": a.id,
+                "capacity": capacity,
                 "send_errors": send_errors,
                 "state": self.state_or_clear(a, vol).await.ok(),
                 "newest_restorable": newest,

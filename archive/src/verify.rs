@@ -1,0 +1,163 @@
+//! Verification (docs/archive.md, "Verification"): every stored wdiff of a volume read back
+//! with every checksum walb defines, and the base image read through, so damage at rest is
+//! found before a restore needs the data. The outcome is kept in the volume's `verify` file
+//! (time, files, bytes, then one line per failure naming the file and offset).
+
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+use walb_core::meta::{iso_utc, unix_now};
+use walb_daemon::{volfile, CmdError, CmdResult};
+
+use crate::image::open_diff;
+use crate::volume::Vol;
+
+const READ_BUF: usize = 1 << 20;
+
+/// What one verification found.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Report {
+    /// Unix seconds when it ran.
+    pub time: u64,
+    pub files: usize,
+    pub bytes: u64,
+    /// Each failure: the file and what was wrong there.
+    pub failures: Vec<String>,
+}
+
+impl Report {
+    /// One line for status: when, and ok or how many failures.
+    pub fn summary(&self) -> String {
+        match self.failures.len() {
+            0 => format!("{} ok", iso_utc(self.time)),
+            n => format!("{} FAILED ({n}: {})", iso_utc(self.time), self.failures[0]),
+        }
+    }
+
+    fn to_text(&self) -> String {
+        let mut s = format!("{} {} {}\n", self.time, self.files, self.bytes);
+        for f in &self.failures {
+            s.push_str(&f.replace('\n', " "));
+            s.push('\n');
+        }
+        s
+    }
+
+    fn from_text(t: &str) -> Option<Report> {
+        let mut lines = t.lines();
+        let mut head = lines.next()?.split_whitespace().map(str::parse::<u64>);
+        let (time, files, bytes) = (head.next()?.ok()?, head.next()?.ok()?, head.next()?.ok()?);
+        Some(Report {
+            time,
+            files: files as usize,
+            bytes,
+            failures: lines.map(str::to_string).collect(),
+        })
+    }
+}
+
+/// Reads every wdiff and the base image of `vol`; keeps and returns the report.
+pub fn verify(vol: &Vol) -> CmdResult<Report> {
+    let mut r = Report {
+        time: unix_now(),
+        files: 0,
+        bytes: 0,
+        failures: Vec::new(),
+    };
+    for d in vol.diffs()? {
+        let path = vol.diff_path(&d);
+        r.files += 1;
+        r.bytes += d.data_size;
+        let outcome = open_diff(&path).and_then(|recs| {
+            recs.into_iter()
+                .try_for_each(|rec| rec.map(drop).map_err(CmdError::from))
+        });
+        if let Err(e) = outcome {
+            tracing::error!(vol = %vol.name, "verify: {e}");
+            r.failures.push(e.to_string());
+        }
+    }
+    if vol.has_image() {
+        r.files += 1;
+        match read_through(&vol.image()) {
+            Ok(n) => r.bytes += n,
+            Err(e) => {
+                let msg = format!("{}: {e}", vol.image().display());
+                tracing::error!(vol = %vol.name, "verify: {msg}");
+                r.failures.push(msg);
+            }
+        }
+    }
+    volfile::write(&vol.dir.join("verify"), &r.to_text())?;
+    Ok(r)
+}
+
+/// The volume's last verification, if one ran.
+pub fn last(vol: &Vol) -> CmdResult<Option<Report>> {
+    Ok(volfile::read(&vol.dir.join("verify"))?.and_then(|t| Report::from_text(&t)))
+}
+
+/// Reads a whole file (an I/O error names the offset); returns its size.
+fn read_through(path: &Path) -> std::io::Result<u64> {
+    let f = std::fs::File::open(path)?;
+    let size = f.metadata()?.len();
+    let mut buf = vec![0u8; READ_BUF];
+    let mut off = 0u64;
+    while off < size {
+        let n = (size - off).min(READ_BUF as u64) as usize;
+        f.read_exact_at(&mut buf[..n], off)
+            .map_err(|e| std::io::Error::new(e.kind(), format!("read at offset {off}: {e}")))?;
+        off += n as u64;
+    }
+    Ok(size)
+}
+
+/// Verifies every volume whose last verification is older than `every`, until the daemon
+/// stops; checks once a minute.
+pub async fn run_scheduled(a: std::sync::Arc<crate::archive::Archive>, every: u64) {
+    loop {
+        tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+        if a.ready().is_err() {
+            continue;
+        }
+        let Ok(names) = a.volumes() else { continue };
+        for name in names {
+            let r = a
+                .run(&name, move |a, vol| {
+                    if !vol.has_image() {
+                        return Ok(None);
+                    }
+                    let due = last(vol)?.is_none_or(|r| r.time + every <= unix_now());
+                    if !due {
+                        return Ok(None);
+                    }
+                    let r = verify(vol)?;
+                    a.note_verify(&vol.name, &r);
+                    Ok(Some(r.summary()))
+                })
+                .await;
+            match r {
+                Ok(Some(s)) => tracing::info!(vol = %name, "scheduled verify: {s}"),
+                Ok(None) => {}
+                Err(e) => tracing::warn!(vol = %name, "scheduled verify: {e}"),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reports_round_trip() {
+        let r = Report {
+            time: 1_700_000_000,
+            files: 3,
+            bytes: 4096,
+            failures: vec!["x.wdiff: pack at offset 512: checksum".into()],
+        };
+        assert_eq!(Report::from_text(&r.to_text()).unwrap(), r);
+        assert!(r.summary().contains("FAILED (1: x.wdiff"));
+    }
+}

@@ -87,6 +87,8 @@ pub struct Archive {
     pub max_open_diffs: usize,
     /// Data flows that would leave less free than this (bytes) are refused (`archive-full`).
     pub min_free: u64,
+    /// The keep rules retention enforces on every volume (off when none is set).
+    pub retention: crate::retention::Rules,
     entries: Mutex<HashMap<String, Arc<Entry>>>,
     /// Volumes whose startup recovery failed, with why. Their files are left as they are for
     /// inspection; nothing of them is restorable until an apply finishes the recovery or the
@@ -120,6 +122,7 @@ impl Archive {
             autoresize: false,
             max_open_diffs: crate::volume::DEFAULT_MAX_OPEN_DIFFS,
             min_free: 0,
+            retention: crate::retention::Rules::default(),
             entries: Mutex::new(HashMap::new()),
             broken: Mutex::new(HashMap::new()),
             recovering: Mutex::new(Some(String::new())),

@@ -45,6 +45,25 @@ impl Commands for ArchiveCommands {
             "restore" | "del-restored" | "apply" | "merge" | "gc-diff" | "cat" | "bhash"
             | "verify" | "resize" => data_cmd(a, &args).await,
             "disable-snapshot" | "enable-snapshot" => snapshot_flag(a, &args).await,
+            "retention" => {
+                // `retention VOL [dry-run]`: the plan (GID TIME keep REASONS | drop), carried
+                // out unless dry-run.
+                let name = vol_arg(&args, 1)?;
+                let dry_run = match args.get(2).map(String::as_str) {
+                    None => false,
+                    Some("dry-run") => true,
+                    Some(o) => {
+                        return Err(invalid(format!(
+                            "retention: {o:?}: only dry-run may follow"
+                        )))
+                    }
+                };
+                a.run(&name, move |a, vol| {
+                    a.vol(&vol.name).require()?;
+                    crate::retention::run_once(a, vol, dry_run)
+                })
+                .await
+            }
             _ => Err(invalid(format!("unknown command {cmd:?}"))),
         }
     }

@@ -8,6 +8,7 @@ pub mod hashsync;
 pub mod image;
 pub mod ops;
 pub mod repl;
+pub mod retention;
 pub mod service;
 pub mod thin;
 pub mod verify;

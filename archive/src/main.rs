@@ -40,6 +40,28 @@ struct Args {
     /// hours (0: only when asked, `walbc verify`).
     #[arg(long, default_value_t = 24)]
     verify_every_hours: u64,
+    /// Retention: keep the newest N explicit snapshots (0: no such rule). Retention is off
+    /// while every keep rule is 0; the newest restorable point is always kept.
+    #[arg(long, default_value_t = 0)]
+    keep_last: usize,
+    /// Keep the newest explicit snapshot of each of the last N hours that have one.
+    #[arg(long, default_value_t = 0)]
+    keep_hourly: usize,
+    /// … of each of the last N days.
+    #[arg(long, default_value_t = 0)]
+    keep_daily: usize,
+    /// … of each of the last N weeks (from Monday, UTC).
+    #[arg(long, default_value_t = 0)]
+    keep_weekly: usize,
+    /// … of each of the last N months (UTC).
+    #[arg(long, default_value_t = 0)]
+    keep_monthly: usize,
+    /// Keep every point (explicit or implicit) younger than this many seconds.
+    #[arg(long, default_value_t = 0)]
+    keep_within_secs: u64,
+    /// How often retention runs on every volume, in seconds.
+    #[arg(long, default_value_t = 600)]
+    retention_every_secs: u64,
     /// Implicit restore points younger than this many seconds are all kept.
     #[arg(long, default_value_t = 300)]
     keep_implicit_secs: u64,
@@ -64,6 +86,14 @@ async fn main() -> Result<()> {
     archive.autoresize = args.autoresize;
     archive.max_open_diffs = args.max_open_diffs as usize;
     archive.min_free = args.min_free_mb << 20;
+    archive.retention = walb_archive::retention::Rules {
+        last: args.keep_last,
+        hourly: args.keep_hourly,
+        daily: args.keep_daily,
+        weekly: args.keep_weekly,
+        monthly: args.keep_monthly,
+        within_secs: args.keep_within_secs,
+    };
     let archive = Arc::new(archive);
     if args.implicit_period_secs > 0 {
         let policy = walb_archive::thin::Policy {
@@ -73,6 +103,13 @@ async fn main() -> Result<()> {
         };
         let every = Duration::from_secs(args.implicit_period_secs.clamp(1, 10));
         tokio::spawn(walb_archive::thin::run(archive.clone(), policy, every));
+    }
+    if !archive.retention.is_off() {
+        let every = Duration::from_secs(args.retention_every_secs.max(1));
+        tokio::spawn(walb_archive::retention::run_scheduled(
+            archive.clone(),
+            every,
+        ));
     }
     if args.verify_every_hours > 0 {
         let every = args.verify_every_hours * 3600;

@@ -25,6 +25,60 @@ fn peak_rss(pid: &str) -> u64 {
     kb << 10
 }
 
+/// Once everything is shipped: vol0's latest gid on a0 (clean), its uuid, and the device's
+/// bytes (what that gid holds).
+fn shipped_state(c: &Cluster) -> (u64, walb_core::Uuid, Vec<u8>) {
+    c.wait_shipped("wdev0");
+    let latest = c.walbc(&["call", "a0", "get", "latest-snap", "vol0"]);
+    let f: Vec<u64> = latest
+        .split_whitespace()
+        .map(|x| x.parse().unwrap())
+        .collect();
+    assert_eq!(f[0], f[1], "latest snapshot not clean: {latest}");
+    let uuid = c
+        .walbc(&["call", "a0", "get", "uuid", "vol0"])
+        .parse()
+        .unwrap();
+    (f[0], uuid, std::fs::read(&c.loops["wdev0"]).unwrap())
+}
+
+/// Writes `n` one-record diffs into a0's vol0 directory (a0 must be stopped), as a proxy
+/// would leave them: diff k goes from gid g0+k to g0+k+1, holds `rec` random bytes at a
+/// random address, and gets (mergeable, timestamp) from `meta(k)`. Returns the records.
+fn plant_diffs(
+    c: &Cluster,
+    g0: u64,
+    uuid: walb_core::Uuid,
+    size_lb: u64,
+    n: u64,
+    rec: usize,
+    meta: impl Fn(u64) -> (bool, u64),
+) -> Vec<(u64, Vec<u8>)> {
+    let dir = c.dir.join("a0").join("vols").join("vol0");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(n);
+    let blocks = (rec / LBS) as u32;
+    let mut out = Vec::new();
+    for k in 0..n {
+        let addr = rng.gen_range(0..size_lb - blocks as u64);
+        let mut data = vec![0u8; rec];
+        rng.fill_bytes(&mut data);
+        let r = DiffRec {
+            addr,
+            blocks,
+            body: Body::Data(Bytes::from(data.clone())),
+        };
+        let mut w = SortedWriter::new(Vec::new(), uuid, Cmpr::new(Codec::None, 0)).unwrap();
+        w.push(r).unwrap();
+        let bytes = w.finish().unwrap();
+        let mut d = MetaDiff::clean(g0 + k, g0 + k + 1).unwrap();
+        (d.is_mergeable, d.timestamp) = meta(k);
+        d.data_size = bytes.len() as u64;
+        std::fs::write(dir.join(format_name(&d)), bytes).unwrap();
+        out.push((addr, data));
+    }
+    out
+}
+
 #[test]
 fn defects_restore_through_thousands_of_diffs_in_bounded_memory() {
     const DIFFS: u64 = 3000;
@@ -37,43 +91,18 @@ fn defects_restore_through_thousands_of_diffs_in_bounded_memory() {
     let Some(mut c) = Cluster::backed_up(test, spec, 4 * MIB) else {
         return;
     };
-    c.wait_shipped("wdev0");
-    let latest = c.walbc(&["call", "a0", "get", "latest-snap", "vol0"]);
-    let g0: u64 = latest.split_whitespace().next().unwrap().parse().unwrap();
-    let uuid: walb_core::Uuid = c
-        .walbc(&["call", "a0", "get", "uuid", "vol0"])
-        .parse()
-        .unwrap();
-    // What the device holds at g0, and what it would hold after the diffs below.
-    let mut image = std::fs::read(&c.loops["wdev0"]).unwrap();
+    let (g0, uuid, mut image) = shipped_state(&c);
     let size_lb = (image.len() / LBS) as u64;
     c.kill("a0");
     // 3000 implicit points of 64 KiB each (192 MiB of chain), written as a proxy would leave
     // them: sorted wdiffs named by their MetaDiff.
-    let dir = c.dir.join("a0").join("vols").join("vol0");
-    let mut rng = rand::rngs::StdRng::seed_from_u64(3000);
     let now = walb_core::meta::unix_now();
-    for k in 0..DIFFS {
-        let blocks = (REC / LBS) as u32;
-        let addr = rng.gen_range(0..size_lb - blocks as u64);
-        let mut data = vec![0u8; REC];
-        rng.fill_bytes(&mut data);
-        let at = addr as usize * LBS;
-        image[at..at + REC].copy_from_slice(&data);
-        let rec = DiffRec {
-            addr,
-            blocks,
-            body: Body::Data(Bytes::from(data)),
-        };
-        let mut w = SortedWriter::new(Vec::new(), uuid, Cmpr::new(Codec::None, 0)).unwrap();
-        w.push(rec).unwrap();
-        let bytes = w.finish().unwrap();
-        let mut d = MetaDiff::clean(g0 + k, g0 + k + 1).unwrap();
-        d.is_mergeable = k > 0;
-        d.timestamp = now;
-        d.data_size = bytes.len() as u64;
-        std::fs::write(dir.join(format_name(&d)), bytes).unwrap();
+    let recs = plant_diffs(&c, g0, uuid, size_lb, DIFFS, REC, |k| (k > 0, now));
+    for (addr, data) in &recs {
+        let at = *addr as usize * LBS;
+        image[at..at + data.len()].copy_from_slice(data);
     }
+    let dir = c.dir.join("a0").join("vols").join("vol0");
     c.start_daemon("a0");
     let pid = c.walbc(&["call", "a0", "get", "pid"]);
     let before = peak_rss(&pid);
@@ -257,4 +286,131 @@ fn verify_finds_a_flipped_byte_in_a_stored_diff_and_names_it() {
     );
     let st = c.walbc(&["call", "a0", "status", "vol0"]);
     assert!(st.contains("FAILED"), "{st}");
+}
+
+#[test]
+fn retention_two_months_of_hourly_snapshots() {
+    use std::collections::{BTreeMap, BTreeSet, HashSet};
+    let spec = Spec {
+        devices: vec![("wdev0", 16, 16)],
+        archive_flags: vec![
+            "--keep-last",
+            "5",
+            "--keep-hourly",
+            "24",
+            "--keep-daily",
+            "14",
+            "--keep-weekly",
+            "6",
+            "--keep-monthly",
+            "3",
+            "--retention-every-secs",
+            "86400",
+            "--implicit-period-secs",
+            "0",
+            "--verify-every-hours",
+            "0",
+        ],
+        ..Spec::default()
+    };
+    let test = "retention_two_months_of_hourly_snapshots";
+    let Some(mut c) = Cluster::backed_up(test, spec, MIB) else {
+        return;
+    };
+    let (g0, uuid, mut image) = shipped_state(&c);
+    let size_lb = (image.len() / LBS) as u64;
+    c.kill("a0");
+    // Two months of hourly explicit snapshots, the newest an hour old (timestamps injected).
+    const N: u64 = 24 * 60;
+    let now = walb_core::meta::unix_now();
+    let recs = plant_diffs(&c, g0, uuid, size_lb, N, 4096, |k| {
+        (false, now - (N - k) * 3600)
+    });
+    c.start_daemon("a0");
+    let listed: Vec<(u64, u64, bool)> = c
+        .walbc(&["call", "a0", "get", "restorable", "vol0"])
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let t = walb_core::meta::parse_iso_utc(f[1]).unwrap();
+            (f[0].parse().unwrap(), t, f[2] != "0")
+        })
+        .collect();
+    assert!(listed.len() as u64 > N, "{} points listed", listed.len());
+    // The rules, worked out here: the newest point, the 5 newest explicit snapshots, and the
+    // newest explicit snapshot of each of the last 24 hours, 14 days, 6 weeks and 3 months
+    // that have one.
+    let mut want = BTreeSet::from([listed.last().unwrap().0]);
+    let explicit: Vec<&(u64, u64, bool)> = listed.iter().rev().filter(|p| p.2).collect();
+    want.extend(explicit.iter().take(5).map(|p| p.0));
+    let month = |t: u64| walb_core::meta::iso_utc(t)[..7].to_string();
+    for (n, key) in [
+        (
+            24,
+            Box::new(|t: u64| (t / 3600).to_string()) as Box<dyn Fn(u64) -> String>,
+        ),
+        (14, Box::new(|t: u64| (t / 86_400).to_string())),
+        (6, Box::new(|t: u64| ((t / 86_400 + 3) / 7).to_string())),
+        (3, Box::new(month)),
+    ] {
+        let mut seen = HashSet::new();
+        for p in &explicit {
+            if seen.len() < n && seen.insert(key(p.1)) {
+                want.insert(p.0);
+            }
+        }
+    }
+    let plan = c.walbc(&["retention", "vol0", "--dry-run"]);
+    let planned: BTreeSet<u64> = plan
+        .lines()
+        .filter(|l| l.contains(" keep "))
+        .map(|l| l.split_whitespace().next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(planned, want, "dry run:\n{plan}");
+    assert!(
+        c.walbc(&["call", "a0", "get", "restorable", "vol0"])
+            .lines()
+            .count()
+            > want.len()
+    );
+    c.walbc(&["retention", "vol0"]);
+    let kept: BTreeSet<u64> = c
+        .walbc(&["call", "a0", "get", "restorable", "vol0"])
+        .lines()
+        .map(|l| l.split_whitespace().next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(kept, want);
+    // Every kept snapshot restores to what the device held then.
+    let mut hashes = BTreeMap::new();
+    for (k, (addr, data)) in recs.iter().enumerate() {
+        let at = *addr as usize * LBS;
+        image[at..at + data.len()].copy_from_slice(data);
+        let gid = g0 + k as u64 + 1;
+        if want.contains(&gid) {
+            hashes.insert(gid, blake3::hash(&image).to_hex().to_string());
+        }
+    }
+    for (gid, h) in &hashes {
+        let g = gid.to_string();
+        assert_eq!(&c.restored_hash("a0", &g), h, "gid {gid} after retention");
+        c.walbc(&["call", "a0", "del-restored", "vol0", &g]);
+    }
+    // One diff between neighbouring kept points, none larger than the records it covers.
+    let diffs = c.walbc(&["call", "a0", "get", "diff", "vol0"]);
+    assert_eq!(diffs.lines().count(), want.len() - 1, "{diffs}");
+    let dir = c.dir.join("a0").join("vols").join("vol0");
+    let bytes: u64 = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".wdiff"))
+        .map(|e| e.metadata().unwrap().len())
+        .sum();
+    assert!(bytes <= N * 4096 + N * 1024, "{bytes} bytes of diffs");
+    eprintln!(
+        "{test}: {} points → {} kept, {} diff bytes; {} restores checked",
+        listed.len(),
+        kept.len(),
+        bytes,
+        hashes.len()
+    );
 }

@@ -139,6 +139,15 @@ pub enum Cmd {
         #[arg(long)]
         force: bool,
     },
+    /// Retention on VOL now by the archive's keep rules: prints each restorable point with
+    /// keep (and why) or drop; `--dry-run` changes nothing.
+    Retention {
+        vol: String,
+        #[arg(long)]
+        archive: Option<String>,
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Read back every stored wdiff (every checksum) and the base image of VOL on an archive;
     /// exits 1 naming each damaged file and offset.
     Verify {
@@ -340,6 +349,19 @@ pub async fn run(cli: Cli) -> Result<()> {
             if attach_loop {
                 println!("{}", attach(&path)?);
             }
+        }
+        Cmd::Retention {
+            vol,
+            archive,
+            dry_run,
+        } => {
+            let c = ctl()?;
+            let a = c.layout.archive(archive.as_deref())?.clone();
+            let mut args = vec!["retention", vol.as_str()];
+            if dry_run {
+                args.push("dry-run");
+            }
+            println!("{}", c.call(&a, &args).await?);
         }
         Cmd::Verify { vol, archive } => {
             let c = ctl()?;

@@ -60,6 +60,9 @@ impl Why {
     }
 }
 
+/// The period a timestamp falls in (an hour, a day, …), as a key.
+type PeriodKey = fn(u64) -> String;
+
 /// Each restorable point (gid order) with the reasons it is kept; empty reasons: dropped.
 pub fn plan(points: &[Restorable], now: u64, rules: &Rules) -> Vec<(Restorable, Vec<Why>)> {
     let mut why: BTreeMap<Gid, Vec<Why>> = points.iter().map(|p| (p.gid, Vec::new())).collect();
@@ -70,7 +73,7 @@ pub fn plan(points: &[Restorable], now: u64, rules: &Rules) -> Vec<(Restorable, 
     for p in explicit.iter().take(rules.last) {
         why.entry(p.gid).or_default().push(Why::Last);
     }
-    let periods: [(usize, Why, fn(u64) -> String); 4] = [
+    let periods: [(usize, Why, PeriodKey); 4] = [
         (rules.hourly, Why::Hourly, |t| (t / 3600).to_string()),
         (rules.daily, Why::Daily, |t| (t / 86_400).to_string()),
         // Weeks from Monday: day 0 (1970-01-01) was a Thursday.

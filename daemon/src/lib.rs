@@ -1,12 +1,14 @@
 //! walb-daemon: what every daemon (storage, proxy, archive) shares: flags merged with a TOML
 //! config, logging, the Control service over a command trait, command errors as gRPC statuses,
-//! the Prometheus `/metrics` endpoint, periodic transfer summaries in the log, graceful shutdown, and atomic per-volume files.
+//! the Prometheus `/metrics` endpoint, periodic transfer summaries in the log, readiness for
+//! systemd, graceful shutdown, and atomic per-volume files.
 //! It must not hold any daemon's volume logic.
 
 pub mod args;
 pub mod config;
 pub mod error;
 pub mod metrics;
+pub mod notify;
 pub mod serve;
 pub mod tls;
 pub mod transfers;

@@ -146,6 +146,7 @@ pub async fn run(
         .await
         .with_context(|| format!("bind {}", opts.listen))?;
     tracing::info!("{} listening on {}", opts.host_type, opts.listen);
+    crate::notify::notify("READY=1");
     crate::transfers::spawn_summaries(opts.transfer_summary);
     {
         let shutdown = shutdown.clone();
@@ -169,6 +170,7 @@ pub async fn run(
         .await
         .context("gRPC server")?;
     crate::transfers::summarize();
+    crate::notify::notify("STOPPING=1");
     tracing::info!("{} stopped", opts.host_type);
     Ok(())
 }

@@ -179,6 +179,8 @@ fn defects_implicit_points_are_thinned_under_load() {
     }
     drop(f);
     c.wait_shipped("wdev0");
+    // Two more thinning passes (every 3 s) over what has aged meanwhile.
+    std::thread::sleep(Duration::from_secs(7));
     let now = walb_core::meta::unix_now();
     let listed = c.walbc(&["call", "a0", "get", "restorable", "vol0"]);
     let times: Vec<u64> = listed
@@ -186,12 +188,13 @@ fn defects_implicit_points_are_thinned_under_load() {
         .filter_map(|l| walb_core::meta::parse_iso_utc(l.split_whitespace().nth(1)?))
         .collect();
     // Points older than the keep window (and a thinning pass) are at most one per period.
-    let old = times.iter().filter(|&&t| t + 4 + 3 < now).count();
+    let old = times.iter().filter(|&&t| t + 4 + 3 + 3 < now).count();
     eprintln!(
         "{test}: {} points listed, {old} older than the keep window; at most {max_files} diff files",
         times.len()
     );
-    assert!(old <= 25 / 3 + 3, "{old} old points kept:\n{listed}");
+    // One a period over ~30 s, the base and the explicit snapshot.
+    assert!(old <= 30 / 3 + 3, "{old} old points kept:\n{listed}");
     // The young points (the keep window plus up to two periods of wlogs) are all kept, so the
     // file count follows the write rate; what must stay bounded is the history behind them.
     // The explicit snapshot survived the merges around it, and the newest point is exact.

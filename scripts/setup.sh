@@ -13,3 +13,5 @@ if [ ${#need[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}"
 fi
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
+# .ci/run keeps unused dependencies out with it.
+command -v cargo-machete >/dev/null 2>&1 || cargo install cargo-machete --locked --quiet

@@ -6,6 +6,7 @@
 
 pub mod args;
 pub mod config;
+pub mod disk;
 pub mod error;
 pub mod metrics;
 pub mod notify;

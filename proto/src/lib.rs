@@ -2,6 +2,8 @@
 //! transport settings every endpoint shares (window and message sizes, chunk checksums).
 //! It must not hold logic: no volume state, no policy.
 
+#![forbid(unsafe_code)]
+
 #[allow(clippy::all, missing_docs)]
 mod generated {
     tonic::include_proto!("walb");

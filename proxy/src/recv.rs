@@ -166,7 +166,7 @@ async fn receive(proxy: Arc<Proxy>, mut input: Streaming<Frame>, tx: Events) -> 
     };
     let vol = guard.0.clone();
     if let Some(need) = ann.max_bytes {
-        let free = free_bytes(&vol.dir.dir)
+        let free = walb_daemon::disk::free_bytes(&vol.dir.dir)
             .map_err(|e| Status::internal(format!("statvfs {}: {e}", vol.dir.dir.display())))?;
         if free < need {
             tracing::warn!(vol = %vol.name, "wlog transfer rejected: {free} bytes free, {need} announced");
@@ -255,19 +255,6 @@ async fn receive(proxy: Arc<Proxy>, mut input: Streaming<Frame>, tx: Events) -> 
     }
     drop(guard);
     send(&tx, ack()).await
-}
-
-/// Bytes an unprivileged writer may still use on the file system holding `dir`.
-fn free_bytes(dir: &Path) -> std::io::Result<u64> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(dir.as_os_str().as_bytes())
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-    // SAFETY: `c` is a valid NUL-terminated path and `st` a properly sized out-parameter.
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(st.f_bavail as u64 * st.f_frsize as u64)
 }
 
 /// Reads the wlog at `src` (every pack and record checksum verified, header as announced) and

@@ -3,6 +3,8 @@
 //! the primary archive. It reads the log device and the device file wdevd serves, and talks
 //! to wdevd only through its control socket; it must not reach into another daemon's files.
 
+#![forbid(unsafe_code)]
+
 pub mod commands;
 pub mod full;
 pub mod hash;

@@ -1,0 +1,414 @@
+//! Real databases on walb-rs: PostgreSQL on ext4 on the wdev loop device under load, its
+//! snapshots restored and started (docs/snapshots.md), and a disaster failover
+//! (docs/recovery.md). The database binaries must be installed (scripts/setup.sh).
+
+use std::path::Path;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use walb_tests::cluster::{Cluster, Spec};
+use walb_tests::db::{assert_markers_present, killpg, Loop, Marker, Markers, Mounted};
+use walb_tests::mariadb::{install_db, Maria};
+use walb_tests::pg::{initdb, Pg};
+use walb_tests::sh;
+
+/// Small WAL and frequent checkpoints keep the device small and crash recovery short;
+/// `wal_level=minimal` lets `pgbench -i` skip WAL for the tables it fills.
+const PG_SETTINGS: &[&str] = &[
+    "shared_buffers=32MB",
+    "max_wal_size=96MB",
+    "min_wal_size=32MB",
+    "checkpoint_timeout=30s",
+    "wal_level=minimal",
+    "max_wal_senders=0",
+    "fsync=on",
+    "synchronous_commit=on",
+    "full_page_writes=on",
+];
+
+/// A PostgreSQL cluster with `pgbench -i -s 10` and a `markers` table on ext4 on wdev0
+/// (384 MiB, a 256 MiB log), fully backed up as vol0.
+struct PgOnWdev {
+    pg: Pg,
+    mnt: Mounted,
+    c: Cluster,
+}
+
+fn pg_on_wdev(test: &str, spec: Spec) -> Option<PgOnWdev> {
+    let t = Instant::now();
+    let c = Cluster::start(
+        test,
+        Spec {
+            devices: vec![("wdev0", 384, 256)],
+            ..spec
+        },
+    )?;
+    c.walbc(&["init-storage", "s0", "vol0", "wdev0"]);
+    sh(&format!("mkfs.ext4 -q -F {}", c.loops["wdev0"]), &c.dir);
+    let mnt = Mounted::new(&c.loops["wdev0"], &c.dir.join("mnt"));
+    let data = mnt.0.join("pg");
+    initdb(&data);
+    let pg = Pg::start(&data, &c.dir.join("sock"), PG_SETTINGS);
+    pg.pgbench(&["-i", "-s", "10", "-q"]);
+    pg.sql("create table markers(id serial primary key, t timestamptz not null default now())");
+    c.walbc(&["full-backup", "s0", "vol0"]);
+    eprintln!(
+        "{test}: pgbench -i -s 10 and full backup in {:?}",
+        t.elapsed()
+    );
+    Some(PgOnWdev { pg, mnt, c })
+}
+
+/// pgbench with 4 clients in the background until killed.
+fn pgbench_load(pg: &Pg) -> Vec<Child> {
+    let mut cmd = pg.client("pgbench");
+    cmd.args(["-n", "-c", "4", "-j", "2", "-T", "600"]);
+    vec![spawn_load(cmd)]
+}
+
+/// A load client in the background, in a process group of its own, output discarded.
+fn spawn_load(mut cmd: Command) -> Child {
+    cmd.stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    cmd.spawn().expect("start a load client")
+}
+
+fn stop_load(load: Vec<Child>) {
+    for mut l in load {
+        killpg(&l, libc::SIGKILL);
+        let _ = l.wait();
+    }
+}
+
+/// A marker committed every second into `pg`'s `markers` (through psql).
+fn pg_markers(pg: &Pg) -> Markers {
+    let mut psql = pg.psql();
+    psql.args([
+        "-c",
+        "insert into markers default values returning id, extract(epoch from t)",
+    ]);
+    Markers::start(move || {
+        let out = psql.output().ok().filter(|o| o.status.success())?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let (id, t) = text.trim().split_once('|')?;
+        Some(Marker {
+            id: id.parse().ok()?,
+            t: t.parse().ok()?,
+        })
+    })
+}
+
+/// PostgreSQL started on the data directory of a restored image: it recovers; `want`'s
+/// markers are there, pgbench's invariant holds and pg_amcheck finds nothing.
+fn check_restored_pg(data: &Path, sock: &Path, want: &[Marker], what: &str) {
+    // The lock file names the original postmaster, which may still run.
+    let _ = std::fs::remove_file(data.join("postmaster.pid"));
+    let t = Instant::now();
+    let pg = Pg::start(data, sock, PG_SETTINGS);
+    let ids: Vec<u64> = pg
+        .sql("select id from markers")
+        .lines()
+        .map(|l| l.parse().unwrap())
+        .collect();
+    assert_markers_present(want, &ids, what);
+    let sums = pg.pgbench_sums();
+    assert!(
+        sums.iter().all(|s| *s == sums[0]),
+        "{what}: pgbench invariant broken: accounts, branches, tellers, history sum to {sums:?}"
+    );
+    pg.amcheck();
+    pg.stop();
+    eprintln!(
+        "{what}: started, {} markers, sums {}, amcheck clean in {:?}",
+        ids.len(),
+        sums[0],
+        t.elapsed()
+    );
+}
+
+/// A snapshot taken under load: its gid, the markers committed before it, and whether it was
+/// taken with `--freeze`.
+struct Snap {
+    gid: String,
+    before: Vec<Marker>,
+    frozen: bool,
+}
+
+/// Four snapshots of vol0 5 s apart while `markers` commit; the odd ones with `--freeze mnt`,
+/// `--pre pre` and a `--post` hook whose run is checked. `status --json` must then name the
+/// last one as the newest consistent point.
+fn snapshots_under_load(c: &Cluster, mnt: &Path, markers: &Markers, pre: &str) -> Vec<Snap> {
+    let mut snaps = Vec::new();
+    for i in 0..4 {
+        std::thread::sleep(Duration::from_secs(5));
+        let before = markers.committed();
+        let frozen = i % 2 == 1;
+        let post_ran = c.dir.join(format!("post{i}"));
+        let (m, post) = (
+            mnt.display().to_string(),
+            format!("touch {}", post_ran.display()),
+        );
+        let mut args = vec!["snapshot", "s0", "vol0"];
+        if frozen {
+            args.extend(["--freeze", &m, "--pre", pre, "--post", &post]);
+        }
+        let gid = c.walbc(&args);
+        assert_eq!(
+            post_ran.exists(),
+            frozen,
+            "the --post hook ran {}",
+            post_ran.exists()
+        );
+        eprintln!(
+            "snapshot {gid} (frozen {frozen}) after marker {:?}",
+            before.last().map(|m| m.id)
+        );
+        snaps.push(Snap {
+            gid,
+            before,
+            frozen,
+        });
+    }
+    let status: serde_json::Value =
+        serde_json::from_str(&c.walbc(&["status", "vol0", "--json"])).unwrap();
+    let newest = status["archives"][0]["newest_consistent"]["gid"].as_u64();
+    assert_eq!(
+        newest.map(|g| g.to_string()).as_deref(),
+        Some(snaps[3].gid.as_str()),
+        "status --json does not name the last frozen snapshot: {status:#}"
+    );
+    snaps
+}
+
+/// Restores every snapshot, checks that the frozen ones are clean ext4 without a journal
+/// replay, mounts each read-write (the journal replays) and runs `check` on the mount point.
+fn restore_each(c: &Cluster, snaps: &[Snap], check: impl Fn(&Path, &Snap, &str)) {
+    for s in snaps {
+        let what = format!("snapshot {} (frozen {})", s.gid, s.frozen);
+        let img = c.walbc(&["restore", "vol0", &s.gid]);
+        let lp = Loop::attach(Path::new(&img));
+        if s.frozen {
+            sh(&format!("e2fsck -fn {}", lp.0), &c.dir);
+        }
+        let m = Mounted::new(&lp.0, &c.dir.join(format!("r{}", s.gid)));
+        check(&m.0, s, &what);
+        m.unmount();
+        drop(lp);
+        c.walbc(&["call", "a0", "del-restored", "vol0", &s.gid]);
+    }
+}
+
+#[test]
+fn db1_postgres_snapshots_restore_consistent() {
+    let test = "db1_postgres_snapshots_restore_consistent";
+    let t0 = Instant::now();
+    let Some(PgOnWdev { pg, mnt, c }) = pg_on_wdev(test, Spec::default()) else {
+        return;
+    };
+    let load = pgbench_load(&pg);
+    let markers = pg_markers(&pg);
+    let checkpoint = format!(
+        "{} -h {} -p {} -U postgres -X -q -c CHECKPOINT",
+        walb_tests::pg::pg_bin("psql").display(),
+        pg.sock.display(),
+        pg.port
+    );
+    let snaps = snapshots_under_load(&c, &mnt.0, &markers, &checkpoint);
+    let all = markers.stop();
+    stop_load(load);
+    eprintln!(
+        "{test}: {} markers, snapshots taken at {:?}",
+        all.len(),
+        t0.elapsed()
+    );
+    restore_each(&c, &snaps, |m, s, what| {
+        check_restored_pg(
+            &m.join("pg"),
+            &c.dir.join(format!("sock{}", s.gid)),
+            &s.before,
+            what,
+        )
+    });
+    pg.stop();
+    drop(mnt);
+    eprintln!("{test}: done in {:?}", t0.elapsed());
+}
+
+#[test]
+fn db2_postgres_disaster_failover() {
+    let test = "db2_postgres_disaster_failover";
+    let t0 = Instant::now();
+    let spec = Spec {
+        storage_flags: vec!["--snapshot-interval", "1"],
+        ..Default::default()
+    };
+    let Some(PgOnWdev { pg, mnt, mut c }) = pg_on_wdev(test, spec) else {
+        return;
+    };
+    let load = pgbench_load(&pg);
+    let markers = pg_markers(&pg);
+    std::thread::sleep(Duration::from_secs(12));
+
+    // The disaster: the database, wdevd, the storage and the proxy die at once.
+    pg.kill9();
+    c.kill("s0");
+    c.kill("p0");
+    c.crash_wdevd();
+    let all = markers.stop();
+    stop_load(load);
+    drop(mnt);
+    let last = *all.last().expect("no marker committed");
+
+    let to = c.dir.join("failover.img");
+    let out = c.walbc(&["failover", "vol0", "--to", &to.display().to_string()]);
+    let field = |k: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix(&format!("{k} ")))
+            .unwrap_or_else(|| panic!("failover printed no {k}: {out}"))
+            .to_string()
+    };
+    let time = walb_core::meta::parse_iso_utc(&field("time")).expect("failover time");
+    eprintln!(
+        "{test}: failover to gid {} at {}",
+        field("gid"),
+        field("time")
+    );
+    let lp = Loop::attach(&to);
+    let m = Mounted::new(&lp.0, &c.dir.join("failover"));
+    // Markers committed before the restored point's second began are in it.
+    let want: Vec<Marker> = all.iter().copied().filter(|m| m.t < time as f64).collect();
+    check_restored_pg(&m.0.join("pg"), &c.dir.join("sockf"), &want, "failover");
+    m.unmount();
+    drop(lp);
+    let window = last.t - time as f64;
+    eprintln!(
+        "{test}: data-loss window {window:.1} s (last committed marker {} at {:.1}, restored \
+         point at {time}); {} markers before it; done in {:?}",
+        last.id,
+        last.t,
+        want.len(),
+        t0.elapsed()
+    );
+    assert!(window <= 5.0, "data-loss window {window:.1} s > 5 s");
+}
+
+/// Accounts whose total stays 1 000 000, moved by `transfers()` (deadlock victims rolled back
+/// and retried); markers committed one by one.
+const MARIA_SCHEMA: &str = "
+create table accounts(id int primary key, bal bigint not null) engine=InnoDB;
+insert into accounts select seq, 1000 from seq_1_to_1000;
+create table markers(id int auto_increment primary key,
+                     t timestamp(6) not null default current_timestamp(6)) engine=InnoDB;
+delimiter //
+create procedure transfers()
+begin
+  declare a, b, x int;
+  declare continue handler for sqlexception rollback;
+  loop
+    set a = floor(1 + rand() * 1000), b = floor(1 + rand() * 1000), x = floor(rand() * 100);
+    start transaction;
+    update accounts set bal = bal - x where id = a;
+    update accounts set bal = bal + x where id = b;
+    commit;
+  end loop;
+end//
+delimiter ;
+";
+
+/// MariaDB started on the data directory of a restored image: InnoDB recovers; `want`'s
+/// markers are there, the accounts' total holds and CHECK TABLE … EXTENDED is clean.
+fn check_restored_maria(data: &Path, dir: &Path, want: &[Marker], what: &str) {
+    let t = Instant::now();
+    let db = Maria::start(data, dir);
+    let ids: Vec<u64> = db
+        .sql("select id from markers")
+        .lines()
+        .map(|l| l.parse().unwrap())
+        .collect();
+    assert_markers_present(want, &ids, what);
+    let total = db.sql("select sum(bal), count(*) from accounts");
+    assert_eq!(total, "1000000\t1000", "{what}: accounts' total and count");
+    let moved = db.sql("select count(*) from accounts where bal <> 1000");
+    assert_ne!(moved, "0", "{what}: no transfer reached the image");
+    db.check_tables("accounts, markers");
+    db.stop();
+    eprintln!(
+        "{what}: MariaDB started, {} markers, total intact, CHECK TABLE clean in {:?}",
+        ids.len(),
+        t.elapsed()
+    );
+}
+
+#[test]
+fn db4_mariadb_snapshots_restore_consistent() {
+    let test = "db4_mariadb_snapshots_restore_consistent";
+    let t0 = Instant::now();
+    let spec = Spec {
+        devices: vec![("wdev0", 256, 128)],
+        ..Default::default()
+    };
+    let Some(c) = Cluster::start(test, spec) else {
+        return;
+    };
+    c.walbc(&["init-storage", "s0", "vol0", "wdev0"]);
+    sh(&format!("mkfs.ext4 -q -F {}", c.loops["wdev0"]), &c.dir);
+    let mnt = Mounted::new(&c.loops["wdev0"], &c.dir.join("mnt"));
+    install_db(&mnt.0.join("mysql"));
+    let db = Maria::start(&mnt.0.join("mysql"), &c.dir.join("msock"));
+    db.create_db();
+    db.script(MARIA_SCHEMA);
+    c.walbc(&["full-backup", "s0", "vol0"]);
+    let load = (0..4)
+        .map(|_| {
+            let mut cmd = db.client();
+            cmd.args(["-e", "call transfers()"]);
+            spawn_load(cmd)
+        })
+        .collect();
+    let mut insert = db.client();
+    insert.args([
+        "-e",
+        "insert into markers () values (); \
+         select id, unix_timestamp(t) from markers where id = last_insert_id()",
+    ]);
+    let markers = Markers::start(move || {
+        let out = insert.output().ok().filter(|o| o.status.success())?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let (id, t) = text.trim().split_once('\t')?;
+        Some(Marker {
+            id: id.parse().ok()?,
+            t: t.parse().ok()?,
+        })
+    });
+    let flush = format!(
+        "{} --no-defaults --socket={} -u root -e 'flush tables'",
+        walb_tests::mariadb::maria_bin("mariadb").display(),
+        db.sock().display()
+    );
+    let snaps = snapshots_under_load(&c, &mnt.0, &markers, &flush);
+    let all = markers.stop();
+    stop_load(load);
+    // The procedures run on in the server after their clients died.
+    let ids =
+        db.sql("select id from information_schema.processlist where info like 'call transfers%'");
+    for id in ids.lines() {
+        db.sql(&format!("kill {id}"));
+    }
+    eprintln!(
+        "{test}: {} markers, snapshots taken at {:?}",
+        all.len(),
+        t0.elapsed()
+    );
+    restore_each(&c, &snaps, |m, s, what| {
+        check_restored_maria(
+            &m.join("mysql"),
+            &c.dir.join(format!("msock{}", s.gid)),
+            &s.before,
+            what,
+        )
+    });
+    db.stop();
+    drop(mnt);
+    eprintln!("{test}: done in {:?}", t0.elapsed());
+}

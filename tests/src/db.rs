@@ -36,6 +36,19 @@ pub fn as_user(user: &str, bin: &Path) -> Command {
     c
 }
 
+/// Creates `dir` (if missing) owned by system user `user`, reachable from `/` by others.
+pub fn own_dir(dir: &Path, user: &str) {
+    std::fs::create_dir_all(dir).unwrap();
+    open_to_others(dir);
+    crate::run_ok(Command::new("chown").arg(format!("{user}:{user}")).arg(dir));
+}
+
+/// A free TCP port number (bound and released).
+pub fn free_port() -> u16 {
+    let a = crate::cluster::free_addr();
+    a.rsplit(':').next().unwrap().parse().unwrap()
+}
+
 /// Lets other users through every directory from `/` down to `dir` (the test's temp dir is
 /// 0700): adds o+x where it is missing.
 pub fn open_to_others(dir: &Path) {
@@ -215,6 +228,19 @@ impl Markers {
         }
     }
 
+    /// `start` with a client command that commits one marker and prints `ID<sep>UNIX_TIME`.
+    pub fn by_command(mut cmd: Command, sep: char) -> Markers {
+        Markers::start(move || {
+            let out = cmd.output().ok().filter(|o| o.status.success())?;
+            let text = String::from_utf8_lossy(&out.stdout);
+            let (id, t) = text.trim().split_once(sep)?;
+            Some(Marker {
+                id: id.parse().ok()?,
+                t: t.parse().ok()?,
+            })
+        })
+    }
+
     /// The markers committed so far.
     pub fn committed(&self) -> Vec<Marker> {
         self.done.lock().unwrap().clone()
@@ -230,9 +256,10 @@ impl Markers {
     }
 }
 
-/// Every id of `want` is in `got`; the message names the first that is not.
-pub fn assert_markers_present(want: &[Marker], got: &[u64], what: &str) {
-    let got: std::collections::BTreeSet<u64> = got.iter().copied().collect();
+/// Every id of `want` is among the ids `got` lists (one a line, as `select id from markers`
+/// prints them); the message names the first that is not. Returns how many `got` lists.
+pub fn assert_markers_present(want: &[Marker], got: &str, what: &str) -> usize {
+    let got: std::collections::BTreeSet<u64> = got.lines().map(|l| l.parse().unwrap()).collect();
     if let Some(m) = want.iter().find(|m| !got.contains(&m.id)) {
         panic!(
             "{what}: committed marker {} (t {:.3}) is missing; {} markers expected",
@@ -241,4 +268,5 @@ pub fn assert_markers_present(want: &[Marker], got: &[u64], what: &str) {
             want.len()
         );
     }
+    got.len()
 }

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::db::{need_binary, open_to_others, Server};
+use crate::db::{free_port, need_binary, own_dir, Server};
 use crate::{run, run_ok};
 
 /// Path of a MariaDB binary (`/usr/bin`, else `/usr/sbin`); panics loudly when it is not
@@ -21,9 +21,7 @@ pub fn maria_bin(name: &str) -> PathBuf {
 
 /// `mariadb-install-db` of a new data directory `data` (created, owned by mysql).
 pub fn install_db(data: &Path) {
-    std::fs::create_dir_all(data).unwrap();
-    open_to_others(data);
-    run_ok(Command::new("chown").args(["mysql:mysql"]).arg(data));
+    own_dir(data, "mysql");
     run_ok(
         Command::new(maria_bin("mariadb-install-db"))
             .args(["--no-defaults", "--user=mysql", "--skip-test-db"])
@@ -43,15 +41,13 @@ impl Maria {
     /// Starts a server on `data` with its socket, pid file and log in `dir` (created); waits
     /// until it answers (InnoDB crash recovery included).
     pub fn start(data: &Path, dir: &Path) -> Maria {
-        std::fs::create_dir_all(dir).unwrap();
-        open_to_others(dir);
-        run_ok(Command::new("chown").args(["mysql:mysql"]).arg(dir));
+        own_dir(dir, "mysql");
         let mut m = Maria {
             data: data.to_path_buf(),
             dir: dir.to_path_buf(),
             server: None,
         };
-        let port = crate::pg::free_port();
+        let port = free_port();
         let mut cmd = Command::new(maria_bin("mariadbd"));
         cmd.arg("--no-defaults")
             .arg("--user=mysql")

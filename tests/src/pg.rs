@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::db::{as_user, need_binary, open_to_others, Server};
+use crate::db::{as_user, free_port, need_binary, own_dir, Server};
 use crate::{run, run_ok};
 
 /// Where Debian's postgresql-15 installs its binaries.
@@ -36,17 +36,9 @@ fn client(sock: &Path, port: u16, name: &str) -> Command {
     c
 }
 
-/// A free TCP port number (PostgreSQL uses it to name its socket; it listens on no TCP port).
-pub fn free_port() -> u16 {
-    let a = crate::cluster::free_addr();
-    a.rsplit(':').next().unwrap().parse().unwrap()
-}
-
 /// `initdb` of a new cluster in `data` (created, owned by postgres), trust authentication.
 pub fn initdb(data: &Path) {
-    std::fs::create_dir_all(data).unwrap();
-    open_to_others(data);
-    run_ok(Command::new("chown").args(["postgres:postgres"]).arg(data));
+    own_dir(data, "postgres");
     run_ok(
         as_user("postgres", &pg_bin("initdb"))
             .args(["-U", "postgres", "--auth=trust", "-E", "UTF8"])
@@ -59,9 +51,7 @@ impl Pg {
     /// Starts a server on `data` with its socket in `sock` (created); waits until it accepts
     /// connections (crash recovery included). `settings` are `-c` options.
     pub fn start(data: &Path, sock: &Path, settings: &[&str]) -> Pg {
-        std::fs::create_dir_all(sock).unwrap();
-        open_to_others(sock);
-        run_ok(Command::new("chown").args(["postgres:postgres"]).arg(sock));
+        own_dir(sock, "postgres");
         let mut pg = Pg {
             data: data.to_path_buf(),
             sock: sock.to_path_buf(),

@@ -74,11 +74,19 @@ fn spawn_load(mut cmd: Command) -> Child {
     cmd.spawn().expect("start a load client")
 }
 
-fn stop_load(load: Vec<Child>) {
+/// Stops the marker thread and kills the load; returns every marker committed.
+fn stop_writers(test: &str, t0: Instant, markers: Markers, load: Vec<Child>) -> Vec<Marker> {
+    let all = markers.stop();
     for mut l in load {
         killpg(&l, libc::SIGKILL);
         let _ = l.wait();
     }
+    eprintln!(
+        "{test}: {} markers committed, writers stopped at {:?}",
+        all.len(),
+        t0.elapsed()
+    );
+    all
 }
 
 /// A marker committed every second into `pg`'s `markers` (through psql).
@@ -88,15 +96,7 @@ fn pg_markers(pg: &Pg) -> Markers {
         "-c",
         "insert into markers default values returning id, extract(epoch from t)",
     ]);
-    Markers::start(move || {
-        let out = psql.output().ok().filter(|o| o.status.success())?;
-        let text = String::from_utf8_lossy(&out.stdout);
-        let (id, t) = text.trim().split_once('|')?;
-        Some(Marker {
-            id: id.parse().ok()?,
-            t: t.parse().ok()?,
-        })
-    })
+    Markers::by_command(psql, '|')
 }
 
 /// PostgreSQL started on the data directory of a restored image: it recovers; `want`'s
@@ -106,12 +106,7 @@ fn check_restored_pg(data: &Path, sock: &Path, want: &[Marker], what: &str) {
     let _ = std::fs::remove_file(data.join("postmaster.pid"));
     let t = Instant::now();
     let pg = Pg::start(data, sock, PG_SETTINGS);
-    let ids: Vec<u64> = pg
-        .sql("select id from markers")
-        .lines()
-        .map(|l| l.parse().unwrap())
-        .collect();
-    assert_markers_present(want, &ids, what);
+    let n = assert_markers_present(want, &pg.sql("select id from markers"), what);
     let sums = pg.pgbench_sums();
     assert!(
         sums.iter().all(|s| *s == sums[0]),
@@ -121,7 +116,7 @@ fn check_restored_pg(data: &Path, sock: &Path, want: &[Marker], what: &str) {
     pg.stop();
     eprintln!(
         "{what}: started, {} markers, sums {}, amcheck clean in {:?}",
-        ids.len(),
+        n,
         sums[0],
         t.elapsed()
     );
@@ -182,8 +177,9 @@ fn snapshots_under_load(c: &Cluster, mnt: &Path, markers: &Markers, pre: &str) -
 }
 
 /// Restores every snapshot, checks that the frozen ones are clean ext4 without a journal
-/// replay, mounts each read-write (the journal replays) and runs `check` on the mount point.
-fn restore_each(c: &Cluster, snaps: &[Snap], check: impl Fn(&Path, &Snap, &str)) {
+/// replay, mounts each read-write (the journal replays) and runs `check` with the mount point,
+/// a directory for the server's socket, the markers committed before the snapshot and a name.
+fn restore_each(c: &Cluster, snaps: &[Snap], check: impl Fn(&Path, &Path, &[Marker], &str)) {
     for s in snaps {
         let what = format!("snapshot {} (frozen {})", s.gid, s.frozen);
         let img = c.walbc(&["restore", "vol0", &s.gid]);
@@ -192,7 +188,7 @@ fn restore_each(c: &Cluster, snaps: &[Snap], check: impl Fn(&Path, &Snap, &str))
             sh(&format!("e2fsck -fn {}", lp.0), &c.dir);
         }
         let m = Mounted::new(&lp.0, &c.dir.join(format!("r{}", s.gid)));
-        check(&m.0, s, &what);
+        check(&m.0, &c.dir.join(format!("srv{}", s.gid)), &s.before, &what);
         m.unmount();
         drop(lp);
         c.walbc(&["call", "a0", "del-restored", "vol0", &s.gid]);
@@ -215,20 +211,9 @@ fn db1_postgres_snapshots_restore_consistent() {
         pg.port
     );
     let snaps = snapshots_under_load(&c, &mnt.0, &markers, &checkpoint);
-    let all = markers.stop();
-    stop_load(load);
-    eprintln!(
-        "{test}: {} markers, snapshots taken at {:?}",
-        all.len(),
-        t0.elapsed()
-    );
-    restore_each(&c, &snaps, |m, s, what| {
-        check_restored_pg(
-            &m.join("pg"),
-            &c.dir.join(format!("sock{}", s.gid)),
-            &s.before,
-            what,
-        )
+    stop_writers(test, t0, markers, load);
+    restore_each(&c, &snaps, |m, srv, before, what| {
+        check_restored_pg(&m.join("pg"), srv, before, what)
     });
     pg.stop();
     drop(mnt);
@@ -255,8 +240,7 @@ fn db2_postgres_disaster_failover() {
     c.kill("s0");
     c.kill("p0");
     c.crash_wdevd();
-    let all = markers.stop();
-    stop_load(load);
+    let all = stop_writers(test, t0, markers, load);
     drop(mnt);
     let last = *all.last().expect("no marker committed");
 
@@ -321,12 +305,7 @@ delimiter ;
 fn check_restored_maria(data: &Path, dir: &Path, want: &[Marker], what: &str) {
     let t = Instant::now();
     let db = Maria::start(data, dir);
-    let ids: Vec<u64> = db
-        .sql("select id from markers")
-        .lines()
-        .map(|l| l.parse().unwrap())
-        .collect();
-    assert_markers_present(want, &ids, what);
+    let n = assert_markers_present(want, &db.sql("select id from markers"), what);
     let total = db.sql("select sum(bal), count(*) from accounts");
     assert_eq!(total, "1000000\t1000", "{what}: accounts' total and count");
     let moved = db.sql("select count(*) from accounts where bal <> 1000");
@@ -335,7 +314,7 @@ fn check_restored_maria(data: &Path, dir: &Path, want: &[Marker], what: &str) {
     db.stop();
     eprintln!(
         "{what}: MariaDB started, {} markers, total intact, CHECK TABLE clean in {:?}",
-        ids.len(),
+        n,
         t.elapsed()
     );
 }
@@ -372,41 +351,22 @@ fn db4_mariadb_snapshots_restore_consistent() {
         "insert into markers () values (); \
          select id, unix_timestamp(t) from markers where id = last_insert_id()",
     ]);
-    let markers = Markers::start(move || {
-        let out = insert.output().ok().filter(|o| o.status.success())?;
-        let text = String::from_utf8_lossy(&out.stdout);
-        let (id, t) = text.trim().split_once('\t')?;
-        Some(Marker {
-            id: id.parse().ok()?,
-            t: t.parse().ok()?,
-        })
-    });
+    let markers = Markers::by_command(insert, '\t');
     let flush = format!(
         "{} --no-defaults --socket={} -u root -e 'flush tables'",
         walb_tests::mariadb::maria_bin("mariadb").display(),
         db.sock().display()
     );
     let snaps = snapshots_under_load(&c, &mnt.0, &markers, &flush);
-    let all = markers.stop();
-    stop_load(load);
+    stop_writers(test, t0, markers, load);
     // The procedures run on in the server after their clients died.
     let ids =
         db.sql("select id from information_schema.processlist where info like 'call transfers%'");
     for id in ids.lines() {
         db.sql(&format!("kill {id}"));
     }
-    eprintln!(
-        "{test}: {} markers, snapshots taken at {:?}",
-        all.len(),
-        t0.elapsed()
-    );
-    restore_each(&c, &snaps, |m, s, what| {
-        check_restored_maria(
-            &m.join("mysql"),
-            &c.dir.join(format!("msock{}", s.gid)),
-            &s.before,
-            what,
-        )
+    restore_each(&c, &snaps, |m, srv, before, what| {
+        check_restored_maria(&m.join("mysql"), srv, before, what)
     });
     db.stop();
     drop(mnt);

@@ -372,3 +372,65 @@ fn db4_mariadb_snapshots_restore_consistent() {
     drop(mnt);
     eprintln!("{test}: done in {:?}", t0.elapsed());
 }
+
+/// `snapshot --freeze` thaws the file system on every way out: the storage failing the mark,
+/// the mark not coming back within `--freeze-timeout` (the storage stopped with SIGSTOP), and
+/// `--post` runs after a failed mark; a failing `--pre` takes no snapshot.
+#[test]
+fn db3_snapshot_freeze_always_thaws() {
+    let spec = Spec {
+        devices: vec![("wdev0", 64, 32)],
+        ..Default::default()
+    };
+    let Some(c) = Cluster::start("db3_snapshot_freeze_always_thaws", spec) else {
+        return;
+    };
+    c.walbc(&["init-storage", "s0", "vol0", "wdev0"]);
+    sh(&format!("mkfs.ext4 -q -F {}", c.loops["wdev0"]), &c.dir);
+    c.walbc(&["full-backup", "s0", "vol0"]);
+    let mnt = Mounted::new(&c.loops["wdev0"], &c.dir.join("mnt"));
+    let m = mnt.0.display().to_string();
+    // A write that a frozen file system would hold: it must finish within 10 s.
+    let writable = |what: &str| {
+        let out = walb_tests::run(Command::new("timeout").args([
+            "10",
+            "sh",
+            "-c",
+            &format!("echo x > {m}/probe && sync {m}/probe"),
+        ]));
+        assert!(out.status.success(), "{what}: {m} is still frozen");
+    };
+    let post = c.dir.join("post-ran");
+    let post_cmd = format!("touch {}", post.display());
+    let e = c.walbc_err(&[
+        "snapshot", "s0", "novol", "--freeze", &m, "--pre", "true", "--post", &post_cmd,
+    ]);
+    assert!(e.contains("novol"), "{e}");
+    writable("after a failed mark");
+    assert!(post.exists(), "--post did not run after a failed mark");
+
+    let pid = c.walbc(&["call", "s0", "get", "pid"]);
+    sh(&format!("kill -STOP {pid}"), &c.dir);
+    let e = c.walbc_err(&[
+        "snapshot",
+        "s0",
+        "vol0",
+        "--freeze",
+        &m,
+        "--freeze-timeout",
+        "2",
+    ]);
+    sh(&format!("kill -CONT {pid}"), &c.dir);
+    assert!(e.contains("frozen"), "{e}");
+    writable("after the freeze timeout");
+
+    std::fs::remove_file(&post).unwrap();
+    let e = c.walbc_err(&[
+        "snapshot", "s0", "vol0", "--freeze", &m, "--pre", "false", "--post", &post_cmd,
+    ]);
+    assert!(e.contains("pre hook"), "{e}");
+    assert!(!post.exists(), "--post ran although --pre failed");
+    writable("after a failed --pre");
+    let gid = c.walbc(&["snapshot", "s0", "vol0", "--freeze", &m]);
+    c.wait_restorable("a0", &gid);
+}

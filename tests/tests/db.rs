@@ -434,3 +434,37 @@ fn db3_snapshot_freeze_always_thaws() {
     let gid = c.walbc(&["snapshot", "s0", "vol0", "--freeze", &m]);
     c.wait_restorable("a0", &gid);
 }
+
+/// `failover --to` a block device writes the newest point into it in place (the node stays a
+/// block device); an existing regular file is refused.
+#[test]
+fn db5_failover_onto_a_block_device() {
+    let Some(c) = Cluster::backed_up("db5_failover_onto_a_block_device", Spec::default(), 1 << 20)
+    else {
+        return;
+    };
+    c.write_random("wdev0", 2 << 20, 1 << 20, 2);
+    c.wait_shipped("wdev0");
+    let want = c.device_hash("wdev0");
+    let disk = c.dir.join("disk");
+    std::fs::File::create(&disk)
+        .unwrap()
+        .set_len(32 << 20)
+        .unwrap();
+    let lp = Loop::attach(&disk);
+    let out = c.walbc(&["failover", "vol0", "--to", &lp.0]);
+    assert!(out.contains(&format!("path {}", lp.0)), "{out}");
+    let meta = std::fs::metadata(&lp.0).unwrap();
+    assert!(
+        std::os::unix::fs::FileTypeExt::is_block_device(&meta.file_type()),
+        "{} was replaced",
+        lp.0
+    );
+    assert_eq!(
+        walb_tests::cluster::file_hash(Path::new(&lp.0)),
+        want,
+        "the device does not hold the newest point:\n{out}"
+    );
+    let e = c.walbc_err(&["failover", "vol0", "--to", &disk.display().to_string()]);
+    assert!(e.contains("not a block device"), "{e}");
+}

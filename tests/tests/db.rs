@@ -34,18 +34,25 @@ struct PgOnWdev {
     c: Cluster,
 }
 
-fn pg_on_wdev(test: &str, spec: Spec) -> Option<PgOnWdev> {
-    let t = Instant::now();
+/// A cluster whose wdev0 (`mb` MiB, a `log_mb` MiB log) holds a fresh ext4 mounted on
+/// `DIR/mnt`, bound to vol0 on s0 (not backed up yet).
+fn ext4_on_wdev(test: &str, spec: Spec, mb: u64, log_mb: u64) -> Option<(Cluster, Mounted)> {
     let c = Cluster::start(
         test,
         Spec {
-            devices: vec![("wdev0", 384, 256)],
+            devices: vec![("wdev0", mb, log_mb)],
             ..spec
         },
     )?;
     c.walbc(&["init-storage", "s0", "vol0", "wdev0"]);
     sh(&format!("mkfs.ext4 -q -F {}", c.loops["wdev0"]), &c.dir);
     let mnt = Mounted::new(&c.loops["wdev0"], &c.dir.join("mnt"));
+    Some((c, mnt))
+}
+
+fn pg_on_wdev(test: &str, spec: Spec) -> Option<PgOnWdev> {
+    let t = Instant::now();
+    let (c, mnt) = ext4_on_wdev(test, spec, 384, 256)?;
     let data = mnt.0.join("pg");
     initdb(&data);
     let pg = Pg::start(&data, &c.dir.join("sock"), PG_SETTINGS);
@@ -323,16 +330,9 @@ fn check_restored_maria(data: &Path, dir: &Path, want: &[Marker], what: &str) {
 fn db4_mariadb_snapshots_restore_consistent() {
     let test = "db4_mariadb_snapshots_restore_consistent";
     let t0 = Instant::now();
-    let spec = Spec {
-        devices: vec![("wdev0", 256, 128)],
-        ..Default::default()
-    };
-    let Some(c) = Cluster::start(test, spec) else {
+    let Some((c, mnt)) = ext4_on_wdev(test, Spec::default(), 256, 128) else {
         return;
     };
-    c.walbc(&["init-storage", "s0", "vol0", "wdev0"]);
-    sh(&format!("mkfs.ext4 -q -F {}", c.loops["wdev0"]), &c.dir);
-    let mnt = Mounted::new(&c.loops["wdev0"], &c.dir.join("mnt"));
     install_db(&mnt.0.join("mysql"));
     let db = Maria::start(&mnt.0.join("mysql"), &c.dir.join("msock"));
     db.create_db();
@@ -378,17 +378,11 @@ fn db4_mariadb_snapshots_restore_consistent() {
 /// `--post` runs after a failed mark; a failing `--pre` takes no snapshot.
 #[test]
 fn db3_snapshot_freeze_always_thaws() {
-    let spec = Spec {
-        devices: vec![("wdev0", 64, 32)],
-        ..Default::default()
-    };
-    let Some(c) = Cluster::start("db3_snapshot_freeze_always_thaws", spec) else {
+    let test = "db3_snapshot_freeze_always_thaws";
+    let Some((c, mnt)) = ext4_on_wdev(test, Spec::default(), 64, 32) else {
         return;
     };
-    c.walbc(&["init-storage", "s0", "vol0", "wdev0"]);
-    sh(&format!("mkfs.ext4 -q -F {}", c.loops["wdev0"]), &c.dir);
     c.walbc(&["full-backup", "s0", "vol0"]);
-    let mnt = Mounted::new(&c.loops["wdev0"], &c.dir.join("mnt"));
     let m = mnt.0.display().to_string();
     // A write that a frozen file system would hold: it must finish within 10 s.
     let writable = |what: &str| {

@@ -25,6 +25,8 @@ pub struct Spec {
     pub relays: bool,
     /// More flags for every archive daemon (e.g. `--autoresize`).
     pub archive_flags: Vec<&'static str>,
+    /// More flags for every storage daemon (e.g. `--snapshot-interval 1`).
+    pub storage_flags: Vec<&'static str>,
     /// Each archive's data dir on an ext4 file system of its own of this many MiB (a loop
     /// mounted image), to fill it up.
     pub archive_fs_mb: Option<u64>,
@@ -42,6 +44,7 @@ impl Default for Spec {
             tls: false,
             relays: false,
             archive_flags: Vec::new(),
+            storage_flags: Vec::new(),
             archive_fs_mb: None,
             daemon_flags: Vec::new(),
         }
@@ -150,7 +153,10 @@ impl Cluster {
                 "--poll-ms".into(),
                 "200".into(),
             ];
-            let extra = extra.into_iter().chain(flags(&[])).collect();
+            let extra = extra
+                .into_iter()
+                .chain(flags(&spec.storage_flags))
+                .collect();
             c.add_daemon(id, "storage", &addrs[id], extra);
         }
         c.in_layout = ss.iter().chain(&ps).chain(&aa).cloned().collect();

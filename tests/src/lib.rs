@@ -3,6 +3,9 @@
 
 pub mod certs;
 pub mod cluster;
+pub mod db;
+pub mod mariadb;
+pub mod pg;
 pub mod relay;
 
 use std::path::{Path, PathBuf};

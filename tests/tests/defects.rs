@@ -8,6 +8,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use walb_tests::cluster::{Cluster, Spec};
+use walb_tests::db::Mounted;
 use walb_tests::{bin, file_hashes, have_root_and_fuse, run, run_ok, sh};
 
 fn tool(dir: &Path) -> Command {
@@ -270,28 +271,6 @@ fn write_synced(m: &Path, prefix: &str, n: u32) -> Vec<(String, String)> {
             (name, blake3::hash(&data).to_hex().to_string())
         })
         .collect()
-}
-
-/// A mounted file system, lazily unmounted when dropped (a failing test leaves no mount).
-struct Mounted(std::path::PathBuf);
-
-impl Mounted {
-    /// `mount WHAT M`: `what` is a device, or options and a source (`-o ro,loop IMG`).
-    fn new(what: &str, m: &Path) -> Mounted {
-        std::fs::create_dir_all(m).unwrap();
-        sh(&format!("mount {what} {}", m.display()), Path::new("/"));
-        Mounted(m.to_path_buf())
-    }
-}
-
-impl Drop for Mounted {
-    fn drop(&mut self) {
-        let _ = Command::new("umount")
-            .arg("-l")
-            .arg(&self.0)
-            .stderr(std::process::Stdio::null())
-            .status();
-    }
 }
 
 /// A cluster (`None` without root and /dev/fuse) whose 64 MiB wdev0 holds a fresh ext4, bound

@@ -117,13 +117,38 @@ pub enum Cmd {
         vol: String,
         archive: String,
     },
-    /// Explicit snapshot; prints its gid once it is restorable on the primary archive.
+    /// Explicit snapshot; prints its gid once it is restorable on the primary archive. With
+    /// --freeze/--pre/--post it is taken quiesced and recorded as consistent
+    /// (docs/snapshots.md).
     Snapshot {
         storage: String,
         vol: String,
         /// Print the gid at once, without waiting.
         #[arg(long)]
         no_wait: bool,
+        /// Freeze the file system mounted here (fsfreeze) for the mark; always thawed.
+        #[arg(long, value_name = "MOUNTPOINT")]
+        freeze: Option<PathBuf>,
+        /// Run CMD (sh -c) before the freeze and the mark; no snapshot if it fails.
+        #[arg(long, value_name = "CMD")]
+        pre: Option<String>,
+        /// Run CMD (sh -c) after the mark and the thaw; runs whenever --pre ran.
+        #[arg(long, value_name = "CMD")]
+        post: Option<String>,
+        /// Seconds the mark may take while the file system is frozen (then it is thawed and the
+        /// snapshot fails).
+        #[arg(long, default_value_t = 30)]
+        freeze_timeout: u64,
+    },
+    /// Restore the newest restorable point (explicit or implicit) of VOL to PATH: a block
+    /// device is written in place, any other path becomes an image file. Prints the gid, its
+    /// time and its age (docs/recovery.md, "Disaster failover").
+    Failover {
+        vol: String,
+        #[arg(long)]
+        archive: Option<String>,
+        #[arg(long, value_name = "PATH")]
+        to: PathBuf,
     },
     /// Restore snapshot GID to an image file on the archive host; prints its path.
     Restore {
@@ -243,6 +268,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Ok(Ctl {
             layout: load()?,
             timeout: Duration::from_secs(cli.timeout),
+            record: super::quiesce::record_path(&path),
         })
     };
     match cli.cmd {
@@ -336,7 +362,31 @@ pub async fn run(cli: Cli) -> Result<()> {
             storage,
             vol,
             no_wait,
-        } => println!("{}", ctl()?.snapshot(&storage, &vol, !no_wait).await?),
+            freeze,
+            pre,
+            post,
+            freeze_timeout,
+        } => {
+            let q = super::quiesce::Quiesce {
+                pre,
+                post,
+                freeze,
+                timeout: Duration::from_secs(freeze_timeout),
+            };
+            println!(
+                "{}",
+                ctl()?
+                    .snapshot_quiesced(&storage, &vol, &q, !no_wait)
+                    .await?
+            );
+        }
+        Cmd::Failover { vol, archive, to } => {
+            let f = ctl()?.failover(&vol, archive.as_deref(), &to).await?;
+            println!("gid {}", f.gid);
+            println!("time {}", f.time);
+            println!("age_s {}", f.age_s);
+            println!("path {}", to.display());
+        }
         Cmd::Restore {
             vol,
             gid,

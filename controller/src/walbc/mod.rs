@@ -3,8 +3,10 @@
 
 pub mod cli;
 pub mod client;
+pub mod failover;
 pub mod layout;
 pub mod lifecycle;
 pub mod ops;
 pub mod quickstart;
+pub mod quiesce;
 pub mod send;

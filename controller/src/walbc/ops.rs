@@ -12,6 +12,8 @@ pub struct Ctl {
     pub layout: Layout,
     /// How long a wait (restorable snapshot, state change) may take.
     pub timeout: Duration,
+    /// walbc's record of consistent snapshots (`quiesce::record_path` of the layout file).
+    pub record: std::path::PathBuf,
 }
 
 /// One line of an archive's `get restorable`: gid, UTC time, explicit (1), implicit (0) or
@@ -445,6 +447,7 @@ impl Ctl {
                 "log_usage_pb": used, "log_capacity_pb": cap,
             }));
         }
+        let consistent = super::quiesce::consistent_gids(&self.record, vol)?;
         let mut archives = Vec::new();
         for a in &self.layout.archive {
             let rs = self
@@ -453,6 +456,8 @@ impl Ctl {
                 .map(|t| parse_restorable(&t))
                 .unwrap_or_default();
             let newest = rs.last().cloned();
+            // The newest point walbc recorded as taken quiesced (docs/snapshots.md).
+            let newest_consistent = rs.iter().rev().find(|r| consistent.contains(&r.gid));
             let latest = rs.last().map(|r| r.gid);
             let age = newest
                 .as_ref()
@@ -484,6 +489,8 @@ impl Ctl {
                 "state": self.state_or_clear(a, vol).await.ok(),
                 "newest_restorable": newest,
                 "newest_restorable_age_s": age,
+                "newest_restorable_consistent": newest.as_ref().map(|r| consistent.contains(&r.gid)),
+                "newest_consistent": newest_consistent,
                 "latest_gid": latest,
                 "lag_gids": latest
                     .filter(|_| newest_known)

@@ -231,6 +231,7 @@ impl Quickstart {
         let ctl = Ctl {
             layout,
             timeout: Duration::from_secs(120),
+            record: super::quiesce::record_path(&layout_path),
         };
         for (_, s) in ctl.layout.all() {
             super::client::wait_for(&s.addr, &["get", "pid"], Duration::from_secs(20), |_| true)

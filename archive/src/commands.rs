@@ -198,6 +198,9 @@ async fn get(a: &Arc<Archive>, args: &[String]) -> CmdResult<String> {
                 .join("\n"),
             "exists-base-image" => u8::from(vol.has_image()).to_string(),
             "broken" => a.broken(&vol.name).unwrap_or_default(),
+            "verify" => crate::verify::last(&vol)?
+                .map(|r| r.summary())
+                .unwrap_or_default(),
             "restored" => vol
                 .restored()?
                 .iter()

@@ -218,6 +218,13 @@ pub enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// `status` redrawn every INTERVAL seconds until interrupted (on a terminal the screen is
+    /// cleared first; otherwise each round follows the last).
+    Watch {
+        vol: Option<String>,
+        #[arg(long, default_value_t = 1)]
+        interval: u64,
+    },
     /// Send a wdiff file to an archive as diff GIDB → GIDE (what a proxy does), with the
     /// device uuid the file carries; prints `accept`, or the archive's rejection word and
     /// exits 1.
@@ -453,6 +460,22 @@ pub async fn run(cli: Cli) -> Result<()> {
                 ),
                 (None, true) => bail!("status --json needs a volume"),
                 (v, false) => print!("{}", c.status(v.as_deref()).await?),
+            }
+        }
+        Cmd::Watch { vol, interval } => {
+            use std::io::IsTerminal;
+            let c = ctl()?;
+            let tty = std::io::stdout().is_terminal();
+            loop {
+                let text = c.status(vol.as_deref()).await?;
+                if tty {
+                    print!("\x1b[2J\x1b[H");
+                }
+                println!(
+                    "{} (every {interval} s)\n{text}",
+                    walb_core::meta::iso_utc(walb_core::meta::unix_now())
+                );
+                tokio::time::sleep(Duration::from_secs(interval.max(1))).await;
             }
         }
         Cmd::WdiffSend {

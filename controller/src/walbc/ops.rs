@@ -442,9 +442,27 @@ impl Ctl {
                 .and_then(|u| u.split_once(' '))
                 .map(|(a, b)| (a.parse::<u64>().ok(), b.parse::<u64>().ok()))
                 .unwrap_or((None, None));
+            // A running full or hash backup: kind, bytes done of total, rate, ETA.
+            let action = self
+                .call(s, &["get", "progress", vol])
+                .await
+                .ok()
+                .and_then(|p| progress_json(&p));
             storages.push(serde_json::json!({
                 "id": s.id, "reachable": state.is_some(), "state": state, "latest_gid": latest,
-                "log_usage_pb": used, "log_capacity_pb": cap,
+                "log_usage_pb": used, "log_capacity_pb": cap, "action": action,
+            }));
+        }
+        let mut proxies = Vec::new();
+        for p in &self.layout.proxy {
+            let state = self.call(p, &["get", "state", vol]).await.ok();
+            let held = self
+                .call(p, &["get", "proxy-diff", vol])
+                .await
+                .ok()
+                .map(|t| t.lines().count());
+            proxies.push(serde_json::json!({
+                "id": p.id, "reachable": state.is_some(), "state": state, "held_diffs": held,
             }));
         }
         let consistent = super::quiesce::consistent_gids(&self.record, vol)?;
@@ -482,8 +500,20 @@ impl Ctl {
                     "low": free < floor.saturating_mul(2),
                 }))
             });
+            let lag_gids = latest
+                .filter(|_| newest_known)
+                .map(|l| newest_gid.saturating_sub(l));
+            // Behind by the age of its newest point while the storage has newer gids.
+            let lag_seconds = lag_gids.map(|g| if g > 0 { age.unwrap_or(0) } else { 0 });
+            let verify = self
+                .call(a, &["get", "verify", vol])
+                .await
+                .ok()
+                .filter(|v| !v.is_empty());
             archives.push(serde_json::json!({
                 "id": a.id,
+                "verify": verify,
+                "lag_seconds": lag_seconds,
                 "capacity": capacity,
                 "send_errors": send_errors,
                 "state": self.state_or_clear(a, vol).await.ok(),
@@ -492,18 +522,28 @@ impl Ctl {
                 "newest_restorable_consistent": newest.as_ref().map(|r| consistent.contains(&r.gid)),
                 "newest_consistent": newest_consistent,
                 "latest_gid": latest,
-                "lag_gids": latest
-                    .filter(|_| newest_known)
-                    .map(|l| newest_gid.saturating_sub(l)),
+                "lag_gids": lag_gids,
             }));
         }
-        Ok(serde_json::json!({"vol": vol, "storages": storages, "archives": archives}))
+        Ok(serde_json::json!({
+            "vol": vol, "storages": storages, "proxies": proxies, "archives": archives,
+        }))
     }
 }
 
 /// Whether a proxy's state is Started, or WlogRecv (Started while one wlog comes in).
 pub(super) fn proxy_runs(state: &str) -> bool {
     matches!(state, "Started" | "WlogRecv")
+}
+
+/// A storage's `get progress` answer (`KIND DONE TOTAL RATE ETA`) as JSON; None when idle.
+fn progress_json(p: &str) -> Option<serde_json::Value> {
+    let f: Vec<&str> = p.split_whitespace().collect();
+    let n = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok());
+    Some(serde_json::json!({
+        "kind": f.first()?, "done_bytes": n(1)?, "total_bytes": n(2)?,
+        "rate_bps": n(3)?, "eta_s": n(4)?,
+    }))
 }
 
 /// A storage's `get progress` answer (`KIND DONE TOTAL RATE ETA`) for people; None when idle.

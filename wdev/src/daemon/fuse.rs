@@ -219,10 +219,16 @@ where
             continue;
         };
         let body = &buf[size_of::<InHeader>()..n];
-        match handle(&Request { h, body }) {
-            Answer::None => {}
-            Answer::Err(e) => send(fd, h.unique, -e, &[])?,
-            Answer::Ok(v) => send(fd, h.unique, 0, &[&v])?,
+        let sent = match handle(&Request { h, body }) {
+            Answer::None => Ok(()),
+            Answer::Err(e) => send(fd, h.unique, -e, &[]),
+            Answer::Ok(v) => send(fd, h.unique, 0, &[&v]),
+        };
+        match sent {
+            Err(e) if e.raw_os_error() == Some(libc::ENODEV) => break,
+            // One bad answer fails one request, not the connection.
+            Err(e) => tracing::error!("FUSE answer to opcode {}: {e}", h.opcode),
+            Ok(()) => {}
         }
     }
     Ok(())

@@ -54,7 +54,7 @@ impl Workload {
         let (m, flag) = (m.to_path_buf(), stop.clone());
         let thread = std::thread::spawn(move || {
             let mut rng = rand::rngs::StdRng::seed_from_u64(11);
-            let mut done = Vec::new();
+            let mut done = std::collections::VecDeque::new();
             let mut i = 0u32;
             while !flag.load(Ordering::Relaxed) {
                 let len = rng.gen_range(1..64) * 1024 + rng.gen_range(0..1024);
@@ -64,6 +64,7 @@ impl Workload {
                         assert!(until_error, "remove {old}: {e}");
                         break;
                     }
+                    done.pop_front();
                 }
                 let data: Vec<u8> = (0..len).map(|_| rng.gen()).collect();
                 let name = format!("f{i:05}");
@@ -80,11 +81,10 @@ impl Workload {
                     Err(e) => panic!("{name}: {e}"),
                     Ok(_) => assert!(back == data, "{name} read back differs"),
                 }
-                done.push((name, blake3::hash(&data).to_hex().to_string()));
+                done.push_back((name, blake3::hash(&data).to_hex().to_string()));
                 i += 1;
             }
-            let first_kept = done.len().saturating_sub(KEEP as usize);
-            (done.split_off(first_kept), i)
+            (done.into(), i)
         });
         Workload { stop, thread }
     }

@@ -21,8 +21,8 @@ const DEV: &str = "wdev0";
 const KEEP: u32 = 1000;
 
 /// ext4 on a fresh wdev device (128 MiB data, a 1 GiB log that never wraps in these
-/// tests), mounted at DIR/m.
-fn ext4_cluster(test: &str) -> Option<(Cluster, PathBuf)> {
+/// tests), mounted at DIR/m, with the workload running on it.
+fn loaded_ext4(test: &str, until_error: bool) -> Option<(Cluster, PathBuf, Workload)> {
     let mut c = Cluster::start(
         test,
         Spec {
@@ -36,7 +36,8 @@ fn ext4_cluster(test: &str) -> Option<(Cluster, PathBuf)> {
     let lp = c.loops[DEV].clone();
     sh(&format!("mkfs.ext4 -q -F {lp}"), &c.dir);
     let m = c.mount(&lp, "m", "");
-    Some((c, m))
+    let w = Workload::start(&m, until_error);
+    Some((c, m, w))
 }
 
 /// A writer creating files with fsync and reading each back, until stopped, removing each
@@ -154,10 +155,9 @@ fn check_files_fsck_and_redo(c: &mut Cluster, m: &Path, files: &[(String, String
 
 #[test]
 fn c1_worker_killed_under_fs_load() {
-    let Some((mut c, m)) = ext4_cluster("c1_worker_killed_under_fs_load") else {
+    let Some((mut c, m, w)) = loaded_ext4("c1_worker_killed_under_fs_load", false) else {
         return;
     };
-    let w = Workload::start(&m, false);
     let mut rng = rand::rngs::StdRng::seed_from_u64(5);
     let mut gaps = Vec::new();
     let t = Instant::now();
@@ -184,10 +184,9 @@ fn c1_worker_killed_under_fs_load() {
 
 #[test]
 fn c2_upgrade_under_fs_load() {
-    let Some((mut c, m)) = ext4_cluster("c2_upgrade_under_fs_load") else {
+    let Some((mut c, m, w)) = loaded_ext4("c2_upgrade_under_fs_load", false) else {
         return;
     };
-    let w = Workload::start(&m, false);
     let mut took = Vec::new();
     for i in 0..3 {
         std::thread::sleep(Duration::from_secs(3));
@@ -220,10 +219,9 @@ fn c2_upgrade_under_fs_load() {
 
 #[test]
 fn c4_every_wdevd_process_killed() {
-    let Some((mut c, m)) = ext4_cluster("c4_every_wdevd_process_killed") else {
+    let Some((mut c, m, w)) = loaded_ext4("c4_every_wdevd_process_killed", true) else {
         return;
     };
-    let w = Workload::start(&m, true);
     std::thread::sleep(Duration::from_secs(3));
     let worker = c.wdevd_status()["pid"].as_u64().unwrap() as i32;
     // The supervisor first (the worker dies with it), then the worker, in case.

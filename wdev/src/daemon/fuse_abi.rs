@@ -67,11 +67,13 @@ pub fn bytes<T: Pod>(v: &T) -> &[u8] {
     unsafe { std::slice::from_raw_parts((v as *const T).cast::<u8>(), size_of::<T>()) }
 }
 
+/// Marks each struct Pod and checks at compile time that it has the kernel's size.
 macro_rules! pod {
-    ($($t:ident),*) => { $(
-        // SAFETY: repr(C), integers only, fields laid out without padding (sizes asserted in
-        // the tests below).
+    ($($t:ident = $size:literal),*) => { $(
+        // SAFETY: repr(C), integers only, fields laid out without padding (the size check
+        // below equals the sum of the fields).
         unsafe impl Pod for $t {}
+        const _: () = assert!(size_of::<$t>() == $size);
     )* };
 }
 
@@ -256,45 +258,29 @@ pub struct Dirent {
     pub typ: u32,
 }
 
+// The kernel's sizes; SetattrIn is the prefix we read of its 88 bytes.
 pod!(
-    InHeader,
-    OutHeader,
-    InitIn,
-    InitOut,
-    Attr,
-    EntryOut,
-    AttrOut,
-    SetattrIn,
-    OpenIn,
-    OpenOut,
-    ReadIn,
-    WriteIn,
-    WriteOut,
-    StatfsOut,
-    FallocateIn,
-    Dirent
+    InHeader = 40,
+    OutHeader = 16,
+    InitIn = 16,
+    InitOut = 64,
+    Attr = 88,
+    EntryOut = 128,
+    AttrOut = 104,
+    SetattrIn = 24,
+    OpenIn = 8,
+    OpenOut = 16,
+    ReadIn = 40,
+    WriteIn = 40,
+    WriteOut = 8,
+    StatfsOut = 80,
+    FallocateIn = 32,
+    Dirent = 24
 );
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sizes_are_the_kernels() {
-        assert_eq!(size_of::<InHeader>(), 40);
-        assert_eq!(size_of::<OutHeader>(), 16);
-        assert_eq!(size_of::<InitIn>(), 16);
-        assert_eq!(size_of::<InitOut>(), 64);
-        assert_eq!(size_of::<Attr>(), 88);
-        assert_eq!(size_of::<EntryOut>(), 128);
-        assert_eq!(size_of::<AttrOut>(), 104);
-        assert_eq!(size_of::<OpenOut>(), 16);
-        assert_eq!(size_of::<ReadIn>(), 40);
-        assert_eq!(size_of::<WriteIn>(), 40);
-        assert_eq!(size_of::<StatfsOut>(), 80);
-        assert_eq!(size_of::<FallocateIn>(), 32);
-        assert_eq!(size_of::<Dirent>(), 24);
-    }
 
     #[test]
     fn read_back_what_was_written() {

@@ -140,7 +140,8 @@ impl Cluster {
         }
         let ids: Vec<&str> = ps.iter().map(String::as_str).collect();
         let proxy_list = c.reach_list(&ids);
-        let archive0 = c.reach_list(&[&aa[0]]);
+        // A cluster of devices alone (no servers) has no archive for storages to name.
+        let archive0 = aa.first().map(|a| c.reach_list(&[a])).unwrap_or_default();
         let wdevd_sock = c.run_dir().join("wdevd.sock").display().to_string();
         for id in &ss {
             let extra = vec![
@@ -183,6 +184,25 @@ impl Cluster {
                 .arg(&dir),
         );
         self.mounts.push(dir);
+    }
+
+    /// Mounts `what` (with mount `opts`) at DIR/`name`; unmounted on drop if still there.
+    pub fn mount(&mut self, what: &str, name: &str, opts: &str) -> PathBuf {
+        let m = self.dir.join(name);
+        std::fs::create_dir_all(&m).unwrap();
+        run_ok(
+            Command::new("sh")
+                .arg("-c")
+                .arg(format!("mount {opts} {what} {}", m.display())),
+        );
+        self.mounts.push(m.clone());
+        m
+    }
+
+    /// The serving wdevd process (`wdevc status`): pid, supervisor_pid, started_ms,
+    /// restarts, first_answer_ms.
+    pub fn wdevd_status(&self) -> serde_json::Value {
+        serde_json::from_str(run_ok(self.wdevc().arg("status")).trim()).unwrap()
     }
 
     /// Leaves about `keep` bytes free in the file system of server `id`'s data dir; returns

@@ -112,11 +112,53 @@ enum Cmd {
     IsFrozen {
         name: String,
     },
+    /// A device's state (JSON); without NAME, the serving process: pid, start time, restarts.
     Status {
-        name: String,
+        name: Option<String>,
         #[arg(long)]
         json: bool,
     },
+    /// Hands the devices to a new wdevd binary without stopping them (no I/O error, no
+    /// remount); prints the new serving process's status.
+    Upgrade {
+        /// The new binary (default: the wdevd next to this wdevc).
+        #[arg(long)]
+        binary: Option<PathBuf>,
+    },
+}
+
+/// `wdevc upgrade`: asks the worker to hand over to `binary`, then waits until another
+/// process serves.
+fn upgrade(run_dir: &std::path::Path, binary: Option<PathBuf>) -> Result<()> {
+    let binary = match binary {
+        Some(b) => b,
+        None => std::env::current_exe()?.with_file_name("wdevd"),
+    };
+    let bin = std::fs::canonicalize(&binary).with_context(|| format!("{}", binary.display()))?;
+    let pid_of = |s: &str| -> Option<String> {
+        let rest = s.split("\"pid\":").nth(1)?;
+        Some(rest.split([',', '}']).next()?.to_string())
+    };
+    let old = pid_of(&ask(run_dir, "daemon-status".into())?);
+    // The worker may exit before its answer is out; a closed connection is fine.
+    if let Err(e) = ask(run_dir, format!("upgrade {}", bin.display())) {
+        if !e.to_string().contains("bad answer") && !e.to_string().contains("receive") {
+            return Err(e);
+        }
+    }
+    let t = std::time::Instant::now();
+    loop {
+        if let Ok(st) = ask(run_dir, "daemon-status".into()) {
+            if pid_of(&st) != old {
+                println!("{st}");
+                return Ok(());
+            }
+        }
+        if t.elapsed() > std::time::Duration::from_secs(60) {
+            bail!("no new worker after 60 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }
 
 fn ask(run_dir: &std::path::Path, line: String) -> Result<String> {
@@ -239,7 +281,12 @@ fn main() {
         Cmd::SetCheckpointInterval { ms } => print(format!("set-checkpoint-interval {ms}")),
         Cmd::IsFrozen { name } => print(format!("is-frozen {name}")),
         Cmd::ForceCheckpoint { name } => print(format!("force-checkpoint {name}")),
-        Cmd::Status { name, json: _ } => print(format!("status {name}")),
+        Cmd::Status {
+            name: Some(name),
+            json: _,
+        } => print(format!("status {name}")),
+        Cmd::Status { name: None, .. } => print("daemon-status".into()),
+        Cmd::Upgrade { binary } => upgrade(rd, binary),
     };
     if let Err(e) = r {
         eprintln!("wdevc: error: {e:#}");

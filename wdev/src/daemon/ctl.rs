@@ -71,6 +71,20 @@ fn with_dev<T: ToString>(
         .map_err(|e| e.to_string())
 }
 
+/// The serving process as JSON: pid, start time, restarts (docs/wdev.md, "Restarts").
+fn daemon_status(reg: &Registry) -> Result<String, String> {
+    let s = reg.serving.get().ok_or("no serving process recorded")?;
+    Ok(format!(
+        "{{\"pid\":{},\"supervisor_pid\":{},\"started_ms\":{},\"restarts\":{},\"first_answer_ms\":{},\"devices\":{}}}",
+        s.pid,
+        s.supervisor_pid,
+        s.started_ms,
+        s.restarts,
+        s.first_answer_ms.load(Ordering::Relaxed),
+        reg.names().len()
+    ))
+}
+
 fn handle(reg: &Registry, line: &str) -> Result<String, String> {
     let args: Vec<&str> = line.split_whitespace().collect();
     let cmd = arg(&args, 0, "command")?;
@@ -81,6 +95,16 @@ fn handle(reg: &Registry, line: &str) -> Result<String, String> {
             .map(|(n, _)| n)
             .collect::<Vec<_>>()
             .join(" "));
+    }
+    if cmd == "daemon-status" {
+        return daemon_status(reg);
+    }
+    if cmd == "upgrade" {
+        let hook = reg
+            .upgrade
+            .get()
+            .ok_or("this wdevd runs without a supervisor")?;
+        return hook(arg(&args, 1, "BINARY")?).map(|_| String::new());
     }
     if cmd == "get-checkpoint-interval" {
         return Ok(reg.checkpoint_ms.load(Ordering::Relaxed).to_string());

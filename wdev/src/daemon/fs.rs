@@ -2,58 +2,48 @@
 //! (logs durable; data follows in the background) and fallocate (punch hole and zero range become discards) go
 //! through the device's write path.
 
-use std::ffi::OsStr;
 use std::sync::Arc;
-use std::time::{Duration, UNIX_EPOCH};
 
 use bytes::Bytes;
-use fuser::{
-    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
-    KernelConfig, LockOwner, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyEmpty,
-    ReplyEntry, ReplyOpen, ReplyWrite, Request, WriteFlags,
-};
 use walb_core::LBS;
 
-use crate::daemon::registry::Registry;
+use super::fuse::{Answer, Request};
+use super::fuse_abi::{self as abi, Attr, AttrOut, EntryOut, OpenOut, StatfsOut, WriteOut};
+use crate::daemon::registry::{Registry, Served};
 use crate::dev::{Io, WdevError};
 
-const TTL: Duration = Duration::from_secs(1);
-const FALLOC_FL_PUNCH_HOLE: i32 = 0x02;
-const FALLOC_FL_ZERO_RANGE: i32 = 0x10;
+/// Seconds the kernel may cache names and attributes.
+const TTL_SECS: u64 = 1;
+const FALLOC_FL_PUNCH_HOLE: u32 = 0x02;
+const FALLOC_FL_ZERO_RANGE: u32 = 0x10;
+const DT_DIR: u32 = 4;
+const DT_REG: u32 = 8;
 
 pub struct WdevFs {
     pub reg: Arc<Registry>,
 }
 
-fn attr(ino: u64, size: u64, dir: bool) -> FileAttr {
-    FileAttr {
-        ino: INodeNo(ino),
+fn attr(ino: u64, size: u64, dir: bool) -> Attr {
+    Attr {
+        ino,
         size,
         blocks: size / 512,
-        atime: UNIX_EPOCH,
-        mtime: UNIX_EPOCH,
-        ctime: UNIX_EPOCH,
-        crtime: UNIX_EPOCH,
-        kind: if dir {
-            FileType::Directory
+        mode: if dir {
+            libc::S_IFDIR | 0o755
         } else {
-            FileType::RegularFile
+            libc::S_IFREG | 0o600
         },
-        perm: if dir { 0o755 } else { 0o600 },
         nlink: if dir { 2 } else { 1 },
-        uid: 0,
-        gid: 0,
-        rdev: 0,
-        flags: 0,
         blksize: 4096,
+        ..Default::default()
     }
 }
 
-fn errno(e: &WdevError) -> Errno {
+fn errno(e: &WdevError) -> i32 {
     match e {
-        WdevError::Invalid(_) => Errno::EINVAL,
-        WdevError::ReadOnly => Errno::EROFS,
-        WdevError::Core(_) | WdevError::Writeback(_) => Errno::EIO,
+        WdevError::Invalid(_) => libc::EINVAL,
+        WdevError::ReadOnly => libc::EROFS,
+        WdevError::Core(_) | WdevError::Writeback(_) => libc::EIO,
     }
 }
 
@@ -63,8 +53,24 @@ fn lb_range(offset: u64, len: u64) -> Option<(u64, u64)> {
         .then(|| (offset / LBS as u64, len / LBS as u64))
 }
 
+fn ok<T: abi::Pod>(v: &T) -> Answer {
+    Answer::Ok(abi::bytes(v).to_vec())
+}
+
+fn done(r: Result<(), WdevError>) -> Answer {
+    match r {
+        Ok(()) => Answer::Ok(Vec::new()),
+        Err(e) => Answer::Err(errno(&e)),
+    }
+}
+
+/// The request's fixed-size argument, or EINVAL.
+fn arg<T: abi::Pod>(r: &Request) -> Result<T, Answer> {
+    abi::read(r.body).ok_or(Answer::Err(libc::EINVAL))
+}
+
 impl WdevFs {
-    fn file_attr(&self, ino: u64) -> Option<FileAttr> {
+    fn file_attr(&self, ino: u64) -> Option<Attr> {
         if ino == 1 {
             return Some(attr(1, 0, true));
         }
@@ -72,197 +78,176 @@ impl WdevFs {
         let size = s.dev.lock().expect("device lock").size_lb() * LBS as u64;
         Some(attr(ino, size, false))
     }
-}
 
-impl Filesystem for WdevFs {
-    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
-        // Async direct IO lets the loop device's concurrent writes reach us concurrently;
-        // a kernel without it still works, one write at a time.
-        if let Err(missing) = config.add_capabilities(InitFlags::FUSE_ASYNC_DIO) {
-            tracing::warn!("kernel lacks FUSE capabilities {missing:?}: writes are not grouped");
-        }
-        let _ = config.set_max_background(64);
-        Ok(())
+    fn served(&self, r: &Request) -> Result<Arc<Served>, Answer> {
+        self.reg
+            .by_ino(r.h.nodeid)
+            .map(|(_, s)| s)
+            .ok_or(Answer::Err(libc::ENOENT))
     }
 
-    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        let found = (u64::from(parent) == 1)
-            .then(|| name.to_str().and_then(|n| self.reg.get(n).ok()))
-            .flatten()
-            .and_then(|s| self.file_attr(s.ino));
-        match found {
-            Some(a) => reply.entry(&TTL, &a, Generation(0)),
-            None => reply.error(Errno::ENOENT),
-        }
+    /// Answers one kernel request (docs/wdev.md lists what the file system does).
+    pub fn handle(&self, r: &Request) -> Answer {
+        self.dispatch(r).unwrap_or_else(|a| a)
     }
 
-    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        match self.file_attr(ino.into()) {
-            Some(a) => reply.attr(&TTL, &a),
-            None => reply.error(Errno::ENOENT),
-        }
-    }
-
-    fn open(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        if self.reg.by_ino(ino.into()).is_none() {
-            return reply.error(Errno::ENOENT);
-        }
-        // No page cache in between: the loop device above does its own caching.
-        // Parallel direct writes let the group commit see several writes at once.
-        reply.opened(
-            FileHandle(0),
-            FopenFlags::FOPEN_DIRECT_IO | FopenFlags::FOPEN_PARALLEL_DIRECT_WRITES,
-        );
-    }
-
-    fn read(
-        &self,
-        _req: &Request,
-        ino: INodeNo,
-        _fh: FileHandle,
-        offset: u64,
-        size: u32,
-        _flags: OpenFlags,
-        _lock_owner: Option<LockOwner>,
-        reply: ReplyData,
-    ) {
-        let Some((_, s)) = self.reg.by_ino(ino.into()) else {
-            return reply.error(Errno::ENOENT);
+    fn dispatch(&self, r: &Request) -> Result<Answer, Answer> {
+        let attr_out = |a: Attr| AttrOut {
+            attr_valid: TTL_SECS,
+            attr: a,
+            ..Default::default()
         };
+        Ok(match r.h.opcode {
+            abi::FORGET | abi::BATCH_FORGET | abi::INTERRUPT => Answer::None,
+            abi::LOOKUP => {
+                let name = r.body.split(|&b| b == 0).next().unwrap_or_default();
+                let found = (r.h.nodeid == 1)
+                    .then(|| std::str::from_utf8(name).ok())
+                    .flatten()
+                    .and_then(|n| self.reg.get(n).ok())
+                    .and_then(|s| self.file_attr(s.ino));
+                let a = found.ok_or(Answer::Err(libc::ENOENT))?;
+                ok(&EntryOut {
+                    nodeid: a.ino,
+                    entry_valid: TTL_SECS,
+                    attr_valid: TTL_SECS,
+                    attr: a,
+                    ..Default::default()
+                })
+            }
+            abi::GETATTR => {
+                let a = self
+                    .file_attr(r.h.nodeid)
+                    .ok_or(Answer::Err(libc::ENOENT))?;
+                ok(&attr_out(a))
+            }
+            abi::SETATTR => {
+                // Nothing about a device file changes through setattr; its size only
+                // through `wdevc resize`.
+                let a = self
+                    .file_attr(r.h.nodeid)
+                    .ok_or(Answer::Err(libc::ENOENT))?;
+                let set: abi::SetattrIn = arg(r)?;
+                if set.valid & abi::FATTR_SIZE != 0 && set.size != a.size {
+                    return Err(Answer::Err(libc::EINVAL));
+                }
+                ok(&attr_out(a))
+            }
+            abi::OPEN => {
+                self.served(r)?;
+                // No page cache in between: the loop device above does its own caching.
+                // Parallel direct writes let the group commit see several writes at once.
+                ok(&OpenOut {
+                    open_flags: abi::FOPEN_DIRECT_IO | abi::FOPEN_PARALLEL_DIRECT_WRITES,
+                    ..Default::default()
+                })
+            }
+            abi::OPENDIR => ok(&OpenOut::default()),
+            abi::READ => self.read(r)?,
+            abi::WRITE => self.write(r)?,
+            abi::FSYNC => {
+                let s = self.served(r)?;
+                let flushed = s.dev.lock().expect("device lock").flush();
+                done(flushed)
+            }
+            abi::FALLOCATE => self.fallocate(r)?,
+            abi::READDIR => self.readdir(r)?,
+            abi::STATFS => ok(&StatfsOut {
+                bsize: 4096,
+                frsize: 4096,
+                namelen: 31,
+                ..Default::default()
+            }),
+            abi::FLUSH | abi::RELEASE | abi::RELEASEDIR | abi::FSYNCDIR | abi::DESTROY => {
+                Answer::Ok(Vec::new())
+            }
+            _ => Answer::Err(libc::ENOSYS),
+        })
+    }
+
+    fn read(&self, r: &Request) -> Result<Answer, Answer> {
+        let s = self.served(r)?;
+        let a: abi::ReadIn = arg(r)?;
         let mut dev = s.dev.lock().expect("device lock");
-        let end = (dev.size_lb() * LBS as u64).min(offset + size as u64);
-        if offset >= end {
-            return reply.data(&[]);
+        let end = (dev.size_lb() * LBS as u64).min(a.offset + a.size as u64);
+        if a.offset >= end {
+            return Ok(Answer::Ok(Vec::new()));
         }
-        let Some((lba, _)) = lb_range(offset, end - offset) else {
-            return reply.error(Errno::EINVAL);
-        };
-        let mut buf = vec![0u8; (end - offset) as usize];
-        match dev.read(lba, &mut buf) {
-            Ok(()) => reply.data(&buf),
-            Err(e) => reply.error(errno(&e)),
-        }
+        let (lba, _) = lb_range(a.offset, end - a.offset).ok_or(Answer::Err(libc::EINVAL))?;
+        let mut buf = vec![0u8; (end - a.offset) as usize];
+        dev.read(lba, &mut buf)
+            .map_err(|e| Answer::Err(errno(&e)))?;
+        Ok(Answer::Ok(buf))
     }
 
-    fn write(
-        &self,
-        _req: &Request,
-        ino: INodeNo,
-        _fh: FileHandle,
-        offset: u64,
-        data: &[u8],
-        _write_flags: WriteFlags,
-        flags: OpenFlags,
-        _lock_owner: Option<LockOwner>,
-        reply: ReplyWrite,
-    ) {
-        let Some((_, s)) = self.reg.by_ino(ino.into()) else {
-            return reply.error(Errno::ENOENT);
-        };
-        let Some((lba, _)) = lb_range(offset, data.len() as u64) else {
-            return reply.error(Errno::EINVAL);
-        };
-        let fua = flags.0 & (libc::O_DSYNC | libc::O_SYNC) != 0;
+    fn write(&self, r: &Request) -> Result<Answer, Answer> {
+        let s = self.served(r)?;
+        let a: abi::WriteIn = arg(r)?;
+        let data = r
+            .body
+            .get(size_of::<abi::WriteIn>()..)
+            .and_then(|d| d.get(..a.size as usize))
+            .ok_or(Answer::Err(libc::EINVAL))?;
+        let (lba, _) = lb_range(a.offset, data.len() as u64).ok_or(Answer::Err(libc::EINVAL))?;
+        let fua = a.flags as i32 & (libc::O_DSYNC | libc::O_SYNC) != 0;
         let io = Io::Write {
             lba,
             data: Bytes::copy_from_slice(data),
         };
-        match s.submit(io, fua) {
-            Ok(()) => reply.written(data.len() as u32),
-            Err(e) => reply.error(errno(&e)),
-        }
+        s.submit(io, fua).map_err(|e| Answer::Err(errno(&e)))?;
+        Ok(ok(&WriteOut {
+            size: a.size,
+            padding: 0,
+        }))
     }
 
-    fn flush(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        _fh: FileHandle,
-        _lo: LockOwner,
-        reply: ReplyEmpty,
-    ) {
-        reply.ok();
-    }
-
-    fn fsync(
-        &self,
-        _req: &Request,
-        ino: INodeNo,
-        _fh: FileHandle,
-        _datasync: bool,
-        reply: ReplyEmpty,
-    ) {
-        let Some((_, s)) = self.reg.by_ino(ino.into()) else {
-            return reply.error(Errno::ENOENT);
-        };
-        let r = s.dev.lock().expect("device lock").flush();
-        match r {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(&e)),
-        }
-    }
-
-    fn fallocate(
-        &self,
-        _req: &Request,
-        ino: INodeNo,
-        _fh: FileHandle,
-        offset: u64,
-        length: u64,
-        mode: i32,
-        reply: ReplyEmpty,
-    ) {
-        let Some((_, s)) = self.reg.by_ino(ino.into()) else {
-            return reply.error(Errno::ENOENT);
-        };
-        if mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE) == 0 {
+    fn fallocate(&self, r: &Request) -> Result<Answer, Answer> {
+        let s = self.served(r)?;
+        let a: abi::FallocateIn = arg(r)?;
+        if a.mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE) == 0 {
             // Plain allocation: every block of the device exists already.
-            return reply.ok();
+            return Ok(Answer::Ok(Vec::new()));
         }
-        let Some((lba, blocks)) = lb_range(offset, length) else {
-            return reply.error(Errno::EINVAL);
-        };
+        let (lba, blocks) = lb_range(a.offset, a.length).ok_or(Answer::Err(libc::EINVAL))?;
         // A discard record holds at most 2^32−1 LB.
         let (mut at, end) = (lba, lba + blocks);
         while at < end {
             let n = (end - at).min(u32::MAX as u64);
-            if let Err(e) = s.submit(
-                Io::Discard {
-                    lba: at,
-                    blocks: n as u32,
-                },
-                false,
-            ) {
-                return reply.error(errno(&e));
-            }
+            let io = Io::Discard {
+                lba: at,
+                blocks: n as u32,
+            };
+            s.submit(io, false).map_err(|e| Answer::Err(errno(&e)))?;
             at += n;
         }
-        reply.ok()
+        Ok(Answer::Ok(Vec::new()))
     }
 
-    fn readdir(
-        &self,
-        _req: &Request,
-        ino: INodeNo,
-        _fh: FileHandle,
-        offset: u64,
-        mut reply: ReplyDirectory,
-    ) {
-        if u64::from(ino) != 1 {
-            return reply.error(Errno::ENOTDIR);
+    fn readdir(&self, r: &Request) -> Result<Answer, Answer> {
+        if r.h.nodeid != 1 {
+            return Err(Answer::Err(libc::ENOTDIR));
         }
-        let mut entries = vec![
-            (1, FileType::Directory, ".".to_string()),
-            (1, FileType::Directory, "..".to_string()),
-        ];
+        let a: abi::ReadIn = arg(r)?;
+        let mut entries = vec![(1, DT_DIR, ".".to_string()), (1, DT_DIR, "..".to_string())];
         for (name, s) in self.reg.names() {
-            entries.push((s.ino, FileType::RegularFile, name));
+            entries.push((s.ino, DT_REG, name));
         }
-        for (i, (ino, kind, name)) in entries.into_iter().enumerate().skip(offset as usize) {
-            if reply.add(INodeNo(ino), (i + 1) as u64, kind, name) {
+        let mut out = Vec::new();
+        for (i, (ino, typ, name)) in entries.into_iter().enumerate().skip(a.offset as usize) {
+            let d = abi::Dirent {
+                ino,
+                off: (i + 1) as u64,
+                namelen: name.len() as u32,
+                typ,
+            };
+            let len = (size_of::<abi::Dirent>() + name.len()).next_multiple_of(8);
+            if out.len() + len > a.size as usize {
                 break;
             }
+            out.extend_from_slice(abi::bytes(&d));
+            out.extend_from_slice(name.as_bytes());
+            out.resize(out.len().next_multiple_of(8), 0);
         }
-        reply.ok();
+        Ok(Answer::Ok(out))
     }
 }

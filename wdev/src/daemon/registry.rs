@@ -80,26 +80,119 @@ impl Served {
     }
 }
 
+/// The process serving the devices, for `wdevc status` (docs/wdev.md, "Restarts").
+#[derive(Default)]
+pub struct Serving {
+    pub pid: u32,
+    pub supervisor_pid: u32,
+    /// Unix time in milliseconds when this worker started.
+    pub started_ms: u64,
+    /// Workers started before this one on the same FUSE connection.
+    pub restarts: u32,
+    /// Unix time in milliseconds of this worker's first answered FUSE request (0: none yet).
+    pub first_answer_ms: std::sync::atomic::AtomicU64,
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 #[derive(Default)]
 pub struct Registry {
     devs: RwLock<BTreeMap<String, Arc<Served>>>,
     next_ino: std::sync::atomic::AtomicU64,
     /// Milliseconds between checkpoints (0: none); walb's default is 10 000.
     pub checkpoint_ms: std::sync::atomic::AtomicU64,
+    /// Where the served devices are listed (name, inode, ldev, ddev), so that a restarted
+    /// worker serves the same files under the same inodes.
+    list: Option<std::path::PathBuf>,
+    pub serving: std::sync::OnceLock<Serving>,
+    /// Hands the connection to a new binary (`wdevc upgrade PATH`); set by a supervised worker.
+    pub upgrade: std::sync::OnceLock<UpgradeHook>,
 }
+
+/// Starts handing over to the binary at the given path; answers before the handover ends.
+pub type UpgradeHook = Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
 
 impl Registry {
     pub fn new() -> Registry {
         Registry {
-            devs: RwLock::default(),
             next_ino: std::sync::atomic::AtomicU64::new(2),
             checkpoint_ms: std::sync::atomic::AtomicU64::new(10_000),
+            ..Default::default()
         }
+    }
+
+    /// A registry that keeps its device list in `list` (rewritten at every create and delete).
+    pub fn persisted(list: &Path) -> Registry {
+        Registry {
+            list: Some(list.to_path_buf()),
+            ..Registry::new()
+        }
+    }
+
+    /// Serves again every device of the list file (a worker taking over a connection); redo
+    /// runs for each. Returns the names served; a device that fails to open is reported and
+    /// left out (its file then answers ENOENT).
+    pub fn load(&self) -> Result<Vec<String>, WdevError> {
+        let Some(list) = &self.list else {
+            return Ok(Vec::new());
+        };
+        let text = match std::fs::read_to_string(list) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => {
+                return Err(walb_core::Error::io(format!("read {}", list.display()), e).into())
+            }
+        };
+        let mut devs = self.devs.write().expect("registry lock");
+        for line in text.lines() {
+            let f: Vec<&str> = line.split('\t').collect();
+            let [name, ino, ldev, ddev] = f[..] else {
+                tracing::error!("{}: bad line {line:?}", list.display());
+                continue;
+            };
+            let Ok(ino) = ino.parse::<u64>() else {
+                tracing::error!("{}: bad inode in {line:?}", list.display());
+                continue;
+            };
+            self.next_ino
+                .fetch_max(ino + 1, std::sync::atomic::Ordering::Relaxed);
+            match open_served(ino, Path::new(ldev), Path::new(ddev)) {
+                Ok(s) => {
+                    devs.insert(name.to_string(), Arc::new(s));
+                }
+                Err(e) => tracing::error!(device = name, "cannot serve again: {e}"),
+            }
+        }
+        Ok(devs.keys().cloned().collect())
+    }
+
+    fn save(&self, devs: &BTreeMap<String, Arc<Served>>) -> Result<(), WdevError> {
+        let Some(list) = &self.list else {
+            return Ok(());
+        };
+        let text: String = devs
+            .iter()
+            .map(|(n, s)| {
+                format!(
+                    "{n}\t{}\t{}\t{}\n",
+                    s.ino,
+                    s.ldev.display(),
+                    s.ddev.display()
+                )
+            })
+            .collect();
+        walb_core::atomic::write_atomic(list, text.as_bytes())?;
+        Ok(())
     }
 
     /// Opens (and redoes) the device and serves it as `name`.
     pub fn create(&self, name: &str, ldev: &Path, ddev: &Path) -> Result<(), WdevError> {
-        if name.is_empty() || name.contains('/') || name.len() > 31 {
+        if name.is_empty() || name.contains('/') || name.contains('\t') || name.len() > 31 {
             return Err(WdevError::Invalid(format!(
                 "device name {name:?}: 1 to 31 bytes, no '/'"
             )));
@@ -108,34 +201,26 @@ impl Registry {
         if devs.contains_key(name) {
             return Err(WdevError::Invalid(format!("device {name} exists")));
         }
-        let open = |p: &Path| {
-            FileIo::open(p, true)
-                .map_err(|e| walb_core::Error::io(format!("open {}", p.display()), e))
-        };
-        let lio = open(ldev)?;
-        let pbs = lio
-            .physical_block_size()
-            .map_err(|e| walb_core::Error::io("block size", e))?
-            .and_then(walb_core::Pbs::new);
-        let dev = Wdev::open(Box::new(lio), Box::new(open(ddev)?), pbs)?;
         let ino = self
             .next_ino
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        devs.insert(
-            name.to_string(),
-            Arc::new(Served::new(ino, ldev, ddev, dev)),
-        );
+        devs.insert(name.to_string(), Arc::new(open_served(ino, ldev, ddev)?));
+        if let Err(e) = self.save(&devs) {
+            devs.remove(name);
+            return Err(e);
+        }
         Ok(())
     }
-
     /// Stops serving `name` after a final checkpoint.
     pub fn delete(&self, name: &str) -> Result<(), WdevError> {
-        let s = self
-            .devs
-            .write()
-            .expect("registry lock")
-            .remove(name)
-            .ok_or_else(|| WdevError::Invalid(format!("no device {name}")))?;
+        let s = {
+            let mut devs = self.devs.write().expect("registry lock");
+            let s = devs
+                .remove(name)
+                .ok_or_else(|| WdevError::Invalid(format!("no device {name}")))?;
+            self.save(&devs)?;
+            s
+        };
         let mut dev = s.dev.lock().expect("device lock");
         dev.checkpoint()
     }
@@ -182,4 +267,18 @@ impl Registry {
             }
         }
     }
+}
+
+/// Opens (and redoes) a device's log and data devices.
+fn open_served(ino: u64, ldev: &Path, ddev: &Path) -> Result<Served, WdevError> {
+    let open = |p: &Path| {
+        FileIo::open(p, true).map_err(|e| walb_core::Error::io(format!("open {}", p.display()), e))
+    };
+    let lio = open(ldev)?;
+    let pbs = lio
+        .physical_block_size()
+        .map_err(|e| walb_core::Error::io("block size", e))?
+        .and_then(walb_core::Pbs::new);
+    let dev = Wdev::open(Box::new(lio), Box::new(open(ddev)?), pbs)?;
+    Ok(Served::new(ino, ldev, ddev, dev))
 }

@@ -261,3 +261,53 @@ fn c4_every_wdevd_process_killed() {
     sh(&format!("umount {}", m2.display()), &c.dir);
     sh(&format!("e2fsck -fn {lp}"), &c.dir);
 }
+
+/// The serving worker killed twice: once while a full backup reads the device, once while
+/// walb-storage ships writes. The backup finishes, shipping resumes by itself, the writer
+/// sees no error, and a snapshot taken afterwards restores to the device's hash at its gid.
+#[test]
+fn c3_worker_killed_while_shipping_and_during_a_full_backup() {
+    let spec = Spec {
+        devices: vec![(DEV, 64, 64)],
+        ..Spec::default()
+    };
+    let Some(c) = Cluster::start(
+        "c3_worker_killed_while_shipping_and_during_a_full_backup",
+        spec,
+    ) else {
+        return;
+    };
+    // The I/O that follows waits for the next worker (no need to wait here for it).
+    let kill_worker = |c: &Cluster| {
+        let pid = c.wdevd_status()["pid"].as_u64().unwrap();
+        // SAFETY: kill takes a pid and a signal number.
+        assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGKILL) }, 0);
+    };
+    c.walbc(&["init-storage", "s0", "vol0", DEV]);
+    c.write_random(DEV, 0, 48 << 20, 1);
+    // A scan of about 4 s, so the kill lands in the middle of it.
+    c.walbc(&["set-full-scan-bps", "s0", "16000000"]);
+    let mut backup = c.walbc_cmd();
+    backup.args(["full-backup", "s0", "vol0"]);
+    let backup = std::thread::spawn(move || walb_tests::run(&mut backup));
+    std::thread::sleep(Duration::from_millis(1500));
+    kill_worker(&c);
+    let out = backup.join().unwrap();
+    assert!(
+        out.status.success(),
+        "full backup across a worker kill: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        c.logs()
+    );
+    c.walbc(&["set-full-scan-bps", "s0", "0"]);
+    // Writes being shipped while the worker dies again.
+    for i in 0..8u64 {
+        c.write_random(DEV, (i * 4) << 20, 1 << 20, 10 + i);
+        if i == 3 {
+            kill_worker(&c);
+        }
+    }
+    let gid = c.walbc(&["snapshot", "s0", "vol0"]);
+    c.check_restore("a0", &gid, DEV);
+    assert_eq!(c.wdevd_status()["restarts"], 2);
+}

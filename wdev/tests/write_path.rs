@@ -287,9 +287,9 @@ fn bad_requests_are_refused() {
     assert!(dev.read(0, &mut b).is_err());
 }
 
-#[test]
-fn concurrent_writers_are_grouped_into_shared_logpacks() {
-    // Eight writers, each on its own region so the end state is known whatever the order.
+/// Eight writers through one group commit, each on its own region so the end state is known
+/// whatever the order; the data is checked, and the log's pack and record counts returned.
+fn eight_concurrent_writers() -> (u64, u64) {
     let f = files(50_000, Pbs::B4096);
     let mut dev = open(&f);
     // Writers also meet the writeback thread's batches (and its bound).
@@ -342,10 +342,22 @@ fn concurrent_writers_are_grouped_into_shared_logpacks() {
         lsid = p.header.next_lsid();
     }
     assert_eq!(records, writers * writes);
-    assert!(
-        packs < records,
-        "{packs} packs for {records} writes: concurrent writes were never grouped"
-    );
+    (packs, records)
+}
+
+#[test]
+fn concurrent_writers_are_grouped_into_shared_logpacks() {
+    // Whether writers overlap is up to the scheduler: on a loaded machine a round may see
+    // none, so a few rounds are allowed to show grouping (each checks the data).
+    let mut seen = Vec::new();
+    for _ in 0..5 {
+        let (packs, records) = eight_concurrent_writers();
+        if packs < records {
+            return;
+        }
+        seen.push((packs, records));
+    }
+    panic!("{seen:?} (packs, writes): concurrent writes were never grouped");
 }
 
 #[test]

@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::sync::OwnedMutexGuard;
 use walb_core::apply::DiscardMode;
@@ -279,6 +280,32 @@ impl Archive {
         })
         .await
         .map_err(|e| CmdError::Internal(format!("operation panicked: {e}")))?
+    }
+
+    /// Runs `job` on every volume every `every`, under its lock, until the daemon stops;
+    /// volumes that are broken or have a transfer running are passed over that round. What
+    /// `job` reports is logged at INFO, its errors at WARN, both named by `what`.
+    pub async fn every_volume<F>(self: Arc<Self>, what: &'static str, every: Duration, job: F)
+    where
+        F: Fn(&Archive, &Vol) -> CmdResult<Option<String>> + Clone + Send + 'static,
+    {
+        loop {
+            tokio::time::sleep(every).await;
+            if self.ready().is_err() {
+                continue;
+            }
+            let Ok(names) = self.volumes() else { continue };
+            for name in names {
+                if self.broken(&name).is_some() || self.entry(&name).transient().is_some() {
+                    continue;
+                }
+                match self.run(&name, job.clone()).await {
+                    Ok(Some(s)) => tracing::info!(vol = %name, "{what}: {s}"),
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!(vol = %name, "{what}: {e}"),
+                }
+            }
+        }
     }
 
     /// Updates the per-volume gauges from the files.

@@ -123,22 +123,10 @@ pub fn describe(plan: &[(Restorable, Vec<Why>)]) -> String {
 
 /// Runs retention on every volume every `every`, until the daemon stops.
 pub async fn run_scheduled(a: std::sync::Arc<crate::archive::Archive>, every: std::time::Duration) {
-    loop {
-        tokio::time::sleep(every).await;
-        if a.ready().is_err() {
-            continue;
-        }
-        let Ok(names) = a.volumes() else { continue };
-        for name in names {
-            if a.broken(&name).is_some() || a.entry(&name).transient().is_some() {
-                continue;
-            }
-            match a.run(&name, |a, vol| run_once(a, vol, false)).await {
-                Ok(_) => {}
-                Err(e) => tracing::warn!(vol = %name, "retention: {e}"),
-            }
-        }
-    }
+    a.every_volume("retention", every, |a, vol| {
+        run_once(a, vol, false).map(|_| None)
+    })
+    .await
 }
 
 /// Retention on one volume now (`dry_run`: only the plan); returns the plan as text.

@@ -73,45 +73,29 @@ pub fn plan(chain: &[MetaDiff], now: u64, p: &Policy) -> Vec<(Gid, Gid)> {
     runs
 }
 
-/// Thins every archived volume now and then, until the daemon stops.
+/// Thins every archived volume every `every`, until the daemon stops.
 pub async fn run(a: Arc<Archive>, policy: Policy, every: Duration) {
-    loop {
-        tokio::time::sleep(every).await;
-        if a.ready().is_err() {
-            continue;
+    let job = move |a: &Archive, vol: &crate::volume::Vol| {
+        if !vol.exists() || vol.state()? != State::Archived {
+            return Ok(None);
         }
-        let Ok(names) = a.volumes() else { continue };
-        for name in names {
-            if a.broken(&name).is_some() || a.entry(&name).transient().is_some() {
-                continue;
-            }
-            let r = a
-                .run(&name, move |a, vol| {
-                    if !vol.exists() || vol.state()? != State::Archived {
-                        return Ok(0);
-                    }
-                    let base = vol.base()?;
-                    if base.is_applying {
-                        return Ok(0);
-                    }
-                    let chain = vol.chain(&base, None)?;
-                    let runs = plan(&chain, walb_core::meta::unix_now(), &policy);
-                    for &(b, e) in &runs {
-                        crate::ops::merge(vol, b.0, e.0)?;
-                    }
-                    if !runs.is_empty() {
-                        a.refresh_metrics(vol);
-                    }
-                    Ok(runs.len())
-                })
-                .await;
-            match r {
-                Ok(0) => {}
-                Ok(n) => tracing::debug!(vol = %name, "thinned {n} runs of implicit points"),
-                Err(e) => tracing::warn!(vol = %name, "thinning implicit points: {e}"),
-            }
+        let base = vol.base()?;
+        if base.is_applying {
+            return Ok(None);
         }
-    }
+        let chain = vol.chain(&base, None)?;
+        let runs = plan(&chain, walb_core::meta::unix_now(), &policy);
+        for &(b, e) in &runs {
+            crate::ops::merge(vol, b.0, e.0)?;
+        }
+        if runs.is_empty() {
+            return Ok(None);
+        }
+        a.refresh_metrics(vol);
+        tracing::debug!(vol = %vol.name, "thinned {} runs of implicit points", runs.len());
+        Ok(None)
+    };
+    a.every_volume("thinning implicit points", every, job).await
 }
 
 #[cfg(test)]

@@ -112,37 +112,19 @@ fn read_through(path: &Path) -> std::io::Result<u64> {
     Ok(size)
 }
 
-/// Verifies every volume whose last verification is older than `every`, until the daemon
-/// stops; checks once a minute.
+/// Verifies every volume whose last verification is older than `every` seconds, until the
+/// daemon stops; checks once a minute.
 pub async fn run_scheduled(a: std::sync::Arc<crate::archive::Archive>, every: u64) {
-    loop {
-        tokio::time::sleep(std::time::Duration::from_secs(60)).await;
-        if a.ready().is_err() {
-            continue;
+    let job = move |a: &crate::archive::Archive, vol: &Vol| {
+        if !vol.has_image() || last(vol)?.is_some_and(|r| r.time + every > unix_now()) {
+            return Ok(None);
         }
-        let Ok(names) = a.volumes() else { continue };
-        for name in names {
-            let r = a
-                .run(&name, move |a, vol| {
-                    if !vol.has_image() {
-                        return Ok(None);
-                    }
-                    let due = last(vol)?.is_none_or(|r| r.time + every <= unix_now());
-                    if !due {
-                        return Ok(None);
-                    }
-                    let r = verify(vol)?;
-                    a.note_verify(&vol.name, &r);
-                    Ok(Some(r.summary()))
-                })
-                .await;
-            match r {
-                Ok(Some(s)) => tracing::info!(vol = %name, "scheduled verify: {s}"),
-                Ok(None) => {}
-                Err(e) => tracing::warn!(vol = %name, "scheduled verify: {e}"),
-            }
-        }
-    }
+        let r = verify(vol)?;
+        a.note_verify(&vol.name, &r);
+        Ok(Some(r.summary()))
+    };
+    a.every_volume("scheduled verify", std::time::Duration::from_secs(60), job)
+        .await
 }
 
 #[cfg(test)]

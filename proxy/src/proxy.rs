@@ -371,27 +371,30 @@ impl Proxy {
         Ok(())
     }
 
-    pub fn is_send_error(&self, vol: &str, archive: &str) -> CmdResult<bool> {
+    /// `f` of the sender state of `vol` to `archive`.
+    fn sender_state<T>(
+        &self,
+        vol: &str,
+        archive: &str,
+        f: impl FnOnce(&crate::volume::SendSt) -> T,
+    ) -> CmdResult<T> {
         let v = self.vol(vol)?;
         let st = v.lock();
         let a = st
             .archives
             .get(archive)
             .ok_or_else(|| not_found_archive(vol, archive))?;
-        let e = a.ctl.lock().error;
-        Ok(e)
+        let r = f(&a.ctl.lock());
+        Ok(r)
+    }
+
+    pub fn is_send_error(&self, vol: &str, archive: &str) -> CmdResult<bool> {
+        self.sender_state(vol, archive, |c| c.error)
     }
 
     /// Why the last send of `vol` to `archive` failed ("" after a send went through).
     pub fn last_send_failure(&self, vol: &str, archive: &str) -> CmdResult<String> {
-        let v = self.vol(vol)?;
-        let st = v.lock();
-        let a = st
-            .archives
-            .get(archive)
-            .ok_or_else(|| not_found_archive(vol, archive))?;
-        let f = a.ctl.lock().last_failure.clone();
-        Ok(f.unwrap_or_default())
+        self.sender_state(vol, archive, |c| c.last_failure.clone().unwrap_or_default())
     }
 
     /// Daemon shutdown: senders stop (graceful: after their current send); the `started`

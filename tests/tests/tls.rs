@@ -51,12 +51,14 @@ fn tls_pipeline_requires_client_certificates() {
     assert_eq!(c.walbc(&["call", "a0", "get", "state", "vol0"]), "Archived");
 }
 
-/// `walb-archive` on `listen` with `extra` flags, its data in `dir/a0`.
+/// `walb-archive` on `listen` with `extra` flags, its data in `dir/a0`, its log in
+/// `dir/a0.log` (made anew).
 fn archive_cmd(dir: &Path, listen: &str, extra: &[String]) -> std::process::Command {
     let mut cmd = std::process::Command::new(bin("walb-archive"));
     cmd.args(["--id", "a0", "--listen", listen, "--data-dir"])
         .arg(dir.join("a0"))
-        .args(extra);
+        .args(extra)
+        .stderr(std::fs::File::create(dir.join("a0.log")).unwrap());
     cmd
 }
 
@@ -75,11 +77,7 @@ struct Lone(std::process::Child);
 impl Lone {
     /// Starts `cmd` and waits until `walbc [tls] call addr version` answers; returns the reply.
     fn start(cmd: &mut std::process::Command, tls: &[String], addr: &str) -> (Lone, String) {
-        let mut lone = Lone(
-            cmd.stderr(std::process::Stdio::null())
-                .spawn()
-                .expect("start walb-archive"),
-        );
+        let mut lone = Lone(cmd.spawn().expect("start walb-archive"));
         let t = std::time::Instant::now();
         loop {
             let out = call(tls, addr, &["version"]);
@@ -113,15 +111,29 @@ fn tls_plaintext_off_loopback_is_refused() {
 
     let out = run(&mut archive_cmd(dir.path(), &any, &[]));
     assert!(!out.status.success(), "started plain TCP on {any}");
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = std::fs::read_to_string(dir.path().join("a0.log")).unwrap();
     for word in [any.as_str(), "--tls-cert", "--insecure"] {
         assert!(err.contains(word), "error does not name {word}: {err}");
     }
 
-    let insecure = ["--insecure".to_string()];
-    let (lone, reply) = Lone::start(&mut archive_cmd(dir.path(), &any, &insecure), &[], &local);
-    assert!(reply.ends_with(" insecure"), "{reply}");
-    drop(lone);
+    // --insecure, as a flag or as a config key, lets it start and says so.
+    let config = dir.path().join("archive.toml");
+    std::fs::write(&config, "insecure = true\n").unwrap();
+    for insecure in [
+        vec!["--insecure".to_string()],
+        vec!["--config".to_string(), config.display().to_string()],
+    ] {
+        let mut cmd = archive_cmd(dir.path(), &any, &insecure);
+        let (lone, reply) = Lone::start(&mut cmd, &[], &local);
+        assert!(reply.ends_with(" insecure"), "{insecure:?}: {reply}");
+        drop(lone);
+        let log = std::fs::read_to_string(dir.path().join("a0.log")).unwrap();
+        let warn = log.lines().find(|l| l.contains("WARN"));
+        assert!(
+            warn.is_some_and(|l| l.contains("--insecure") && l.contains(&any)),
+            "{insecure:?}: no WARN line in the log:\n{log}"
+        );
+    }
 
     let (_lone, reply) = Lone::start(&mut archive_cmd(dir.path(), &local, &[]), &[], &local);
     assert!(

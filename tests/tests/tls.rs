@@ -1,6 +1,8 @@
-//! TLS with client certificates between every process: the pipeline works end to end, and a
-//! client without a certificate, or with one from another CA, reaches nothing. Needs root and
-//! /dev/fuse (the pipeline runs on a wdev loop device).
+//! TLS with client certificates between every process (made by walbc gen-certs: each daemon
+//! its own, walbc controller.crt): the pipeline works end to end, and a client without a
+//! certificate, or with one from another CA, reaches nothing (needs root and /dev/fuse: the
+//! pipeline runs on a wdev loop device). Without root: no plain TCP off loopback unless
+//! --insecure, gen-certs' files, the audit log, and roles (docs/security.md).
 
 use std::path::Path;
 

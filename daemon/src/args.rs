@@ -21,6 +21,10 @@ pub struct CommonArgs {
     pub metrics: Option<SocketAddr>,
     #[command(flatten)]
     pub tls: TlsArgs,
+    /// Serve plain TCP on a non-loopback --listen address (docs/security.md); without TLS a
+    /// daemon otherwise refuses to start there.
+    #[arg(long)]
+    pub insecure: bool,
     /// TOML file with any of these flags (same names).
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -33,6 +37,7 @@ impl CommonArgs {
     /// Logging and transport set up; the serve options for `host_type`.
     pub fn init(&self, host_type: &'static str) -> anyhow::Result<crate::serve::Opts> {
         walb_core::logging::init();
+        let insecure = self.plaintext_off_loopback()?;
         self.tls.init()?;
         std::fs::create_dir_all(&self.data_dir)
             .map_err(|e| anyhow::anyhow!("create data dir {}: {e}", self.data_dir.display()))?;
@@ -42,6 +47,29 @@ impl CommonArgs {
             listen: self.listen,
             metrics: self.metrics,
             transfer_summary: std::time::Duration::from_secs(self.transfer_summary_secs.max(1)),
+            insecure,
+            data_dir: self.data_dir.clone(),
         })
+    }
+
+    /// Whether this daemon serves plain TCP off loopback (only with `--insecure`, with a WARN);
+    /// an error naming the address and the two ways out when it would without `--insecure`.
+    fn plaintext_off_loopback(&self) -> anyhow::Result<bool> {
+        if self.tls.is_set() || self.listen.ip().is_loopback() {
+            return Ok(false);
+        }
+        if !self.insecure {
+            anyhow::bail!(
+                "refusing plain TCP on non-loopback address {}: configure TLS (--tls-cert, \
+                 --tls-key, --tls-ca) or start with --insecure",
+                self.listen
+            );
+        }
+        tracing::warn!(
+            "--insecure: serving plain TCP on non-loopback address {} (no TLS: anyone who \
+             reaches it can run every command)",
+            self.listen
+        );
+        Ok(true)
     }
 }

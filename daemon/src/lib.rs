@@ -1,15 +1,19 @@
 //! walb-daemon: what every daemon (storage, proxy, archive) shares: flags merged with a TOML
 //! config, logging, the Control service over a command trait, command errors as gRPC statuses,
 //! the Prometheus `/metrics` endpoint, periodic transfer summaries in the log, readiness for
-//! systemd, graceful shutdown, and atomic per-volume files.
+//! systemd, graceful shutdown, atomic per-volume files, the command table (`access`), the
+//! caller's identity (`peer`) and the audit log.
 //! It must not hold any daemon's volume logic.
 
+pub mod access;
 pub mod args;
+pub mod audit;
 pub mod config;
 pub mod disk;
 pub mod error;
 pub mod metrics;
 pub mod notify;
+pub mod peer;
 pub mod serve;
 pub mod tls;
 pub mod transfers;

@@ -12,8 +12,10 @@ use walb_proto::control_server::{Control, ControlServer};
 use walb_proto::wire::MAX_MESSAGE;
 use walb_proto::{Command, Reply};
 
+use crate::audit::Audit;
 use crate::error::CmdResult;
 use crate::metrics::Metrics;
+use crate::peer::Peer;
 
 /// A daemon's command set (everything walbc can ask it).
 #[tonic::async_trait]
@@ -73,40 +75,65 @@ impl Shutdown {
 
 struct ControlSvc {
     host_type: &'static str,
+    insecure: bool,
+    audit: Audit,
     commands: Arc<dyn Commands>,
     shutdown: Shutdown,
+}
+
+impl ControlSvc {
+    async fn dispatch(&self, args: Vec<String>) -> Result<String, Status> {
+        Ok(
+            match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
+                ["get", "host-type"] => self.host_type.to_string(),
+                ["get", "pid"] => std::process::id().to_string(),
+                ["version"] => {
+                    let insecure = if self.insecure { " insecure" } else { "" };
+                    format!("{} {}{insecure}", self.host_type, env!("CARGO_PKG_VERSION"))
+                }
+                ["shutdown"] | ["shutdown", "graceful"] => {
+                    self.shutdown.begin(false);
+                    "ok".into()
+                }
+                ["shutdown", "force"] => {
+                    self.shutdown.begin(true);
+                    "ok".into()
+                }
+                _ => match self.commands.call(args.clone()).await {
+                    Ok(t) => t,
+                    Err(e) => {
+                        if e.is_server_fault() {
+                            tracing::error!(?args, "command failed: {e}");
+                        } else {
+                            tracing::info!(?args, "command refused: {e}");
+                        }
+                        return Err(e.into());
+                    }
+                },
+            },
+        )
+    }
 }
 
 #[tonic::async_trait]
 impl Control for ControlSvc {
     async fn call(&self, req: Request<Command>) -> Result<Response<Reply>, Status> {
+        let peer = Peer::of(&req);
         let args = req.into_inner().args;
-        tracing::debug!(?args, "command");
-        let text = match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
-            ["get", "host-type"] => self.host_type.to_string(),
-            ["get", "pid"] => std::process::id().to_string(),
-            ["version"] => format!("{} {}", self.host_type, env!("CARGO_PKG_VERSION")),
-            ["shutdown"] | ["shutdown", "graceful"] => {
-                self.shutdown.begin(false);
-                "ok".into()
-            }
-            ["shutdown", "force"] => {
-                self.shutdown.begin(true);
-                "ok".into()
-            }
-            _ => match self.commands.call(args.clone()).await {
-                Ok(t) => t,
-                Err(e) => {
-                    if e.is_server_fault() {
-                        tracing::error!(?args, "command failed: {e}");
-                    } else {
-                        tracing::info!(?args, "command refused: {e}");
-                    }
-                    return Err(e.into());
-                }
-            },
+        tracing::debug!(?args, %peer, "command");
+        let rule = crate::access::rule(&args);
+        let result = if peer.tls && !rule.allows(peer.role()) {
+            tracing::warn!(?args, %peer, "command denied by role");
+            Err(Status::permission_denied(format!(
+                "{peer}: role {} may not run {:?} (docs/security.md)",
+                peer.role().unwrap_or("(none)"),
+                args.first().map_or("", String::as_str)
+            )))
+        } else {
+            self.dispatch(args.clone()).await
         };
-        Ok(Response::new(Reply { text }))
+        self.audit.record(&rule, &peer, &args, &result);
+        result.map(|text| Response::new(Reply { text }))
     }
 }
 
@@ -117,6 +144,10 @@ pub struct Opts {
     pub metrics: Option<SocketAddr>,
     /// How often transfers are summed up at INFO (`transfers`).
     pub transfer_summary: std::time::Duration,
+    /// Plain TCP off loopback by `--insecure` (said in the `version` reply).
+    pub insecure: bool,
+    /// The daemon's data dir (the audit log lives there).
+    pub data_dir: std::path::PathBuf,
 }
 
 /// Serves Control plus whatever `add` adds until SIGTERM/SIGINT (graceful) or the `shutdown`
@@ -130,6 +161,8 @@ pub async fn run(
 ) -> Result<()> {
     let control = ControlServer::new(ControlSvc {
         host_type: opts.host_type,
+        insecure: opts.insecure,
+        audit: Audit::new(&opts.data_dir),
         commands,
         shutdown: shutdown.clone(),
     })

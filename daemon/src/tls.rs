@@ -17,6 +17,11 @@ pub struct TlsArgs {
 }
 
 impl TlsArgs {
+    /// True when any TLS file is given (`init` then insists on all three).
+    pub fn is_set(&self) -> bool {
+        self.tls_cert.is_some() || self.tls_key.is_some() || self.tls_ca.is_some()
+    }
+
     /// Sets the process's transport; call once before serving or connecting.
     pub fn init(&self) -> anyhow::Result<()> {
         let files = walb_proto::wire::tls_files(

@@ -18,6 +18,19 @@ pub const CHUNK: usize = 1 << 20;
 const STREAM_WINDOW: u32 = 8 << 20;
 const CONN_WINDOW: u32 = 16 << 20;
 
+/// Every certificate names its holder in a URI SAN `walb://role/<role>/<id>` (docs/security.md).
+pub const ROLE_URI: &str = "walb://role/";
+
+/// The URI SAN naming `role` `id`.
+pub fn role_uri(role: &str, id: &str) -> String {
+    format!("{ROLE_URI}{role}/{id}")
+}
+
+/// (role, id) of a `walb://role/<role>/<id>` URI.
+pub fn parse_role_uri(uri: &str) -> Option<(&str, &str)> {
+    uri.strip_prefix(ROLE_URI)?.split_once('/')
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum WireError {
     #[error("bad address {0:?}: {1}")]

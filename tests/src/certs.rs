@@ -1,9 +1,10 @@
-//! Test certificates: a CA and one certificate it signs for 127.0.0.1/localhost, usable as
-//! both server and client identity.
+//! Test certificates: a CA and one certificate it signs for 127.0.0.1/localhost (role
+//! controller, id the prefix), usable as both server and client identity; made by walbc's
+//! own certificate code.
 
 use std::path::{Path, PathBuf};
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair};
+use walb_controller::walbc::certs::{write_pem, Ca};
 
 /// PEM files written by `make`.
 pub struct Certs {
@@ -13,6 +14,16 @@ pub struct Certs {
 }
 
 impl Certs {
+    /// The files `walbc gen-certs` wrote into `dir` for `name` (a server id, `controller`,
+    /// `monitor`).
+    pub fn generated(dir: &Path, name: &str) -> Certs {
+        Certs {
+            ca: dir.join(walb_controller::walbc::certs::CA_CERT),
+            cert: dir.join(format!("{name}.crt")),
+            key: dir.join(format!("{name}.key")),
+        }
+    }
+
     /// The walbc/daemon flags for these files.
     pub fn flags(&self) -> Vec<String> {
         vec![
@@ -28,28 +39,20 @@ impl Certs {
 
 /// Writes `<prefix>-ca.pem`, `<prefix>-cert.pem`, `<prefix>-key.pem` under `dir`.
 pub fn make(dir: &Path, prefix: &str) -> Certs {
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, format!("{prefix} test CA"));
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let key = KeyPair::generate().unwrap();
-    let mut params =
-        CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
-    params.extended_key_usages = vec![
-        ExtendedKeyUsagePurpose::ServerAuth,
-        ExtendedKeyUsagePurpose::ClientAuth,
-    ];
-    let cert = params.signed_by(&key, &ca, &ca_key).unwrap();
+    let ca = Ca::new(&format!("{prefix} test CA")).unwrap();
+    let (cert, key) = ca
+        .issue(
+            &["localhost".to_string(), "127.0.0.1".to_string()],
+            Some(("controller", prefix)),
+        )
+        .unwrap();
     let certs = Certs {
         ca: dir.join(format!("{prefix}-ca.pem")),
         cert: dir.join(format!("{prefix}-cert.pem")),
         key: dir.join(format!("{prefix}-key.pem")),
     };
-    std::fs::write(&certs.ca, ca.pem()).unwrap();
-    std::fs::write(&certs.cert, cert.pem()).unwrap();
-    std::fs::write(&certs.key, key.serialize_pem()).unwrap();
+    write_pem(&certs.ca, &ca.cert_pem(), false).unwrap();
+    write_pem(&certs.cert, &cert, false).unwrap();
+    write_pem(&certs.key, &key, true).unwrap();
     certs
 }

@@ -18,7 +18,8 @@ pub struct Spec {
     pub proxies: usize,
     pub archives: usize,
     pub devices: Vec<(&'static str, u64, u64)>,
-    /// Every connection over TLS with client certificates.
+    /// Every connection over TLS with client certificates, made by walbc gen-certs for the
+    /// layout (each daemon its own, walbc controller.crt).
     pub tls: bool,
     /// A TCP relay in front of every proxy and archive; storages reach them through it
     /// (`Cluster::relay`), walbc directly.
@@ -64,7 +65,7 @@ pub struct Cluster {
     wdevd: Option<Child>,
     /// Device name → loop device.
     pub loops: BTreeMap<String, String>,
-    /// The certificates when the cluster runs TLS.
+    /// walbc's certificates (controller.crt) when the cluster runs TLS.
     pub certs: Option<crate::certs::Certs>,
     relays: BTreeMap<String, crate::relay::Relay>,
     /// File systems mounted for the test, unmounted on drop.
@@ -98,9 +99,6 @@ impl Cluster {
             in_layout: Vec::new(),
             _tmp: tmp,
         };
-        if spec.tls {
-            c.certs = Some(crate::certs::make(&c.dir, "cluster"));
-        }
         c.start_wdevd();
         for (name, mb, log_mb) in &spec.devices {
             c.create_device(name, *mb, *log_mb);
@@ -162,6 +160,9 @@ impl Cluster {
         }
         c.in_layout = ss.iter().chain(&ps).chain(&aa).cloned().collect();
         c.write_layout();
+        if spec.tls {
+            c.gen_certs();
+        }
         for id in c.daemons.keys().cloned().collect::<Vec<_>>() {
             c.start_daemon(&id);
         }
@@ -327,7 +328,6 @@ impl Cluster {
             data.display().to_string(),
         ];
         args.extend(extra);
-        args.extend(self.certs.iter().flat_map(|c| c.flags()));
         self.daemons.insert(
             id.to_string(),
             Daemon {
@@ -337,6 +337,19 @@ impl Cluster {
                 child: None,
             },
         );
+    }
+
+    /// TLS as walbc gen-certs sets it up for the layout: each daemon its own certificate
+    /// (its role and id), walbc controller.crt.
+    fn gen_certs(&mut self) {
+        let dir = self.dir.join("certs");
+        let layout = walb_controller::walbc::layout::Layout::load(&self.layout()).unwrap();
+        walb_controller::walbc::certs::generate(&dir, &layout, false).unwrap();
+        for (id, d) in &mut self.daemons {
+            d.args
+                .extend(crate::certs::Certs::generated(&dir, id).flags());
+        }
+        self.certs = Some(crate::certs::Certs::generated(&dir, "controller"));
     }
 
     fn write_layout(&self) {

@@ -259,6 +259,14 @@ pub enum Cmd {
     },
     /// Wake storages (retry transfers now) or proxies (resend now, clear send errors).
     Kick { servers: Vec<String> },
+    /// Write a CA and a certificate + key per server of the layout, plus controller.crt and
+    /// monitor.crt, into DIR (docs/security.md).
+    GenCerts {
+        dir: PathBuf,
+        /// Replace an existing CA (every certificate it signed stops working).
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 fn layout_path(flag: Option<PathBuf>) -> PathBuf {
@@ -279,6 +287,10 @@ pub async fn run(cli: Cli) -> Result<()> {
         })
     };
     match cli.cmd {
+        Cmd::GenCerts { dir, force } => {
+            super::certs::generate(&dir, &load()?, force)?;
+            println!("{}", dir.display());
+        }
         Cmd::Call { server, args } => {
             let addr = if server.contains(':') {
                 server

@@ -1,6 +1,7 @@
 //! walbc: the layout of servers, a client for their Control service, and the operations that
 //! chain commands across servers and wait for their result.
 
+pub mod certs;
 pub mod cli;
 pub mod client;
 pub mod failover;

@@ -219,6 +219,23 @@ impl Cluster {
         filler
     }
 
+    /// Asserts that no temporary file (a name starting with '.') is left in volume `vol`'s
+    /// directory on archive `id`: a failed or refused flow leaves nothing half-written.
+    pub fn assert_no_temp_files(&self, id: &str, vol: &str) {
+        let dir = self.dir.join(id).join("vols").join(vol);
+        let left: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name())
+            .filter(|n| n.to_string_lossy().starts_with('.'))
+            .collect();
+        assert!(
+            left.is_empty(),
+            "temporary files left in {}: {left:?}",
+            dir.display()
+        );
+    }
+
     /// Bytes free in the file system holding server `id`'s data dir.
     pub fn free_bytes(&self, id: &str) -> u64 {
         let out = run_ok(

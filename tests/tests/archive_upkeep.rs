@@ -102,7 +102,6 @@ fn defects_restore_through_thousands_of_diffs_in_bounded_memory() {
         let at = *addr as usize * LBS;
         image[at..at + data.len()].copy_from_slice(data);
     }
-    let dir = c.dir.join("a0").join("vols").join("vol0");
     c.start_daemon("a0");
     let pid = c.walbc(&["call", "a0", "get", "pid"]);
     let before = peak_rss(&pid);
@@ -130,17 +129,7 @@ fn defects_restore_through_thousands_of_diffs_in_bounded_memory() {
         peak >> 20
     );
     // No round's temporary file is left.
-    let temps = std::fs::read_dir(&dir)
-        .unwrap()
-        .filter(|e| {
-            e.as_ref()
-                .unwrap()
-                .file_name()
-                .to_string_lossy()
-                .starts_with('.')
-        })
-        .count();
-    assert_eq!(temps, 0);
+    c.assert_no_temp_files("a0", "vol0");
 }
 
 #[test]
@@ -240,13 +229,7 @@ fn capacity_refuses_cleanly_at_the_floor_and_resumes_with_room() {
     }
     assert!(!c.is_restorable("a0", &g3));
     // Nothing half-written, and what was restorable still is.
-    let dir = c.dir.join("a0").join("vols").join("vol0");
-    let temps: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().starts_with('.'))
-        .collect();
-    assert!(temps.is_empty(), "{temps:?}");
+    c.assert_no_temp_files("a0", "vol0");
     assert_eq!(c.restored_hash("a0", &g1), h1);
     c.walbc(&["call", "a0", "del-restored", "vol0", &g1]);
     std::fs::remove_file(&filler).unwrap();

@@ -287,13 +287,7 @@ fn integrity_errors_name_the_server_and_the_cause() {
         "the error does not name the server: {errors}"
     );
     // Nothing half-written is left behind, and shipping resumes once there is room.
-    let vol = c.dir.join("a0").join("vols").join("vol0");
-    let left: Vec<_> = std::fs::read_dir(&vol)
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().starts_with('.'))
-        .collect();
-    assert!(left.is_empty(), "temporary files left: {left:?}");
+    c.assert_no_temp_files("a0", "vol0");
     std::fs::remove_file(filler).unwrap();
     c.walbc(&["kick", "p0"]);
     let g = c.walbc(&["snapshot", "s0", "vol0"]);

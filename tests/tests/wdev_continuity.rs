@@ -19,6 +19,8 @@ use walb_tests::{bin, file_hashes, run_ok, sh};
 const DEV: &str = "wdev0";
 /// Files the workload keeps.
 const KEEP: u32 = 1000;
+/// Files the workload creates a second at the most (each up to 64 KiB, fsynced).
+const MAX_RATE: f64 = 300.0;
 
 /// ext4 on a fresh wdev device (128 MiB data, a 1 GiB log that never wraps in these
 /// tests), mounted at DIR/m, with the workload running on it.
@@ -57,7 +59,14 @@ impl Workload {
             let mut rng = rand::rngs::StdRng::seed_from_u64(11);
             let mut done = std::collections::VecDeque::new();
             let mut i = 0u32;
+            let t0 = Instant::now();
             while !flag.load(Ordering::Relaxed) {
+                // At most MAX_RATE files a second: a fast machine would otherwise log more
+                // than the 1 GiB ring holds in 30 s, and the redo check needs every log.
+                if f64::from(i) > t0.elapsed().as_secs_f64() * MAX_RATE {
+                    std::thread::sleep(Duration::from_millis(2));
+                    continue;
+                }
                 let len = rng.gen_range(1..64) * 1024 + rng.gen_range(0..1024);
                 if i >= KEEP {
                     let old = format!("f{:05}", i - KEEP);

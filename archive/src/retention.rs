@@ -132,6 +132,10 @@ pub async fn run_scheduled(a: std::sync::Arc<crate::archive::Archive>, every: st
 /// Retention on one volume now (`dry_run`: only the plan); returns the plan as text.
 pub fn run_once(a: &crate::archive::Archive, vol: &Vol, dry_run: bool) -> CmdResult<String> {
     use crate::volume::State;
+    if a.retention.is_off() {
+        // A plan against no rules would call every point but the newest a drop.
+        return Ok(format!("retention is off on {}: no keep rule is set", a.id));
+    }
     if !vol.exists() || vol.state()? != State::Archived || vol.base()?.is_applying {
         return Ok(String::new());
     }
@@ -141,7 +145,7 @@ pub fn run_once(a: &crate::archive::Archive, vol: &Vol, dry_run: bool) -> CmdRes
         &a.retention,
     );
     let text = describe(&p);
-    if !dry_run && !a.retention.is_off() {
+    if !dry_run {
         let n = enforce(vol, &p, a.discard)?;
         if n > 0 {
             tracing::info!(vol = %vol.name, "retention dropped {n} points");

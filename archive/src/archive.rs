@@ -51,6 +51,8 @@ pub struct Entry {
     transient: Mutex<Option<Transient>>,
     /// `stop force` wakes the running flow so it gives up.
     abort: tokio::sync::Notify,
+    /// The long action running on the volume, with its progress.
+    pub running: Arc<walb_daemon::progress::Running>,
 }
 
 impl Entry {
@@ -210,6 +212,7 @@ impl Archive {
     pub fn vol(&self, name: &str) -> Vol {
         Vol {
             max_open_diffs: self.max_open_diffs,
+            running: self.entry(name).running.clone(),
             ..Vol::new(&self.data_dir, name)
         }
     }

@@ -43,7 +43,7 @@ impl Commands for ArchiveCommands {
             }
             "status" => status(a, &args).await,
             "restore" | "del-restored" | "apply" | "merge" | "gc-diff" | "cat" | "bhash"
-            | "verify" | "resize" => data_cmd(a, &args).await,
+            | "verify" | "resize" | "device-hash" => data_cmd(a, &args).await,
             "disable-snapshot" | "enable-snapshot" => snapshot_flag(a, &args).await,
             "retention" => {
                 // `retention VOL [dry-run]`: the plan (GID TIME keep REASONS | drop), carried
@@ -144,6 +144,10 @@ async fn get(a: &Arc<Archive>, args: &[String]) -> CmdResult<String> {
         return Ok(format!("{} {}", a.free_bytes()?, a.min_free));
     }
     let name = vol_arg(args, 2)?;
+    if what == "progress" {
+        // Read without the volume's lock, which the action holds.
+        return Ok(a.entry(&name).running.line());
+    }
     if what == "state" {
         // Clear is the absence of the volume; transients show over the static state.
         let vol = a.vol(&name);
@@ -328,7 +332,12 @@ async fn data_cmd(a: &Arc<Archive>, args: &[String]) -> CmdResult<String> {
             }
             "verify" => {
                 vol.expect_state(&cmd, &[State::Archived, State::Stopped])?;
-                let r = crate::verify::verify(&vol)?;
+                let deep = match args.get(2).map(String::as_str) {
+                    None => crate::verify::Deep::Off,
+                    Some("deep") => crate::verify::Deep::All,
+                    Some(o) => return Err(invalid(format!("verify: {o:?}: only deep may follow"))),
+                };
+                let r = crate::verify::verify(&vol, deep)?;
                 a.note_verify(&vol.name, &r);
                 if !r.failures.is_empty() {
                     return Err(CmdError::DataLoss(format!(
@@ -339,7 +348,22 @@ async fn data_cmd(a: &Arc<Archive>, args: &[String]) -> CmdResult<String> {
                         r.failures.join("; ")
                     )));
                 }
-                format!("ok {} files {} bytes", r.files, r.bytes)
+                format!(
+                    "ok {} files {} bytes {} snapshots matching the device",
+                    r.files, r.bytes, r.deep
+                )
+            }
+            "device-hash" => {
+                // `device-hash VOL GID BULK DIGEST`: the storage's hash of the device at
+                // snapshot GID, for deep verification.
+                let h = crate::devhash::DeviceHash::new(
+                    num_arg(&args, 2, "gid")?,
+                    num_arg(&args, 3, "bulk bytes")? as usize,
+                    arg(&args, 4, "digest")?,
+                )?;
+                let oldest = vol.restorable()?.first().map_or(0, |r| r.gid.0);
+                crate::devhash::record(&vol, h, oldest)?;
+                "ok".into()
             }
             "gc-diff" => {
                 vol.expect_state(&cmd, &[State::Archived, State::Stopped])?;

@@ -6,14 +6,16 @@ use std::io::{self, BufReader, BufWriter, Write};
 use std::os::unix::fs::FileExt;
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use walb_core::apply::{Applier, DiscardMode};
 use walb_core::blockio::{FileIo, UringIo};
 use walb_core::meta::MetaDiff;
 use walb_core::source::ReadSource;
-use walb_core::virt::VirtualFull;
+use walb_core::virt::{BulkSource, VirtualFull};
 use walb_core::wdiff::{Cmpr, Codec, Merger, RecStream, SortedReader, SortedWriter};
-use walb_core::Uuid;
+use walb_core::{Uuid, LBS};
+use walb_daemon::progress::Progress;
 use walb_daemon::{CmdError, CmdResult};
 
 use crate::volume::{TempFile, Vol};
@@ -153,6 +155,34 @@ pub fn open_diff(path: &Path) -> CmdResult<RecStream> {
     let (_, r) = SortedReader::open(Box::new(src)).map_err(|e| e.in_file(path))?;
     let name: PathBuf = path.to_path_buf();
     Ok(Box::new(r.map(move |r| r.map_err(|e| e.in_file(&name)))))
+}
+
+/// `recs` with `p` following them: records come in address order, so the end of the last
+/// one (bytes) is how far into the image the stream got.
+pub fn tracked(recs: RecStream, p: Arc<Progress>) -> RecStream {
+    Box::new(recs.inspect(move |r| {
+        if let Ok(r) = r {
+            p.set(r.end() * LBS as u64);
+        }
+    }))
+}
+
+/// A bulk source whose bytes read are counted into a progress.
+pub struct Tracked<S> {
+    pub src: S,
+    pub p: Arc<Progress>,
+}
+
+impl<S: BulkSource> BulkSource for Tracked<S> {
+    fn size(&self) -> u64 {
+        self.src.size()
+    }
+
+    fn read_next(&mut self, buf: &mut [u8]) -> walb_core::Result<usize> {
+        let n = self.src.read_next(buf)?;
+        self.p.add(n as u64);
+        Ok(n)
+    }
 }
 
 /// Writes `recs` into the image `file` and makes it durable.

@@ -4,6 +4,7 @@
 pub mod archive;
 pub mod capacity;
 pub mod commands;
+pub mod devhash;
 pub mod hashsync;
 pub mod image;
 pub mod ops;

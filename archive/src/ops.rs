@@ -10,8 +10,9 @@ use walb_core::bhash::hash_bulks;
 use walb_core::meta::{self, MetaDiff, MetaSnap, Relation};
 use walb_core::virt::BulkSource;
 use walb_core::wdiff::{Cmpr, Codec, SortedWriter, WdiffReader};
-use walb_core::Gid;
+use walb_core::{Gid, LBS};
 use walb_daemon::error::invalid;
+use walb_daemon::progress::Progress;
 use walb_daemon::{CmdError, CmdResult};
 
 use crate::image;
@@ -70,7 +71,9 @@ pub fn recover_apply(vol: &Vol, mode: DiscardMode) -> CmdResult<bool> {
 
 fn write_and_finish(vol: &Vol, chain: &[MetaDiff], mode: DiscardMode) -> CmdResult<()> {
     let applying = vol.base()?;
-    image::apply_records(open_image_rw(vol)?, image::chain_records(vol, chain)?, mode)?;
+    let (p, _shown) = vol.running.begin(image_progress(vol, "apply")?);
+    let recs = image::tracked(image::chain_records(vol, chain)?, p);
+    image::apply_records(open_image_rw(vol)?, recs, mode)?;
     let done = applying.end_apply()?;
     vol.set_base(&done)?;
     let obsolete: Vec<MetaDiff> = vol
@@ -115,7 +118,8 @@ pub fn merge(vol: &Vol, gid_b: u64, gid_e: u64) -> CmdResult<MetaDiff> {
     let target = vol.diff_path(&merged);
     let mut out = AtomicFile::create(&target)?;
     let mut w = SortedWriter::new(&mut out, uuid, Cmpr::new(Codec::Snappy, 0))?;
-    for r in image::chain_records(vol, run)? {
+    let (p, _shown) = vol.running.begin(image_progress(vol, "merge")?);
+    for r in image::tracked(image::chain_records(vol, run)?, p) {
         w.push(r?)?;
     }
     w.finish()?;
@@ -139,13 +143,18 @@ pub fn restore(vol: &Vol, gid: u64, mode: DiscardMode, force: bool) -> CmdResult
     }
     std::fs::create_dir_all(&vol.restored_dir)
         .map_err(|e| internal(vol.restored_dir.display(), e))?;
+    let (p, _shown) = vol.running.begin(image_progress(vol, "restore")?);
     let tmp = TempFile::create(vol.restored_dir.join(format!(".tmp-{gid}.img")))?;
     let reflinked = image::clone_image(&vol.image(), &tmp.file)?;
     let file = tmp
         .file
         .try_clone()
         .map_err(|e| internal(tmp.path.display(), e))?;
-    image::apply_records(file, image::chain_records(vol, &chain)?, mode)?;
+    image::apply_records(
+        file,
+        image::tracked(image::chain_records(vol, &chain)?, p),
+        mode,
+    )?;
     tmp.persist(&target)?;
     tracing::info!(vol = %vol.name, gid, reflinked, "restored {}", target.display());
     std::path::absolute(&target).map_err(|e| internal(target.display(), e))
@@ -203,7 +212,11 @@ fn chain_to_point(vol: &Vol, gid: u64) -> CmdResult<Vec<MetaDiff>> {
 /// other special file) in place from its start.
 pub fn cat(vol: &Vol, gid: u64, path: &Path) -> CmdResult<u64> {
     let chain = chain_to_point(vol, gid)?;
-    let mut src = image::virtual_full(vol, &chain)?;
+    let (p, _shown) = vol.running.begin(image_progress(vol, "cat")?);
+    let mut src = image::Tracked {
+        src: image::virtual_full(vol, &chain)?,
+        p,
+    };
     let mut out = Output::create(path)?;
     let mut buf = vec![0u8; 4 << 20];
     let mut total = 0u64;
@@ -223,11 +236,20 @@ pub fn cat(vol: &Vol, gid: u64, path: &Path) -> CmdResult<u64> {
 /// The BLAKE3 image digest (core::bhash) of the virtual full image at `gid`.
 pub fn bhash(vol: &Vol, gid: u64, bulk: usize) -> CmdResult<String> {
     let chain = chain_to_point(vol, gid)?;
-    let src = image::virtual_full(vol, &chain)?;
+    let (p, _shown) = vol.running.begin(image_progress(vol, "bhash")?);
+    let src = image::Tracked {
+        src: image::virtual_full(vol, &chain)?,
+        p,
+    };
     Ok(hash_bulks(Box::new(src), bulk)?
         .digest()
         .to_hex()
         .to_string())
+}
+
+/// A progress over the volume's image, by bytes of address space.
+fn image_progress(vol: &Vol, kind: &'static str) -> CmdResult<Progress> {
+    Ok(Progress::new(kind, vol.size_lb()? * LBS as u64))
 }
 
 /// Grows the base image to `size_lb` (never shrinks); the new area reads as zeros.

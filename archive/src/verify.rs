@@ -7,6 +7,8 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use walb_core::meta::{iso_utc, unix_now};
+use walb_core::LBS;
+use walb_daemon::progress::Progress;
 use walb_daemon::{volfile, CmdError, CmdResult};
 
 use crate::image::open_diff;
@@ -21,6 +23,8 @@ pub struct Report {
     pub time: u64,
     pub files: usize,
     pub bytes: u64,
+    /// Snapshots whose restored image was compared with the device's hash.
+    pub deep: usize,
     /// Each failure: the file and what was wrong there.
     pub failures: Vec<String>,
 }
@@ -28,14 +32,21 @@ pub struct Report {
 impl Report {
     /// One line for status: when, and ok or how many failures.
     pub fn summary(&self) -> String {
+        let deep = match self.deep {
+            0 => String::new(),
+            n => format!(", {n} matching the device"),
+        };
         match self.failures.len() {
-            0 => format!("{} ok", iso_utc(self.time)),
+            0 => format!("{} ok{deep}", iso_utc(self.time)),
             n => format!("{} FAILED ({n}: {})", iso_utc(self.time), self.failures[0]),
         }
     }
 
     fn to_text(&self) -> String {
-        let mut s = format!("{} {} {}\n", self.time, self.files, self.bytes);
+        let mut s = format!(
+            "{} {} {} {}\n",
+            self.time, self.files, self.bytes, self.deep
+        );
         for f in &self.failures {
             s.push_str(&f.replace('\n', " "));
             s.push('\n');
@@ -47,24 +58,49 @@ impl Report {
         let mut lines = t.lines();
         let mut head = lines.next()?.split_whitespace().map(str::parse::<u64>);
         let (time, files, bytes) = (head.next()?.ok()?, head.next()?.ok()?, head.next()?.ok()?);
+        // Reports written before deep checks existed have three numbers.
+        let deep = head.next().and_then(Result::ok).unwrap_or(0);
         Some(Report {
             time,
             files: files as usize,
             bytes,
+            deep: deep as usize,
             failures: lines.map(str::to_string).collect(),
         })
     }
 }
 
-/// Reads every wdiff and the base image of `vol`; keeps and returns the report.
-pub fn verify(vol: &Vol) -> CmdResult<Report> {
+/// Which snapshots a verification restores (virtually) and compares with the device's hash.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Deep {
+    /// None: checksums only.
+    Off,
+    /// The newest restorable snapshot with a recorded hash (the scheduled check).
+    Newest,
+    /// Every restorable snapshot with a recorded hash (`walbc verify --deep`).
+    All,
+}
+
+/// Reads every wdiff and the base image of `vol`, and compares the snapshots `deep` names
+/// with the device's hash; keeps and returns the report.
+pub fn verify(vol: &Vol, deep: Deep) -> CmdResult<Report> {
     let mut r = Report {
         time: unix_now(),
         files: 0,
         bytes: 0,
+        deep: 0,
         failures: Vec::new(),
     };
-    for d in vol.diffs()? {
+    let diffs = vol.diffs()?;
+    let image = if vol.has_image() {
+        vol.size_lb()? * LBS as u64
+    } else {
+        0
+    };
+    let total = diffs.iter().map(|d| d.data_size).sum::<u64>() + image;
+    let (p, _shown) = vol.running.begin(Progress::new("verify", total));
+    for d in diffs {
+        p.add(d.data_size);
         let path = vol.diff_path(&d);
         r.files += 1;
         r.bytes += d.data_size;
@@ -79,7 +115,7 @@ pub fn verify(vol: &Vol) -> CmdResult<Report> {
     }
     if vol.has_image() {
         r.files += 1;
-        match read_through(&vol.image()) {
+        match read_through(&vol.image(), &p) {
             Ok(n) => r.bytes += n,
             Err(e) => {
                 let msg = format!("{}: {e}", vol.image().display());
@@ -88,8 +124,43 @@ pub fn verify(vol: &Vol) -> CmdResult<Report> {
             }
         }
     }
+    if deep != Deep::Off {
+        compare_with_device(vol, deep, &mut r)?;
+    }
     volfile::write(&vol.dir.join("verify"), &r.to_text())?;
     Ok(r)
+}
+
+/// Restores (virtually) the restorable snapshots with a device hash, as `deep` says, and
+/// compares each digest with the device's. A difference no checksum caught is damage to the
+/// base image (walb's formats give it no checksum) or a diff that was wrong when written.
+fn compare_with_device(vol: &Vol, deep: Deep, r: &mut Report) -> CmdResult<()> {
+    let restorable: Vec<u64> = vol.restorable()?.iter().map(|p| p.gid.0).collect();
+    let mut hashes: Vec<_> = crate::devhash::list(vol)?
+        .into_iter()
+        .filter(|h| restorable.contains(&h.gid))
+        .collect();
+    if deep == Deep::Newest {
+        hashes = hashes.pop().into_iter().collect();
+    }
+    for h in hashes {
+        match crate::ops::bhash(vol, h.gid, h.bulk) {
+            Ok(d) if d == h.digest => r.deep += 1,
+            Ok(d) => {
+                let msg = format!(
+                    "gid {}: the restored image's digest {d} differs from the device's {} \
+                     (taken at the snapshot): the base image or a diff up to it is damaged",
+                    h.gid, h.digest
+                );
+                tracing::error!(vol = %vol.name, "verify: {msg}");
+                r.failures.push(msg);
+            }
+            // A file that cannot be read is named by the checksum pass already.
+            Err(CmdError::DataLoss(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// The volume's last verification, if one ran.
@@ -98,7 +169,7 @@ pub fn last(vol: &Vol) -> CmdResult<Option<Report>> {
 }
 
 /// Reads a whole file (an I/O error names the offset); returns its size.
-fn read_through(path: &Path) -> std::io::Result<u64> {
+fn read_through(path: &Path, p: &Progress) -> std::io::Result<u64> {
     let f = std::fs::File::open(path)?;
     let size = f.metadata()?.len();
     let mut buf = vec![0u8; READ_BUF];
@@ -108,6 +179,7 @@ fn read_through(path: &Path) -> std::io::Result<u64> {
         f.read_exact_at(&mut buf[..n], off)
             .map_err(|e| std::io::Error::new(e.kind(), format!("read at offset {off}: {e}")))?;
         off += n as u64;
+        p.add(n as u64);
     }
     Ok(size)
 }
@@ -119,7 +191,7 @@ pub async fn run_scheduled(a: std::sync::Arc<crate::archive::Archive>, every: u6
         if !vol.has_image() || last(vol)?.is_some_and(|r| r.time + every > unix_now()) {
             return Ok(None);
         }
-        let r = verify(vol)?;
+        let r = verify(vol, Deep::Newest)?;
         a.note_verify(&vol.name, &r);
         Ok(Some(r.summary()))
     };
@@ -137,6 +209,7 @@ mod tests {
             time: 1_700_000_000,
             files: 3,
             bytes: 4096,
+            deep: 1,
             failures: vec!["x.wdiff: pack at offset 512: checksum".into()],
         };
         assert_eq!(Report::from_text(&r.to_text()).unwrap(), r);

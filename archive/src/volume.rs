@@ -43,6 +43,8 @@ pub struct Vol {
     pub restored_dir: PathBuf,
     /// How many wdiff files a merge of the chain reads at once (`image::chain_records`).
     pub max_open_diffs: usize,
+    /// The volume's long action (restore, apply, merge, verify, …), shown by `get progress`.
+    pub running: std::sync::Arc<walb_daemon::progress::Running>,
 }
 
 /// The default of `--max-open-diffs`.
@@ -59,6 +61,7 @@ impl Vol {
             dir: data_dir.join("vols").join(name),
             restored_dir: data_dir.join("restored").join(name),
             max_open_diffs: DEFAULT_MAX_OPEN_DIFFS,
+            running: Default::default(),
         }
     }
 

@@ -70,6 +70,7 @@ pub const RULES: &[Rule] = &[
     change("merge", Some(1), CONTROLLER),
     change("gc-diff", Some(1), CONTROLLER),
     change("verify", Some(1), CONTROLLER),
+    change("device-hash", Some(1), CONTROLLER),
     change("retention", Some(1), CONTROLLER),
     change("disable-snapshot", Some(1), CONTROLLER),
     change("enable-snapshot", Some(1), CONTROLLER),

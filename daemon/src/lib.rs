@@ -14,6 +14,7 @@ pub mod error;
 pub mod metrics;
 pub mod notify;
 pub mod peer;
+pub mod progress;
 pub mod serve;
 pub mod tls;
 pub mod transfers;

@@ -181,8 +181,7 @@ impl Storage {
 
     /// An explicit snapshot: the logs written so far are made permanent and the snapshot's
     /// gid returned.
-    async fn snapshot(&self, name: &str) -> CmdResult<String> {
-        let vol = self.vol(name).await?;
+    pub async fn snapshot(&self, vol: &Vol) -> CmdResult<MetaLsidGid> {
         let m = vol.meta.lock().await;
         require(&m, &[State::Target, State::Stopped], "snapshot")?;
         if self.wdevd.status(&m.wdev).await?.overflow {
@@ -191,20 +190,20 @@ impl Storage {
             ));
         }
         drop(m);
-        let gid = self.explicit_snapshot(&vol).await?;
+        let mark = self.explicit_snapshot(vol).await?;
         vol.kick.notify_one();
-        Ok(gid.0.to_string())
+        Ok(mark)
     }
 
     /// Makes every acknowledged write permanent (a checkpoint) and queues an explicit
-    /// snapshot at the log's end; returns its gid.
-    pub async fn explicit_snapshot(&self, vol: &Vol) -> CmdResult<walb_core::Gid> {
+    /// snapshot at the log's end; returns its lsid and gid.
+    pub async fn explicit_snapshot(&self, vol: &Vol) -> CmdResult<MetaLsidGid> {
         let mut m = vol.meta.lock().await;
         self.wdevd.checkpoint(&m.wdev).await?;
         let dev = self.wdevd.status(&m.wdev).await?;
-        let gid = m.queue_snapshot(dev.latest, false, self.max_wlog_send_pb(dev.pbs));
+        m.queue_snapshot(dev.latest, false, self.max_wlog_send_pb(dev.pbs));
         save(&vol.dir, &m)?;
-        Ok(gid)
+        Ok(*m.queue.last().expect("just queued"))
     }
 
     async fn status(&self, only: Option<&str>) -> CmdResult<String> {
@@ -228,6 +227,14 @@ impl Storage {
                     " log {}/{} PB permanent {} overflow {}",
                     d.log_usage, d.log_capacity, d.permanent, d.overflow as u8
                 ));
+                if let Some(rate) = vol.writes.pb_per_sec().filter(|&r| r > 0.0) {
+                    let free = d.log_capacity.saturating_sub(d.log_usage);
+                    out.push_str(&format!(
+                        " writes {:.1} MB/s full in {} s unshipped",
+                        rate * d.pbs as f64 / 1e6,
+                        crate::rate::overflow_in(free, rate).unwrap_or(0)
+                    ));
+                }
             }
             out.push('\n');
         }
@@ -255,6 +262,18 @@ impl Storage {
                 let d = self.wdevd.status(&m.wdev).await?;
                 Ok(format!("{} {}", d.log_usage, d.log_capacity))
             }
+            // `BYTES_PER_S OVERFLOW_IN_S`: the write rate, and the seconds until the log
+            // overflows at it if nothing more is shipped (`-` while unknown or idle).
+            "write-rate" => {
+                let d = self.wdevd.status(&m.wdev).await?;
+                let Some(rate) = vol.writes.pb_per_sec() else {
+                    return Ok("- -".into());
+                };
+                let free = d.log_capacity.saturating_sub(d.log_usage);
+                let eta = crate::rate::overflow_in(free, rate)
+                    .map_or_else(|| "-".to_string(), |s| s.to_string());
+                Ok(format!("{} {eta}", (rate * d.pbs as f64) as u64))
+            }
             "uuid" => Ok(self.wdevd.status(&m.wdev).await?.uuid),
             "latest-snap" => Ok(m.queue.last().unwrap_or(&m.done).gid.0.to_string()),
             "done" => Ok(format!("{} {}", m.done.lsid.0, m.done.gid.0)),
@@ -263,7 +282,7 @@ impl Storage {
                 .lock()
                 .expect("scan lock")
                 .as_ref()
-                .map_or_else(|| "idle".to_string(), |s| s.progress())),
+                .map_or_else(|| "idle".to_string(), |s| s.progress.line())),
             other => Err(invalid(format!("get: unknown target {other:?}"))),
         }
     }
@@ -296,7 +315,23 @@ impl Commands for StorageCommands {
                     .await
             }
             "stop" => st.stop(arg(&args, 1, "volume")?).await,
-            "snapshot" => st.snapshot(arg(&args, 1, "volume")?).await,
+            // `snapshot VOL [hash [BULK]]`: the gid, or `GID BULK_BYTES DIGEST` with the
+            // device's hash at it.
+            "snapshot" => {
+                let vol = st.vol(arg(&args, 1, "volume")?).await?;
+                match args.get(2).map(String::as_str) {
+                    None => Ok(st.snapshot(&vol).await?.gid.0.to_string()),
+                    Some("hash") => {
+                        let bulk_lb = match args.get(3) {
+                            Some(b) => parse_bulk(b)?,
+                            None => DEFAULT_BULK_LB,
+                        };
+                        let h = crate::devhash::snapshot_with_hash(st, &vol, bulk_lb).await?;
+                        Ok(format!("{} {} {}", h.gid, h.bulk, h.digest))
+                    }
+                    Some(o) => Err(invalid(format!("snapshot: {o:?}: only hash may follow"))),
+                }
+            }
             "full-bkp" => {
                 let vol = st.vol(arg(&args, 1, "volume")?).await?;
                 let bulk_lb = if args.len() > 2 {

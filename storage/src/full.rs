@@ -86,7 +86,7 @@ async fn run(st: &Storage, vol: &Vol, wdev: &str, bulk_lb: u32) -> CmdResult<u64
         .await
         .map_err(|e| CmdError::Internal(format!("reader task: {e}")))?;
     // The snapshot ends the dirty image: logs up to it make it clean.
-    let gid = st.explicit_snapshot(vol).await?.0;
+    let gid = st.explicit_snapshot(vol).await?.gid.0;
     let snap = MetaSnap::new(walb_core::Gid(0), walb_core::Gid(gid))?;
     flow.commit(wire::frame(frame::Kind::Commit(Commit {
         snap: snap.to_bytes().into(),

@@ -105,7 +105,7 @@ async fn run(st: &Storage, vol: &Vol, wdev: &str, bulk_lb: u32) -> CmdResult<u64
         st.metrics.set(
             "walb_storage_scan_bytes",
             &[("vol", &vol.name)],
-            progress.done.load(std::sync::atomic::Ordering::Relaxed) as f64,
+            progress.progress.done() as f64,
         )
     })
     .await
@@ -113,7 +113,7 @@ async fn run(st: &Storage, vol: &Vol, wdev: &str, bulk_lb: u32) -> CmdResult<u64
     let (changed, sent) = worker
         .await
         .map_err(|e| CmdError::Internal(format!("compare task: {e}")))??;
-    let gid_e = st.explicit_snapshot(vol).await?.0;
+    let gid_e = st.explicit_snapshot(vol).await?.gid.0;
     let commit = Commit {
         snap: MetaSnap::new(Gid(gid_b), Gid(gid_e))?.to_bytes().into(),
         uuid: Bytes::copy_from_slice(&uuid.0),
@@ -122,12 +122,12 @@ async fn run(st: &Storage, vol: &Vol, wdev: &str, bulk_lb: u32) -> CmdResult<u64
     flow.commit(wire::frame(frame::Kind::Commit(commit)))
         .await
         .map_err(flow_err)?;
-    let secs = progress.started.elapsed().as_secs_f64();
+    let secs = progress.progress.started.elapsed().as_secs_f64();
     tracing::info!(
         vol = vol.name,
         "hash backup done: {changed} bulks differed, {sent} bytes sent, gid {gid_b}..{gid_e}; scanned {} MB in {secs:.2} s ({:.0} MB/s)",
-        progress.total / 1_000_000,
-        progress.total as f64 / 1e6 / secs.max(1e-3)
+        progress.progress.total / 1_000_000,
+        progress.progress.total as f64 / 1e6 / secs.max(1e-3)
     );
     Ok(gid_e)
 }

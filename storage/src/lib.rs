@@ -6,8 +6,10 @@
 #![forbid(unsafe_code)]
 
 pub mod commands;
+pub mod devhash;
 pub mod full;
 pub mod hash;
+pub mod rate;
 pub mod record;
 pub mod scan;
 pub mod ship;

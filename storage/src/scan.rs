@@ -6,10 +6,11 @@ use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use walb_core::LBS;
+use walb_daemon::progress::Progress;
 use walb_daemon::{CmdError, CmdResult};
 
 /// One bulk: its address, length in LB and bytes.
@@ -19,12 +20,9 @@ pub struct Bulk {
     pub data: Bytes,
 }
 
-/// A running scan: what it is, how far it got, and whether to stop.
+/// A running scan: what it is and how far it got, and whether to stop.
 pub struct Scan {
-    pub kind: &'static str,
-    pub total: u64,
-    pub done: AtomicU64,
-    pub started: Instant,
+    pub progress: Progress,
     pub cancelled: AtomicBool,
     /// Bytes per second, 0 for no limit; shared with the storage so a change applies at once.
     pub bps: Arc<AtomicU64>,
@@ -33,26 +31,10 @@ pub struct Scan {
 impl Scan {
     pub fn new(kind: &'static str, total: u64, bps: Arc<AtomicU64>) -> Scan {
         Scan {
-            kind,
-            total,
-            done: AtomicU64::new(0),
-            started: Instant::now(),
+            progress: Progress::new(kind, total),
             cancelled: AtomicBool::new(false),
             bps,
         }
-    }
-
-    /// `KIND DONE_BYTES TOTAL_BYTES BYTES_PER_S ETA_S`.
-    pub fn progress(&self) -> String {
-        let done = self.done.load(Ordering::Relaxed);
-        let secs = self.started.elapsed().as_secs_f64().max(1e-3);
-        let rate = done as f64 / secs;
-        let eta = if rate > 0.0 {
-            ((self.total - done.min(self.total)) as f64 / rate).ceil() as u64
-        } else {
-            0
-        };
-        format!("{} {done} {} {} {eta}", self.kind, self.total, rate as u64)
     }
 
     /// Sleeps as long as the rate limit asks after `done` bytes.
@@ -62,7 +44,7 @@ impl Scan {
             return;
         }
         let due = Duration::from_secs_f64(done as f64 / bps as f64);
-        if let Some(wait) = due.checked_sub(self.started.elapsed()) {
+        if let Some(wait) = due.checked_sub(self.progress.started.elapsed()) {
             std::thread::sleep(wait.min(Duration::from_secs(1)));
         }
     }
@@ -109,7 +91,7 @@ fn read_into(
     let mut lba = 0u64;
     while lba < size_lb {
         if scan.cancelled.load(Ordering::Relaxed) {
-            return Err(CmdError::State(format!("{} cancelled", scan.kind)));
+            return Err(CmdError::State(format!("{} cancelled", scan.progress.kind)));
         }
         let blocks = (size_lb - lba).min(per_read);
         let mut buf = vec![0u8; blocks as usize * LBS];
@@ -129,7 +111,7 @@ fn read_into(
         }
         lba += blocks;
         let done = lba * LBS as u64;
-        scan.done.store(done, Ordering::Relaxed);
+        scan.progress.set(done);
         scan.pace(done);
     }
     Ok(())

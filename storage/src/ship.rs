@@ -61,6 +61,7 @@ async fn step(st: &Storage, vol: &Vol) -> CmdResult<bool> {
         State::Target | State::Standby => st.wdevd.status(&meta.wdev).await?,
         _ => return Ok(false),
     };
+    vol.writes.sample(dev.latest);
     let l = [("vol", vol.name.as_str())];
     st.metrics
         .set("walb_storage_log_usage_pb", &l, dev.log_usage as f64);

@@ -65,6 +65,8 @@ pub struct Vol {
     pub kick: Notify,
     /// The full or hash backup scan running, if any.
     pub scan: std::sync::Mutex<Option<std::sync::Arc<crate::scan::Scan>>>,
+    /// The device's write rate, sampled by the shipping task.
+    pub writes: crate::rate::WriteRate,
 }
 
 pub fn zero_done() -> MetaLsidGid {
@@ -113,6 +115,7 @@ impl Vol {
             meta: Mutex::new(meta),
             kick: Notify::new(),
             scan: Default::default(),
+            writes: Default::default(),
         }
     }
 }

@@ -275,6 +275,48 @@ fn verify_finds_a_flipped_byte_in_a_stored_diff_and_names_it() {
 }
 
 #[test]
+fn verify_deep_compares_snapshots_with_the_device_and_finds_a_flipped_byte_in_the_base() {
+    let test =
+        "verify_deep_compares_snapshots_with_the_device_and_finds_a_flipped_byte_in_the_base";
+    let Some(c) = Cluster::backed_up(test, Spec::default(), 2 * MIB) else {
+        return;
+    };
+    c.write_random("wdev0", 4 * MIB as u64, MIB, 1);
+    let g1 = c.walbc(&["snapshot", "s0", "vol0", "--hash"]);
+    c.write_random("wdev0", 6 * MIB as u64, MIB, 2);
+    let g2 = c.walbc(&["snapshot", "s0", "vol0", "--hash"]);
+    c.wait_shipped("wdev0");
+    let ok = c.walbc(&["verify", "vol0", "--deep"]);
+    assert!(ok.ends_with("2 snapshots matching the device"), "{ok}");
+    // The recorded digest is the storage's hash of the device: the restored image's own.
+    let hashes = std::fs::read_to_string(c.dir.join("a0/vols/vol0/device-hashes")).unwrap();
+    assert!(
+        hashes.lines().any(|l| l.starts_with(&format!("{g1} "))),
+        "{hashes}"
+    );
+    assert!(
+        hashes.lines().any(|l| l.starts_with(&format!("{g2} "))),
+        "{hashes}"
+    );
+    assert_eq!(c.walbc(&["call", "a0", "get", "progress", "vol0"]), "idle");
+    // A byte of the base image no diff covers flips: no checksum sees it, the deep check does.
+    let base = c.dir.join("a0/vols/vol0/base.img");
+    let mut b = std::fs::read(&base).unwrap();
+    b[12345] ^= 0x80;
+    std::fs::write(&base, b).unwrap();
+    assert!(c.walbc(&["verify", "vol0"]).starts_with("ok "));
+    let err = c.walbc_err(&["verify", "vol0", "--deep"]);
+    assert!(
+        err.contains(&format!("gid {g1}: the restored image's digest"))
+            && err.contains("differs from the device's")
+            && err.contains("DataLoss"),
+        "{err}"
+    );
+    let st = c.walbc(&["call", "a0", "status", "vol0"]);
+    assert!(st.contains("FAILED"), "{st}");
+}
+
+#[test]
 fn retention_two_months_of_hourly_snapshots() {
     use std::collections::{BTreeMap, BTreeSet, HashSet};
     let spec = Spec {

@@ -23,6 +23,7 @@ fn status_every_field_in_a_scripted_situation() {
     assert_eq!(s["reachable"], true, "{j}");
     assert!(s["log_capacity_pb"].as_u64().unwrap() > 0, "{j}");
     assert!(s["action"].is_null(), "no backup runs: {j}");
+    assert!(j["archives"][0]["action"].is_null(), "nothing runs: {j}");
     assert_eq!(p["reachable"], true, "{j}");
     assert_eq!(a["newest_restorable"]["gid"].to_string(), g, "{j}");
     assert!(a["newest_restorable_age_s"].as_u64().is_some(), "{j}");
@@ -40,7 +41,10 @@ fn status_every_field_in_a_scripted_situation() {
     let j = loop {
         let j = status(&c);
         let held = j["proxies"][0]["held_diffs"].as_u64().unwrap_or(0);
+        // The storage saw the write: a rate, and the time to overflow at it.
+        let rate = j["storages"][0]["write_rate_bps"].as_u64().unwrap_or(0);
         if held > 0
+            && rate > 0
             && j["archives"][0]["send_errors"]
                 .as_array()
                 .is_some_and(|e| !e.is_empty())
@@ -50,6 +54,10 @@ fn status_every_field_in_a_scripted_situation() {
         assert!(t.elapsed() < Duration::from_secs(30), "nothing held: {j}");
         std::thread::sleep(Duration::from_millis(200));
     };
+    assert!(
+        j["storages"][0]["overflow_in_s"].as_u64().unwrap() > 0,
+        "{j}"
+    );
     let a = &j["archives"][0];
     assert!(a["lag_gids"].as_u64().unwrap() > 0, "{j}");
     assert!(a["lag_seconds"].as_u64().is_some(), "{j}");

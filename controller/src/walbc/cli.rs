@@ -139,6 +139,11 @@ pub enum Cmd {
         /// snapshot fails).
         #[arg(long, default_value_t = 30)]
         freeze_timeout: u64,
+        /// Also hash the device at the snapshot (read whole, while nothing writes to it: with
+        /// --freeze, the hash counts against --freeze-timeout) and give the digest to every
+        /// archive holding VOL, for `verify --deep`.
+        #[arg(long)]
+        hash: bool,
     },
     /// Restore the newest restorable point (explicit or implicit) of VOL to PATH: a block
     /// device is written in place, any other path becomes an image file. Prints the gid, its
@@ -179,6 +184,10 @@ pub enum Cmd {
         vol: String,
         #[arg(long)]
         archive: Option<String>,
+        /// Also restore (virtually) every snapshot taken with `snapshot --hash` and compare
+        /// it with the device's hash.
+        #[arg(long)]
+        deep: bool,
     },
     /// Write diffs up to GID into the archive's base image.
     Apply {
@@ -385,12 +394,14 @@ pub async fn run(cli: Cli) -> Result<()> {
             pre,
             post,
             freeze_timeout,
+            hash,
         } => {
             let q = super::quiesce::Quiesce {
                 pre,
                 post,
                 freeze,
                 timeout: Duration::from_secs(freeze_timeout),
+                hash,
             };
             println!(
                 "{}",
@@ -430,17 +441,23 @@ pub async fn run(cli: Cli) -> Result<()> {
             if dry_run {
                 args.push("dry-run");
             }
-            println!("{}", c.call(&a, &args).await?);
+            println!("{}", c.with_progress(&a, &vol, c.call(&a, &args)).await?);
         }
-        Cmd::Verify { vol, archive } => {
+        Cmd::Verify { vol, archive, deep } => {
             let c = ctl()?;
             let a = c.layout.archive(archive.as_deref())?.clone();
-            println!("{}", c.call(&a, &["verify", &vol]).await?);
+            let mut args = vec!["verify", vol.as_str()];
+            if deep {
+                args.push("deep");
+            }
+            println!("{}", c.with_progress(&a, &vol, c.call(&a, &args)).await?);
         }
         Cmd::Apply { vol, gid, archive } => {
             let c = ctl()?;
             let a = c.layout.archive(archive.as_deref())?.clone();
-            c.call(&a, &["apply", &vol, &gid.to_string()]).await?;
+            let gid = gid.to_string();
+            c.with_progress(&a, &vol, c.call(&a, &["apply", &vol, &gid]))
+                .await?;
         }
         Cmd::Merge {
             vol,
@@ -450,7 +467,8 @@ pub async fn run(cli: Cli) -> Result<()> {
         } => {
             let c = ctl()?;
             let a = c.layout.archive(archive.as_deref())?.clone();
-            c.call(&a, &["merge", &vol, &gid_b.to_string(), &gid_e.to_string()])
+            let (b, e) = (gid_b.to_string(), gid_e.to_string());
+            c.with_progress(&a, &vol, c.call(&a, &["merge", &vol, &b, &e]))
                 .await?;
         }
         Cmd::DisableSnapshot { vol, gids, archive } => {

@@ -272,29 +272,56 @@ impl Ctl {
         Ok(gid)
     }
 
-    /// Runs `work` (a full or hash backup on `s`) while printing its progress to stderr every
-    /// few seconds.
-    async fn with_progress<T>(
+    /// Runs `work` (a long action on `s`: a backup, device hash, restore, apply, merge,
+    /// verify) while showing the action's progress: a bar on a terminal, else a line on
+    /// stderr every few seconds.
+    pub(super) async fn with_progress<T>(
         &self,
         s: &Server,
         vol: &str,
         work: impl std::future::Future<Output = Result<T>>,
     ) -> Result<T> {
+        use std::io::IsTerminal;
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let b = indicatif::ProgressBar::hidden();
+            b.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{prefix} {msg:12} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
+                )
+                .expect("template")
+                .progress_chars("=> "),
+            );
+            b.set_prefix(s.id.clone());
+            b
+        });
         tokio::pin!(work);
-        let mut tick = tokio::time::interval(Duration::from_secs(3));
+        let period = Duration::from_millis(if bar.is_some() { 250 } else { 3000 });
+        let mut tick = tokio::time::interval(period);
         tick.tick().await;
-        loop {
+        let r = loop {
             tokio::select! {
-                r = &mut work => return r,
+                r = &mut work => break r,
                 _ = tick.tick() => {
-                    if let Ok(p) = call(&s.addr, &["get", "progress", vol]).await {
-                        if let Some(line) = progress_line(&p) {
-                            eprintln!("{}: {line}", s.id);
+                    let Ok(p) = call(&s.addr, &["get", "progress", vol]).await else { continue };
+                    match (&bar, Progress::parse(&p)) {
+                        (Some(b), Some(p)) => {
+                            if b.is_hidden() {
+                                b.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+                            }
+                            b.set_message(p.kind.to_string());
+                            b.set_length(p.total);
+                            b.set_position(p.done);
                         }
+                        (None, Some(_)) => eprintln!("{}: {}", s.id, progress_line(&p).unwrap_or(p)),
+                        (_, None) => {}
                     }
                 }
             }
+        };
+        if let Some(b) = bar {
+            b.finish_and_clear();
         }
+        r
     }
 
     /// Grows `vol` to `size_lb` everywhere: the archives first (so diffs of the larger size
@@ -341,11 +368,48 @@ impl Ctl {
 
     /// Takes an explicit snapshot; with `wait`, returns once it is restorable on the primary.
     pub async fn snapshot(&self, sid: &str, vol: &str, wait: bool) -> Result<u64> {
-        let gid: u64 = self
-            .call(self.storage(sid)?, &["snapshot", vol])
-            .await?
-            .parse()
-            .context("snapshot reply is not a gid")?;
+        let mark = self.mark(sid, vol, false).await?;
+        self.finish_snapshot(vol, mark, wait).await
+    }
+
+    /// The storage's mark of an explicit snapshot; with `hash`, the storage also hashes the
+    /// device at it (progress on stderr).
+    pub async fn mark(&self, sid: &str, vol: &str, hash: bool) -> Result<Mark> {
+        let s = self.storage(sid)?;
+        if !hash {
+            let gid = self.call(s, &["snapshot", vol]).await?;
+            return Ok(Mark {
+                gid: gid.parse().context("snapshot reply is not a gid")?,
+                hash: None,
+            });
+        }
+        let reply = self
+            .with_progress(s, vol, self.call(s, &["snapshot", vol, "hash"]))
+            .await?;
+        let f: Vec<&str> = reply.split_whitespace().collect();
+        match f[..] {
+            [gid, bulk, digest] => Ok(Mark {
+                gid: gid.parse().context("snapshot reply: gid")?,
+                hash: Some((bulk.to_string(), digest.to_string())),
+            }),
+            _ => bail!("snapshot reply {reply:?}: not GID BULK DIGEST"),
+        }
+    }
+
+    /// Gives the mark's device hash to every archive holding `vol`, then with `wait` waits
+    /// until the snapshot is restorable on the primary; returns its gid.
+    pub async fn finish_snapshot(&self, vol: &str, mark: Mark, wait: bool) -> Result<u64> {
+        let gid = mark.gid;
+        if let Some((bulk, digest)) = &mark.hash {
+            for a in &self.layout.archive {
+                if self.state_or_clear(a, vol).await? == "Clear" {
+                    continue;
+                }
+                self.call(a, &["device-hash", vol, &gid.to_string(), bulk, digest])
+                    .await
+                    .with_context(|| format!("snapshot {gid} taken, its device hash not kept"))?;
+            }
+        }
         if wait {
             self.wait_restorable(self.layout.primary_archive()?, vol, gid)
                 .await?;
@@ -382,7 +446,7 @@ impl Ctl {
         if force {
             args.push("force");
         }
-        self.call(a, &args).await
+        self.with_progress(a, vol, self.call(a, &args)).await
     }
 
     /// Makes clean snapshots `gids` of `vol` explicit (`enable`) or implicit on an archive
@@ -448,9 +512,19 @@ impl Ctl {
                 .await
                 .ok()
                 .and_then(|p| progress_json(&p));
+            // The write rate, and the time until the log is full at it if shipping stopped.
+            let rate = self.call(s, &["get", "write-rate", vol]).await.ok();
+            let rate: Vec<Option<u64>> = rate
+                .as_deref()
+                .unwrap_or("")
+                .split_whitespace()
+                .map(|v| v.parse().ok())
+                .collect();
+            let field = |i: usize| rate.get(i).copied().flatten();
             storages.push(serde_json::json!({
                 "id": s.id, "reachable": state.is_some(), "state": state, "latest_gid": latest,
                 "log_usage_pb": used, "log_capacity_pb": cap, "action": action,
+                "write_rate_bps": field(0), "overflow_in_s": field(1),
             }));
         }
         let mut proxies = Vec::new();
@@ -510,8 +584,15 @@ impl Ctl {
                 .await
                 .ok()
                 .filter(|v| !v.is_empty());
+            // A running restore, apply, merge, verify, …: kind, bytes done of total, rate, ETA.
+            let action = self
+                .call(a, &["get", "progress", vol])
+                .await
+                .ok()
+                .and_then(|p| progress_json(&p));
             archives.push(serde_json::json!({
                 "id": a.id,
+                "action": action,
                 "verify": verify,
                 "lag_seconds": lag_seconds,
                 "capacity": capacity,
@@ -531,34 +612,63 @@ impl Ctl {
     }
 }
 
+/// A snapshot's mark on the storage: its gid, and with `snapshot --hash` the device's digest
+/// at it (bulk bytes and hex digest, as the archive's `device-hash` takes them).
+pub struct Mark {
+    pub gid: u64,
+    pub hash: Option<(String, String)>,
+}
+
 /// Whether a proxy's state is Started, or WlogRecv (Started while one wlog comes in).
 pub(super) fn proxy_runs(state: &str) -> bool {
     matches!(state, "Started" | "WlogRecv")
 }
 
-/// A storage's `get progress` answer (`KIND DONE TOTAL RATE ETA`) as JSON; None when idle.
+/// A `get progress` answer: `KIND DONE TOTAL RATE ETA` (bytes, bytes/s, seconds), or `idle`.
+pub struct Progress<'a> {
+    pub kind: &'a str,
+    pub done: u64,
+    pub total: u64,
+    pub rate: u64,
+    pub eta: u64,
+}
+
+impl Progress<'_> {
+    /// None when idle (or not a progress line).
+    pub fn parse(p: &str) -> Option<Progress<'_>> {
+        let f: Vec<&str> = p.split_whitespace().collect();
+        let n = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok());
+        Some(Progress {
+            kind: f.first()?,
+            done: n(1)?,
+            total: n(2)?,
+            rate: n(3)?,
+            eta: n(4)?,
+        })
+    }
+}
+
+/// A `get progress` answer as JSON; None when idle.
 fn progress_json(p: &str) -> Option<serde_json::Value> {
-    let f: Vec<&str> = p.split_whitespace().collect();
-    let n = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok());
+    let p = Progress::parse(p)?;
     Some(serde_json::json!({
-        "kind": f.first()?, "done_bytes": n(1)?, "total_bytes": n(2)?,
-        "rate_bps": n(3)?, "eta_s": n(4)?,
+        "kind": p.kind, "done_bytes": p.done, "total_bytes": p.total,
+        "rate_bps": p.rate, "eta_s": p.eta,
     }))
 }
 
-/// A storage's `get progress` answer (`KIND DONE TOTAL RATE ETA`) for people; None when idle.
+/// A `get progress` answer for people; None when idle.
 pub fn progress_line(p: &str) -> Option<String> {
-    let f: Vec<&str> = p.split_whitespace().collect();
-    let n = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok());
-    let (done, total, rate, eta) = (n(1)?, n(2)?, n(3)?, n(4)?);
+    let p = Progress::parse(p)?;
     let mib = |b: u64| b as f64 / (1 << 20) as f64;
     Some(format!(
-        "{} {:.1}/{:.1} MiB ({:.0}%), {:.1} MB/s, ETA {eta} s",
-        f[0],
-        mib(done),
-        mib(total),
-        100.0 * done as f64 / total.max(1) as f64,
-        rate as f64 / 1e6
+        "{} {:.1}/{:.1} MiB ({:.0}%), {:.1} MB/s, ETA {} s",
+        p.kind,
+        mib(p.done),
+        mib(p.total),
+        100.0 * p.done as f64 / p.total.max(1) as f64,
+        p.rate as f64 / 1e6,
+        p.eta
     ))
 }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 
-use super::ops::Ctl;
+use super::ops::{Ctl, Mark};
 
 /// What to quiesce around a snapshot.
 #[derive(Default)]
@@ -23,6 +23,8 @@ pub struct Quiesce {
     pub freeze: Option<PathBuf>,
     /// How long the mark may take while the file system is frozen.
     pub timeout: Duration,
+    /// Hash the device at the mark (docs/archive.md, "Deep verification").
+    pub hash: bool,
 }
 
 impl Quiesce {
@@ -137,14 +139,16 @@ impl Ctl {
         wait: bool,
     ) -> Result<u64> {
         if q.is_empty() {
-            return self.snapshot(sid, vol, wait).await;
+            let mark = self.mark(sid, vol, q.hash).await?;
+            return self.finish_snapshot(vol, mark, wait).await;
         }
         if let Some(pre) = &q.pre {
             hook("pre", pre)?;
         }
         let mark = self.mark_frozen(sid, vol, q).await;
         let post = q.post.as_deref().map(|p| hook("post", p)).transpose();
-        let gid = mark?;
+        let mark = mark?;
+        let gid = mark.gid;
         post.with_context(|| format!("snapshot {gid} taken, but not recorded as consistent"))?;
         self.record(&Consistent {
             vol: vol.to_string(),
@@ -155,27 +159,23 @@ impl Ctl {
             pre: q.pre.clone(),
             post: q.post.clone(),
         })?;
-        if wait {
-            self.wait_restorable(self.layout.primary_archive()?, vol, gid)
-                .await?;
-        }
-        Ok(gid)
+        self.finish_snapshot(vol, mark, wait).await
     }
 
     /// The mark (not waited for) with the file system frozen, if one is named; thawed on every
     /// way out, after `q.timeout` and on Ctrl-C too.
-    async fn mark_frozen(&self, sid: &str, vol: &str, q: &Quiesce) -> Result<u64> {
+    async fn mark_frozen(&self, sid: &str, vol: &str, q: &Quiesce) -> Result<Mark> {
         let frozen = q.freeze.as_deref().map(Frozen::freeze).transpose()?;
         let mark = tokio::select! {
-            r = tokio::time::timeout(q.timeout, self.snapshot(sid, vol, false)) => r
+            r = tokio::time::timeout(q.timeout, self.mark(sid, vol, q.hash)) => r
                 .map_err(|_| anyhow!("no snapshot after {:?} with the file system frozen", q.timeout))
                 .and_then(|r| r),
             _ = tokio::signal::ctrl_c() => Err(anyhow!("interrupted")),
         };
         let thaw = frozen.map(Frozen::thaw).transpose();
-        let gid = mark?;
-        thaw.with_context(|| format!("snapshot {gid} taken"))?;
-        Ok(gid)
+        let mark = mark?;
+        thaw.with_context(|| format!("snapshot {} taken", mark.gid))?;
+        Ok(mark)
     }
 
     fn record(&self, c: &Consistent) -> Result<()> {

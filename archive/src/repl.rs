@@ -14,6 +14,7 @@ use walb_core::wdiff::hashdiff::{diff_against_hashes, ImageBulk};
 use walb_core::wdiff::sorted::EncodedPack;
 use walb_core::wdiff::{Cmpr, Codec};
 use walb_core::{Gid, LBS};
+use walb_daemon::progress::Progress;
 use walb_daemon::{CmdError, CmdResult};
 use walb_proto::archive_client::ArchiveClient;
 use walb_proto::control::call;
@@ -100,6 +101,8 @@ async fn full_copy(vol: &Vol, dst: &str) -> CmdResult<()> {
         })?;
     let (_, chain) = vol.chain_to_clean(gid)?;
     let src = image::virtual_full(vol, &chain)?;
+    let (p, _shown) = vol.running.begin(Progress::new("replicate", src.size()));
+    let src = image::Tracked { src, p };
     let size_lb = src.size() / LBS as u64;
     let open = Open {
         vol: vol.name.clone(),
@@ -178,6 +181,8 @@ async fn send_diffs(vol: &Vol, dst: &str, latest: &str) -> CmdResult<bool> {
     }
     let uuid = Bytes::copy_from_slice(&vol.uuid()?.0);
     let size_lb = vol.size_lb()?;
+    let total = chain.iter().map(|d| d.data_size).sum();
+    let (p, _shown) = vol.running.begin(Progress::new("replicate", total));
     for d in chain {
         let data = Bytes::from(std::fs::read(vol.diff_path(&d))?);
         let open = Open {
@@ -203,6 +208,7 @@ async fn send_diffs(vol: &Vol, dst: &str, latest: &str) -> CmdResult<bool> {
         flow.commit(wire::frame(frame::Kind::Commit(Commit::default())))
             .await
             .map_err(|e| flow_err(dst, e))?;
+        p.add(d.data_size);
         tracing::info!(vol = %vol.name, "replicated diff {d} to {dst}");
     }
     Ok(true)
@@ -218,6 +224,8 @@ async fn hash_copy(vol: &Vol, dst: &str) -> CmdResult<()> {
         })?;
     let (_, chain) = vol.chain_to_clean(newest.gid.0)?;
     let src = image::virtual_full(vol, &chain)?;
+    let (p, _shown) = vol.running.begin(Progress::new("replicate", src.size()));
+    let src = image::Tracked { src, p };
     let open = Open {
         vol: vol.name.clone(),
         host_type: "archive".into(),

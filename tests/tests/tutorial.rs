@@ -78,6 +78,10 @@ fn tutorial_runs_as_written() {
         "{stdout}"
     );
     assert!(stdout.contains("\nok "), "verify did not say ok:\n{stdout}");
+    assert!(
+        stdout.contains(" 1 snapshots matching the device"),
+        "the deep verify compared no snapshot:\n{stdout}"
+    );
     // After retention: the two newest explicit snapshots (and the newest point).
     let explicit_lines = stdout
         .lines()

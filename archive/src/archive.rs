@@ -92,6 +92,8 @@ pub struct Archive {
     pub min_free: u64,
     /// The keep rules retention enforces on every volume (off when none is set).
     pub retention: crate::retention::Rules,
+    /// Full replication's bulk encoding; the threads also bound a full sync's writes in flight.
+    pub bulk: walb_daemon::args::BulkArgs,
     entries: Mutex<HashMap<String, Arc<Entry>>>,
     /// Volumes whose startup recovery failed, with why. Their files are left as they are for
     /// inspection; nothing of them is restorable until an apply finishes the recovery or the
@@ -126,6 +128,7 @@ impl Archive {
             max_open_diffs: crate::volume::DEFAULT_MAX_OPEN_DIFFS,
             min_free: 0,
             retention: crate::retention::Rules::default(),
+            bulk: Default::default(),
             entries: Mutex::new(HashMap::new()),
             broken: Mutex::new(HashMap::new()),
             recovering: Mutex::new(Some(String::new())),

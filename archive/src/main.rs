@@ -68,6 +68,8 @@ struct Args {
     /// Older implicit points are thinned to one per period of this many seconds (0: never).
     #[arg(long, default_value_t = 60)]
     implicit_period_secs: u64,
+    #[command(flatten)]
+    bulk: walb_daemon::args::BulkArgs,
 }
 
 #[tokio::main]
@@ -86,6 +88,7 @@ async fn main() -> Result<()> {
     archive.autoresize = args.autoresize;
     archive.max_open_diffs = args.max_open_diffs as usize;
     archive.min_free = args.min_free_mb << 20;
+    archive.bulk = args.bulk;
     archive.retention = walb_archive::retention::Rules {
         last: args.keep_last,
         hourly: args.keep_hourly,

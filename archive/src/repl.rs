@@ -14,13 +14,15 @@ use walb_core::wdiff::hashdiff::{diff_against_hashes, ImageBulk};
 use walb_core::wdiff::sorted::EncodedPack;
 use walb_core::wdiff::{Cmpr, Codec};
 use walb_core::{Gid, LBS};
+use walb_daemon::args::BulkArgs;
 use walb_daemon::progress::Progress;
 use walb_daemon::{CmdError, CmdResult};
 use walb_proto::archive_client::ArchiveClient;
+use walb_proto::bulk::{encode_ordered, EncodeFailed};
 use walb_proto::control::call;
 use walb_proto::flow::{Flow, FlowError};
 use walb_proto::hashflow::{send_chunks_blocking, HashFlow};
-use walb_proto::{frame, wire, Bulk, Commit, Open};
+use walb_proto::{frame, wire, Commit, Open};
 
 use crate::archive::Archive;
 use crate::image;
@@ -76,7 +78,7 @@ pub async fn replicate(a: &Arc<Archive>, name: &str, dst: &str, resync: bool) ->
         state = "SyncReady".into();
     }
     match state.as_str() {
-        "SyncReady" => full_copy(&vol, dst).await?,
+        "SyncReady" => full_copy(&vol, dst, a.bulk).await?,
         "Archived" => {}
         other => {
             return Err(CmdError::State(format!(
@@ -94,7 +96,7 @@ pub async fn replicate(a: &Arc<Archive>, name: &str, dst: &str, resync: bool) ->
 }
 
 /// Streams the virtual image of the newest restorable snapshot as a full sync.
-async fn full_copy(vol: &Vol, dst: &str) -> CmdResult<()> {
+async fn full_copy(vol: &Vol, dst: &str, bulk: BulkArgs) -> CmdResult<()> {
     let gid =
         vol.restorable()?.last().map(|r| r.gid.0).ok_or_else(|| {
             CmdError::State(format!("{} has nothing restorable to copy", vol.name))
@@ -119,38 +121,20 @@ async fn full_copy(vol: &Vol, dst: &str) -> CmdResult<()> {
         .map_err(|e| flow_err(dst, e))?;
     let tx = flow.tx.clone();
     let reader = tokio::task::spawn_blocking(move || -> CmdResult<()> {
-        let mut src = src;
-        let mut buf = vec![0u8; BULK_LB as usize * LBS];
-        let mut lba = 0u64;
-        loop {
-            let n = src.read_next(&mut buf)?;
-            if n == 0 {
-                return Ok(());
-            }
-            let data = &buf[..n];
-            let zstd = if data.iter().all(|&b| b == 0) {
-                Bytes::new()
-            } else {
-                Bytes::from(
-                    zstd::bulk::compress(data, 1)
-                        .map_err(|e| CmdError::Internal(format!("compress: {e}")))?,
-                )
+        let input = image_bulks(src).map(|b| b.map(|b| (b.lba, b.data)));
+        let mut outcome = Ok(());
+        encode_ordered(input, bulk.bulk_cmpr, bulk.workers(), |b| {
+            let sent = match b {
+                Ok(b) => tx
+                    .blocking_send(wire::frame(frame::Kind::Bulk(b)))
+                    .map_err(|_| CmdError::Internal("the full copy ended early".into())),
+                Err(EncodeFailed::Input(e)) => Err(e.into()),
+                Err(EncodeFailed::Encode(e)) => Err(CmdError::Internal(e.to_string())),
             };
-            let blocks = (n / LBS) as u32;
-            let bulk = Bulk {
-                lba,
-                blocks,
-                crc32: crc32fast::hash(&zstd),
-                zstd,
-            };
-            if tx
-                .blocking_send(wire::frame(frame::Kind::Bulk(bulk)))
-                .is_err()
-            {
-                return Err(CmdError::Internal("the full copy ended early".into()));
-            }
-            lba += blocks as u64;
-        }
+            outcome = sent;
+            outcome.is_ok()
+        });
+        outcome
     });
     reader
         .await

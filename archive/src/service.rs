@@ -15,6 +15,7 @@ use walb_core::meta::{self, MetaDiff, MetaSnap, MetaState, Relation};
 use walb_core::wdiff::{Kind, WdiffReader};
 use walb_core::{Uuid, LBS};
 use walb_proto::archive_server::Archive as ArchiveSvc;
+use walb_proto::bulk::decode;
 use walb_proto::flow::next_frame;
 use walb_proto::wire::{accept, ack, check_chunk, reject};
 use walb_proto::{frame, Event, Frame, HashEvent, Open};
@@ -346,6 +347,14 @@ pub(crate) fn verify_wdiff(path: &Path, uuid: &Uuid, size_lb: u64) -> Result<(),
 
 // ---- full sync ----
 
+/// Waits for one bulk write of a full sync; its error (or panic) ends the flow.
+async fn join_write(writes: &mut tokio::task::JoinSet<Result<(), Status>>) -> Result<(), Status> {
+    match writes.join_next().await {
+        Some(r) => r.map_err(|e| Status::internal(format!("bulk write task: {e}")))?,
+        None => Ok(()),
+    }
+}
+
 async fn full_sync_flow(
     a: Arc<Archive>,
     mut input: Streaming<Frame>,
@@ -384,6 +393,7 @@ async fn full_sync_flow(
     send(&tx, accept()).await?;
     tracing::info!(vol = %vol.name, size_lb = open.size_lb, "full sync started");
 
+    let mut writes = tokio::task::JoinSet::new();
     let (snap, lineage) = loop {
         let next = tokio::select! {
             f = next_frame(&mut input, "Bulk or Commit") => f?,
@@ -398,38 +408,30 @@ async fn full_sync_flow(
                         b.lba, b.blocks, open.size_lb
                     )));
                 }
-                let got = crc32fast::hash(&b.zstd);
-                if got != b.crc32 {
-                    return Err(Status::data_loss(format!(
-                        "bulk at LB {}: crc32 {got:#010x}, expected {:#010x}",
-                        b.lba, b.crc32
-                    )));
-                }
-                a.count_received(&vol.name, b.zstd.len());
-                if b.zstd.is_empty() {
+                a.count_received(&vol.name, b.data.len());
+                if b.data.is_empty() {
                     // All zero: the image is sparse.
                     continue;
                 }
+                // Decoded and written on the blocking pool, several bulks at once; a failure
+                // ends the flow at the next bulk or at Commit.
+                while writes.len() >= a.bulk.workers() * 2 {
+                    join_write(&mut writes).await?;
+                }
                 let t = tmp.clone();
-                blocking(move || {
-                    let len = b.blocks as usize * LBS;
-                    let data = zstd::bulk::decompress(&b.zstd, len).map_err(|e| {
-                        Status::data_loss(format!("bulk at LB {}: zstd: {e}", b.lba))
-                    })?;
-                    if data.len() != len {
-                        return Err(Status::data_loss(format!(
-                            "bulk at LB {}: {} bytes after decompression, expected {len}",
-                            b.lba,
-                            data.len()
-                        )));
-                    }
+                writes.spawn_blocking(move || {
+                    let data = decode(&b)
+                        .map_err(|e| Status::data_loss(e.to_string()))?
+                        .expect("not empty");
                     t.file
                         .write_all_at(&data, b.lba * LBS as u64)
                         .map_err(internal)
-                })
-                .await?;
+                });
             }
             frame::Kind::Commit(c) => {
+                while !writes.is_empty() {
+                    join_write(&mut writes).await?;
+                }
                 // A replica keeps its source's lineage; a full backup starts a new one.
                 let lineage = if from_archive {
                     uuid_of(&c.uuid)?

@@ -73,3 +73,26 @@ impl CommonArgs {
         Ok(true)
     }
 }
+
+/// How a daemon that sends full syncs (a storage's full backup, an archive's full
+/// replication) encodes bulks.
+#[derive(clap::Args, Clone, Copy, Debug, Default)]
+pub struct BulkArgs {
+    /// Bulk compression of full syncs: none, lz4 or zstd:LEVEL (1–19). none or lz4 for links
+    /// faster than the cores compress; a bulk that does not shrink travels raw anyway.
+    #[arg(long, default_value = "zstd:1")]
+    pub bulk_cmpr: walb_proto::bulk::BulkCmpr,
+    /// Threads encoding bulks in parallel (0: one per core).
+    #[arg(long, default_value_t = 0)]
+    pub bulk_workers: usize,
+}
+
+impl BulkArgs {
+    /// The encoding threads to run.
+    pub fn workers(&self) -> usize {
+        match self.bulk_workers {
+            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+            n => n,
+        }
+    }
+}

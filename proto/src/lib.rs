@@ -11,6 +11,7 @@ mod generated {
 
 pub use generated::*;
 
+pub mod bulk;
 pub mod control;
 pub mod flow;
 pub mod hashflow;

@@ -33,6 +33,8 @@ pub struct Storage {
     pub scan_bps: Arc<std::sync::atomic::AtomicU64>,
     /// Proxies that failed lately, with when: tried after the others for a while.
     pub down: std::sync::Mutex<BTreeMap<String, std::time::Instant>>,
+    /// Full backup bulks: compression and encoding threads.
+    pub bulk: walb_daemon::args::BulkArgs,
 }
 
 /// How long a proxy that failed is tried only after the others.

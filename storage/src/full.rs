@@ -1,14 +1,16 @@
 //! Full backup (FORMATS §6.2 over our frames): reset the WAL, stream every bulk of the live
-//! device to the primary archive (zero bulks as empty bulks, others zstd-compressed), then
-//! take the explicit snapshot that ends it; the volume goes to Target.
+//! device to the primary archive (zero bulks empty, others encoded per `--bulk-cmpr` on several
+//! threads), then take the explicit snapshot that ends it; the volume goes to Target.
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
 use walb_core::meta::MetaSnap;
 use walb_core::LBS;
+use walb_daemon::args::BulkArgs;
 use walb_daemon::{CmdError, CmdResult};
 use walb_proto::archive_client::ArchiveClient;
-use walb_proto::{frame, wire, Bulk, Commit, Frame, Open};
+use walb_proto::bulk::{encode_ordered, EncodeFailed};
+use walb_proto::{frame, wire, Commit, Frame, Open};
 
 use std::sync::Arc;
 
@@ -68,7 +70,9 @@ async fn run(st: &Storage, vol: &Vol, wdev: &str, bulk_lb: u32) -> CmdResult<u64
         size_lb * LBS as u64,
         st.scan_bps.clone(),
     ));
-    let reader = tokio::task::spawn_blocking(move || read_bulks(&file, size_lb, bulk_lb, scan, tx));
+    let bulk = st.bulk;
+    let reader =
+        tokio::task::spawn_blocking(move || read_bulks(&file, size_lb, bulk_lb, scan, bulk, tx));
     let mut sent = 0u64;
     while let Some(f) = rx.recv().await {
         let f = f?;
@@ -105,34 +109,27 @@ fn flow_err(e: FlowError) -> CmdError {
     }
 }
 
-/// Turns the device's bulks into frames (zero bulks empty, others compressed).
+/// Turns the device's bulks into frames (zero bulks empty, others encoded on `bulk`'s
+/// threads, in order).
 fn read_bulks(
     path: &std::path::Path,
     size_lb: u64,
     bulk_lb: u32,
     scan: Arc<Scan>,
+    bulk: BulkArgs,
     tx: mpsc::Sender<CmdResult<Frame>>,
 ) {
-    for b in crate::scan::read_bulks(path.to_path_buf(), size_lb, bulk_lb, scan) {
-        let frame = b.and_then(|b| {
-            let zstd = if b.data.iter().all(|&x| x == 0) {
-                Bytes::new()
-            } else {
-                Bytes::from(
-                    zstd::bulk::compress(&b.data, 1)
-                        .map_err(|e| CmdError::Internal(format!("compress: {e}")))?,
-                )
-            };
-            Ok(wire::frame(frame::Kind::Bulk(Bulk {
-                lba: b.lba,
-                blocks: b.blocks,
-                crc32: crc32fast::hash(&zstd),
-                zstd,
-            })))
-        });
+    let input = crate::scan::read_bulks(path.to_path_buf(), size_lb, bulk_lb, scan)
+        .into_iter()
+        .map(|b| b.map(|b| (b.lba, b.data)));
+    encode_ordered(input, bulk.bulk_cmpr, bulk.workers(), |b| {
+        let frame = b
+            .map(|b| wire::frame(frame::Kind::Bulk(b)))
+            .map_err(|e| match e {
+                EncodeFailed::Input(e) => e,
+                EncodeFailed::Encode(e) => CmdError::Internal(e.to_string()),
+            });
         let failed = frame.is_err();
-        if tx.blocking_send(frame).is_err() || failed {
-            return;
-        }
-    }
+        tx.blocking_send(frame).is_ok() && !failed
+    });
 }

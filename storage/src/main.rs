@@ -38,6 +38,8 @@ struct Args {
     /// Milliseconds between polls of the device for new logs.
     #[arg(long, default_value_t = 500)]
     poll_ms: u64,
+    #[command(flatten)]
+    bulk: walb_daemon::args::BulkArgs,
 }
 
 #[tokio::main]
@@ -60,6 +62,7 @@ async fn main() -> Result<()> {
         vols: Default::default(),
         down: Default::default(),
         scan_bps: Arc::new(std::sync::atomic::AtomicU64::new(a.full_scan_bps)),
+        bulk: a.bulk,
     });
     st.load().await?;
     serve::run(

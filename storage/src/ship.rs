@@ -100,8 +100,13 @@ async fn step(st: &Storage, vol: &Vol) -> CmdResult<bool> {
         // transfer cut short here could take an intermediate gid the snapshot owns.
         return Ok(false);
     }
-    let ldev = st.wdevd.ldev_path(&meta.wdev).await?;
     let (begin, limit) = (meta.done.lsid.0, end.lsid_limit.0);
+    if meta.state != State::Target || limit <= begin {
+        // A backup reset the volume while this step ran (the device status is older than
+        // the done record): nothing to ship until the next step.
+        return Ok(false);
+    }
+    let ldev = st.wdevd.ldev_path(&meta.wdev).await?;
     let (wlog, lsid_e) = tokio::task::spawn_blocking(move || extract(&ldev, begin, limit))
         .await
         .map_err(|e| CmdError::Internal(format!("extract task: {e}")))??;

@@ -25,7 +25,7 @@ use walb_core::{Gid, Pbs, Uuid, LBS};
 use walb_proto::archive_client::ArchiveClient;
 use walb_proto::control_client::ControlClient;
 use walb_proto::wire::{self, MAX_MESSAGE};
-use walb_proto::{event, frame, Bulk, Commit, Event, Frame, Open};
+use walb_proto::{event, frame, Commit, Event, Frame, Open};
 
 /// A running daemon; killed on drop.
 pub struct Daemon {
@@ -251,17 +251,8 @@ pub fn full_sync_frames(img: &[u8], bulk_lb: u32, snap: MetaSnap) -> Vec<Frame> 
         .chunks(bulk_lb as usize * LBS)
         .enumerate()
         .map(|(i, b)| {
-            let z = if b.iter().all(|&x| x == 0) {
-                Bytes::new()
-            } else {
-                Bytes::from(zstd::bulk::compress(b, 1).unwrap())
-            };
-            wire::frame(frame::Kind::Bulk(Bulk {
-                lba: i as u64 * bulk_lb as u64,
-                blocks: (b.len() / LBS) as u32,
-                crc32: crc32fast::hash(&z),
-                zstd: z,
-            }))
+            let bulk = walb_proto::bulk::encode(i as u64 * bulk_lb as u64, b, Default::default());
+            wire::frame(frame::Kind::Bulk(bulk.unwrap()))
         })
         .collect();
     v.push(wire::frame(frame::Kind::Commit(Commit {

@@ -88,7 +88,7 @@ impl Storage {
         tokio::spawn(crate::ship::run(self.clone(), vol, self.shutdown.clone()));
     }
 
-    async fn vol(&self, name: &str) -> CmdResult<Arc<Vol>> {
+    pub(crate) async fn vol(&self, name: &str) -> CmdResult<Arc<Vol>> {
         self.vols
             .read()
             .await
@@ -256,6 +256,7 @@ impl Storage {
                 Ok(format!("{} {}", d.log_usage, d.log_capacity))
             }
             "uuid" => Ok(self.wdevd.status(&m.wdev).await?.uuid),
+            "size-lb" => Ok(self.wdevd.status(&m.wdev).await?.size_lb.to_string()),
             "latest-snap" => Ok(m.queue.last().unwrap_or(&m.done).gid.0.to_string()),
             "done" => Ok(format!("{} {}", m.done.lsid.0, m.done.gid.0)),
             "progress" => Ok(vol

@@ -128,7 +128,7 @@ impl Storage {
         Ok("ok".into())
     }
 
-    async fn reset_vol(&self, name: &str, gid: u64) -> CmdResult<String> {
+    pub(crate) async fn reset_vol(&self, name: &str, gid: u64) -> CmdResult<String> {
         let vol = self.vol(name).await?;
         let mut m = vol.meta.lock().await;
         require(&m, &[State::Stopped, State::SyncReady], "reset-vol")?;
@@ -167,7 +167,7 @@ impl Storage {
         Ok("ok".into())
     }
 
-    async fn stop(&self, name: &str) -> CmdResult<String> {
+    pub(crate) async fn stop(&self, name: &str) -> CmdResult<String> {
         let vol = self.vol(name).await?;
         let mut m = vol.meta.lock().await;
         require(&m, &[State::Target, State::Standby], "stop")?;
@@ -256,7 +256,6 @@ impl Storage {
                 Ok(format!("{} {}", d.log_usage, d.log_capacity))
             }
             "uuid" => Ok(self.wdevd.status(&m.wdev).await?.uuid),
-            "size-lb" => Ok(self.wdevd.status(&m.wdev).await?.size_lb.to_string()),
             "latest-snap" => Ok(m.queue.last().unwrap_or(&m.done).gid.0.to_string()),
             "done" => Ok(format!("{} {}", m.done.lsid.0, m.done.gid.0)),
             "progress" => Ok(vol

@@ -1,13 +1,15 @@
 //! Failback (docs/recovery.md), the storage side: a hash sync in reverse (walb.proto
 //! `Storage.Failback`). walbc runs where the promoted image is and opens; the volume must be
-//! SyncReady, the device as large as the image and not in use (its loop device is opened
-//! exclusively, so a mounted device is refused). The WAL is reset (everything older reaches
-//! the data device), then one BLAKE3 per bulk of the data device goes back while walbc sends
-//! sorted-wdiff packs of the bulks where the image differs; they are kept in a temporary file.
+//! Target, Stopped or SyncReady, the device as large as the image and not in use (its loop
+//! device is opened exclusively, so a mounted device is refused); a refusal changes nothing.
+//! The volume is then taken to SyncReady (as `stop` and `reset-vol` do), the WAL is reset
+//! (everything older reaches the data device), then one BLAKE3 per bulk of the data device
+//! goes back while walbc sends sorted-wdiff packs of the bulks where the image differs; they
+//! are kept in a temporary file.
 //! At Commit they are read back with every checksum verified and written through the wdev
 //! device (its loop device when there is one), so they are logged like any write, then
-//! synced; Ack. Nothing reaches the device before Commit. The volume is SyncReady before and
-//! after: walbc then runs a hash backup, which re-syncs the archive.
+//! synced; Ack. Nothing reaches the device before Commit. The volume is SyncReady after it:
+//! walbc then runs a hash backup, which re-syncs the archive.
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt};
@@ -31,7 +33,7 @@ use walb_proto::{frame, hash_event, Accept, Ack, Frame, HashEvent, Open};
 
 use crate::commands::Storage;
 use crate::scan::Scan;
-use crate::vol::{require, State, Vol};
+use crate::vol::{State, Vol};
 
 type HashEvents = mpsc::Sender<Result<HashEvent, Status>>;
 
@@ -96,16 +98,83 @@ async fn flow(st: &Storage, mut input: Streaming<Frame>, tx: &HashEvents) -> Res
         Ok(v) => v,
         Err(e) => return reject(tx, &open.vol, e.to_string()).await,
     };
-    let ready = require(&*vol.meta.lock().await, &[State::SyncReady], "failback");
-    if let Err(e) = ready {
-        return reject(tx, &vol.name, e.to_string()).await;
+    let (state, wdev) = {
+        let m = vol.meta.lock().await;
+        (m.state, m.wdev.clone())
+    };
+    let ok = [State::Target, State::Stopped, State::SyncReady];
+    if let Err(e) = require_state(state, &ok) {
+        return reject(tx, &vol.name, e).await;
     }
+    let (out, target) = match check_device(st, &wdev, &open).await? {
+        Ok(d) => d,
+        Err(why) => return reject(tx, &vol.name, why).await,
+    };
+    // Every check passed: the volume is taken to SyncReady as for a hash backup (the logs
+    // not shipped yet are dropped; the device is about to be overwritten).
+    to_sync_ready(st, &vol).await?;
     let r = vol
         .run_from_sync_ready(State::Failback, "failback", State::SyncReady, |wdev| {
-            run(st, &vol, wdev, &open, &mut input, tx)
+            run(st, &vol, wdev, &open, (out, target), &mut input, tx)
         })
         .await;
     r.map_err(Status::from)
+}
+
+fn require_state(state: State, ok: &[State]) -> Result<(), String> {
+    if ok.contains(&state) {
+        return Ok(());
+    }
+    let want: Vec<&str> = ok.iter().map(|s| s.name()).collect();
+    Err(format!(
+        "the volume is {}; a failback needs it {}",
+        state.name(),
+        want.join(", ")
+    ))
+}
+
+/// The device checks that change nothing: its size must be the image's and it must not be in
+/// use. Ok(Err(why)) refuses; Ok(Ok(..)) is the device opened for writing and its path.
+async fn check_device(
+    st: &Storage,
+    wdev: &str,
+    open: &Open,
+) -> Result<Result<(File, PathBuf), String>, Status> {
+    let dev = st.wdevd.status(wdev).await?;
+    if dev.size_lb != open.size_lb {
+        return Ok(Err(format!(
+            "the image is {} bytes and device {wdev} of {} is {} bytes: sizes differ (resize \
+             the smaller one first)",
+            open.size_lb * LBS as u64,
+            open.vol,
+            dev.size_lb * LBS as u64
+        )));
+    }
+    let target = write_path(st, wdev).await?;
+    match open_exclusive(&target) {
+        Ok(f) => Ok(Ok((f, target))),
+        Err(e) if e.raw_os_error() == Some(libc::EBUSY) => Ok(Err(format!(
+            "{} (device {wdev}) is in use (mounted?): unmount it and stop what uses it",
+            target.display()
+        ))),
+        Err(e) => Err(internal(&format!("open {}", target.display()))(e).into()),
+    }
+}
+
+/// Target → Stopped → SyncReady, as `stop` and `reset-vol` do.
+async fn to_sync_ready(st: &Storage, vol: &Vol) -> Result<(), Status> {
+    let state = vol.meta.lock().await.state;
+    if state == State::Target {
+        match st.stop(&vol.name).await {
+            // Stopped on its own meanwhile (a log overflow).
+            Ok(_) | Err(CmdError::State(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if vol.meta.lock().await.state == State::Stopped {
+        st.reset_vol(&vol.name, 0).await?;
+    }
+    Ok(())
 }
 
 /// Where writes to device `wdev` go so that wdevd logs them: its loop device when there is one
@@ -159,33 +228,12 @@ async fn run(
     vol: &Vol,
     wdev: String,
     open: &Open,
+    (out, target): (File, PathBuf),
     input: &mut Streaming<Frame>,
     tx: &HashEvents,
 ) -> CmdResult<()> {
     let status = |e: Status| CmdError::Internal(e.message().to_string());
-    let dev = st.wdevd.status(&wdev).await?;
-    if dev.size_lb != open.size_lb {
-        let why = format!(
-            "the image is {} bytes and device {wdev} of {} is {} bytes: sizes differ (resize \
-             the smaller one first)",
-            open.size_lb * LBS as u64,
-            vol.name,
-            dev.size_lb * LBS as u64
-        );
-        return reject(tx, &vol.name, why).await.map_err(status);
-    }
-    let target = write_path(st, &wdev).await?;
-    let out = match open_exclusive(&target) {
-        Ok(f) => f,
-        Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
-            let why = format!(
-                "{} (device {wdev}) is in use (mounted?): unmount it and stop what uses it",
-                target.display()
-            );
-            return reject(tx, &vol.name, why).await.map_err(status);
-        }
-        Err(e) => return Err(internal(&format!("open {}", target.display()))(e)),
-    };
+    let size_lb = open.size_lb;
     // The data device then holds everything the device acknowledged.
     st.wdevd.reset_wal(&wdev).await?;
     send(tx, hash_event::Kind::Accept(Accept {}))
@@ -194,7 +242,7 @@ async fn run(
     tracing::info!(vol = vol.name, "failback onto {} started", target.display());
 
     let ddev = st.wdevd.ddev_path(&wdev).await?;
-    let (size_lb, bulk_lb) = (dev.size_lb, open.bulk_lb);
+    let bulk_lb = open.bulk_lb;
     let (scan, _guard) = vol.begin_scan(Scan::new(
         "failback",
         size_lb * LBS as u64,

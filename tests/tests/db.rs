@@ -362,6 +362,22 @@ fn db3_postgres_failback() {
     ]);
     assert!(e.contains("sizes differ"), "{e}");
     assert_eq!(c.walbc(&["call", "s0", "get", "state", "vol0"]), "Target");
+    // So is one onto the device while it is mounted.
+    let m = Mounted::new(
+        &format!("-o ro,noload {}", c.loops["wdev0"]),
+        &c.dir.join("busy"),
+    );
+    let e = c.walbc_err(&[
+        "failback",
+        "vol0",
+        "--from",
+        &img.display().to_string(),
+        "--storage",
+        "s0",
+    ]);
+    assert!(e.contains("in use"), "{e}");
+    assert_eq!(c.walbc(&["call", "s0", "get", "state", "vol0"]), "Target");
+    m.unmount();
 
     let t = Instant::now();
     let out = c.walbc(&[

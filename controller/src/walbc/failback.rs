@@ -40,9 +40,10 @@ const BULK_LB: u32 = (DEFAULT_BULK / LBS) as u32;
 
 impl Ctl {
     /// Makes storage `sid`'s device of `vol` a copy of the image or block device `from` (on
-    /// this host): the volume is brought to SyncReady, the differing bulks are written through
-    /// the wdev device, then a hash backup re-syncs the primary archive. Refused before
-    /// anything changes when the sizes differ or a volume is in a state that cannot fail back.
+    /// this host): the storage checks the size, its volume's state (Target, Stopped or
+    /// SyncReady) and that the device is not in use, takes the volume to SyncReady and writes
+    /// the differing bulks through the wdev device; then a hash backup re-syncs the primary
+    /// archive. Refused before anything changes when a check fails.
     pub async fn failback(&self, vol: &str, sid: &str, from: &Path) -> Result<Failback> {
         let s = self.storage(sid)?.clone();
         let mut img =
@@ -56,27 +57,6 @@ impl Ctl {
                 from.display()
             );
         }
-        let state = self.storage_state(&s, vol).await?;
-        if !matches!(state.as_str(), "Target" | "Stopped" | "SyncReady") {
-            bail!(
-                "{}: volume {vol} is {state}; a failback needs it Target, Stopped or SyncReady",
-                s.id
-            );
-        }
-        let dev: u64 = self
-            .call(&s, &["get", "size-lb", vol])
-            .await?
-            .parse()
-            .context("get size-lb reply is not a number")?;
-        if dev * LBS as u64 != size {
-            bail!(
-                "sizes differ: {} is {size} bytes, {}'s device of {vol} is {} bytes (resize the \
-                 smaller one first)",
-                from.display(),
-                s.id,
-                dev * LBS as u64
-            );
-        }
         let a = self.layout.primary_archive()?;
         let ast = self.state_or_clear(a, vol).await?;
         if ast != "Archived" && ast != "WdiffRecv" {
@@ -86,7 +66,6 @@ impl Ctl {
                 a.id
             );
         }
-        self.storage_to_sync_ready(&s, vol).await?;
         let (changed, sent) = failback_flow(&s, vol, from.to_path_buf(), size).await?;
         let gid = self.hash_backup(sid, vol, None).await?;
         Ok(Failback {

@@ -166,3 +166,32 @@ fn closed() -> FlowError {
 fn unexpected(want: &str, got: &hash_event::Kind) -> FlowError {
     FlowError::Transport(format!("expected {want}, got {got:?}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batches(n: u64) -> Vec<(u64, usize, bool)> {
+        let mut got = Vec::new();
+        let mut b = HashBatcher::new(|h: Hashes| -> Result<(), ()> {
+            got.push((h.first, h.blake3.len() / 32, h.last));
+            Ok(())
+        });
+        for i in 0..n {
+            b.push(&[i as u8; 32]).unwrap();
+        }
+        b.finish().unwrap();
+        got
+    }
+
+    #[test]
+    fn hashes_go_in_full_batches_then_a_last_one() {
+        assert_eq!(
+            batches(600),
+            [(0, 256, false), (256, 256, false), (512, 88, true)]
+        );
+        // A whole number of batches ends with an empty last one.
+        assert_eq!(batches(256), [(0, 256, false), (256, 0, true)]);
+        assert_eq!(batches(0), [(0, 0, true)]);
+    }
+}

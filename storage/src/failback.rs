@@ -335,3 +335,71 @@ fn apply(packs: &Packs, end: u64, size_lb: u64, out: File) -> CmdResult<(u64, u6
     }
     Ok((recs, applier.finish()?))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use walb_core::wdiff::rec::{Body, DiffRec};
+    use walb_core::wdiff::sorted::Packer;
+    use walb_core::wdiff::{Cmpr, Codec};
+
+    /// Packs of 4 KiB records (LB address, byte value) as walbc sends them, in file `name`.
+    fn packs(dir: &Path, name: &str, recs: &[(u64, u8)]) -> (Packs, u64) {
+        let mut bytes = Vec::new();
+        let mut emit = |p: walb_core::wdiff::sorted::EncodedPack| {
+            bytes.extend(p.to_bytes());
+            Ok(())
+        };
+        let mut packer = Packer::new(Cmpr::new(Codec::Zstd, 1));
+        for &(addr, v) in recs {
+            let body = Body::Data(Bytes::from(vec![v; 4096]));
+            let rec = DiffRec {
+                addr,
+                blocks: 8,
+                body,
+            };
+            packer.push(rec, &mut emit).unwrap();
+        }
+        if let Some(p) = packer.take() {
+            emit(p).unwrap();
+        }
+        let path = dir.join(name);
+        let file = File::create(&path).unwrap();
+        file.write_all_at(&bytes, 0).unwrap();
+        (Packs { path, file }, bytes.len() as u64)
+    }
+
+    #[test]
+    fn packs_are_verified_before_anything_is_written() {
+        let d = tempfile::tempdir().unwrap();
+        let dev = d.path().join("dev");
+        std::fs::write(&dev, vec![0u8; 128 * LBS]).unwrap();
+        let out = || {
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&dev)
+                .unwrap()
+        };
+        // The second record ends past the device: refused, nothing written.
+        let (bad, end) = packs(d.path(), "bad", &[(8, 1), (124, 2)]);
+        let e = apply(&bad, end, 128, out()).unwrap_err();
+        assert!(e.to_string().contains("beyond"), "{e}");
+        assert!(std::fs::read(&dev).unwrap().iter().all(|&b| b == 0));
+
+        let (good, end) = packs(d.path(), "good", &[(8, 1), (24, 2)]);
+        assert_eq!(apply(&good, end, 128, out()).unwrap(), (2, 8192));
+        let img = std::fs::read(&dev).unwrap();
+        let want: Vec<u8> = (0..128 * LBS)
+            .map(|i| match i / 4096 {
+                1 => 1,
+                3 => 2,
+                _ => 0,
+            })
+            .collect();
+        assert!(img == want, "the device does not hold the two records");
+        drop(good);
+        assert!(!d.path().join("good").exists(), "the packs file is left");
+    }
+}

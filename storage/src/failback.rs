@@ -33,7 +33,7 @@ use walb_proto::{frame, hash_event, Accept, Ack, Frame, HashEvent, Open};
 
 use crate::commands::Storage;
 use crate::scan::Scan;
-use crate::vol::{State, Vol};
+use crate::vol::{require, State, Vol};
 
 type HashEvents = mpsc::Sender<Result<HashEvent, Status>>;
 
@@ -98,15 +98,12 @@ async fn flow(st: &Storage, mut input: Streaming<Frame>, tx: &HashEvents) -> Res
         Ok(v) => v,
         Err(e) => return reject(tx, &open.vol, e.to_string()).await,
     };
-    let (state, wdev) = {
-        let m = vol.meta.lock().await;
-        (m.state, m.wdev.clone())
-    };
+    let m = vol.meta.lock().await.clone();
     let ok = [State::Target, State::Stopped, State::SyncReady];
-    if let Err(e) = require_state(state, &ok) {
-        return reject(tx, &vol.name, e).await;
+    if let Err(e) = require(&m, &ok, "failback") {
+        return reject(tx, &vol.name, e.to_string()).await;
     }
-    let (out, target) = match check_device(st, &wdev, &open).await? {
+    let (out, target) = match check_device(st, &m.wdev, &open).await? {
         Ok(d) => d,
         Err(why) => return reject(tx, &vol.name, why).await,
     };
@@ -119,18 +116,6 @@ async fn flow(st: &Storage, mut input: Streaming<Frame>, tx: &HashEvents) -> Res
         })
         .await;
     r.map_err(Status::from)
-}
-
-fn require_state(state: State, ok: &[State]) -> Result<(), String> {
-    if ok.contains(&state) {
-        return Ok(());
-    }
-    let want: Vec<&str> = ok.iter().map(|s| s.name()).collect();
-    Err(format!(
-        "the volume is {}; a failback needs it {}",
-        state.name(),
-        want.join(", ")
-    ))
 }
 
 /// The device checks that change nothing: its size must be the image's and it must not be in

@@ -16,8 +16,9 @@ use walb_core::wdiff::sorted::end_pack;
 use walb_core::wdiff::{FileHeader, Kind};
 use walb_core::LBS;
 use walb_proto::flow::next_frame;
+use walb_proto::hashflow::HashBatcher;
 use walb_proto::wire::check_chunk;
-use walb_proto::{hash_event, Accept, Ack, Frame, HashEvent, Hashes};
+use walb_proto::{hash_event, Accept, Ack, Frame, HashEvent};
 
 use crate::archive::{Archive, Transient};
 use crate::image;
@@ -27,9 +28,6 @@ use crate::service::{
 use crate::volume::{State, TempFile};
 
 type HashEvents = mpsc::Sender<Result<HashEvent, Status>>;
-
-/// Hashes per message: 8 KiB of hashes.
-const HASHES_PER_MSG: usize = 256;
 
 fn ev(kind: hash_event::Kind) -> Result<HashEvent, Status> {
     Ok(HashEvent { kind: Some(kind) })
@@ -89,28 +87,12 @@ pub async fn hash_sync_flow(
     let bulk = open.bulk_lb as usize * LBS;
     let htx = tx.clone();
     let hasher = tokio::task::spawn_blocking(move || {
-        let mut batch = Vec::with_capacity(HASHES_PER_MSG * 32);
-        let mut first = 0u64;
-        let mut n = 0u64;
-        let flush = |batch: &mut Vec<u8>, first: u64, last: bool| {
-            let h = Hashes {
-                first,
-                blake3: std::mem::take(batch).into(),
-                last,
-            };
+        let mut batcher = HashBatcher::new(|h| {
             htx.blocking_send(ev(hash_event::Kind::Hashes(h)))
                 .map_err(|_| walb_core::Error::Invalid("the hash sync ended".into()))
-        };
-        each_bulk_hash(Box::new(src), bulk, |h| {
-            batch.extend_from_slice(h.as_bytes());
-            n += 1;
-            if batch.len() == HASHES_PER_MSG * 32 {
-                flush(&mut batch, first, false)?;
-                first = n;
-            }
-            Ok(())
-        })?;
-        flush(&mut batch, first, true)
+        });
+        each_bulk_hash(Box::new(src), bulk, |h| batcher.push(h.as_bytes()))?;
+        batcher.finish()
     });
 
     // Packs follow a placeholder file header, written once the uuid is known.

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use walb_core::meta::{self, MetaSnap};
 use walb_core::virt::BulkSource;
-use walb_core::wdiff::hashdiff::{diff_against_hashes, ImageBulk};
+use walb_core::wdiff::hashdiff::{bulks_of, diff_against_hashes};
 use walb_core::wdiff::sorted::EncodedPack;
 use walb_core::wdiff::{Cmpr, Codec};
 use walb_core::{Gid, LBS};
@@ -121,7 +121,7 @@ async fn full_copy(vol: &Vol, dst: &str, bulk: BulkArgs) -> CmdResult<()> {
         .map_err(|e| flow_err(dst, e))?;
     let tx = flow.tx.clone();
     let reader = tokio::task::spawn_blocking(move || -> CmdResult<()> {
-        let input = image_bulks(src).map(|b| b.map(|b| (b.lba, b.data)));
+        let input = bulks_of(src, BULK_LB).map(|b| b.map(|b| (b.lba, b.data)));
         let mut outcome = Ok(());
         encode_ordered(input, bulk.bulk_cmpr, bulk.workers(), |b| {
             let sent = match b {
@@ -231,7 +231,7 @@ async fn hash_copy(vol: &Vol, dst: &str) -> CmdResult<()> {
                 .map_err(|e| walb_core::Error::Invalid(e.to_string()))
         };
         let cmpr = Cmpr::new(Codec::Zstd, 1);
-        diff_against_hashes(image_bulks(src), hrx.into_iter(), cmpr, &mut send)
+        diff_against_hashes(bulks_of(src, BULK_LB), hrx.into_iter(), cmpr, &mut send)
     });
     flow.forward_hashes(htx, || {})
         .await
@@ -253,26 +253,4 @@ async fn hash_copy(vol: &Vol, dst: &str) -> CmdResult<()> {
         newest.gid
     );
     Ok(())
-}
-
-/// The bulks of a virtual image, in order from LB 0.
-fn image_bulks(mut src: impl BulkSource) -> impl Iterator<Item = walb_core::Result<ImageBulk>> {
-    let mut lba = 0u64;
-    std::iter::from_fn(move || {
-        let mut buf = vec![0u8; BULK_LB as usize * LBS];
-        match src.read_next(&mut buf) {
-            Ok(0) => None,
-            Ok(n) => {
-                buf.truncate(n);
-                let b = ImageBulk {
-                    lba,
-                    blocks: (n / LBS) as u32,
-                    data: Bytes::from(buf),
-                };
-                lba += b.blocks as u64;
-                Some(Ok(b))
-            }
-            Err(e) => Some(Err(e)),
-        }
-    })
 }

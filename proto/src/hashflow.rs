@@ -1,7 +1,8 @@
 //! The sending side of a hash sync (walb.proto `HashSync`): Open → Accept|Reject → the
 //! receiver's snapshot → its bulk hashes, forwarded as they come while the sender's chunks go
 //! the other way → Commit → Ack. Used by hash backup (storage) and hash replication (archive).
-//! Plumbing only, like `flow`.
+//! Used in reverse by failback (walbc sends, the storage hashes its device; no Snap). Plumbing
+//! only, like `flow`.
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
@@ -9,7 +10,10 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::Streaming;
 
 use crate::flow::FlowError;
-use crate::{hash_event, Frame, HashEvent};
+use crate::{hash_event, Frame, HashEvent, Hashes};
+
+/// Hashes per `Hashes` message: 8 KiB of hashes.
+pub const HASHES_PER_MSG: usize = 256;
 
 /// The frame sender and hash-event stream of an accepted hash sync.
 pub struct HashFlow {
@@ -27,15 +31,28 @@ impl HashFlow {
             Output = Result<tonic::Response<Streaming<HashEvent>>, tonic::Status>,
         >,
     {
+        let mut flow = HashFlow::open_accepted(open, call).await?;
+        match flow.next().await? {
+            hash_event::Kind::Snap(b) => Ok((flow, b)),
+            other => Err(unexpected("Snap", &other)),
+        }
+    }
+
+    /// Starts a hash sync whose receiver sends its hashes right after Accept, without a
+    /// snapshot (failback); waits for the Accept.
+    pub async fn open_accepted<F, Fut>(open: Frame, call: F) -> Result<HashFlow, FlowError>
+    where
+        F: FnOnce(ReceiverStream<Frame>) -> Fut,
+        Fut: std::future::Future<
+            Output = Result<tonic::Response<Streaming<HashEvent>>, tonic::Status>,
+        >,
+    {
         let (tx, rx) = mpsc::channel(8);
         tx.send(open).await.map_err(|_| closed())?;
         let events = call(ReceiverStream::new(rx)).await?.into_inner();
         let mut flow = HashFlow { tx, events };
         flow.expect_accept().await?;
-        match flow.next().await? {
-            hash_event::Kind::Snap(b) => Ok((flow, b)),
-            other => Err(unexpected("Snap", &other)),
-        }
+        Ok(flow)
     }
 
     async fn expect_accept(&mut self) -> Result<(), FlowError> {
@@ -92,6 +109,48 @@ impl HashFlow {
     }
 }
 
+/// The receiving side's hashes in `Hashes` messages of `HASHES_PER_MSG`: `push` each bulk's
+/// hash in order, then `finish` (the last message, `last` set); every message goes to `send`.
+pub struct HashBatcher<F> {
+    batch: Vec<u8>,
+    first: u64,
+    n: u64,
+    send: F,
+}
+
+impl<E, F: FnMut(Hashes) -> Result<(), E>> HashBatcher<F> {
+    pub fn new(send: F) -> HashBatcher<F> {
+        HashBatcher {
+            batch: Vec::with_capacity(HASHES_PER_MSG * 32),
+            first: 0,
+            n: 0,
+            send,
+        }
+    }
+
+    pub fn push(&mut self, hash: &[u8; 32]) -> Result<(), E> {
+        self.batch.extend_from_slice(hash);
+        self.n += 1;
+        if self.batch.len() == HASHES_PER_MSG * 32 {
+            self.flush(false)?;
+            self.first = self.n;
+        }
+        Ok(())
+    }
+
+    pub fn finish(mut self) -> Result<(), E> {
+        self.flush(true)
+    }
+
+    fn flush(&mut self, last: bool) -> Result<(), E> {
+        (self.send)(Hashes {
+            first: self.first,
+            blake3: std::mem::take(&mut self.batch).into(),
+            last,
+        })
+    }
+}
+
 /// Sends `data` as chunk frames from blocking code (a comparison worker).
 pub fn send_chunks_blocking(tx: &mpsc::Sender<Frame>, data: Bytes) -> Result<(), FlowError> {
     for c in crate::wire::chunks(data) {
@@ -106,4 +165,33 @@ fn closed() -> FlowError {
 
 fn unexpected(want: &str, got: &hash_event::Kind) -> FlowError {
     FlowError::Transport(format!("expected {want}, got {got:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batches(n: u64) -> Vec<(u64, usize, bool)> {
+        let mut got = Vec::new();
+        let mut b = HashBatcher::new(|h: Hashes| -> Result<(), ()> {
+            got.push((h.first, h.blake3.len() / 32, h.last));
+            Ok(())
+        });
+        for i in 0..n {
+            b.push(&[i as u8; 32]).unwrap();
+        }
+        b.finish().unwrap();
+        got
+    }
+
+    #[test]
+    fn hashes_go_in_full_batches_then_a_last_one() {
+        assert_eq!(
+            batches(600),
+            [(0, 256, false), (256, 256, false), (512, 88, true)]
+        );
+        // A whole number of batches ends with an empty last one.
+        assert_eq!(batches(256), [(0, 256, false), (256, 0, true)]);
+        assert_eq!(batches(0), [(0, 0, true)]);
+    }
 }

@@ -90,7 +90,7 @@ impl Storage {
         tokio::spawn(crate::ship::run(self.clone(), vol, self.shutdown.clone()));
     }
 
-    async fn vol(&self, name: &str) -> CmdResult<Arc<Vol>> {
+    pub(crate) async fn vol(&self, name: &str) -> CmdResult<Arc<Vol>> {
         self.vols
             .read()
             .await
@@ -130,7 +130,7 @@ impl Storage {
         Ok("ok".into())
     }
 
-    async fn reset_vol(&self, name: &str, gid: u64) -> CmdResult<String> {
+    pub(crate) async fn reset_vol(&self, name: &str, gid: u64) -> CmdResult<String> {
         let vol = self.vol(name).await?;
         let mut m = vol.meta.lock().await;
         require(&m, &[State::Stopped, State::SyncReady], "reset-vol")?;
@@ -169,7 +169,7 @@ impl Storage {
         Ok("ok".into())
     }
 
-    async fn stop(&self, name: &str) -> CmdResult<String> {
+    pub(crate) async fn stop(&self, name: &str) -> CmdResult<String> {
         let vol = self.vol(name).await?;
         let mut m = vol.meta.lock().await;
         require(&m, &[State::Target, State::Standby], "stop")?;

@@ -8,6 +8,8 @@ use anyhow::Result;
 use clap::Parser;
 use walb_daemon::metrics::Metrics;
 use walb_daemon::serve::{self, Shutdown};
+use walb_proto::storage_server::StorageServer;
+use walb_proto::wire::MAX_MESSAGE;
 use walb_storage::commands::{Storage, StorageCommands};
 use walb_storage::wdevd::Wdevd;
 
@@ -65,12 +67,15 @@ async fn main() -> Result<()> {
         bulk: a.bulk,
     });
     st.load().await?;
+    let svc = StorageServer::new(walb_storage::failback::Service(st.clone()))
+        .max_decoding_message_size(MAX_MESSAGE)
+        .max_encoding_message_size(MAX_MESSAGE);
     serve::run(
         opts,
         Arc::new(StorageCommands(st)),
         metrics,
         shutdown,
-        |r| r,
+        |r| r.add_service(svc),
     )
     .await
 }

@@ -20,6 +20,8 @@ pub enum State {
     Standby,
     FullSync,
     HashSync,
+    /// A failback writes the promoted image's differing bulks onto the device.
+    Failback,
 }
 
 impl State {
@@ -31,6 +33,7 @@ impl State {
             State::Standby => "Standby",
             State::FullSync => "FullSync",
             State::HashSync => "HashSync",
+            State::Failback => "Failback",
         }
     }
 
@@ -144,6 +147,23 @@ impl Vol {
         F: FnOnce(String) -> Fut,
         Fut: std::future::Future<Output = CmdResult<u64>>,
     {
+        self.run_from_sync_ready(during, cmd, State::Target, work)
+            .await
+    }
+
+    /// Runs `work` (given the wdev name) in the transient state `during`; the volume must be
+    /// SyncReady and ends `after` on success, SyncReady on failure.
+    pub async fn run_from_sync_ready<T, F, Fut>(
+        &self,
+        during: State,
+        cmd: &str,
+        after: State,
+        work: F,
+    ) -> CmdResult<T>
+    where
+        F: FnOnce(String) -> Fut,
+        Fut: std::future::Future<Output = CmdResult<T>>,
+    {
         let wdev = {
             let mut m = self.meta.lock().await;
             require(&m, &[State::SyncReady], cmd)?;
@@ -152,13 +172,9 @@ impl Vol {
         };
         let r = work(wdev).await;
         let mut m = self.meta.lock().await;
-        m.state = if r.is_ok() {
-            State::Target
-        } else {
-            State::SyncReady
-        };
+        m.state = if r.is_ok() { after } else { State::SyncReady };
         save(&self.dir, &m)?;
-        if r.is_ok() {
+        if r.is_ok() && after == State::Target {
             self.kick.notify_one();
         }
         r
@@ -188,8 +204,9 @@ impl Drop for ScanGuard<'_> {
 /// between them leaves records the next transfer skips as already done).
 pub fn save(dir: &Path, meta: &Meta) -> CmdResult<()> {
     let state = match meta.state {
-        // A restart during a full or hash backup finds the volume waiting for one.
-        State::FullSync | State::HashSync => State::SyncReady,
+        // A restart during a full or hash backup or a failback finds the volume waiting for
+        // one.
+        State::FullSync | State::HashSync | State::Failback => State::SyncReady,
         s => s,
     };
     volfile::write(&dir.join("queue"), &record::format_all(&meta.queue))?;

@@ -73,9 +73,18 @@ impl Wdevd {
         ))
     }
 
+    /// wdevd's file of device `name` (under its run dir): writes to it are logged.
+    pub fn device_file(&self, name: &str) -> PathBuf {
+        self.run_dir().join("devices").join(name)
+    }
+
+    fn run_dir(&self) -> PathBuf {
+        self.sock.parent().unwrap_or(Path::new("/")).to_path_buf()
+    }
+
     /// Grows the device to `size_lb` (0: the whole data device) and its loop device with it.
     pub async fn resize(&self, name: &str, size_lb: u64) -> CmdResult<()> {
-        let run_dir = self.sock.parent().unwrap_or(Path::new("/")).to_path_buf();
+        let run_dir = self.run_dir();
         let name = name.to_string();
         tokio::task::spawn_blocking(move || {
             walb_wdev::daemon::loopdev::resize(&run_dir, &name, size_lb)

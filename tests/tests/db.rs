@@ -1,6 +1,6 @@
 //! Real databases on walb-rs: PostgreSQL on ext4 on the wdev loop device under load, its
-//! snapshots restored and started (docs/snapshots.md), and a disaster failover
-//! (docs/recovery.md). The database binaries must be installed (scripts/setup.sh).
+//! snapshots restored and started (docs/snapshots.md), a disaster failover and the failback
+//! after it (docs/recovery.md). The database binaries must be installed (scripts/setup.sh).
 
 use std::path::Path;
 use std::process::{Child, Command};
@@ -227,6 +227,51 @@ fn db1_postgres_snapshots_restore_consistent() {
     eprintln!("{test}: done in {:?}", t0.elapsed());
 }
 
+/// What a disaster left: every marker committed before it, and the point `walbc failover`
+/// restored (its gid and time, unix seconds) in an image file.
+struct Disaster {
+    all: Vec<Marker>,
+    img: std::path::PathBuf,
+    gid: String,
+    time: u64,
+}
+
+/// The disaster: after 12 s of pgbench load with markers, the database, wdevd, the storage
+/// and the proxy die at once (kill -9, loop device gone); then `walbc failover` to an image
+/// file on the archive side.
+fn disaster_failover(test: &str, t0: Instant, pg: Pg, mnt: Mounted, c: &mut Cluster) -> Disaster {
+    let load = pgbench_load(&pg);
+    let markers = pg_markers(&pg);
+    std::thread::sleep(Duration::from_secs(12));
+    pg.kill9();
+    c.kill("s0");
+    c.kill("p0");
+    c.crash_wdevd();
+    let all = stop_writers(test, t0, markers, load);
+    drop(mnt);
+    let img = c.dir.join("failover.img");
+    let out = c.walbc(&["failover", "vol0", "--to", &img.display().to_string()]);
+    let field = |k: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix(&format!("{k} ")))
+            .unwrap_or_else(|| panic!("failover printed no {k}: {out}"))
+            .to_string()
+    };
+    let time = walb_core::meta::parse_iso_utc(&field("time")).expect("failover time");
+    eprintln!(
+        "{test}: failover to gid {} at {} ({:?})",
+        field("gid"),
+        field("time"),
+        t0.elapsed()
+    );
+    Disaster {
+        all,
+        img,
+        gid: field("gid"),
+        time,
+    }
+}
+
 #[test]
 fn db2_postgres_disaster_failover() {
     let test = "db2_postgres_disaster_failover";
@@ -238,34 +283,9 @@ fn db2_postgres_disaster_failover() {
     let Some(PgOnWdev { pg, mnt, mut c }) = pg_on_wdev(test, spec) else {
         return;
     };
-    let load = pgbench_load(&pg);
-    let markers = pg_markers(&pg);
-    std::thread::sleep(Duration::from_secs(12));
-
-    // The disaster: the database, wdevd, the storage and the proxy die at once.
-    pg.kill9();
-    c.kill("s0");
-    c.kill("p0");
-    c.crash_wdevd();
-    let all = stop_writers(test, t0, markers, load);
-    drop(mnt);
+    let Disaster { all, img, time, .. } = disaster_failover(test, t0, pg, mnt, &mut c);
     let last = *all.last().expect("no marker committed");
-
-    let to = c.dir.join("failover.img");
-    let out = c.walbc(&["failover", "vol0", "--to", &to.display().to_string()]);
-    let field = |k: &str| {
-        out.lines()
-            .find_map(|l| l.strip_prefix(&format!("{k} ")))
-            .unwrap_or_else(|| panic!("failover printed no {k}: {out}"))
-            .to_string()
-    };
-    let time = walb_core::meta::parse_iso_utc(&field("time")).expect("failover time");
-    eprintln!(
-        "{test}: failover to gid {} at {}",
-        field("gid"),
-        field("time")
-    );
-    let lp = Loop::attach(&to);
+    let lp = Loop::attach(&img);
     let m = Mounted::new(&lp.0, &c.dir.join("failover"));
     // Markers committed before the restored point's second began are in it.
     let want: Vec<Marker> = all.iter().copied().filter(|m| m.t < time as f64).collect();
@@ -282,6 +302,140 @@ fn db2_postgres_disaster_failover() {
         t0.elapsed()
     );
     assert!(window <= 5.0, "data-loss window {window:.1} s > 5 s");
+}
+
+/// Failback after a disaster failover: the promoted image on the archive side takes writes
+/// (PostgreSQL commits rows there), then the old primary's wdevd, storage and proxy come back
+/// and `walbc failback` makes its device a copy of the promoted image, sending only the bulks
+/// that differ. The device then hashes as the image does, PostgreSQL on it has the rows, and
+/// shipping resumes: a snapshot taken after more commits restores to the device's hash.
+#[test]
+fn db3_postgres_failback() {
+    let test = "db3_postgres_failback";
+    let t0 = Instant::now();
+    let spec = Spec {
+        storage_flags: vec!["--snapshot-interval", "1"],
+        ..Default::default()
+    };
+    let Some(PgOnWdev { pg, mnt, mut c }) = pg_on_wdev(test, spec) else {
+        return;
+    };
+    let Disaster { img, gid, .. } = disaster_failover(test, t0, pg, mnt, &mut c);
+
+    // The promoted copy runs the database and commits rows.
+    let lp = Loop::attach(&img);
+    let m = Mounted::new(&lp.0, &c.dir.join("promoted"));
+    let data = m.0.join("pg");
+    let _ = std::fs::remove_file(data.join("postmaster.pid"));
+    let pg = Pg::start(&data, &c.dir.join("sockp"), PG_SETTINGS);
+    pg.sql("create table promoted(id int primary key, note text not null)");
+    pg.sql("insert into promoted select g, 'after failover ' || g from generate_series(1, 5000) g");
+    let promoted_markers = pg.sql("select count(*), max(id) from markers");
+    pg.stop();
+    m.unmount();
+    drop(lp);
+    let want = walb_tests::cluster::file_hash(&img);
+    eprintln!(
+        "{test}: promoted copy of gid {gid} took 5000 rows ({:?})",
+        t0.elapsed()
+    );
+
+    // The old primary comes back (as after a reboot) and ships what it had not.
+    c.start_wdevd();
+    c.attach_device("wdev0");
+    c.start_daemon("p0");
+    c.start_daemon("s0");
+
+    // A failback from an image of another size is refused before anything changes.
+    let small = c.dir.join("small.img");
+    std::fs::File::create(&small)
+        .unwrap()
+        .set_len(64 << 20)
+        .unwrap();
+    let e = c.walbc_err(&[
+        "failback",
+        "vol0",
+        "--from",
+        &small.display().to_string(),
+        "--storage",
+        "s0",
+    ]);
+    assert!(e.contains("sizes differ"), "{e}");
+    assert_eq!(c.walbc(&["call", "s0", "get", "state", "vol0"]), "Target");
+    // So is one onto the device while it is mounted.
+    let m = Mounted::new(
+        &format!("-o ro,noload {}", c.loops["wdev0"]),
+        &c.dir.join("busy"),
+    );
+    let e = c.walbc_err(&[
+        "failback",
+        "vol0",
+        "--from",
+        &img.display().to_string(),
+        "--storage",
+        "s0",
+    ]);
+    assert!(e.contains("in use"), "{e}");
+    assert_eq!(c.walbc(&["call", "s0", "get", "state", "vol0"]), "Target");
+    m.unmount();
+
+    let t = Instant::now();
+    let out = c.walbc(&[
+        "failback",
+        "vol0",
+        "--from",
+        &img.display().to_string(),
+        "--storage",
+        "s0",
+    ]);
+    let field = |k: &str| -> u64 {
+        out.lines()
+            .find_map(|l| l.strip_prefix(&format!("{k} ")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("failback printed no {k}: {out}"))
+    };
+    let (sent, size, bulks) = (
+        field("bytes_sent"),
+        field("volume_bytes"),
+        field("bulks_differed"),
+    );
+    eprintln!(
+        "{test}: failback in {:?}: {bulks} bulks differed, {sent} bytes sent of a {size}-byte \
+         volume ({:.1} %)",
+        t.elapsed(),
+        sent as f64 * 100.0 / size as f64
+    );
+    assert_eq!(size, 384 << 20, "{out}");
+    assert!(
+        sent * 4 < size,
+        "failback sent {sent} of {size} bytes: not a small fraction"
+    );
+    assert_eq!(
+        c.device_hash("wdev0"),
+        want,
+        "the device is not a copy of the promoted image"
+    );
+
+    // PostgreSQL on the old primary has what the promoted copy committed; more commits,
+    // then a snapshot must restore to the device's hash.
+    let m = Mounted::new(&c.loops["wdev0"], &c.dir.join("back"));
+    let pg = Pg::start(&m.0.join("pg"), &c.dir.join("sockb"), PG_SETTINGS);
+    assert_eq!(pg.sql("select count(*) from promoted"), "5000");
+    assert_eq!(
+        pg.sql("select count(*), max(id) from markers"),
+        promoted_markers
+    );
+    pg.sql(
+        "insert into promoted select g, 'after failback ' || g from generate_series(5001, 6000) g",
+    );
+    pg.stop();
+    m.unmount();
+    let snap = c.walbc(&["snapshot", "s0", "vol0"]);
+    c.check_restore("a0", &snap, "wdev0");
+    eprintln!(
+        "{test}: snapshot {snap} after failback restores to the device; done in {:?}",
+        t0.elapsed()
+    );
 }
 
 /// Accounts whose total stays 1 000 000, moved by `transfers()` (deadlock victims rolled back

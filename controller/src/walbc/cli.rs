@@ -155,6 +155,20 @@ pub enum Cmd {
         #[arg(long, value_name = "PATH")]
         to: PathBuf,
     },
+    /// After a failover, make storage STORAGE's device of VOL a copy of the promoted image
+    /// or block device PATH on this host: only the bulks whose BLAKE3 differs are sent and
+    /// written through the wdev device, then a hash backup re-syncs the primary archive.
+    /// Prints the bulks that differed, the bytes sent, the volume's size and the hash
+    /// backup's gid (docs/recovery.md, "Failback").
+    Failback {
+        vol: String,
+        /// The promoted image (a file or block device, not in use) on the host walbc runs on.
+        #[arg(long, value_name = "PATH")]
+        from: PathBuf,
+        /// The storage whose device becomes the copy (the old primary).
+        #[arg(long)]
+        storage: String,
+    },
     /// Restore snapshot GID to an image file on the archive host; prints its path.
     Restore {
         vol: String,
@@ -416,6 +430,13 @@ pub async fn run(cli: Cli) -> Result<()> {
             println!("time {}", f.time);
             println!("age_s {}", f.age_s);
             println!("path {}", to.display());
+        }
+        Cmd::Failback { vol, from, storage } => {
+            let f = ctl()?.failback(&vol, &storage, &from).await?;
+            println!("bulks_differed {}", f.changed);
+            println!("bytes_sent {}", f.sent);
+            println!("volume_bytes {}", f.size);
+            println!("gid {}", f.gid);
         }
         Cmd::Restore {
             vol,

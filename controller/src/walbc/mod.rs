@@ -4,6 +4,7 @@
 pub mod certs;
 pub mod cli;
 pub mod client;
+pub mod failback;
 pub mod failover;
 pub mod layout;
 pub mod lifecycle;

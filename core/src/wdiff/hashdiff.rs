@@ -4,6 +4,8 @@
 use bytes::Bytes;
 
 use crate::error::{Error, Result};
+use crate::types::LBS;
+use crate::virt::BulkSource;
 use crate::wdiff::cmpr::Cmpr;
 use crate::wdiff::rec::{Body, DiffRec};
 use crate::wdiff::sorted::{EncodedPack, Packer};
@@ -13,6 +15,28 @@ pub struct ImageBulk {
     pub lba: u64,
     pub blocks: u32,
     pub data: Bytes,
+}
+
+/// The bulks of `src` in order from LB 0, `bulk_lb` LB each (the last one may be shorter).
+pub fn bulks_of(mut src: impl BulkSource, bulk_lb: u32) -> impl Iterator<Item = Result<ImageBulk>> {
+    let mut lba = 0u64;
+    std::iter::from_fn(move || {
+        let mut buf = vec![0u8; bulk_lb as usize * LBS];
+        match src.read_next(&mut buf) {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                let b = ImageBulk {
+                    lba,
+                    blocks: (n / LBS) as u32,
+                    data: Bytes::from(buf),
+                };
+                lba += b.blocks as u64;
+                Some(Ok(b))
+            }
+            Err(e) => Some(Err(e)),
+        }
+    })
 }
 
 /// Compares `bulks` (in order from LB 0) with `hashes`: batches of 32-byte BLAKE3 hashes of

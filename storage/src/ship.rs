@@ -101,7 +101,7 @@ async fn step(st: &Storage, vol: &Vol) -> CmdResult<bool> {
         return Ok(false);
     }
     let (begin, limit) = (meta.done.lsid.0, end.lsid_limit.0);
-    if meta.state != State::Target || limit <= begin {
+    if meta.state != State::Target || limit < begin {
         // A backup reset the volume while this step ran (the device status is older than
         // the done record): nothing to ship until the next step.
         return Ok(false);

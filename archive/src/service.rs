@@ -56,8 +56,7 @@ where
     tokio::spawn(async move {
         let id = arc.id.clone();
         let run = async {
-            let open = read_open(&mut input).await?;
-            guard.check_open(&open.host_type)?;
+            let open = guard.read_open(&mut input).await?;
             flow(arc, open, input, tx.clone()).await
         };
         // The guard counts the flow against its peer until it ends.
@@ -107,13 +106,6 @@ impl ArchiveSvc for Service {
         req: Request<Streaming<Frame>>,
     ) -> Result<Response<Self::FullSyncStream>, Status> {
         spawn_flow(self.0.clone(), "Archive.FullSync", req, full_sync_flow)
-    }
-}
-
-pub(crate) async fn read_open(input: &mut Streaming<Frame>) -> Result<Open, Status> {
-    match next_frame(input, "Open").await? {
-        frame::Kind::Open(o) => Ok(o),
-        _ => Err(Status::invalid_argument("the first frame must be Open")),
     }
 }
 

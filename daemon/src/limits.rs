@@ -1,18 +1,21 @@
 //! What one peer can take from a daemon (docs/security.md, "Limits"): connections, HTTP/2
-//! streams per connection, data flows per peer, how long a TLS handshake and an unanswered
-//! keepalive may last; and the admission of a data flow: its sender's role by
-//! `access::FLOWS`, then the peer's count of running flows.
+//! streams per connection, data flows per peer, how long a TLS handshake, a data flow's Open
+//! and an unanswered keepalive may take; and the admission of a data flow: its sender's role
+//! by `access::FLOWS`, the peer's count of running flows, then its Open.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
-use tonic::{Request, Status};
+use tonic::{Request, Status, Streaming};
+use walb_proto::flow::next_frame;
+use walb_proto::{frame, Frame, Open};
 
 use crate::access::{flow_rule, FlowRule};
 use crate::peer::Peer;
 
 const DEFAULT_MAX_PEER_FLOWS: usize = 64;
+const DEFAULT_OPEN_TIMEOUT_SECS: u64 = 30;
 
 #[derive(clap::Args, Clone, Debug)]
 pub struct LimitArgs {
@@ -26,6 +29,10 @@ pub struct LimitArgs {
     /// at once; more are refused with RESOURCE_EXHAUSTED.
     #[arg(long, default_value_t = DEFAULT_MAX_PEER_FLOWS)]
     pub max_peer_flows: usize,
+    /// Seconds a data flow may take to send its first frame (Open); then it is ended with
+    /// DEADLINE_EXCEEDED and stops counting against its peer.
+    #[arg(long, default_value_t = DEFAULT_OPEN_TIMEOUT_SECS)]
+    pub open_timeout_secs: u64,
     /// Seconds a TLS handshake may take before the connection is closed.
     #[arg(long, default_value_t = 10)]
     pub handshake_timeout_secs: u64,
@@ -48,13 +55,26 @@ impl LimitArgs {
     }
 }
 
-/// The most data flows one peer may run at once (set by `serve::run`).
-static MAX_PEER_FLOWS: OnceLock<usize> = OnceLock::new();
+/// The most data flows one peer may run at once, and how long a flow's Open may take (set by
+/// `serve::run`).
+static FLOW_LIMITS: OnceLock<(usize, Duration)> = OnceLock::new();
 /// Running data flows by peer key.
 static RUNNING: Mutex<Option<HashMap<String, usize>>> = Mutex::new(None);
 
-pub(crate) fn set_max_peer_flows(n: usize) {
-    let _ = MAX_PEER_FLOWS.set(n.max(1));
+pub(crate) fn set_flow_limits(l: &LimitArgs) {
+    let _ = FLOW_LIMITS.set((
+        l.max_peer_flows.max(1),
+        Duration::from_secs(l.open_timeout_secs.max(1)),
+    ));
+}
+
+fn flow_limits() -> (usize, Duration) {
+    *FLOW_LIMITS.get_or_init(|| {
+        (
+            DEFAULT_MAX_PEER_FLOWS,
+            Duration::from_secs(DEFAULT_OPEN_TIMEOUT_SECS),
+        )
+    })
 }
 
 fn running() -> std::sync::MutexGuard<'static, Option<HashMap<String, usize>>> {
@@ -82,7 +102,7 @@ pub fn admit_flow<T>(flow: &str, req: &Request<T>) -> Result<FlowGuard, Status> 
             peer.role().unwrap_or("(none)")
         )));
     }
-    let max = *MAX_PEER_FLOWS.get_or_init(|| DEFAULT_MAX_PEER_FLOWS);
+    let (max, _) = flow_limits();
     let key = peer.key();
     let mut running = running();
     let n = running
@@ -100,6 +120,25 @@ pub fn admit_flow<T>(flow: &str, req: &Request<T>) -> Result<FlowGuard, Status> 
 }
 
 impl FlowGuard {
+    /// The flow's first frame, which must be an Open and come within `--open-timeout-secs`,
+    /// with its host type checked (`check_open`).
+    pub async fn read_open(&self, input: &mut Streaming<Frame>) -> Result<Open, Status> {
+        let (_, limit) = flow_limits();
+        let first = tokio::time::timeout(limit, next_frame(input, "Open"))
+            .await
+            .map_err(|_| {
+                Status::deadline_exceeded(format!(
+                    "{}: no Open within {limit:?} (--open-timeout-secs)",
+                    self.peer
+                ))
+            })??;
+        let frame::Kind::Open(open) = first else {
+            return Err(Status::invalid_argument("the first frame must be Open"));
+        };
+        self.check_open(&open.host_type)?;
+        Ok(open)
+    }
+
     /// Checks the host type the flow's Open announces: one of the flow's senders, and with
     /// TLS the caller's own role (a storage certificate cannot replicate as an archive).
     pub fn check_open(&self, host_type: &str) -> Result<(), Status> {

@@ -193,7 +193,7 @@ pub async fn run(
     })
     .max_decoding_message_size(MAX_MESSAGE)
     .max_encoding_message_size(MAX_MESSAGE);
-    crate::limits::set_max_peer_flows(opts.limits.max_peer_flows);
+    crate::limits::set_flow_limits(&opts.limits);
     let router = add(walb_proto::wire::server(opts.limits.server()).add_service(control));
     if let Some(addr) = opts.metrics {
         let l = tokio::net::TcpListener::bind(addr)

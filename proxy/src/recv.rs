@@ -174,11 +174,7 @@ async fn receive(
     mut input: Streaming<Frame>,
     tx: Events,
 ) -> Result<(), Status> {
-    let open = match next_frame(&mut input, "Open").await? {
-        frame::Kind::Open(o) => o,
-        _ => return Err(Status::invalid_argument("the first frame must be Open")),
-    };
-    flow.check_open(&open.host_type)?;
+    let open = flow.read_open(&mut input).await?;
     let ann = check_open(&open)?;
     if let Ok(v) = proxy.vol(&open.vol) {
         check_storage(&v, &flow)?;

@@ -907,27 +907,32 @@ fn tls_a_flooding_peer_is_cut_off_while_a_volume_ships() {
                     (r.map(|s| s.into_inner()).map_err(|s| s.code()), tx)
                 });
             }
-            let (mut held, mut refused) = (Vec::new(), 0);
+            // Admitted, refused (RESOURCE_EXHAUSTED), or refused by the server's HTTP/2 layer
+            // (REFUSED_STREAM, a few: streams over --max-streams).
+            let (mut held, mut refused, mut cut) = (Vec::new(), 0, 0);
             while let Some(r) = tasks.join_next().await {
                 match r.unwrap() {
                     (Ok(s), tx) => held.push((s, tx)),
                     (Err(Code::ResourceExhausted), _) => refused += 1,
+                    (Err(Code::Unavailable | Code::Cancelled), _) => cut += 1,
                     (Err(code), _) => panic!("flood: {code:?}"),
                 }
             }
-            (held, refused)
+            (held, refused, cut)
         }
     });
     let t = std::time::Instant::now();
     c.write_random("wdev0", 1 << 20, 1 << 20, 5);
     let gid = c.walbc(&["snapshot", "s0", "vol0"]);
-    let (held, refused) = rt.block_on(flood).unwrap();
+    let (held, refused, cut) = rt.block_on(flood).unwrap();
     eprintln!(
-        "flood of 10 000 streams and a snapshot shipped in {:?}",
-        t.elapsed()
+        "flood of 10 000 streams and a snapshot shipped in {:?}: {} admitted, {refused} \
+         refused, {cut} refused by HTTP/2",
+        t.elapsed(),
+        held.len()
     );
     assert_eq!(held.len(), 16, "admitted at once: --max-peer-flows");
-    assert_eq!(refused, 10_000 - 16);
+    assert_eq!(refused + cut, 10_000 - 16);
     let rss = rss_kib(&pid);
     assert!(
         rss < rss_before + (128 << 10),
@@ -942,4 +947,40 @@ fn tls_a_flooding_peer_is_cut_off_while_a_volume_ships() {
             .any(|l| l.contains("data flow refused") && l.contains("proxy/p0")),
         "{log}"
     );
+}
+
+#[test]
+fn tls_silent_flows_count_against_their_peer_until_the_open_deadline() {
+    let t = trio(&["--max-peer-flows", "2", "--open-timeout-secs", "1"]);
+    runtime().block_on(async {
+        let p0 = t.channel("a0", "p0").await;
+        // Two flows that send nothing hold p0's two slots; a third is refused, another
+        // peer's is not.
+        let silent = || async {
+            let (tx, rx) = tokio::sync::mpsc::channel::<Frame>(1);
+            let r = ArchiveClient::new(p0.clone())
+                .wdiff_transfer(tokio_stream::wrappers::ReceiverStream::new(rx))
+                .await;
+            (r, tx)
+        };
+        let (first, _tx1) = silent().await;
+        let (second, _tx2) = silent().await;
+        let (third, _tx3) = silent().await;
+        assert_eq!(third.unwrap_err().code(), Code::ResourceExhausted);
+        let a0 = t.channel("a0", "a0").await;
+        let other = try_flow(
+            &a0,
+            "Archive.FullSync",
+            open_frame(open_of("novol", "archive")),
+        );
+        other.await.unwrap();
+        // Without an Open within the deadline they are ended, and their slots free.
+        for held in [first, second] {
+            let err = held.unwrap().into_inner().message().await.unwrap_err();
+            assert_eq!(err.code(), Code::DeadlineExceeded, "{err:?}");
+            assert!(err.message().contains("--open-timeout-secs"), "{err:?}");
+        }
+        let (again, _tx) = silent().await;
+        again.unwrap();
+    });
 }

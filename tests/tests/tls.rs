@@ -805,7 +805,21 @@ fn tls_rotate_certs_during_a_transfer() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    c.wait_state("a0", "FullSync");
+    // Polled by hand: walbc's full-backup makes the archive's volume meanwhile, and a
+    // `get state` in the middle of init-vol can fail (the state file not yet written).
+    let t = std::time::Instant::now();
+    loop {
+        let out = run(c.walbc_cmd().args(["call", "a0", "get", "state", "vol0"]));
+        if String::from_utf8_lossy(&out.stdout).trim() == "FullSync" {
+            break;
+        }
+        assert!(
+            t.elapsed().as_secs() < 20,
+            "no full sync on a0\n{}",
+            c.logs()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     let serial = new_server_cert(&c, "archive", "a0");
     assert_ne!(serial, before);
     let reply = c.walbc(&["rotate-certs", "a0"]);
@@ -983,4 +997,49 @@ fn tls_silent_flows_count_against_their_peer_until_the_open_deadline() {
         let (again, _tx) = silent().await;
         again.unwrap();
     });
+}
+
+#[test]
+fn tls_connections_over_the_limit_are_closed() {
+    use std::io::Read;
+
+    let dir = tempfile::tempdir().unwrap();
+    let local = format!("127.0.0.1:{}", walb_tests::db::free_port());
+    let flags = ["--max-connections".to_string(), "2".to_string()];
+    let (_a0, _) = Lone::start(&mut archive_cmd(dir.path(), &local, &flags), &[], &local);
+    // Two connections that are served (the server's HTTP/2 SETTINGS arrive); the one walbc
+    // used to see the daemon up may take a moment to be let go.
+    let serve_one = || {
+        let mut c = std::net::TcpStream::connect(&local).unwrap();
+        c.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        matches!(c.read(&mut [0u8; 64]), Ok(n) if n > 0).then_some(c)
+    };
+    let t = std::time::Instant::now();
+    let mut held = Vec::new();
+    while held.len() < 2 {
+        held.extend(serve_one());
+        assert!(t.elapsed().as_secs() < 10, "not served");
+    }
+    let mut third = std::net::TcpStream::connect(&local).unwrap();
+    third
+        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    let got = third.read(&mut [0u8; 64]);
+    assert!(
+        matches!(got, Ok(0) | Err(_)),
+        "a third connection was kept: {got:?}"
+    );
+    assert!(!call(&[], &local, &["version"]).status.success());
+    drop(held);
+    let t = std::time::Instant::now();
+    while !call(&[], &local, &["version"]).status.success() {
+        assert!(
+            t.elapsed().as_secs() < 10,
+            "no connection after the two closed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let log = std::fs::read_to_string(dir.path().join("a0.log")).unwrap();
+    assert!(log.contains("--max-connections"), "{log}");
 }

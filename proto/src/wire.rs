@@ -234,7 +234,6 @@ pub struct ServerLimits {
 pub fn server(limits: ServerLimits) -> Server {
     Server::builder()
         .tcp_nodelay(true)
-        .tcp_keepalive(Some(Duration::from_secs(30)))
         .initial_stream_window_size(STREAM_WINDOW)
         .initial_connection_window_size(CONN_WINDOW)
         .max_concurrent_streams(limits.max_streams)

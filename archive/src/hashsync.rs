@@ -18,12 +18,12 @@ use walb_core::LBS;
 use walb_proto::flow::next_frame;
 use walb_proto::hashflow::HashBatcher;
 use walb_proto::wire::check_chunk;
-use walb_proto::{hash_event, Accept, Ack, Frame, HashEvent};
+use walb_proto::{hash_event, Accept, Ack, Frame, HashEvent, Open};
 
 use crate::archive::{Archive, Transient};
 use crate::image;
 use crate::service::{
-    admit, blocking, cmd_status, fits, from_archive, internal, read_open, uuid_of, verify_wdiff,
+    admit, blocking, cmd_status, fits, from_archive, internal, uuid_of, verify_wdiff,
 };
 use crate::volume::{State, TempFile};
 
@@ -41,12 +41,12 @@ async fn send(tx: &HashEvents, kind: hash_event::Kind) -> Result<(), Status> {
 
 pub async fn hash_sync_flow(
     a: Arc<Archive>,
+    open: Open,
     mut input: Streaming<Frame>,
     tx: HashEvents,
 ) -> Result<(), Status> {
-    let open = read_open(&mut input).await?;
     // From an archive it is hash replication: the diff is a compared diff to a clean snapshot.
-    let from_archive = from_archive(&open, "hash sync")?;
+    let from_archive = from_archive(&open);
     if !(1..=8192).contains(&open.bulk_lb) || open.size_lb == 0 {
         return Err(Status::invalid_argument(format!(
             "bulk_lb {} must be 1 to 8192 and size_lb {} positive",

@@ -68,6 +68,11 @@ struct Args {
     /// Older implicit points are thinned to one per period of this many seconds (0: never).
     #[arg(long, default_value_t = 60)]
     implicit_period_secs: u64,
+    /// Commands that delete backups (clear-vol, reset-vol, del-restored, apply, merge,
+    /// retention without dry-run, disable-snapshot) run only when walbc confirms the volume
+    /// (`walbc --confirm VOL`; docs/security.md). Scheduled retention and thinning still run.
+    #[arg(long)]
+    protect: bool,
     #[command(flatten)]
     bulk: walb_daemon::args::BulkArgs,
 }
@@ -75,7 +80,8 @@ struct Args {
 #[tokio::main]
 async fn main() -> Result<()> {
     let args: Args = walb_daemon::config::parse();
-    let opts = args.common.init("archive")?;
+    let mut opts = args.common.init("archive")?;
+    opts.protect = args.protect;
     let discard: DiscardMode = args.discard.parse().context("--discard")?;
     let metrics = Arc::new(Metrics::new());
     let mut archive = Archive::open(

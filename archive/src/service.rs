@@ -35,23 +35,35 @@ pub(crate) fn cmd_status(e: walb_daemon::CmdError) -> Status {
     e.into()
 }
 
-/// Runs a flow in its own task; its events (and a final error status) go to the client.
+/// Admits data flow `name` (`Service.Method`: the caller's role, its count of running flows)
+/// and runs it in its own task from its Open (whose host type must be the caller's role); its
+/// events (and a final error status) go to the client.
 pub(crate) fn spawn_flow<T, F, Fut>(
     arc: Arc<Archive>,
-    input: Streaming<Frame>,
+    name: &str,
+    req: Request<Streaming<Frame>>,
     flow: F,
-) -> ReceiverStream<Result<T, Status>>
+) -> Result<Response<ReceiverStream<Result<T, Status>>>, Status>
 where
     T: Send + 'static,
-    F: FnOnce(Arc<Archive>, Streaming<Frame>, mpsc::Sender<Result<T, Status>>) -> Fut
+    F: FnOnce(Arc<Archive>, Open, Streaming<Frame>, mpsc::Sender<Result<T, Status>>) -> Fut
         + Send
         + 'static,
     Fut: std::future::Future<Output = Result<(), Status>> + Send + 'static,
 {
+    let guard = walb_daemon::limits::admit_flow(name, &req)?;
+    let mut input = req.into_inner();
     let (tx, rx) = mpsc::channel(4);
     tokio::spawn(async move {
         let id = arc.id.clone();
-        if let Err(st) = flow(arc, input, tx.clone()).await {
+        let run = async {
+            let open = guard.read_open(&mut input).await?;
+            flow(arc, open, input, tx.clone()).await
+        };
+        // The guard counts the flow against its peer until it ends.
+        let result = run.await;
+        drop(guard);
+        if let Err(st) = result {
             if matches!(st.code(), tonic::Code::Internal | tonic::Code::DataLoss) {
                 tracing::error!("data flow failed: {}", st.message());
             } else {
@@ -62,7 +74,7 @@ where
             let _ = tx.send(Err(st)).await;
         }
     });
-    ReceiverStream::new(rx)
+    Ok(Response::new(ReceiverStream::new(rx)))
 }
 
 #[tonic::async_trait]
@@ -75,40 +87,26 @@ impl ArchiveSvc for Service {
         &self,
         req: Request<Streaming<Frame>>,
     ) -> Result<Response<Self::HashSyncStream>, Status> {
-        Ok(Response::new(spawn_flow(
+        spawn_flow(
             self.0.clone(),
-            req.into_inner(),
+            "Archive.HashSync",
+            req,
             crate::hashsync::hash_sync_flow,
-        )))
+        )
     }
 
     async fn wdiff_transfer(
         &self,
         req: Request<Streaming<Frame>>,
     ) -> Result<Response<Self::WdiffTransferStream>, Status> {
-        Ok(Response::new(spawn_flow(
-            self.0.clone(),
-            req.into_inner(),
-            wdiff_flow,
-        )))
+        spawn_flow(self.0.clone(), "Archive.WdiffTransfer", req, wdiff_flow)
     }
 
     async fn full_sync(
         &self,
         req: Request<Streaming<Frame>>,
     ) -> Result<Response<Self::FullSyncStream>, Status> {
-        Ok(Response::new(spawn_flow(
-            self.0.clone(),
-            req.into_inner(),
-            full_sync_flow,
-        )))
-    }
-}
-
-pub(crate) async fn read_open(input: &mut Streaming<Frame>) -> Result<Open, Status> {
-    match next_frame(input, "Open").await? {
-        frame::Kind::Open(o) => Ok(o),
-        _ => Err(Status::invalid_argument("the first frame must be Open")),
+        spawn_flow(self.0.clone(), "Archive.FullSync", req, full_sync_flow)
     }
 }
 
@@ -166,15 +164,10 @@ pub(crate) async fn admit(
     Ok(decide()?.and_then(|t| a.begin_transient(&vol.name, t).map_err(|t| t.reject_word())))
 }
 
-/// Whether a sync flow comes from another archive (replication) rather than a storage.
-pub(crate) fn from_archive(open: &Open, flow: &str) -> Result<bool, Status> {
-    match open.host_type.as_str() {
-        "storage" => Ok(false),
-        "archive" => Ok(true),
-        other => Err(Status::invalid_argument(format!(
-            "host_type {other:?}: {flow} takes storage or archive"
-        ))),
-    }
+/// Whether a sync flow comes from another archive (replication) rather than a storage (its
+/// host type was checked against `walb_daemon::access::FLOWS` by `spawn_flow`).
+pub(crate) fn from_archive(open: &Open) -> bool {
+    open.host_type == "archive"
 }
 
 /// Whether the volume's image holds a device of `size_lb`; with `--autoresize` it is grown
@@ -229,16 +222,10 @@ fn relation_word(vol: &Vol, diff: &MetaDiff) -> Result<Option<&'static str>, Sta
 
 async fn wdiff_flow(
     a: Arc<Archive>,
+    open: Open,
     mut input: Streaming<Frame>,
     tx: Events,
 ) -> Result<(), Status> {
-    let open = read_open(&mut input).await?;
-    if open.host_type != "proxy" && open.host_type != "archive" {
-        return Err(Status::invalid_argument(format!(
-            "host_type {:?}: wdiff transfer takes proxy or archive",
-            open.host_type
-        )));
-    }
     if walb_daemon::volfile::check_vol_name(&open.vol).is_err() {
         return send_reject(&a, &tx, &open.vol, "archive-not-found").await;
     }
@@ -357,11 +344,11 @@ async fn join_write(writes: &mut tokio::task::JoinSet<Result<(), Status>>) -> Re
 
 async fn full_sync_flow(
     a: Arc<Archive>,
+    open: Open,
     mut input: Streaming<Frame>,
     tx: Events,
 ) -> Result<(), Status> {
-    let open = read_open(&mut input).await?;
-    let from_archive = from_archive(&open, "full sync")?;
+    let from_archive = from_archive(&open);
     if walb_daemon::volfile::check_vol_name(&open.vol).is_err() {
         return send_reject(&a, &tx, &open.vol, "archive-not-found").await;
     }

@@ -21,6 +21,8 @@ pub struct CommonArgs {
     pub metrics: Option<SocketAddr>,
     #[command(flatten)]
     pub tls: TlsArgs,
+    #[command(flatten)]
+    pub limits: crate::limits::LimitArgs,
     /// Serve plain TCP on a non-loopback --listen address (docs/security.md); without TLS a
     /// daemon otherwise refuses to start there.
     #[arg(long)]
@@ -49,6 +51,8 @@ impl CommonArgs {
             transfer_summary: std::time::Duration::from_secs(self.transfer_summary_secs.max(1)),
             insecure,
             data_dir: self.data_dir.clone(),
+            limits: self.limits.clone(),
+            protect: false,
         })
     }
 

@@ -29,6 +29,15 @@ impl Peer {
         }
     }
 
+    /// What per-peer limits count by: the certificate's role and id, else the IP address.
+    pub fn key(&self) -> String {
+        match (&self.role, self.addr) {
+            (Some((role, id)), _) => format!("{role}/{id}"),
+            (None, Some(a)) => a.ip().to_string(),
+            (None, None) => "unknown".into(),
+        }
+    }
+
     /// The caller's role, when its certificate names one.
     pub fn role(&self) -> Option<&str> {
         self.role.as_ref().map(|(r, _)| r.as_str())

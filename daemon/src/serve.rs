@@ -1,5 +1,7 @@
 //! Running a daemon: logging, the Control service over a `Commands` implementation, extra gRPC
-//! services, `/metrics`, and shutdown on SIGTERM/SIGINT or the `shutdown` command.
+//! services, `/metrics`, connections accepted under the limits (TLS with the configuration of
+//! the moment, so a certificate reload reaches new connections), and shutdown on
+//! SIGTERM/SIGINT or the `shutdown` command.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -76,6 +78,8 @@ impl Shutdown {
 struct ControlSvc {
     host_type: &'static str,
     insecure: bool,
+    /// `--protect`: commands that delete backups need `walbc --confirm VOL`.
+    protect: bool,
     audit: Audit,
     commands: Arc<dyn Commands>,
     shutdown: Shutdown,
@@ -99,6 +103,7 @@ impl ControlSvc {
                     self.shutdown.begin(true);
                     "ok".into()
                 }
+                ["rotate-certs"] => crate::tls::rotate("rotate-certs")?,
                 _ => match self.commands.call(args.clone()).await {
                     Ok(t) => t,
                     Err(e) => {
@@ -119,15 +124,31 @@ impl ControlSvc {
 impl Control for ControlSvc {
     async fn call(&self, req: Request<Command>) -> Result<Response<Reply>, Status> {
         let peer = Peer::of(&req);
+        let confirm = req
+            .metadata()
+            .get(walb_proto::control::CONFIRM_KEY)
+            .and_then(|v| v.to_str().ok())
+            .map(String::from);
         let args = req.into_inner().args;
         tracing::debug!(?args, %peer, "command");
         let rule = crate::access::rule(&args);
+        let vol = crate::access::volume(&rule, &args);
         let result = if peer.tls && !rule.allows(peer.role()) {
             tracing::warn!(?args, %peer, "command denied by role");
             Err(Status::permission_denied(format!(
                 "{peer}: role {} may not run {:?} (docs/security.md)",
                 peer.role().unwrap_or("(none)"),
                 args.first().map_or("", String::as_str)
+            )))
+        } else if self.protect && rule.destroys(&args) && confirm.as_deref() != vol {
+            tracing::warn!(?args, %peer, "command refused: protected, not confirmed");
+            let vol = vol.unwrap_or("VOL");
+            Err(Status::failed_precondition(format!(
+                "{} is protected (--protect): {:?} deletes backups of {vol}; confirm with \
+                 walbc --confirm {vol} (no confirmation{} given)",
+                self.host_type,
+                rule.word,
+                confirm.map_or(String::new(), |c| format!(" for {vol}: {c:?} was"))
             )))
         } else {
             self.dispatch(args.clone()).await
@@ -148,6 +169,9 @@ pub struct Opts {
     pub insecure: bool,
     /// The daemon's data dir (the audit log lives there).
     pub data_dir: std::path::PathBuf,
+    pub limits: crate::limits::LimitArgs,
+    /// Commands that delete backups need `walbc --confirm VOL` (the archive's `--protect`).
+    pub protect: bool,
 }
 
 /// Serves Control plus whatever `add` adds until SIGTERM/SIGINT (graceful) or the `shutdown`
@@ -162,13 +186,15 @@ pub async fn run(
     let control = ControlServer::new(ControlSvc {
         host_type: opts.host_type,
         insecure: opts.insecure,
+        protect: opts.protect,
         audit: Audit::new(&opts.data_dir),
         commands,
         shutdown: shutdown.clone(),
     })
     .max_decoding_message_size(MAX_MESSAGE)
     .max_encoding_message_size(MAX_MESSAGE);
-    let router = add(walb_proto::wire::server()?.add_service(control));
+    crate::limits::set_flow_limits(&opts.limits);
+    let router = add(walb_proto::wire::server(opts.limits.server()).add_service(control));
     if let Some(addr) = opts.metrics {
         let l = tokio::net::TcpListener::bind(addr)
             .await
@@ -194,14 +220,32 @@ pub async fn run(
             shutdown.begin(false);
         });
     }
+    tokio::spawn(async {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            tracing::error!("no SIGHUP handler: certificates reload by rotate-certs only");
+            return;
+        };
+        while hup.recv().await.is_some() {
+            // Logged either way by `rotate`.
+            let _ = crate::tls::rotate("SIGHUP");
+        }
+    });
     let stop = shutdown.clone();
-    router
-        .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(listener),
-            async move { stop.stopping().await },
-        )
-        .await
-        .context("gRPC server")?;
+    let stop = async move { stop.stopping().await };
+    let (conns, handshake) = (opts.limits.max_connections, opts.limits.handshake_timeout());
+    let served = if walb_proto::wire::is_tls() {
+        let tls = move |c: crate::conn::Conn| crate::conn::tls_handshake(c, handshake);
+        router
+            .serve_with_incoming_shutdown(crate::conn::incoming(listener, conns, tls), stop)
+            .await
+    } else {
+        let plain = |c: crate::conn::Conn| async move { Some(c) };
+        router
+            .serve_with_incoming_shutdown(crate::conn::incoming(listener, conns, plain), stop)
+            .await
+    };
+    served.context("gRPC server")?;
     crate::transfers::summarize();
     crate::notify::notify("STOPPING=1");
     tracing::info!("{} stopped", opts.host_type);

@@ -1,4 +1,5 @@
-//! The TLS flags every daemon takes: all three, or none for plain TCP.
+//! The TLS flags every daemon takes (all three, or none for plain TCP), and reloading their
+//! files (`rotate-certs`, SIGHUP).
 
 use std::path::PathBuf;
 
@@ -31,5 +32,23 @@ impl TlsArgs {
         )?;
         walb_proto::wire::init_tls(files.as_ref())?;
         Ok(())
+    }
+}
+
+/// Reloads the certificate, key and CA from their paths (`walb_proto::wire::reload_tls`) for
+/// `why` (the command or signal); logged either way. A failure keeps the old ones and is an
+/// error naming why.
+pub fn rotate(why: &str) -> Result<String, tonic::Status> {
+    match walb_proto::wire::reload_tls() {
+        Ok(cert) => {
+            tracing::info!("{why}: reloaded the certificate, key and CA: {cert}");
+            Ok(format!("reloaded: {cert}"))
+        }
+        Err(e) => {
+            tracing::error!("{why}: certificate reload failed, the old certificate stays: {e}");
+            Err(tonic::Status::failed_precondition(format!(
+                "certificate reload failed, the old certificate stays: {e}"
+            )))
+        }
     }
 }

@@ -1,12 +1,14 @@
 //! Transport settings shared by every client and server, and the framing helpers of data flows.
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
-use tonic::transport::{
-    Certificate, Channel, ClientTlsConfig, Endpoint, Identity, Server, ServerTlsConfig,
-};
+use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio_rustls::rustls::server::WebPkiClientVerifier;
+use tokio_rustls::rustls::{RootCertStore, ServerConfig};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity, Server};
 
 use crate::{event, frame, Chunk, Event, Frame};
 
@@ -53,38 +55,127 @@ pub struct TlsFiles {
     pub ca: PathBuf,
 }
 
+/// The configurations made from the files: replaced whole by `reload_tls`, so a connection
+/// keeps the one it started with and the next one takes the new one.
 struct Tls {
+    files: TlsFiles,
     client: ClientTlsConfig,
-    server: ServerTlsConfig,
+    server: Arc<ServerConfig>,
+    /// The certificate's serial (hex) and end of validity, for logs and replies.
+    summary: String,
 }
 
-static TLS: OnceLock<Option<Tls>> = OnceLock::new();
+/// None: plain TCP; set once by `init_tls`.
+static TLS: OnceLock<Option<RwLock<Arc<Tls>>>> = OnceLock::new();
 
 fn read(p: &Path) -> Result<Vec<u8>, WireError> {
     std::fs::read(p).map_err(|e| WireError::Tls(format!("read {}: {e}", p.display())))
 }
 
+fn pem_certs(p: &Path, pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, WireError> {
+    let certs = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| WireError::Tls(format!("{}: {e}", p.display())))?;
+    if certs.is_empty() {
+        return Err(WireError::Tls(format!("{}: no certificate", p.display())));
+    }
+    Ok(certs)
+}
+
+/// Reads and checks every file, and builds both sides' configurations from them.
+fn load(files: &TlsFiles) -> Result<Tls, WireError> {
+    let tls_err =
+        |what: &Path, e: &dyn std::fmt::Display| WireError::Tls(format!("{}: {e}", what.display()));
+    let (cert_pem, key_pem, ca_pem) = (read(&files.cert)?, read(&files.key)?, read(&files.ca)?);
+    let certs = pem_certs(&files.cert, &cert_pem)?;
+    let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| tls_err(&files.key, &e))?;
+    let mut roots = RootCertStore::empty();
+    for ca in pem_certs(&files.ca, &ca_pem)? {
+        roots.add(ca).map_err(|e| tls_err(&files.ca, &e))?;
+    }
+    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .build()
+        .map_err(|e| tls_err(&files.ca, &e))?;
+    let mut server = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| WireError::Tls(e.to_string()))?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(certs.clone(), key)
+        .map_err(|e| tls_err(&files.key, &e))?;
+    server.alpn_protocols = vec![b"h2".to_vec()];
+    let summary = cert_summary(&certs[0]);
+    Ok(Tls {
+        files: files.clone(),
+        client: ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(ca_pem))
+            .identity(Identity::from_pem(cert_pem, key_pem)),
+        server: Arc::new(server),
+        summary,
+    })
+}
+
+/// "serial 1a2b… valid until Nov 27 03:40:00 2027 +00:00" of a DER certificate.
+fn cert_summary(der: &CertificateDer<'_>) -> String {
+    match x509_serial_and_end(der) {
+        Some((serial, end)) => format!("serial {serial} valid until {end}"),
+        None => "an unreadable certificate".into(),
+    }
+}
+
+/// The serial (hex) and not-after of a DER certificate.
+pub fn x509_serial_and_end(der: &[u8]) -> Option<(String, String)> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    let serial = hex_of(cert.raw_serial());
+    Some((serial, cert.validity().not_after.to_string()))
+}
+
+fn hex_of(b: &[u8]) -> String {
+    b.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// Sets the process's transport once, before any connection: TLS with `files`, or plain TCP.
 pub fn init_tls(files: Option<&TlsFiles>) -> Result<(), WireError> {
-    let tls = match files {
-        None => None,
-        Some(f) => {
-            let id = Identity::from_pem(read(&f.cert)?, read(&f.key)?);
-            let ca = Certificate::from_pem(read(&f.ca)?);
-            Some(Tls {
-                client: ClientTlsConfig::new()
-                    .ca_certificate(ca.clone())
-                    .identity(id.clone()),
-                server: ServerTlsConfig::new().identity(id).client_ca_root(ca),
-            })
-        }
-    };
+    let tls = files
+        .map(|f| load(f).map(|t| RwLock::new(Arc::new(t))))
+        .transpose()?;
     TLS.set(tls)
         .map_err(|_| WireError::Tls("transport already initialised".into()))
 }
 
-fn tls() -> Option<&'static Tls> {
-    TLS.get().and_then(Option::as_ref)
+fn tls() -> Option<Arc<Tls>> {
+    TLS.get()
+        .and_then(Option::as_ref)
+        .map(|t| t.read().unwrap_or_else(|e| e.into_inner()).clone())
+}
+
+/// Whether the process runs TLS.
+pub fn is_tls() -> bool {
+    tls().is_some()
+}
+
+/// Reads the certificate, key and CA again from the paths `init_tls` had; when all of them
+/// load, new connections (served and opened) use them, and the reply names the new
+/// certificate. Connections already open keep theirs. On any error the old ones stay.
+pub fn reload_tls() -> Result<String, WireError> {
+    let Some(lock) = TLS.get().and_then(Option::as_ref) else {
+        return Err(WireError::Tls("this process runs without TLS".into()));
+    };
+    let files = lock.read().unwrap_or_else(|e| e.into_inner()).files.clone();
+    let new = Arc::new(load(&files)?);
+    let summary = new.summary.clone();
+    *lock.write().unwrap_or_else(|e| e.into_inner()) = new;
+    Ok(summary)
+}
+
+/// The configuration a server accepts its next TLS connection with (None: plain TCP).
+pub fn server_tls() -> Option<Arc<ServerConfig>> {
+    tls().map(|t| t.server.clone())
+}
+
+/// The current certificate's serial and validity, when TLS is on.
+pub fn tls_summary() -> Option<String> {
+    tls().map(|t| t.summary.clone())
 }
 
 /// `TlsFiles` from three optional flags: all or none.
@@ -112,10 +203,11 @@ pub async fn connect(addr: &str) -> Result<Channel, WireError> {
 
 /// The endpoint for `addr`; `connect_lazy` on it gives a channel that connects on first use.
 pub fn endpoint(addr: &str) -> Result<Endpoint, WireError> {
-    let scheme = if tls().is_some() { "https" } else { "http" };
+    let tls = tls();
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let mut e = Endpoint::from_shared(format!("{scheme}://{addr}"))
         .map_err(|e| WireError::Address(addr.to_string(), e.to_string()))?;
-    if let Some(t) = tls() {
+    if let Some(t) = tls {
         e = e
             .tls_config(t.client.clone())
             .map_err(|e| WireError::Tls(source_chain(&e)))?;
@@ -128,20 +220,27 @@ pub fn endpoint(addr: &str) -> Result<Endpoint, WireError> {
         .initial_connection_window_size(CONN_WINDOW))
 }
 
-/// A server builder with the same windows (and TLS requiring client certificates, when set).
-pub fn server() -> Result<Server, WireError> {
-    let s = Server::builder()
+/// How a server bounds what one peer can take (docs/security.md, "Limits").
+#[derive(Clone, Copy, Debug)]
+pub struct ServerLimits {
+    /// HTTP/2 streams one connection may have open at once.
+    pub max_streams: u32,
+    /// A connection with no answer to a keepalive ping for this long is closed.
+    pub keepalive_timeout: Duration,
+}
+
+/// A server builder with the same windows and the limits. TLS is not set here: the daemon
+/// accepts TLS connections itself with `server_tls()`, so a reload reaches new connections.
+pub fn server(limits: ServerLimits) -> Server {
+    Server::builder()
         .tcp_nodelay(true)
         .initial_stream_window_size(STREAM_WINDOW)
         .initial_connection_window_size(CONN_WINDOW)
+        .max_concurrent_streams(limits.max_streams)
+        .http2_max_pending_accept_reset_streams(Some(limits.max_streams as usize))
+        .http2_max_header_list_size(64u32 << 10)
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
-        .http2_keepalive_timeout(Some(Duration::from_secs(20)));
-    match tls() {
-        None => Ok(s),
-        Some(t) => s
-            .tls_config(t.server.clone())
-            .map_err(|e| WireError::Tls(source_chain(&e))),
-    }
+        .http2_keepalive_timeout(Some(limits.keepalive_timeout))
 }
 
 /// An error and its sources on one line ("transport error: connection refused").

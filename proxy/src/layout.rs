@@ -2,7 +2,8 @@
 //! - `<diff name>`: each received diff once, an indexed wdiff named by its MetaDiff;
 //! - `sendto/<archive>/<diff name>`: hard links to it, one per archive still to receive it;
 //! - `<archive>.archive`: archive-info; `size`: volume size in LB; `started`: the volume was
-//!   Started (so a restart resumes it);
+//!   Started (so a restart resumes it); `storage`: with TLS, the id of the storage whose
+//!   wlogs the volume takes since its last `start` (docs/security.md);
 //! - `.tmp.*`: files being received (removed on failure and at boot).
 //!
 //! A diff is linked into every `sendto/` before it gets its main name, so a main file means
@@ -151,15 +152,29 @@ impl VolDir {
     }
 
     pub fn set_started(&self, on: bool) -> CmdResult<()> {
-        let p = self.dir.join("started");
-        if on {
-            volfile::write(&p, "")
-        } else {
-            match fs::remove_file(&p) {
+        self.set_file("started", on.then_some(""))
+    }
+
+    /// The storage (its certificate's id) the volume takes wlogs from, once one shipped.
+    pub fn storage(&self) -> CmdResult<Option<String>> {
+        volfile::read(&self.dir.join("storage"))
+    }
+
+    /// Binds the volume to storage `id`, or (None) to whichever ships next.
+    pub fn set_storage(&self, id: Option<&str>) -> CmdResult<()> {
+        self.set_file("storage", id)
+    }
+
+    /// Writes the small file `name` with `text` durably, or removes it (None).
+    fn set_file(&self, name: &str, text: Option<&str>) -> CmdResult<()> {
+        let p = self.dir.join(name);
+        match text {
+            Some(t) => volfile::write(&p, t),
+            None => match fs::remove_file(&p) {
                 Ok(()) => Ok(sync_dir(&self.dir)?),
                 Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
                 Err(e) => Err(internal("remove", &p, e)),
-            }
+            },
         }
     }
 

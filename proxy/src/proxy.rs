@@ -232,6 +232,8 @@ impl Proxy {
             return Err(wrong_state(vol, "start", st.state));
         }
         v.dir.set_started(true)?;
+        // The next storage to ship the volume is its storage from now on (a replaced one).
+        v.dir.set_storage(None)?;
         st.state = State::Started;
         let now = Instant::now();
         for (name, a) in st.archives.iter_mut() {

@@ -20,6 +20,7 @@ use walb_core::source::open_source;
 use walb_core::wdiff::{Cmpr, Codec, IndexedWriter};
 use walb_core::wlog::WlogReader;
 use walb_core::{Pbs, Uuid};
+use walb_daemon::limits::FlowGuard;
 use walb_proto::flow::next_frame;
 use walb_proto::proxy_server::Proxy as ProxySvc;
 use walb_proto::wire::{accept, ack, check_chunk, reject};
@@ -46,11 +47,12 @@ impl ProxySvc for Service {
         &self,
         req: Request<Streaming<Frame>>,
     ) -> Result<Response<Self::WlogTransferStream>, Status> {
+        let flow = walb_daemon::limits::admit_flow("Proxy.WlogTransfer", &req)?;
         let (tx, rx) = mpsc::channel(4);
         let proxy = self.0.clone();
         let input = req.into_inner();
         tokio::spawn(async move {
-            if let Err(st) = receive(proxy, input, tx.clone()).await {
+            if let Err(st) = receive(proxy, flow, input, tx.clone()).await {
                 tracing::warn!("wlog transfer failed: {}", st.message());
                 let _ = tx.send(Err(st)).await;
             }
@@ -125,12 +127,6 @@ struct Announce {
 }
 
 fn check_open(o: &Open) -> Result<Announce, Status> {
-    if o.host_type != "storage" {
-        return Err(Status::invalid_argument(format!(
-            "host_type {:?}: wlog transfer takes storage",
-            o.host_type
-        )));
-    }
     let uuid: [u8; 16] = o.uuid.as_ref().try_into().map_err(|_| {
         Status::invalid_argument(format!("uuid must be 16 bytes, got {}", o.uuid.len()))
     })?;
@@ -151,12 +147,38 @@ fn check_open(o: &Open) -> Result<Announce, Status> {
     })
 }
 
-async fn receive(proxy: Arc<Proxy>, mut input: Streaming<Frame>, tx: Events) -> Result<(), Status> {
-    let open = match next_frame(&mut input, "Open").await? {
-        frame::Kind::Open(o) => o,
-        _ => return Err(Status::invalid_argument("the first frame must be Open")),
+/// With TLS, a volume takes wlogs from one storage: the first to ship it after `start` (its
+/// certificate's id is kept); another storage is refused.
+fn check_storage(vol: &Vol, flow: &FlowGuard) -> Result<(), Status> {
+    let Some((_, id)) = flow.peer.role.as_ref().filter(|_| flow.peer.tls) else {
+        return Ok(());
     };
+    tokio::task::block_in_place(|| match vol.dir.storage()? {
+        Some(owner) if owner.trim() == id => Ok(()),
+        Some(owner) => {
+            tracing::warn!(vol = %vol.name, peer = %flow.peer, "wlog transfer denied: the volume takes wlogs from storage {}", owner.trim());
+            Err(Status::permission_denied(format!(
+                "{}: volume {} takes wlogs from storage {} (until the proxy's next start)",
+                flow.peer,
+                vol.name,
+                owner.trim()
+            )))
+        }
+        None => Ok(vol.dir.set_storage(Some(id))?),
+    })
+}
+
+async fn receive(
+    proxy: Arc<Proxy>,
+    flow: FlowGuard,
+    mut input: Streaming<Frame>,
+    tx: Events,
+) -> Result<(), Status> {
+    let open = flow.read_open(&mut input).await?;
     let ann = check_open(&open)?;
+    if let Ok(v) = proxy.vol(&open.vol) {
+        check_storage(&v, &flow)?;
+    }
     let (guard, abort) = match begin(&proxy, &open.vol) {
         Ok(g) => g,
         Err(word) => {

@@ -26,15 +26,33 @@ pub struct Ca {
     key: KeyPair,
 }
 
+/// gen-certs' CA name.
+const CA_NAME: &str = "walb-rs CA";
+
+/// A certificate's validity: (year, month, day) of its first and last day.
+pub type Validity = [(i32, u8, u8); 2];
+
 impl Ca {
     /// A new self-signed CA called `name`.
     pub fn new(name: &str) -> Result<Ca> {
-        let key = KeyPair::generate()?;
+        Ca::with_key(name, KeyPair::generate()?)
+    }
+
+    fn with_key(name: &str, key: KeyPair) -> Result<Ca> {
         let mut params = CertificateParams::new(Vec::<String>::new())?;
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.distinguished_name.push(DnType::CommonName, name);
         let cert = params.self_signed(&key)?;
         Ok(Ca { cert, key })
+    }
+
+    /// The CA gen-certs wrote into `dir`, to sign more certificates with: the same name and
+    /// key, so what it signs verifies against `ca.crt`.
+    pub fn load(dir: &Path) -> Result<Ca> {
+        let path = dir.join(CA_KEY);
+        let pem =
+            std::fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))?;
+        Ca::with_key(CA_NAME, KeyPair::from_pem(&pem)?)
     }
 
     pub fn cert_pem(&self) -> String {
@@ -48,8 +66,22 @@ impl Ca {
     /// (certificate PEM, key PEM) for `hosts` (DNS names or IPs) and, when given, the URI SAN
     /// of `role` `id`.
     pub fn issue(&self, hosts: &[String], role: Option<(&str, &str)>) -> Result<(String, String)> {
+        self.issue_valid(hosts, role, None)
+    }
+
+    /// `issue`, valid over `validity` when given (else rcgen's default, 1975 to 4096).
+    pub fn issue_valid(
+        &self,
+        hosts: &[String],
+        role: Option<(&str, &str)>,
+        validity: Option<Validity>,
+    ) -> Result<(String, String)> {
         let key = KeyPair::generate()?;
         let mut params = CertificateParams::new(hosts.to_vec())?;
+        if let Some([(y0, m0, d0), (y1, m1, d1)]) = validity {
+            params.not_before = rcgen::date_time_ymd(y0, m0, d0);
+            params.not_after = rcgen::date_time_ymd(y1, m1, d1);
+        }
         if let Some((role, id)) = role {
             params.distinguished_name.push(DnType::CommonName, id);
             params
@@ -111,7 +143,7 @@ pub fn generate(dir: &Path, layout: &Layout, force: bool) -> Result<()> {
             ca_path.display()
         );
     }
-    let ca = Ca::new("walb-rs CA")?;
+    let ca = Ca::new(CA_NAME)?;
     write_pem(&ca_path, &ca.cert_pem(), false)?;
     write_pem(&dir.join(CA_KEY), &ca.key_pem(), true)?;
     for (kind, s) in layout.all() {

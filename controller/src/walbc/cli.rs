@@ -27,6 +27,10 @@ pub struct Cli {
     /// The CA (PEM) that signs the servers' certificates.
     #[arg(long, global = true)]
     pub tls_ca: Option<PathBuf>,
+    /// The volume name typed again: a protected archive (`--protect`) runs a command that
+    /// deletes backups of a volume only with this confirmation (docs/security.md).
+    #[arg(long, global = true, value_name = "VOL")]
+    pub confirm: Option<String>,
     #[command(subcommand)]
     pub cmd: Cmd,
 }
@@ -290,6 +294,19 @@ pub enum Cmd {
         #[arg(long)]
         force: bool,
     },
+    /// Make a server reload its certificate, key and CA from the same files (as SIGHUP does):
+    /// new connections get the new certificate, open ones and their transfers go on. Prints
+    /// the new certificate's serial; on a failure the server keeps the old one.
+    RotateCerts { server: String },
+}
+
+/// A server given as HOST:PORT, or as an id of the layout `load` reads.
+fn server_addr(server: String, load: impl Fn() -> Result<Layout>) -> Result<String> {
+    Ok(if server.contains(':') {
+        server
+    } else {
+        load()?.find(&server)?.1.addr.clone()
+    })
 }
 
 fn layout_path(flag: Option<PathBuf>) -> PathBuf {
@@ -300,6 +317,9 @@ fn layout_path(flag: Option<PathBuf>) -> PathBuf {
 pub async fn run(cli: Cli) -> Result<()> {
     let tls = walb_proto::wire::tls_files(cli.tls_cert, cli.tls_key, cli.tls_ca)?;
     walb_proto::wire::init_tls(tls.as_ref())?;
+    if let Some(vol) = &cli.confirm {
+        walb_proto::control::set_confirm(vol);
+    }
     let path = layout_path(cli.layout);
     let load = || Layout::load(&path);
     let ctl = || -> Result<Ctl> {
@@ -315,13 +335,15 @@ pub async fn run(cli: Cli) -> Result<()> {
             println!("{}", dir.display());
         }
         Cmd::Call { server, args } => {
-            let addr = if server.contains(':') {
-                server
-            } else {
-                load()?.find(&server)?.1.addr.clone()
-            };
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let addr = server_addr(server, load)?;
             let out = call_when_ready(&addr, &args, Duration::from_secs(cli.timeout)).await?;
+            print_reply(&out);
+        }
+        Cmd::RotateCerts { server } => {
+            let addr = server_addr(server, load)?;
+            let out =
+                call_when_ready(&addr, &["rotate-certs"], Duration::from_secs(cli.timeout)).await?;
             print_reply(&out);
         }
         Cmd::InitStorage { storage, vol, wdev } => {

@@ -6,6 +6,7 @@ pub mod capacity;
 pub mod commands;
 pub mod hashsync;
 pub mod image;
+pub mod metrics;
 pub mod ops;
 pub mod repl;
 pub mod retention;

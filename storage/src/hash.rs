@@ -57,6 +57,7 @@ async fn run(st: &Storage, vol: &Vol, wdev: &str, bulk_lb: u32) -> CmdResult<u64
         cur_time: now(),
         ..Default::default()
     };
+    let t0 = std::time::Instant::now();
     let (mut flow, snap) = HashFlow::open(wire::frame(frame::Kind::Open(open)), |s| {
         client.hash_sync(s)
     })
@@ -102,10 +103,9 @@ async fn run(st: &Storage, vol: &Vol, wdev: &str, bulk_lb: u32) -> CmdResult<u64
     let worker =
         tokio::task::spawn_blocking(move || compare(file, size_lb, bulk_lb, scan, hrx, ftx));
     flow.forward_hashes(htx, || {
-        st.metrics.set(
-            "walb_storage_scan_bytes",
+        st.metrics.scan_bytes.set(
             &[("vol", &vol.name)],
-            progress.done.load(std::sync::atomic::Ordering::Relaxed) as f64,
+            progress.done.load(std::sync::atomic::Ordering::Relaxed),
         )
     })
     .await
@@ -122,6 +122,7 @@ async fn run(st: &Storage, vol: &Vol, wdev: &str, bulk_lb: u32) -> CmdResult<u64
     flow.commit(wire::frame(frame::Kind::Commit(commit)))
         .await
         .map_err(flow_err)?;
+    st.metrics.all.transfer("hash-sync", t0.elapsed());
     let secs = progress.started.elapsed().as_secs_f64();
     tracing::info!(
         vol = vol.name,

@@ -8,6 +8,7 @@
 pub mod commands;
 pub mod full;
 pub mod hash;
+pub mod metrics;
 pub mod record;
 pub mod scan;
 pub mod ship;

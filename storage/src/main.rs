@@ -9,6 +9,7 @@ use clap::Parser;
 use walb_daemon::metrics::Metrics;
 use walb_daemon::serve::{self, Shutdown};
 use walb_storage::commands::{Storage, StorageCommands};
+use walb_storage::metrics::StorageMetrics;
 use walb_storage::wdevd::Wdevd;
 
 #[derive(Parser)]
@@ -55,7 +56,7 @@ async fn main() -> Result<()> {
         max_wlog_send_mb: a.max_wlog_send_mb.max(1),
         snapshot_interval: Duration::from_secs(a.snapshot_interval),
         poll: Duration::from_millis(a.poll_ms.max(10)),
-        metrics: metrics.clone(),
+        metrics: StorageMetrics::register(metrics.clone()),
         shutdown: shutdown.clone(),
         vols: Default::default(),
         down: Default::default(),

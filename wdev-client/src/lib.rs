@@ -1,4 +1,4 @@
-//! walb-wdev-client: what crosses wdevd's control socket (`RUN_DIR/wdevd.sock`), as types.
+//! wdev-client: what crosses wdevd's control socket (`RUN_DIR/wdevd.sock`), as types.
 //! One connection carries one request and one reply, each a line of JSON: a [`Request`]
 //! (tagged by `cmd`), then a [`Reply`] (`{"ok": Answer}` or `{"err": "message"}`).
 //! A missing field is an error, never a zero, and device names are checked ([`DevName`]).

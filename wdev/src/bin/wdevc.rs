@@ -138,7 +138,12 @@ fn upgrade(wdevd: &Client, binary: Option<PathBuf>) -> Result<()> {
     let old = wdevd.call(&Request::DaemonStatus)?.daemon()?.pid;
     // The worker may exit before its answer is out; a closed connection is fine.
     match wdevd.call(&Request::Upgrade { binary: bin }) {
-        Ok(_) | Err(wdev_client::Error::Closed | wdev_client::Error::Receive(_)) => {}
+        Ok(_)
+        | Err(
+            wdev_client::Error::Closed
+            | wdev_client::Error::Receive(_)
+            | wdev_client::Error::BadReply { .. },
+        ) => {}
         Err(e) => return Err(e.into()),
     }
     let t = std::time::Instant::now();

@@ -212,8 +212,8 @@ impl Metrics {
         )
     }
 
-    /// Records one finished data flow of kind `flow` (e.g. "wlog", "full-sync") that took
-    /// `took` from Open to Ack.
+    /// Records one finished data flow of kind `flow` (the RPC: "wlog-transfer", "full-sync",
+    /// "hash-sync", "wdiff-transfer") that took `took` from Open to Ack.
     pub fn transfer(&self, flow: &str, took: Duration) {
         self.transfer.observe(&[("flow", flow)], took.as_secs_f64());
     }

@@ -227,7 +227,7 @@ pub enum Error {
     BadReply { line: String, why: String },
     /// A well-formed reply of another kind than the request has.
     #[error("unexpected reply {0:?}")]
-    Unexpected(Answer),
+    Unexpected(Box<Answer>),
     /// wdevd's own error message.
     #[error("{0}")]
     Daemon(String),
@@ -281,35 +281,35 @@ impl Answer {
     pub fn done(self) -> Result<(), Error> {
         match self {
             Answer::Done => Ok(()),
-            a => Err(Error::Unexpected(a)),
+            a => Err(Error::Unexpected(Box::new(a))),
         }
     }
 
     pub fn number(self) -> Result<u64, Error> {
         match self {
             Answer::Number(n) => Ok(n),
-            a => Err(Error::Unexpected(a)),
+            a => Err(Error::Unexpected(Box::new(a))),
         }
     }
 
     pub fn path(self) -> Result<PathBuf, Error> {
         match self {
             Answer::Path(p) => Ok(p),
-            a => Err(Error::Unexpected(a)),
+            a => Err(Error::Unexpected(Box::new(a))),
         }
     }
 
     pub fn device(self) -> Result<DevStatus, Error> {
         match self {
             Answer::Device(d) => Ok(d),
-            a => Err(Error::Unexpected(a)),
+            a => Err(Error::Unexpected(Box::new(a))),
         }
     }
 
     pub fn daemon(self) -> Result<DaemonStatus, Error> {
         match self {
             Answer::Daemon(d) => Ok(d),
-            a => Err(Error::Unexpected(a)),
+            a => Err(Error::Unexpected(Box::new(a))),
         }
     }
 }

@@ -225,6 +225,9 @@ pub enum Error {
     Closed,
     #[error("bad reply {line:?}: {why}")]
     BadReply { line: String, why: String },
+    /// A wdevd from before this crate (one text line each way) answered `line`.
+    #[error("wdevd speaks the older text protocol (answered {0:?}): `wdevc upgrade` hands its devices to the new wdevd")]
+    OldDaemon(String),
     /// A well-formed reply of another kind than the request has.
     #[error("unexpected reply {0:?}")]
     Unexpected(Box<Answer>),
@@ -237,13 +240,21 @@ pub enum Error {
 
 /// Sends `req` to the socket at `sock` and returns the answer, or the daemon's error.
 pub fn request(sock: &Path, req: &Request) -> Result<Answer, Error> {
+    let line = serde_json::to_string(req).expect("a request serializes");
+    match parse_reply(&exchange(sock, &line)?)? {
+        Reply::Ok(a) => Ok(a),
+        Reply::Err(m) => Err(Error::Daemon(m)),
+    }
+}
+
+/// One request line out, one reply line back.
+fn exchange(sock: &Path, line: &str) -> Result<String, Error> {
     let mut s = UnixStream::connect(sock).map_err(|source| Error::Connect {
         path: sock.to_path_buf(),
         source,
     })?;
-    let mut line = serde_json::to_string(req).expect("a request serializes");
-    line.push('\n');
-    s.write_all(line.as_bytes()).map_err(Error::Send)?;
+    s.write_all(format!("{line}\n").as_bytes())
+        .map_err(Error::Send)?;
     let mut ans = String::new();
     let n = BufReader::new(s)
         .read_line(&mut ans)
@@ -251,17 +262,37 @@ pub fn request(sock: &Path, req: &Request) -> Result<Answer, Error> {
     if n == 0 {
         return Err(Error::Closed);
     }
-    match parse_reply(&ans)? {
-        Reply::Ok(a) => Ok(a),
-        Reply::Err(m) => Err(Error::Daemon(m)),
+    Ok(ans)
+}
+
+/// A request in the text protocol of a wdevd from before this crate (`ok VALUE` or
+/// `err MESSAGE` back): only for `wdevc upgrade`, which hands such a wdevd's devices to a new
+/// binary.
+pub fn legacy_request(sock: &Path, line: &str) -> Result<String, Error> {
+    let ans = exchange(sock, line)?;
+    let ans = ans.trim_end();
+    match ans.split_once(' ').unwrap_or((ans, "")) {
+        ("ok", v) => Ok(v.to_string()),
+        ("err", m) => Err(Error::Daemon(m.to_string())),
+        _ => Err(Error::BadReply {
+            line: ans.to_string(),
+            why: "neither ok nor err".into(),
+        }),
     }
 }
 
 /// A reply line as the client reads it.
 pub fn parse_reply(line: &str) -> Result<Reply, Error> {
-    serde_json::from_str(line.trim_end()).map_err(|e| Error::BadReply {
-        line: line.trim_end().to_string(),
-        why: e.to_string(),
+    let line = line.trim_end();
+    serde_json::from_str(line).map_err(|e| {
+        if line.starts_with("err ") || line.starts_with("ok ") || line == "ok" {
+            Error::OldDaemon(line.to_string())
+        } else {
+            Error::BadReply {
+                line: line.to_string(),
+                why: e.to_string(),
+            }
+        }
     })
 }
 
@@ -398,5 +429,14 @@ mod tests {
             assert!(DevName::new(bad).is_err(), "{bad:?}");
         }
         assert!(DevName::new("x".repeat(31)).is_ok());
+        // A wdevd of the older text protocol is told apart from a broken reply.
+        assert!(matches!(
+            parse_reply("err unknown command \"{\\\"cmd\\\":1}\""),
+            Err(Error::OldDaemon(_))
+        ));
+        assert!(matches!(
+            parse_reply("{\"ok\""),
+            Err(Error::BadReply { .. })
+        ));
     }
 }

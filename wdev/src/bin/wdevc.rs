@@ -10,7 +10,7 @@ use walb_core::blockio::{BlockIo, FileIo};
 use walb_core::ldev::Ldev;
 use walb_core::Pbs;
 use wdev_client::loopdev::{loop_of, resize};
-use wdev_client::{Answer, Client, DevName, Request};
+use wdev_client::{Answer, Client, DaemonStatus, DevName, Request};
 
 #[derive(Parser)]
 #[command(name = "wdevc", version, about = "walb-rs device control")]
@@ -135,9 +135,24 @@ fn upgrade(wdevd: &Client, binary: Option<PathBuf>) -> Result<()> {
         None => std::env::current_exe()?.with_file_name("wdevd"),
     };
     let bin = std::fs::canonicalize(&binary).with_context(|| format!("{}", binary.display()))?;
-    let old = wdevd.call(&Request::DaemonStatus)?.daemon()?.pid;
+    let (old, asked) = match wdevd.call(&Request::DaemonStatus) {
+        // A wdevd from before the typed socket is asked in its own words; the new worker
+        // speaks JSON.
+        Err(wdev_client::Error::OldDaemon(_)) => {
+            let sock = wdevd.socket();
+            let st = wdev_client::legacy_request(&sock, "daemon-status")?;
+            let old: DaemonStatus = serde_json::from_str(&st)
+                .with_context(|| format!("daemon-status of the running wdevd: {st}"))?;
+            let line = format!("upgrade {}", bin.display());
+            (old.pid, wdev_client::legacy_request(&sock, &line).map(drop))
+        }
+        r => {
+            let old = r?.daemon()?.pid;
+            (old, wdevd.call(&Request::Upgrade { binary: bin }).map(drop))
+        }
+    };
     // The worker may exit before its answer is out; a closed connection is fine.
-    match wdevd.call(&Request::Upgrade { binary: bin }) {
+    match asked {
         Ok(_)
         | Err(
             wdev_client::Error::Closed

@@ -17,6 +17,7 @@ use walb_daemon::error::bad_state;
 use walb_daemon::metrics::Metrics;
 use walb_daemon::{volfile, CmdError, CmdResult};
 
+use crate::metrics::ArchiveMetrics;
 use crate::ops;
 use crate::volume::Vol;
 
@@ -82,7 +83,7 @@ pub struct Archive {
     pub id: String,
     pub data_dir: PathBuf,
     pub discard: DiscardMode,
-    pub metrics: Arc<Metrics>,
+    pub metrics: ArchiveMetrics,
     /// Grow a volume's image when a diff or hash sync brings a larger device, instead of
     /// refusing it as smaller-lv-size.
     pub autoresize: bool,
@@ -118,12 +119,11 @@ impl Archive {
             std::fs::create_dir_all(data_dir.join(d))
                 .map_err(|e| CmdError::Internal(format!("{}: {e}", data_dir.join(d).display())))?;
         }
-        describe(&metrics);
         Ok(Archive {
             id,
             data_dir,
             discard,
-            metrics,
+            metrics: ArchiveMetrics::register(metrics),
             autoresize: false,
             max_open_diffs: crate::volume::DEFAULT_MAX_OPEN_DIFFS,
             min_free: 0,
@@ -173,8 +173,7 @@ impl Archive {
     /// Whether a flow that may write `bytes` more leaves the floor free.
     pub fn has_room(&self, bytes: u64) -> CmdResult<bool> {
         let free = self.free_bytes()?;
-        self.metrics
-            .set("walb_archive_free_bytes", &[], free as f64);
+        self.metrics.free_bytes.set(&[], free);
         Ok(free >= self.min_free.saturating_add(bytes))
     }
 
@@ -182,9 +181,9 @@ impl Archive {
     pub fn note_verify(&self, name: &str, r: &crate::verify::Report) {
         let l = [("vol", name)];
         self.metrics
-            .set("walb_archive_verify_failures", &l, r.failures.len() as f64);
-        self.metrics
-            .set("walb_archive_verify_time_seconds", &l, r.time as f64);
+            .verify_failures
+            .set(&l, r.failures.len() as u64);
+        self.metrics.verify_time.set(&l, r.time);
     }
 
     /// Why volume `name` is broken, if it is.
@@ -200,11 +199,7 @@ impl Archive {
             None => b.remove(name),
         };
         let l = [("vol", name)];
-        self.metrics.set(
-            "walb_archive_broken",
-            &l,
-            f64::from(u8::from(b.contains_key(name))),
-        );
+        self.metrics.broken.set(&l, u64::from(b.contains_key(name)));
     }
 
     pub fn volumes(&self) -> CmdResult<Vec<String>> {
@@ -318,33 +313,38 @@ impl Archive {
     pub fn refresh_metrics(&self, vol: &Vol) {
         let l = [("vol", vol.name.as_str())];
         let Ok(diffs) = vol.diffs() else { return };
-        self.metrics
-            .set("walb_archive_diffs", &l, diffs.len() as f64);
+        self.metrics.diffs.set(&l, diffs.len() as u64);
         let bytes: u64 = diffs.iter().map(|d| d.data_size).sum();
-        self.metrics
-            .set("walb_archive_diff_bytes", &l, bytes as f64);
+        self.metrics.diff_bytes.set(&l, bytes);
         if let Ok(latest) = vol.latest() {
             if latest.gid_b.0 != u64::MAX {
-                self.metrics
-                    .set("walb_archive_latest_gid", &l, latest.gid_b.0 as f64);
+                self.metrics.latest_gid.set(&l, latest.gid_b.0);
             }
         }
     }
 
     pub fn count_rejection(&self, vol: &str, reason: &str) {
-        self.metrics.add(
-            "walb_archive_rejections_total",
-            &[("vol", vol), ("reason", reason)],
-            1.0,
-        );
+        self.metrics
+            .rejections
+            .inc_by(&[("vol", vol), ("reason", reason)], 1);
     }
 
     pub fn count_received(&self, vol: &str, bytes: usize) {
-        self.metrics.add(
-            "walb_archive_bytes_received_total",
-            &[("vol", vol)],
-            bytes as f64,
-        );
+        self.metrics
+            .bytes_received
+            .inc_by(&[("vol", vol)], bytes as u64);
+    }
+
+    /// A received diff was registered: it is restorable now, `now - diff.timestamp` after
+    /// its snapshot was taken on the storage (a diff without a timestamp is not counted).
+    pub fn note_restorable(&self, vol: &str, diff: &walb_core::meta::MetaDiff) {
+        if diff.timestamp == 0 {
+            return;
+        }
+        let delay = walb_core::meta::unix_now().saturating_sub(diff.timestamp);
+        self.metrics
+            .write_to_restorable
+            .observe(&[("vol", vol)], delay as f64);
     }
 }
 
@@ -363,48 +363,4 @@ fn recover_volume(vol: &Vol, discard: DiscardMode) -> CmdResult<()> {
         tracing::info!(vol = %vol.name, "removed {stray} diffs left behind by an apply or a merge");
     }
     Ok(())
-}
-
-fn describe(m: &Metrics) {
-    m.describe("walb_archive_diffs", "gauge", "wdiff files held per volume");
-    m.describe(
-        "walb_archive_diff_bytes",
-        "gauge",
-        "Bytes of wdiff files per volume",
-    );
-    m.describe(
-        "walb_archive_latest_gid",
-        "gauge",
-        "gid of the archive's latest snapshot",
-    );
-    m.describe(
-        "walb_archive_bytes_received_total",
-        "counter",
-        "Bytes received by full sync and wdiff transfer",
-    );
-    m.describe(
-        "walb_archive_verify_failures",
-        "gauge",
-        "Damaged files the volume's last verification found",
-    );
-    m.describe(
-        "walb_archive_verify_time_seconds",
-        "gauge",
-        "Unix time of the volume's last verification",
-    );
-    m.describe(
-        "walb_archive_free_bytes",
-        "gauge",
-        "Free bytes of the data dir's file system, as last checked",
-    );
-    m.describe(
-        "walb_archive_broken",
-        "gauge",
-        "1 while a volume's startup recovery has failed (see status)",
-    );
-    m.describe(
-        "walb_archive_rejections_total",
-        "counter",
-        "Data flows rejected, by reason",
-    );
 }

@@ -107,7 +107,7 @@ async fn state_cmd(a: &Arc<Archive>, args: &[String]) -> CmdResult<String> {
                 vol.expect_state(&cmd, &[State::SyncReady, State::Stopped])?;
                 vol.remove_all()?;
                 a.set_broken(&n2, None);
-                a.metrics.forget("vol", &n2);
+                a.metrics.all.forget(&[("vol", &n2)]);
             }
             "reset-vol" => {
                 let vol = a.vol(&n2).require()?;
@@ -115,7 +115,7 @@ async fn state_cmd(a: &Arc<Archive>, args: &[String]) -> CmdResult<String> {
                 vol.remove_data()?;
                 vol.reset_files()?;
                 a.set_broken(&n2, None);
-                a.metrics.forget("vol", &n2);
+                a.metrics.all.forget(&[("vol", &n2)]);
             }
             "start" => {
                 let vol = a.vol(&n2).require()?;

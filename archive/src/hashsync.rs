@@ -173,5 +173,6 @@ pub async fn hash_sync_flow(
     .await?;
     drop(transient);
     tracing::info!(vol = %vol.name, "hash sync done: {diff} ({off} bytes)");
+    a.note_restorable(&vol.name, &diff);
     send(&tx, hash_event::Kind::Ack(Ack {})).await
 }

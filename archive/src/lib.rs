@@ -7,6 +7,7 @@ pub mod commands;
 pub mod devhash;
 pub mod hashsync;
 pub mod image;
+pub mod metrics;
 pub mod ops;
 pub mod repl;
 pub mod retention;

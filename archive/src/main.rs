@@ -138,7 +138,7 @@ async fn main() -> Result<()> {
     run(
         opts,
         Arc::new(ArchiveCommands(archive.clone())),
-        archive.metrics.clone(),
+        archive.metrics.all.clone(),
         Shutdown::new(),
         |r| r.add_service(svc),
     )

@@ -303,6 +303,7 @@ async fn wdiff_flow(
     }
     tracing::debug!(vol = %vol.name, "registered wdiff {diff} ({off} bytes)");
     walb_daemon::transfers::record_diff("registered wdiffs", &vol.name, off, &diff);
+    a.note_restorable(&vol.name, &diff);
     send(&tx, ack()).await
 }
 

@@ -6,6 +6,7 @@
 pub mod archive_info;
 pub mod commands;
 pub mod layout;
+pub mod metrics;
 pub mod proxy;
 pub mod recv;
 pub mod send;

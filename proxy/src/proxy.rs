@@ -14,6 +14,7 @@ use walb_daemon::{volfile, CmdError, CmdResult};
 
 use crate::archive_info::{check_name, ArchiveInfo};
 use crate::layout::VolDir;
+use crate::metrics::ProxyMetrics;
 use crate::sender::Sender;
 use crate::volume::{Archive, SendCtl, State, Vol, VolSt};
 
@@ -36,15 +37,9 @@ pub enum StopMode {
 pub struct Proxy {
     pub vols_dir: PathBuf,
     pub opts: Opts,
-    pub metrics: Arc<Metrics>,
+    pub metrics: ProxyMetrics,
     vols: Mutex<BTreeMap<String, Arc<Vol>>>,
 }
-
-const DIFFS: &str = "walb_proxy_diffs";
-const RECEIVED: &str = "walb_proxy_bytes_received_total";
-const SENT: &str = "walb_proxy_bytes_sent_total";
-const ERRORS: &str = "walb_proxy_send_errors_total";
-const ERROR: &str = "walb_proxy_send_error";
 
 fn wrong_state(vol: &str, cmd: &str, s: State) -> CmdError {
     bad_state(format!("{vol}: {cmd} is not allowed in state {s}"))
@@ -56,15 +51,10 @@ impl Proxy {
         let vols_dir = data_dir.join("vols");
         std::fs::create_dir_all(&vols_dir)
             .map_err(|e| CmdError::Internal(format!("create {}: {e}", vols_dir.display())))?;
-        metrics.describe(DIFFS, "gauge", "Diffs waiting to be sent to an archive");
-        metrics.describe(RECEIVED, "counter", "wlog bytes received from storage");
-        metrics.describe(SENT, "counter", "wdiff bytes delivered to an archive");
-        metrics.describe(ERRORS, "counter", "Times sending to an archive gave up");
-        metrics.describe(ERROR, "gauge", "1 while sending to an archive has given up");
         let p = Proxy {
             vols_dir,
             opts,
-            metrics,
+            metrics: ProxyMetrics::register(metrics),
             vols: Mutex::new(BTreeMap::new()),
         };
         for name in volfile::volumes(&p.vols_dir)? {
@@ -200,13 +190,11 @@ impl Proxy {
             st.archives.clear();
             st.state = State::Clear;
             vols.remove(vol);
-            self.metrics.forget("vol", vol);
+            self.metrics.all.forget(&[("vol", vol)]);
         } else {
             v.dir.delete_archive(name)?;
             st.archives.remove(name);
-            for m in [DIFFS, SENT, ERRORS, ERROR] {
-                self.metrics.set(m, &[("vol", vol), ("archive", name)], 0.0);
-            }
+            self.metrics.all.forget(&[("vol", vol), ("archive", name)]);
         }
         Ok(())
     }
@@ -346,7 +334,7 @@ impl Proxy {
         st.archives.clear();
         st.state = State::Clear;
         vols.remove(vol);
-        self.metrics.forget("vol", vol);
+        self.metrics.all.forget(&[("vol", vol)]);
         Ok(())
     }
 
@@ -418,7 +406,8 @@ impl Proxy {
     /// A diff was registered: clear send errors (re-arming the give-up clock), schedule sends.
     pub fn on_received(&self, v: &Vol, bytes: u64) {
         self.metrics
-            .add(RECEIVED, &[("vol", &v.name)], bytes as f64);
+            .bytes_received
+            .inc_by(&[("vol", &v.name)], bytes);
         let names: Vec<String> = {
             let st = v.lock();
             let now = Instant::now();
@@ -436,30 +425,28 @@ impl Proxy {
     /// Sets the waiting-diffs gauge from the queue directory.
     pub fn update_waiting(&self, v: &Vol, archive: &str) {
         if let Ok(w) = v.dir.waiting(archive) {
-            self.metrics.set(
-                DIFFS,
-                &[("vol", &v.name), ("archive", archive)],
-                w.len() as f64,
-            );
+            self.metrics
+                .diffs
+                .set(&[("vol", &v.name), ("archive", archive)], w.len() as u64);
         }
     }
 
     pub fn count_sent(&self, vol: &str, archive: &str, bytes: u64) {
         self.metrics
-            .add(SENT, &[("vol", vol), ("archive", archive)], bytes as f64);
+            .bytes_sent
+            .inc_by(&[("vol", vol), ("archive", archive)], bytes);
     }
 
     pub fn count_send_error(&self, vol: &str, archive: &str) {
         self.metrics
-            .add(ERRORS, &[("vol", vol), ("archive", archive)], 1.0);
+            .send_errors
+            .inc_by(&[("vol", vol), ("archive", archive)], 1);
     }
 
     pub fn set_send_error_metric(&self, vol: &str, archive: &str, on: bool) {
-        self.metrics.set(
-            ERROR,
-            &[("vol", vol), ("archive", archive)],
-            if on { 1.0 } else { 0.0 },
-        );
+        self.metrics
+            .send_error
+            .set(&[("vol", vol), ("archive", archive)], on as u64);
     }
 }
 

@@ -159,9 +159,14 @@ impl Sender {
         }
         let cmpr = self.info.cmpr.0;
         tracing::debug!(vol = %self.vol.name, archive = %self.archive, n = batch.len(), "sending");
+        let t0 = Instant::now();
         let outcome = send_diffs(&self.info.addr, &self.vol.name, size_lb, &batch, cmpr).await;
         match outcome {
             Outcome::Accepted { bytes } => {
+                self.proxy
+                    .metrics
+                    .all
+                    .transfer("wdiff-transfer", t0.elapsed());
                 self.proxy.count_sent(&self.vol.name, &self.archive, bytes);
                 tracing::debug!(vol = %self.vol.name, archive = %self.archive,
                     "sent {} diffs ({} bytes)", batch.len(), bytes);

@@ -8,10 +8,10 @@ use std::time::Duration;
 use tokio::sync::RwLock;
 use walb_core::meta::MetaLsidGid;
 use walb_daemon::error::{arg, invalid, num_arg};
-use walb_daemon::metrics::Metrics;
 use walb_daemon::serve::{Commands, Shutdown};
 use walb_daemon::{volfile, CmdError, CmdResult};
 
+use crate::metrics::StorageMetrics;
 use crate::vol::{require, save, zero_done, State, Vol};
 use crate::wdevd::Wdevd;
 
@@ -26,7 +26,7 @@ pub struct Storage {
     pub max_wlog_send_mb: u64,
     pub snapshot_interval: Duration,
     pub poll: Duration,
-    pub metrics: Arc<Metrics>,
+    pub metrics: StorageMetrics,
     pub shutdown: Shutdown,
     pub vols: RwLock<BTreeMap<String, Arc<Vol>>>,
     /// Full and hash backup scan rate limit in bytes/s (0: none); `set-full-scan-bps`.
@@ -126,7 +126,7 @@ impl Storage {
         require(&*vol.meta.lock().await, &[State::SyncReady], "clear-vol")?;
         self.vols.write().await.remove(name);
         std::fs::remove_dir_all(&vol.dir)?;
-        self.metrics.forget("vol", name);
+        self.metrics.all.forget(&[("vol", name)]);
         Ok("ok".into())
     }
 

@@ -165,12 +165,12 @@ async fn to_sync_ready(st: &Storage, vol: &Vol) -> Result<(), Status> {
 /// Where writes to device `wdev` go so that wdevd logs them: its loop device when there is one
 /// (reads through it then see them too), else wdevd's device file.
 async fn write_path(st: &Storage, wdev: &str) -> CmdResult<PathBuf> {
-    let file = st.wdevd.device_file(wdev);
+    let file = st.wdevd.device_file(wdev)?;
     let f = file.clone();
-    let lp = tokio::task::spawn_blocking(move || walb_wdev::daemon::loopdev::loop_of(&f))
+    let lp = tokio::task::spawn_blocking(move || wdev_client::loopdev::loop_of(&f))
         .await
         .map_err(|e| CmdError::Internal(format!("losetup task: {e}")))?
-        .map_err(CmdError::Internal)?;
+        .map_err(|e| CmdError::Internal(e.to_string()))?;
     Ok(lp.map(PathBuf::from).unwrap_or(file))
 }
 

@@ -57,6 +57,7 @@ async fn run(st: &Storage, vol: &Vol, wdev: &str, bulk_lb: u32) -> CmdResult<u64
     let mut client = ArchiveClient::new(ch)
         .max_decoding_message_size(wire::MAX_MESSAGE)
         .max_encoding_message_size(wire::MAX_MESSAGE);
+    let t0 = std::time::Instant::now();
     let mut flow = Flow::open(wire::frame(frame::Kind::Open(open)), |s| {
         client.full_sync(s)
     })
@@ -78,11 +79,7 @@ async fn run(st: &Storage, vol: &Vol, wdev: &str, bulk_lb: u32) -> CmdResult<u64
         let f = f?;
         if let Some(frame::Kind::Bulk(b)) = &f.kind {
             sent += b.blocks as u64 * LBS as u64;
-            st.metrics.set(
-                "walb_storage_scan_bytes",
-                &[("vol", &vol.name)],
-                sent as f64,
-            );
+            st.metrics.scan_bytes.set(&[("vol", &vol.name)], sent);
         }
         flow.send(f).await.map_err(flow_err)?;
     }
@@ -98,6 +95,7 @@ async fn run(st: &Storage, vol: &Vol, wdev: &str, bulk_lb: u32) -> CmdResult<u64
     })))
     .await
     .map_err(flow_err)?;
+    st.metrics.all.transfer("full-sync", t0.elapsed());
     tracing::info!(vol = vol.name, "full backup done: {sent} bytes, gid {gid}");
     Ok(gid)
 }

@@ -57,6 +57,7 @@ async fn run(st: &Storage, vol: &Vol, wdev: &str, bulk_lb: u32) -> CmdResult<u64
         cur_time: now(),
         ..Default::default()
     };
+    let t0 = std::time::Instant::now();
     let (mut flow, snap) = HashFlow::open(wire::frame(frame::Kind::Open(open)), |s| {
         client.hash_sync(s)
     })
@@ -102,11 +103,9 @@ async fn run(st: &Storage, vol: &Vol, wdev: &str, bulk_lb: u32) -> CmdResult<u64
     let worker =
         tokio::task::spawn_blocking(move || compare(file, size_lb, bulk_lb, scan, hrx, ftx));
     flow.forward_hashes(htx, || {
-        st.metrics.set(
-            "walb_storage_scan_bytes",
-            &[("vol", &vol.name)],
-            progress.progress.done() as f64,
-        )
+        st.metrics
+            .scan_bytes
+            .set(&[("vol", &vol.name)], progress.progress.done())
     })
     .await
     .map_err(flow_err)?;
@@ -122,6 +121,7 @@ async fn run(st: &Storage, vol: &Vol, wdev: &str, bulk_lb: u32) -> CmdResult<u64
     flow.commit(wire::frame(frame::Kind::Commit(commit)))
         .await
         .map_err(flow_err)?;
+    st.metrics.all.transfer("hash-sync", t0.elapsed());
     let secs = progress.progress.started.elapsed().as_secs_f64();
     tracing::info!(
         vol = vol.name,

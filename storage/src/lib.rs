@@ -11,6 +11,7 @@ pub mod devhash;
 pub mod failback;
 pub mod full;
 pub mod hash;
+pub mod metrics;
 pub mod rate;
 pub mod record;
 pub mod scan;

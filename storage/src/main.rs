@@ -11,6 +11,7 @@ use walb_daemon::serve::{self, Shutdown};
 use walb_proto::storage_server::StorageServer;
 use walb_proto::wire::MAX_MESSAGE;
 use walb_storage::commands::{Storage, StorageCommands};
+use walb_storage::metrics::StorageMetrics;
 use walb_storage::wdevd::Wdevd;
 
 #[derive(Parser)]
@@ -59,7 +60,7 @@ async fn main() -> Result<()> {
         max_wlog_send_mb: a.max_wlog_send_mb.max(1),
         snapshot_interval: Duration::from_secs(a.snapshot_interval),
         poll: Duration::from_millis(a.poll_ms.max(10)),
-        metrics: metrics.clone(),
+        metrics: StorageMetrics::register(metrics.clone()),
         shutdown: shutdown.clone(),
         vols: Default::default(),
         down: Default::default(),

@@ -42,11 +42,7 @@ pub async fn run(st: Arc<Storage>, vol: Arc<Vol>, shutdown: Shutdown) {
                 Err(e) => {
                     backoff = (backoff * 2).clamp(Duration::from_secs(1), Duration::from_secs(300));
                     tracing::warn!(vol = vol.name, "wlog transfer: {e}; retry in {backoff:?}");
-                    st.metrics.add(
-                        "walb_storage_transfer_errors_total",
-                        &[("vol", &vol.name)],
-                        1.0,
-                    );
+                    st.metrics.transfer_errors.inc_by(&[("vol", &vol.name)], 1);
                     break;
                 }
             }
@@ -63,10 +59,8 @@ async fn step(st: &Storage, vol: &Vol) -> CmdResult<bool> {
     };
     vol.writes.sample(dev.latest);
     let l = [("vol", vol.name.as_str())];
-    st.metrics
-        .set("walb_storage_log_usage_pb", &l, dev.log_usage as f64);
-    st.metrics
-        .set("walb_storage_log_capacity_pb", &l, dev.log_capacity as f64);
+    st.metrics.log_usage.set(&l, dev.log_usage);
+    st.metrics.log_capacity.set(&l, dev.log_capacity);
     if meta.state == State::Standby {
         // Not the backup target: logs are simply freed.
         let to = dev.permanent.min(dev.prev_written);
@@ -150,9 +144,8 @@ async fn step(st: &Storage, vol: &Vol) -> CmdResult<bool> {
         gid_e.0
     );
     walb_daemon::transfers::record("shipped wlogs", &vol.name, bytes, meta.done.gid.0, gid_e.0);
-    st.metrics
-        .add("walb_storage_bytes_shipped_total", &l, bytes as f64);
-    st.metrics.set("walb_storage_done_gid", &l, gid_e.0 as f64);
+    st.metrics.bytes_shipped.inc_by(&l, bytes);
+    st.metrics.done_gid.set(&l, gid_e.0);
     let dev = st.wdevd.status(&meta.wdev).await?;
     free_logs(st, &meta.wdev, lsid_e, &dev).await?;
     Ok(lsid_e < dev.permanent)
@@ -257,8 +250,10 @@ async fn send_to_first_proxy(
 ) -> CmdResult<String> {
     let mut why = Vec::new();
     for p in st.proxy_order() {
+        let t0 = std::time::Instant::now();
         match send_wlog(&p, open.clone(), wlog.clone(), diff.clone()).await {
             Ok(()) => {
+                st.metrics.all.transfer("wlog-transfer", t0.elapsed());
                 st.proxy_up(&p);
                 return Ok(p);
             }

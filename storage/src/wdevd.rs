@@ -1,112 +1,99 @@
-//! The wdevd control socket as this daemon uses it: blocking requests run off the async
-//! threads.
+//! The wdevd control socket as this daemon uses it: typed requests (`wdev_client`) run off
+//! the async threads.
 
 use std::path::{Path, PathBuf};
 
 use walb_daemon::{CmdError, CmdResult};
+use wdev_client::{Answer, Client, DevName, Request};
+
+pub use wdev_client::DevStatus;
 
 #[derive(Clone)]
 pub struct Wdevd {
-    sock: PathBuf,
+    client: Client,
 }
 
-/// What one `status` request tells about a device.
-#[derive(Clone, Debug, Default)]
-pub struct DevStatus {
-    pub uuid: String,
-    pub pbs: u32,
-    pub size_lb: u64,
-    pub latest: u64,
-    pub permanent: u64,
-    pub prev_written: u64,
-    pub oldest: u64,
-    pub log_usage: u64,
-    pub log_capacity: u64,
-    pub overflow: bool,
+fn name_of(name: &str) -> CmdResult<DevName> {
+    DevName::new(name).map_err(|e| CmdError::Invalid(e.to_string()))
+}
+
+/// A failure of wdevd (or of reaching it) as a command error.
+fn internal(e: wdev_client::Error) -> CmdError {
+    CmdError::Internal(format!("wdevd: {e}"))
 }
 
 impl Wdevd {
     pub fn new(sock: &Path) -> Wdevd {
         Wdevd {
-            sock: sock.to_path_buf(),
+            client: Client::at_socket(sock),
         }
     }
 
-    pub async fn request(&self, line: String) -> CmdResult<String> {
-        let sock = self.sock.clone();
-        tokio::task::spawn_blocking(move || walb_wdev::daemon::ctl::request(&sock, &line))
+    pub async fn request(&self, req: Request) -> CmdResult<Answer> {
+        let client = self.client.clone();
+        tokio::task::spawn_blocking(move || client.call(&req))
             .await
             .map_err(|e| CmdError::Internal(format!("wdevd request task: {e}")))?
-            .map_err(|e| CmdError::Internal(format!("wdevd: {e}")))
+            .map_err(internal)
     }
 
     pub async fn status(&self, name: &str) -> CmdResult<DevStatus> {
-        let text = self.request(format!("status {name}")).await?;
-        let v: serde_json::Value = serde_json::from_str(&text)
-            .map_err(|e| CmdError::Internal(format!("wdevd status {text:?}: {e}")))?;
-        let n = |k: &str| v[k].as_u64().unwrap_or(0);
-        Ok(DevStatus {
-            uuid: v["uuid"].as_str().unwrap_or("").to_string(),
-            pbs: n("pbs") as u32,
-            size_lb: n("size_lb"),
-            latest: n("latest"),
-            permanent: n("permanent"),
-            prev_written: n("prev_written"),
-            oldest: n("oldest"),
-            log_usage: n("log_usage"),
-            log_capacity: n("log_capacity"),
-            overflow: v["overflow"].as_bool().unwrap_or(false),
-        })
+        let name = name_of(name)?;
+        self.request(Request::Status { name })
+            .await?
+            .device()
+            .map_err(internal)
     }
 
     pub async fn ldev_path(&self, name: &str) -> CmdResult<PathBuf> {
-        Ok(PathBuf::from(
-            self.request(format!("get-ldev-path {name}")).await?,
-        ))
+        let name = name_of(name)?;
+        self.request(Request::GetLdevPath { name })
+            .await?
+            .path()
+            .map_err(internal)
     }
 
     /// The data device: what full and hash backups scan, right after the WAL reset that
     /// checkpoints everything older onto it (anything newer is in the logs that follow).
     pub async fn ddev_path(&self, name: &str) -> CmdResult<PathBuf> {
-        Ok(PathBuf::from(
-            self.request(format!("get-ddev-path {name}")).await?,
-        ))
+        let name = name_of(name)?;
+        self.request(Request::GetDdevPath { name })
+            .await?
+            .path()
+            .map_err(internal)
     }
 
     /// wdevd's file of device `name` (under its run dir): writes to it are logged.
-    pub fn device_file(&self, name: &str) -> PathBuf {
-        self.run_dir().join("devices").join(name)
-    }
-
-    fn run_dir(&self) -> PathBuf {
-        self.sock.parent().unwrap_or(Path::new("/")).to_path_buf()
+    pub fn device_file(&self, name: &str) -> CmdResult<PathBuf> {
+        Ok(self.client.device_file(&name_of(name)?))
     }
 
     /// Grows the device to `size_lb` (0: the whole data device) and its loop device with it.
     pub async fn resize(&self, name: &str, size_lb: u64) -> CmdResult<()> {
-        let run_dir = self.run_dir();
-        let name = name.to_string();
-        tokio::task::spawn_blocking(move || {
-            walb_wdev::daemon::loopdev::resize(&run_dir, &name, size_lb)
-        })
-        .await
-        .map_err(|e| CmdError::Internal(format!("resize task: {e}")))?
-        .map_err(|e| CmdError::Invalid(format!("resize: {e}")))
+        let name = name_of(name)?;
+        let client = self.client.clone();
+        tokio::task::spawn_blocking(move || wdev_client::loopdev::resize(&client, &name, size_lb))
+            .await
+            .map_err(|e| CmdError::Internal(format!("resize task: {e}")))?
+            .map_err(|e| CmdError::Invalid(format!("resize: {e}")))
     }
 
     pub async fn checkpoint(&self, name: &str) -> CmdResult<()> {
-        self.request(format!("force-checkpoint {name}"))
-            .await
-            .map(drop)
+        let name = name_of(name)?;
+        self.done(Request::ForceCheckpoint { name }).await
     }
 
     pub async fn reset_wal(&self, name: &str) -> CmdResult<()> {
-        self.request(format!("reset-wal {name}")).await.map(drop)
+        let name = name_of(name)?;
+        self.done(Request::ResetWal { name }).await
     }
 
     pub async fn set_oldest(&self, name: &str, lsid: u64) -> CmdResult<()> {
-        self.request(format!("set-oldest-lsid {name} {lsid}"))
-            .await
-            .map(drop)
+        let name = name_of(name)?;
+        self.done(Request::SetOldestLsid { name, lsid }).await
+    }
+
+    async fn done(&self, req: Request) -> CmdResult<()> {
+        self.request(req).await?.done().map_err(internal)
     }
 }

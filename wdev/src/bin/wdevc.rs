@@ -1,7 +1,7 @@
 //! `wdevc`: control of walb devices: `format-ldev` works on the devices directly; every other
 //! command talks to `wdevd` over `RUN_DIR/wdevd.sock`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
@@ -9,8 +9,8 @@ use clap::{Parser, Subcommand};
 use walb_core::blockio::{BlockIo, FileIo};
 use walb_core::ldev::Ldev;
 use walb_core::Pbs;
-use walb_wdev::daemon::ctl::request;
-use walb_wdev::daemon::loopdev::{loop_of, resize};
+use wdev_client::loopdev::{loop_of, resize};
+use wdev_client::{Answer, Client, DaemonStatus, DevName, Request};
 
 #[derive(Parser)]
 #[command(name = "wdevc", version, about = "walb-rs device control")]
@@ -129,28 +129,43 @@ enum Cmd {
 
 /// `wdevc upgrade`: asks the worker to hand over to `binary`, then waits until another
 /// process serves.
-fn upgrade(run_dir: &std::path::Path, binary: Option<PathBuf>) -> Result<()> {
+fn upgrade(wdevd: &Client, binary: Option<PathBuf>) -> Result<()> {
     let binary = match binary {
         Some(b) => b,
         None => std::env::current_exe()?.with_file_name("wdevd"),
     };
     let bin = std::fs::canonicalize(&binary).with_context(|| format!("{}", binary.display()))?;
-    let pid_of = |s: &str| -> Option<String> {
-        let rest = s.split("\"pid\":").nth(1)?;
-        Some(rest.split([',', '}']).next()?.to_string())
-    };
-    let old = pid_of(&ask(run_dir, "daemon-status".into())?);
-    // The worker may exit before its answer is out; a closed connection is fine.
-    if let Err(e) = ask(run_dir, format!("upgrade {}", bin.display())) {
-        if !e.to_string().contains("bad answer") && !e.to_string().contains("receive") {
-            return Err(e);
+    let (old, asked) = match wdevd.call(&Request::DaemonStatus) {
+        // A wdevd from before the typed socket is asked in its own words; the new worker
+        // speaks JSON.
+        Err(wdev_client::Error::OldDaemon(_)) => {
+            let sock = wdevd.socket();
+            let st = wdev_client::legacy_request(&sock, "daemon-status")?;
+            let old: DaemonStatus = serde_json::from_str(&st)
+                .with_context(|| format!("daemon-status of the running wdevd: {st}"))?;
+            let line = format!("upgrade {}", bin.display());
+            (old.pid, wdev_client::legacy_request(&sock, &line).map(drop))
         }
+        r => {
+            let old = r?.daemon()?.pid;
+            (old, wdevd.call(&Request::Upgrade { binary: bin }).map(drop))
+        }
+    };
+    // The worker may exit before its answer is out; a closed connection is fine.
+    match asked {
+        Ok(_)
+        | Err(
+            wdev_client::Error::Closed
+            | wdev_client::Error::Receive(_)
+            | wdev_client::Error::BadReply { .. },
+        ) => {}
+        Err(e) => return Err(e.into()),
     }
     let t = std::time::Instant::now();
     loop {
-        if let Ok(st) = ask(run_dir, "daemon-status".into()) {
-            if pid_of(&st) != old {
-                println!("{st}");
+        if let Ok(st) = wdevd.call(&Request::DaemonStatus).and_then(Answer::daemon) {
+            if st.pid != old {
+                println!("{}", serde_json::to_string(&st)?);
                 return Ok(());
             }
         }
@@ -161,34 +176,23 @@ fn upgrade(run_dir: &std::path::Path, binary: Option<PathBuf>) -> Result<()> {
     }
 }
 
-fn ask(run_dir: &std::path::Path, line: String) -> Result<String> {
-    request(&run_dir.join("wdevd.sock"), &line).map_err(|e| anyhow::anyhow!(e))
-}
-
-fn create_wdev(
-    run_dir: &std::path::Path,
-    name: &str,
-    ldev: &std::path::Path,
-    ddev: &std::path::Path,
-) -> Result<()> {
-    let abs =
-        |p: &std::path::Path| std::fs::canonicalize(p).with_context(|| format!("{}", p.display()));
-    ask(
-        run_dir,
-        format!(
-            "create {name} {} {}",
-            abs(ldev)?.display(),
-            abs(ddev)?.display()
-        ),
-    )?;
-    let file = run_dir.join("devices").join(name);
+fn create_wdev(wdevd: &Client, name: &DevName, ldev: &Path, ddev: &Path) -> Result<()> {
+    let abs = |p: &Path| std::fs::canonicalize(p).with_context(|| format!("{}", p.display()));
+    wdevd
+        .call(&Request::Create {
+            name: name.clone(),
+            ldev: abs(ldev)?,
+            ddev: abs(ddev)?,
+        })?
+        .done()?;
+    let file = wdevd.device_file(name);
     let out = Command::new("losetup")
         .args(["--find", "--show", "--direct-io=on"])
         .arg(&file)
         .output()
         .context("run losetup")?;
     if !out.status.success() {
-        let _ = ask(run_dir, format!("delete {name}"));
+        let _ = wdevd.call(&Request::Delete { name: name.clone() });
         bail!(
             "losetup {}: {}",
             file.display(),
@@ -199,10 +203,10 @@ fn create_wdev(
     Ok(())
 }
 
-fn delete_wdev(run_dir: &std::path::Path, name: &str) -> Result<()> {
-    let file = run_dir.join("devices").join(name);
+fn delete_wdev(wdevd: &Client, name: &DevName) -> Result<()> {
+    let file = wdevd.device_file(name);
     // Loop first: nothing may write to the file once the device stops being served.
-    if let Some(dev) = loop_of(&file).map_err(anyhow::Error::msg)? {
+    if let Some(dev) = loop_of(&file)? {
         let st = Command::new("losetup")
             .arg("-d")
             .arg(&dev)
@@ -212,8 +216,24 @@ fn delete_wdev(run_dir: &std::path::Path, name: &str) -> Result<()> {
             bail!("losetup -d {dev} failed");
         }
     }
-    ask(run_dir, format!("delete {name}"))?;
+    wdevd
+        .call(&Request::Delete { name: name.clone() })?
+        .done()?;
     Ok(())
+}
+
+/// An answer as wdevc prints it: numbers in decimal, flags as 0 or 1, names on one line
+/// separated by spaces, states as one line of JSON, nothing as an empty line.
+fn text(a: Answer) -> Result<String> {
+    Ok(match a {
+        Answer::Done => String::new(),
+        Answer::Names(n) => n.iter().map(DevName::as_str).collect::<Vec<_>>().join(" "),
+        Answer::Number(n) => n.to_string(),
+        Answer::Flag(f) => (f as u8).to_string(),
+        Answer::Path(p) => p.display().to_string(),
+        Answer::Device(d) => serde_json::to_string(&d)?,
+        Answer::Daemon(d) => serde_json::to_string(&d)?,
+    })
 }
 
 fn format_ldev(ldev: PathBuf, ddev: PathBuf, pbs: Option<u32>, name: String) -> Result<()> {
@@ -251,45 +271,88 @@ fn format_ldev(ldev: PathBuf, ddev: PathBuf, pbs: Option<u32>, name: String) -> 
 fn main() {
     let cli = Cli::parse();
     walb_core::logging::init();
-    let rd = cli.run_dir.as_path();
-    let print = |line: String| ask(rd, line).map(|v| println!("{v}"));
-    let r = match cli.cmd {
+    let wdevd = Client::new(&cli.run_dir);
+    let r = run(&wdevd, cli.cmd);
+    if let Err(e) = r {
+        eprintln!("wdevc: error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(wdevd: &Client, cmd: Cmd) -> Result<()> {
+    let print = |req: Request| -> Result<()> {
+        println!("{}", text(wdevd.call(&req)?)?);
+        Ok(())
+    };
+    match cmd {
         Cmd::FormatLdev {
             ldev,
             ddev,
             pbs,
             name,
         } => format_ldev(ldev, ddev, pbs, name),
-        Cmd::CreateWdev { name, ldev, ddev } => create_wdev(rd, &name, &ldev, &ddev),
-        Cmd::DeleteWdev { name } => delete_wdev(rd, &name),
-        Cmd::List => print("list".into()),
-        Cmd::GetOldestLsid { name } => print(format!("get-oldest-lsid {name}")),
-        Cmd::GetWrittenLsid { name } => print(format!("get-written-lsid {name}")),
-        Cmd::GetPermanentLsid { name } => print(format!("get-permanent-lsid {name}")),
-        Cmd::GetCompletedLsid { name } => print(format!("get-completed-lsid {name}")),
-        Cmd::SetOldestLsid { name, lsid } => print(format!("set-oldest-lsid {name} {lsid}")),
-        Cmd::GetLogUsage { name } => print(format!("get-log-usage {name}")),
-        Cmd::GetLogCapacity { name } => print(format!("get-log-capacity {name}")),
-        Cmd::GetLdevPath { name } => print(format!("get-ldev-path {name}")),
-        Cmd::GetDdevPath { name } => print(format!("get-ddev-path {name}")),
-        Cmd::IsLogOverflow { name } => print(format!("is-log-overflow {name}")),
-        Cmd::ResetWal { name } => print(format!("reset-wal {name}")),
-        Cmd::Resize { name, size_lb } => resize(rd, &name, size_lb).map_err(anyhow::Error::msg),
-        Cmd::Freeze { name, timeout } => print(format!("freeze {name} {timeout}")),
-        Cmd::Melt { name } => print(format!("melt {name}")),
-        Cmd::GetCheckpointInterval => print("get-checkpoint-interval".into()),
-        Cmd::SetCheckpointInterval { ms } => print(format!("set-checkpoint-interval {ms}")),
-        Cmd::IsFrozen { name } => print(format!("is-frozen {name}")),
-        Cmd::ForceCheckpoint { name } => print(format!("force-checkpoint {name}")),
+        Cmd::CreateWdev { name, ldev, ddev } => {
+            create_wdev(wdevd, &DevName::new(name)?, &ldev, &ddev)
+        }
+        Cmd::DeleteWdev { name } => delete_wdev(wdevd, &DevName::new(name)?),
+        Cmd::List => print(Request::List),
+        Cmd::GetOldestLsid { name } => print(Request::GetOldestLsid {
+            name: DevName::new(name)?,
+        }),
+        Cmd::GetWrittenLsid { name } => print(Request::GetWrittenLsid {
+            name: DevName::new(name)?,
+        }),
+        Cmd::GetPermanentLsid { name } => print(Request::GetPermanentLsid {
+            name: DevName::new(name)?,
+        }),
+        Cmd::GetCompletedLsid { name } => print(Request::GetCompletedLsid {
+            name: DevName::new(name)?,
+        }),
+        Cmd::SetOldestLsid { name, lsid } => print(Request::SetOldestLsid {
+            name: DevName::new(name)?,
+            lsid,
+        }),
+        Cmd::GetLogUsage { name } => print(Request::GetLogUsage {
+            name: DevName::new(name)?,
+        }),
+        Cmd::GetLogCapacity { name } => print(Request::GetLogCapacity {
+            name: DevName::new(name)?,
+        }),
+        Cmd::GetLdevPath { name } => print(Request::GetLdevPath {
+            name: DevName::new(name)?,
+        }),
+        Cmd::GetDdevPath { name } => print(Request::GetDdevPath {
+            name: DevName::new(name)?,
+        }),
+        Cmd::IsLogOverflow { name } => print(Request::IsLogOverflow {
+            name: DevName::new(name)?,
+        }),
+        Cmd::ResetWal { name } => print(Request::ResetWal {
+            name: DevName::new(name)?,
+        }),
+        Cmd::Resize { name, size_lb } => Ok(resize(wdevd, &DevName::new(name)?, size_lb)?),
+        Cmd::Freeze { name, timeout } => print(Request::Freeze {
+            name: DevName::new(name)?,
+            timeout_secs: timeout,
+        }),
+        Cmd::Melt { name } => print(Request::Melt {
+            name: DevName::new(name)?,
+        }),
+        Cmd::GetCheckpointInterval => print(Request::GetCheckpointInterval),
+        Cmd::SetCheckpointInterval { ms } => print(Request::SetCheckpointInterval { ms }),
+        Cmd::IsFrozen { name } => print(Request::IsFrozen {
+            name: DevName::new(name)?,
+        }),
+        Cmd::ForceCheckpoint { name } => print(Request::ForceCheckpoint {
+            name: DevName::new(name)?,
+        }),
         Cmd::Status {
             name: Some(name),
             json: _,
-        } => print(format!("status {name}")),
-        Cmd::Status { name: None, .. } => print("daemon-status".into()),
-        Cmd::Upgrade { binary } => upgrade(rd, binary),
-    };
-    if let Err(e) = r {
-        eprintln!("wdevc: error: {e:#}");
-        std::process::exit(1);
+        } => print(Request::Status {
+            name: DevName::new(name)?,
+        }),
+        Cmd::Status { name: None, .. } => print(Request::DaemonStatus),
+        Cmd::Upgrade { binary } => upgrade(wdevd, binary),
     }
 }

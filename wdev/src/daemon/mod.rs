@@ -7,5 +7,4 @@ pub mod fs;
 pub mod fuse;
 pub mod fuse_abi;
 pub mod handover;
-pub mod loopdev;
 pub mod registry;

@@ -115,7 +115,7 @@ pub struct Registry {
 }
 
 /// Starts handing over to the binary at the given path; answers before the handover ends.
-pub type UpgradeHook = Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
+pub type UpgradeHook = Box<dyn Fn(&Path) -> Result<(), String> + Send + Sync>;
 
 impl Registry {
     pub fn new() -> Registry {
@@ -192,11 +192,7 @@ impl Registry {
 
     /// Opens (and redoes) the device and serves it as `name`.
     pub fn create(&self, name: &str, ldev: &Path, ddev: &Path) -> Result<(), WdevError> {
-        if name.is_empty() || name.contains('/') || name.contains('\t') || name.len() > 31 {
-            return Err(WdevError::Invalid(format!(
-                "device name {name:?}: 1 to 31 bytes, no '/'"
-            )));
-        }
+        wdev_client::DevName::new(name).map_err(|e| WdevError::Invalid(e.to_string()))?;
         let mut devs = self.devs.write().expect("registry lock");
         if devs.contains_key(name) {
             return Err(WdevError::Invalid(format!("device {name} exists")));

@@ -29,9 +29,9 @@ struct Held {
 }
 
 pub fn run(a: &Args, signals: &libc::sigset_t) -> Result<()> {
-    let mnt = a.run_dir.join("devices");
+    let mnt = a.run_dir.join(wdev_client::DEVICES);
     std::fs::create_dir_all(&mnt).with_context(|| format!("create {}", mnt.display()))?;
-    let sock = a.run_dir.join("wdevd.sock");
+    let sock = a.run_dir.join(wdev_client::SOCKET);
     let _ = std::fs::remove_file(&sock);
     // A new connection serves nothing yet: an old list belongs to a dead mount.
     let list = a.run_dir.join("devices.list");

@@ -145,8 +145,8 @@ fn start_checkpoints(reg: Arc<Registry>) {
 fn set_upgrade_hook(reg: &Arc<Registry>, sock: UnixStream) {
     let weak = Arc::downgrade(reg);
     let sock = std::sync::Mutex::new(sock);
-    let _ = reg.upgrade.set(Box::new(move |path: &str| {
-        let bin = std::fs::canonicalize(path).map_err(|e| format!("{path}: {e}"))?;
+    let _ = reg.upgrade.set(Box::new(move |path: &std::path::Path| {
+        let bin = std::fs::canonicalize(path).map_err(|e| format!("{}: {e}", path.display()))?;
         let reg = weak.upgrade().ok_or("shutting down")?;
         let sock = sock.lock().expect("handover lock").try_clone();
         let sock = sock.map_err(|e| format!("handover socket: {e}"))?;

@@ -8,6 +8,7 @@
 #  3. hash backup MB/s of the whole device, unchanged and with 10% rewritten (the limit is
 #     min(disk read, BLAKE3 ≈ 2.9 GiB/s per core on this class, BENCHMARKS.md)).
 # Usage: pipeline.sh [SIZE_MB] [WRITE_MB]
+# BULK_CMPR=none|lz4|zstd:N is the storage's --bulk-cmpr for the full backup (default zstd:1).
 # ARCHIVE_DIR=DIR puts the archive's data dir there (e.g. /dev/shm: the archive on a disk of its
 # own, as on a separate host; otherwise both ends read the same disk at once).
 set -euo pipefail
@@ -40,7 +41,8 @@ sp=$(port); pp=$(port); ap=$(port)
 "$bin/walb-archive" --id a0 --listen 127.0.0.1:$ap --data-dir "$adir/a0" 2>a0.log & pids+=($!)
 "$bin/walb-proxy" --id p0 --listen 127.0.0.1:$pp --data-dir p0 2>p0.log & pids+=($!)
 "$bin/walb-storage" --id s0 --listen 127.0.0.1:$sp --data-dir s0 --proxy 127.0.0.1:$pp \
-    --archive 127.0.0.1:$ap --wdevd run/wdevd.sock 2>s0.log & pids+=($!)
+    --archive 127.0.0.1:$ap --wdevd run/wdevd.sock ${BULK_CMPR:+--bulk-cmpr "$BULK_CMPR"} \
+    2>s0.log & pids+=($!)
 cat > layout.toml <<L
 [[storage]]
 id = "s0"

@@ -236,10 +236,16 @@ struct Disaster {
     time: u64,
 }
 
-/// The disaster: after 12 s of pgbench load with markers, the database, wdevd, the storage
-/// and the proxy die at once (kill -9, loop device gone); then `walbc failover` to an image
-/// file on the archive side.
-fn disaster_failover(test: &str, t0: Instant, pg: Pg, mnt: Mounted, c: &mut Cluster) -> Disaster {
+/// The disaster: PostgreSQL on wdev0 (implicit snapshots every second), then after 12 s of
+/// pgbench load with markers, the database, wdevd, the storage and the proxy die at once
+/// (kill -9, loop device gone); then `walbc failover` to an image file on the archive side.
+/// None when the test cannot run here.
+fn disaster_failover(test: &str, t0: Instant) -> Option<(Disaster, Cluster)> {
+    let spec = Spec {
+        storage_flags: vec!["--snapshot-interval", "1"],
+        ..Default::default()
+    };
+    let PgOnWdev { pg, mnt, mut c } = pg_on_wdev(test, spec)?;
     let load = pgbench_load(&pg);
     let markers = pg_markers(&pg);
     std::thread::sleep(Duration::from_secs(12));
@@ -264,26 +270,22 @@ fn disaster_failover(test: &str, t0: Instant, pg: Pg, mnt: Mounted, c: &mut Clus
         field("time"),
         t0.elapsed()
     );
-    Disaster {
+    let d = Disaster {
         all,
         img,
         gid: field("gid"),
         time,
-    }
+    };
+    Some((d, c))
 }
 
 #[test]
 fn db2_postgres_disaster_failover() {
     let test = "db2_postgres_disaster_failover";
     let t0 = Instant::now();
-    let spec = Spec {
-        storage_flags: vec!["--snapshot-interval", "1"],
-        ..Default::default()
-    };
-    let Some(PgOnWdev { pg, mnt, mut c }) = pg_on_wdev(test, spec) else {
+    let Some((Disaster { all, img, time, .. }, c)) = disaster_failover(test, t0) else {
         return;
     };
-    let Disaster { all, img, time, .. } = disaster_failover(test, t0, pg, mnt, &mut c);
     let last = *all.last().expect("no marker committed");
     let lp = Loop::attach(&img);
     let m = Mounted::new(&lp.0, &c.dir.join("failover"));
@@ -313,14 +315,9 @@ fn db2_postgres_disaster_failover() {
 fn db3_postgres_failback() {
     let test = "db3_postgres_failback";
     let t0 = Instant::now();
-    let spec = Spec {
-        storage_flags: vec!["--snapshot-interval", "1"],
-        ..Default::default()
-    };
-    let Some(PgOnWdev { pg, mnt, mut c }) = pg_on_wdev(test, spec) else {
+    let Some((Disaster { img, gid, .. }, mut c)) = disaster_failover(test, t0) else {
         return;
     };
-    let Disaster { img, gid, .. } = disaster_failover(test, t0, pg, mnt, &mut c);
 
     // The promoted copy runs the database and commits rows.
     let lp = Loop::attach(&img);

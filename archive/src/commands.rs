@@ -43,7 +43,7 @@ impl Commands for ArchiveCommands {
             }
             "status" => status(a, &args).await,
             "restore" | "del-restored" | "apply" | "merge" | "gc-diff" | "cat" | "bhash"
-            | "verify" | "resize" | "device-hash" => data_cmd(a, &args).await,
+            | "verify" | "resize" | "device-hash" | "bind-storage" => data_cmd(a, &args).await,
             "disable-snapshot" | "enable-snapshot" => snapshot_flag(a, &args).await,
             "retention" => {
                 // `retention VOL [dry-run]`: the plan (GID TIME keep REASONS | drop), carried
@@ -352,6 +352,17 @@ async fn data_cmd(a: &Arc<Archive>, args: &[String]) -> CmdResult<String> {
                     "ok {} files {} bytes {} snapshots matching the device",
                     r.files, r.bytes, r.deep
                 )
+            }
+            "bind-storage" => {
+                // `bind-storage VOL [ID]`: backups of VOL come from storage ID (with TLS);
+                // without ID the next storage to send one binds it.
+                let id = args.get(2).map(String::as_str);
+                if let Some(id) = id {
+                    walb_daemon::volfile::check_vol_name(id)
+                        .map_err(|_| invalid(format!("bind-storage: {id:?} is not a server id")))?;
+                }
+                crate::owner::bind(&vol, id)?;
+                "ok".into()
             }
             "device-hash" => {
                 // `device-hash VOL GID BULK DIGEST`: the storage's hash of the device at

@@ -9,6 +9,7 @@ pub mod hashsync;
 pub mod image;
 pub mod metrics;
 pub mod ops;
+pub mod owner;
 pub mod repl;
 pub mod retention;
 pub mod service;

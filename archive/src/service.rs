@@ -58,6 +58,7 @@ where
         let id = arc.id.clone();
         let run = async {
             let open = guard.read_open(&mut input).await?;
+            crate::owner::check(&arc, &guard, &open)?;
             flow(arc, open, input, tx.clone()).await
         };
         // The guard counts the flow against its peer until it ends.

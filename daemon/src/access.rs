@@ -99,6 +99,7 @@ pub const RULES: &[Rule] = &[
     change("gc-diff", Some(1), CONTROLLER),
     change("verify", Some(1), CONTROLLER),
     change("device-hash", Some(1), CONTROLLER),
+    change("bind-storage", Some(1), CONTROLLER),
     destroy("retention", Destroys::Unless(2, "dry-run")),
     destroy("disable-snapshot", Destroys::Yes),
     change("rotate-certs", None, CONTROLLER),

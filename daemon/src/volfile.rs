@@ -20,6 +20,19 @@ pub fn read(path: &Path) -> CmdResult<Option<String>> {
     }
 }
 
+/// Removes `path` durably (its directory synced); a missing file is not an error.
+pub fn remove(path: &Path) -> CmdResult<()> {
+    match std::fs::remove_file(path) {
+        Ok(()) => walb_core::atomic::sync_dir(path.parent().unwrap_or(Path::new(".")))
+            .map_err(|e| CmdError::Internal(format!("sync {}: {e}", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(CmdError::Internal(format!(
+            "remove {}: {e}",
+            path.display()
+        ))),
+    }
+}
+
 /// Writes binary `data` to `path` atomically.
 pub fn write_bytes(path: &Path, data: &[u8]) -> CmdResult<()> {
     walb_core::atomic::write_atomic(path, data)

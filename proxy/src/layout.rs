@@ -170,11 +170,7 @@ impl VolDir {
         let p = self.dir.join(name);
         match text {
             Some(t) => volfile::write(&p, t),
-            None => match fs::remove_file(&p) {
-                Ok(()) => Ok(sync_dir(&self.dir)?),
-                Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
-                Err(e) => Err(internal("remove", &p, e)),
-            },
+            None => volfile::remove(&p),
         }
     }
 

@@ -607,6 +607,32 @@ fn tls_storage_proxy_and_monitor_certificates_are_confined() {
         )
         .await;
         assert_role(&r, false, "s0 full sync as archive");
+        // The archive's volume takes backups from one storage: the first to send one.
+        let backup = |ch: Channel| async move {
+            try_flow(
+                &ch,
+                "Archive.FullSync",
+                open_frame(open_of("vol0", "storage")),
+            )
+            .await
+        };
+        backup(s0_a0.clone()).await.unwrap();
+        let s8 = t.issue("s8", ("storage", "s8"), None);
+        let s8_a0 = walb_tests::certs::channel(&t.addrs["a0"], &s8).await;
+        let r = backup(s8_a0.clone()).await;
+        assert_role(&r, false, "s8 backs up s0's volume");
+        assert!(r.unwrap_err().message().contains("storage s0"));
+        // Replacing the storage: walbc names the new one.
+        control(&ctl_a0, &["bind-storage", "vol0", "s8"], None)
+            .await
+            .unwrap();
+        backup(s8_a0).await.unwrap();
+        assert_role(&backup(s0_a0.clone()).await, false, "s0 after s8 took over");
+        assert_role(
+            &control(&s0_a0, &["bind-storage", "vol0", "s0"], None).await,
+            false,
+            "s0 binds itself",
+        );
         // A proxy certificate cannot start a full backup, on the storage or the archive.
         let p0_s0 = t.channel("s0", "p0").await;
         assert_role(

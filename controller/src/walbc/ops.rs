@@ -201,6 +201,8 @@ impl Ctl {
         }
         self.storage_to_sync_ready(s, vol).await?;
         self.prepare_proxies(vol).await?;
+        // With TLS the archive takes the volume's backups from this storage alone.
+        self.call(a, &["bind-storage", vol, sid]).await?;
         let mut args = vec!["full-bkp", vol];
         if let Some(b) = bulk {
             args.push(b);
@@ -261,6 +263,7 @@ impl Ctl {
         }
         self.storage_to_sync_ready(s, vol).await?;
         self.prepare_proxies(vol).await?;
+        self.call(a, &["bind-storage", vol, sid]).await?;
         let mut args = vec!["hash-bkp", vol];
         args.extend(bulk);
         let gid: u64 = self

@@ -151,7 +151,8 @@ async fn get(a: &Arc<Archive>, args: &[String]) -> CmdResult<String> {
     if what == "state" {
         // Clear is the absence of the volume; transients show over the static state.
         let vol = a.vol(&name);
-        if !vol.exists() {
+        // The state file is written last by init-vol: without it the volume is not there yet.
+        if !vol.exists() || !vol.dir.join("state").exists() {
             return Ok("Clear".into());
         }
         if let Some(t) = a.entry(&name).transient() {

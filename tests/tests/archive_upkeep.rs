@@ -153,6 +153,9 @@ fn defects_implicit_points_are_thinned_under_load() {
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
     let t = Instant::now();
     let mut max_files = 0;
+    // The recovery point objective: how old the newest restorable point gets under steady
+    // writes while old points are thinned (second resolution: timestamps are whole seconds).
+    let mut max_age = 0;
     while t.elapsed() < Duration::from_secs(25) {
         let mut buf = vec![0u8; 64 << 10];
         rng.fill_bytes(&mut buf);
@@ -165,6 +168,15 @@ fn defects_implicit_points_are_thinned_under_load() {
             .lines()
             .count();
         max_files = max_files.max(n);
+        let listed = c.walbc(&["call", "a0", "get", "restorable", "vol0"]);
+        let newest = listed
+            .lines()
+            .last()
+            .and_then(|l| walb_core::meta::parse_iso_utc(l.split_whitespace().nth(1)?))
+            .expect("a restorable point");
+        if t.elapsed() > Duration::from_secs(2) {
+            max_age = max_age.max(walb_core::meta::unix_now().saturating_sub(newest));
+        }
     }
     drop(f);
     c.wait_shipped("wdev0");
@@ -179,8 +191,14 @@ fn defects_implicit_points_are_thinned_under_load() {
     // Points older than the keep window (and a thinning pass) are at most one per period.
     let old = times.iter().filter(|&&t| t + 4 + 3 + 3 < now).count();
     eprintln!(
-        "{test}: {} points listed, {old} older than the keep window; at most {max_files} diff files",
+        "{test}: {} points listed, {old} older than the keep window; at most {max_files} diff files; \
+         newest restorable point at most {max_age} s old under load",
         times.len()
+    );
+    // The issue's objective is 2 s; a loaded CI machine gets slack, a stall does not.
+    assert!(
+        max_age <= 5,
+        "the newest restorable point fell {max_age} s behind"
     );
     // One a period over ~30 s, the base and the explicit snapshot.
     assert!(old <= 30 / 3 + 3, "{old} old points kept:\n{listed}");

@@ -1,4 +1,4 @@
-//! The control commands (SCENARIOS B §1.5, §1.6) over the argument vector walbc sends.
+//! The control commands (docs/scenarios.md §7.4, §7.5) over the argument vector walbc sends.
 
 use std::path::PathBuf;
 use std::sync::Arc;

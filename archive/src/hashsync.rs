@@ -1,8 +1,8 @@
-//! Hash sync (FORMATS §6.1), the archive side: the storage opens, the archive answers with its
-//! latest snapshot S and streams one BLAKE3 hash per bulk of its virtual image at S, while the
-//! storage streams back sorted-wdiff packs of the bulks that differ. At Commit{|gidB,gidE|,
-//! uuid} the packs become the dirty diff `S → |gidB,gidE|` under the new WAL uuid; Ack once it
-//! is registered. Anything else leaves the volume as it was.
+//! Hash sync (docs/formats.md §7.3), the archive side: the storage opens, the archive answers with
+//! its latest snapshot S and streams one BLAKE3 hash per bulk of its virtual image at S, while the
+//! storage streams back sorted-wdiff packs of the bulks that differ. At Commit{|gidB,gidE|, uuid}
+//! the packs become the dirty diff `S → |gidB,gidE|` under the new WAL uuid; Ack once it is
+//! registered. Anything else leaves the volume as it was.
 
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;

@@ -30,8 +30,8 @@ fn open_image_rw(vol: &Vol) -> CmdResult<std::fs::File> {
         .map_err(|e| internal(vol.image().display(), e))
 }
 
-/// Writes the diffs up to clean snapshot `gid` into the base image, crash-safely (FORMATS
-/// §5.2): save `<B-->E>`, write, fsync, save `<E>`, delete the diffs made obsolete. An apply
+/// Writes the diffs up to clean snapshot `gid` into the base image, crash-safely (docs/formats.md
+/// §6.2): save `<B-->E>`, write, fsync, save `<E>`, delete the diffs made obsolete. An apply
 /// that failed part-way (a full disk, a crash) is finished first. Every record of the chain
 /// is read before the image changes, so a damaged diff stops the apply while every point it
 /// would have removed is still restorable.

@@ -1,4 +1,4 @@
-//! Replication to another archive, as its client (FORMATS §7.8, simplified): a destination
+//! Replication to another archive, as its client (docs/formats.md §7.6): a destination
 //! without the volume's data gets a full copy of the newest restorable snapshot (the
 //! `FullSync` flow from host type "archive", adopting this archive's lineage uuid), then every
 //! diff after the destination's latest snapshot goes over `WdiffTransfer`; a destination whose

@@ -1,5 +1,5 @@
-//! The data services: full sync (FORMATS §6.2) and wdiff transfer (§7.6) over our frames
-//! (hash sync, §6.1, is in `hashsync`).
+//! The data services: full sync (docs/formats.md §7.2) and wdiff transfer (§7.5) over our frames
+//! (hash sync, §7.3, is in `hashsync`).
 //! Open → Accept | Reject(word) → Bulk*/Chunk* → Commit → Ack; Ack is sent only after the data
 //! and the metadata are durable. Anything else (an error, a stream that ends without Commit)
 //! removes the temporary file and leaves the volume as it was.

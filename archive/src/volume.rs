@@ -1,4 +1,4 @@
-//! One volume's persistent files under `D/vols/<vol>/` (FORMATS §5.5): `state`, `uuid`,
+//! One volume's persistent files under `D/vols/<vol>/` (docs/formats.md §6.5): `state`, `uuid`,
 //! `archive_uuid`, `base` (MetaState), `base.img` and the wdiffs named by their MetaDiff; its
 //! restored images under `D/restored/<vol>/`. Every small file is replaced atomically; a missing
 //! directory is the Clear state.

@@ -1,5 +1,5 @@
-//! wlog → wdiff conversion (FORMATS §4.5): the records of one or more contiguous wlogs of the
-//! same WAL generation, in log order, as diff records (padding dropped, discards kept, all-zero
+//! wlog → wdiff conversion (docs/formats.md §5.5): the records of one or more contiguous wlogs of
+//! the same WAL generation, in log order, as diff records (padding dropped, discards kept, all-zero
 //! data detected). Sinks: `DiffMemory` for sorted output, `IndexedWriter` for indexed output.
 
 use crate::error::{Error, Result};

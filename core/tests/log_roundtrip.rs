@@ -106,7 +106,8 @@ fn corrupt_wlog_is_an_error_never_a_panic() {
         // Undefined tail bytes of a PB and padding data are not covered by any checksum.
         let _ = read_wlog(bad);
     }
-    // Inside a header or a pack: an error. At a pack boundary EOF is a valid end (FORMATS §3).
+    // Inside a header or a pack: an error. At a pack boundary EOF is a valid end
+    // (docs/formats.md §4).
     for cut in [1, 100, 4097, 5000, good.len() - 513] {
         assert!(read_wlog(good[..cut].to_vec()).is_err(), "cut {cut}");
     }

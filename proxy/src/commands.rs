@@ -1,4 +1,4 @@
-//! The proxy's control commands (SCENARIOS B §1.4): argument parsing and reply text.
+//! The proxy's control commands (docs/scenarios.md §7.2): argument parsing and reply text.
 
 use std::fmt::Write as _;
 use std::sync::Arc;

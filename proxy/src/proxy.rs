@@ -1,6 +1,6 @@
-//! The proxy: its volumes, their state transitions (SCENARIOS B §2.2) and sender tasks, and the
-//! metrics. Volume state is not persisted except the `started` marker, so a restart resumes
-//! the volumes that were running.
+//! The proxy: its volumes, their state transitions (docs/scenarios.md §7.3) and sender tasks, and
+//! the metrics. Volume state is not persisted except the `started` marker, so a restart resumes the
+//! volumes that were running.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -1,4 +1,4 @@
-//! wlog receive (FORMATS §7.5): the `Proxy.WlogTransfer` service. Open → Accept | Reject
+//! wlog receive (docs/formats.md §7.4): the `Proxy.WlogTransfer` service. Open → Accept | Reject
 //! (`not-found`, `stopped`, `wlog-recv`, `no-space`: less free disk than the announced log) →
 //! Chunk* (a wlog file) → Commit{clean MetaDiff} → Ack.
 //! The chunks go to a temporary file; at Commit it is read back with every checksum verified

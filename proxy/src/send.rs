@@ -1,7 +1,7 @@
-//! The wire side of a wdiff transfer (FORMATS §7.6): merge the given diffs on the fly (newest
-//! wins) into one sorted wdiff and stream it to an archive's `WdiffTransfer`:
-//! Open{vol, "proxy", uuid, size_lb, merged MetaDiff} → Accept | Reject(word) → Chunk* →
-//! Commit → Ack. The caller decides what an outcome means for its queue.
+//! The wire side of a wdiff transfer (docs/formats.md §7.5): merge the given diffs on the fly
+//! (newest wins) into one sorted wdiff and stream it to an archive's `WdiffTransfer`: Open{vol,
+//! "proxy", uuid, size_lb, merged MetaDiff} → Accept | Reject(word) → Chunk* → Commit → Ack. The
+//! caller decides what an outcome means for its queue.
 
 use std::io::{self, Write};
 

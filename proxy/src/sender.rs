@@ -1,8 +1,9 @@
 //! One task per (volume, archive): picks the oldest mergeable run of waiting diffs, sends it
-//! (send.rs) and reacts to the outcome as walb's proxy does (SCENARIOS B §2.2): delete on
-//! accept / too-old-diff / different-uuid; send error at once on smaller-lv-size /
-//! archive-not-found; back-off (1 s doubling to 300 s) otherwise, giving up after the retry
-//! timeout without a new wlog (or kick, or start), except for too-new-diff and syncing, which retry forever.
+//! (send.rs) and reacts to the outcome as walb's proxy does (docs/scenarios.md §7.3,
+//! docs/formats.md §7.5): delete on accept / too-old-diff / different-uuid; send error at once on
+//! smaller-lv-size / archive-not-found; back-off (1 s doubling to 300 s) otherwise, giving up after
+//! the retry timeout without a new wlog (or kick, or start), except for too-new-diff and syncing,
+//! which retry forever.
 
 use std::io::Read;
 use std::sync::Arc;

@@ -1,5 +1,5 @@
-//! A volume in memory: its state (SCENARIOS B §2.2), its archives with their send control, and
-//! what the sender tasks need to know about received wlogs.
+//! A volume in memory: its state (docs/scenarios.md §7.3), its archives with their send control,
+//! and what the sender tasks need to know about received wlogs.
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -1,4 +1,4 @@
-//! Full backup (FORMATS §6.2 over our frames): reset the WAL, stream every bulk of the live
+//! Full backup (docs/formats.md §7.2): reset the WAL, stream every bulk of the live
 //! device to the primary archive (zero bulks empty, others encoded per `--bulk-cmpr` on several
 //! threads), then take the explicit snapshot that ends it; the volume goes to Target.
 

@@ -1,5 +1,5 @@
-//! Hash backup (FORMATS §6.1), the storage side: the archive names its latest snapshot S and
-//! streams a BLAKE3 hash per bulk of its image at S; the WAL is reset (done = S.gidE + 1), each
+//! Hash backup (docs/formats.md §7.3), the storage side: the archive names its latest snapshot S
+//! and streams a BLAKE3 hash per bulk of its image at S; the WAL is reset (done = S.gidE + 1), each
 //! bulk of the live device is read and hashed, and the bulks that differ go back as sorted-wdiff
 //! packs; an explicit snapshot ends it. The archive then holds the dirty diff S → |gidB,gidE|,
 //! clean once the logs up to gidE arrive. The volume goes to Target.

@@ -1,4 +1,4 @@
-//! The done record and the snapshot queue (FORMATS §5.4), as one text line per record:
+//! The done record and the snapshot queue (docs/formats.md §6.4), as one text line per record:
 //! `MERGEABLE TIMESTAMP LSID GID`.
 
 use walb_core::meta::MetaLsidGid;

@@ -1,6 +1,6 @@
 //! Wlog shipping: per volume in Target, take implicit snapshots, extract the logs of the next
 //! transfer from the log device, send them to the first proxy that accepts, and after the ack
-//! advance the done record and free the logs (FORMATS §5.4, §7.5).
+//! advance the done record and free the logs (docs/formats.md §6.4, §7.4).
 
 use std::path::Path;
 use std::sync::Arc;

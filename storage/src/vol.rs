@@ -125,7 +125,7 @@ impl Vol {
 
 impl Meta {
     /// Queues a snapshot at `lsid` and returns its gid, reserved in proportion to the log
-    /// since the previous record (FORMATS §5.4).
+    /// since the previous record (docs/formats.md §6.4).
     pub fn queue_snapshot(&mut self, lsid: u64, mergeable: bool, max_wlog_send_pb: u64) -> Gid {
         let pre = *self.queue.last().unwrap_or(&self.done);
         let gid = walb_core::meta::next_gid(&pre, Lsid(lsid), max_wlog_send_pb);

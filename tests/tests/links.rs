@@ -1,5 +1,5 @@
-//! Network cuts between the servers (SCENARIOS.md e9–e11), made by TCP relays the tests own
-//! in front of the proxy and the archive. Judged by the restored image's hash against the
+//! Network cuts between the servers (docs/scenarios.md §4, e9–e13), made by TCP relays the tests
+//! own in front of the proxy and the archive. Judged by the restored image's hash against the
 //! device's. Needs root and /dev/fuse.
 
 use std::time::{Duration, Instant};

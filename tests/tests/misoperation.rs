@@ -1,5 +1,5 @@
-//! Misoperations and switching the backup target (SCENARIOS.md m1, m2, n12): a wrong command
-//! is refused without harm, and the documented recovery works. Judged by restored images'
+//! Misoperations and switching the backup target (docs/scenarios.md §2–§3, m1, m2, n12): a wrong
+//! command is refused without harm, and the documented recovery works. Judged by restored images'
 //! hashes. Needs root and /dev/fuse.
 
 use walb_tests::cluster::{Cluster, Spec};

@@ -1,6 +1,6 @@
-//! The pipeline end to end (SCENARIOS.md Part A, normal and error rows): real wdevd, storage,
-//! proxy and archive processes on localhost, real loop devices; each judged by the hash of the
-//! restored image against the device's hash at that gid. Needs root and /dev/fuse.
+//! The pipeline end to end (docs/scenarios.md §2 and §4): real wdevd, storage, proxy and archive
+//! processes on localhost, real loop devices; each judged by the hash of the restored image against
+//! the device's hash at that gid. Needs root and /dev/fuse.
 
 use walb_tests::cluster::{Cluster, Spec};
 

@@ -1,5 +1,5 @@
-//! Hash backup and the recoveries built on it (SCENARIOS.md Part A): each judged by the hash of
-//! the restored image against the device's. Needs root and /dev/fuse.
+//! Hash backup and the recoveries built on it (docs/scenarios.md §2 and §4): each judged by the
+//! hash of the restored image against the device's. Needs root and /dev/fuse.
 
 use walb_tests::cluster::{Cluster, Spec};
 

@@ -1,4 +1,4 @@
-//! Replacing a server (SCENARIOS.md r1–r4), each by the walbc sequence docs/recovery.md
+//! Replacing a server (docs/scenarios.md §5, r1–r4), each by the walbc sequence docs/recovery.md
 //! gives, then back: judged after every swap by the hash of a restore against the device's.
 //! Needs root and /dev/fuse.
 

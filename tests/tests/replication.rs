@@ -1,4 +1,4 @@
-//! Archive → archive replication (SCENARIOS.md n7, n8, n10, n14): full copy, diff copy,
+//! Archive → archive replication (docs/scenarios.md §2, n7, n8, n10, n14): full copy, diff copy,
 //! synchronizing through the proxies, and a resync after a new full backup. Judged by the
 //! hashes of restores of the same gid on both archives and of the device. Needs root and
 //! /dev/fuse.

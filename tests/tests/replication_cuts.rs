@@ -1,4 +1,4 @@
-//! Link cuts during archive → archive replication (SCENARIOS.md e14–e16): a0 reaches a1
+//! Link cuts during archive → archive replication (docs/scenarios.md §4, e14–e16): a0 reaches a1
 //! through a relay the test owns, slowed so the copy is still running when the link is cut.
 //! The destination must roll back to its previous state, and a retry must finish the copy;
 //! judged by the hashes of restores of the same gid on both archives and of the device.

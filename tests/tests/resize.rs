@@ -1,5 +1,5 @@
-//! Growing a volume end to end (SCENARIOS.md n11a, n11b, m3): the data device grows, then
-//! `walbc resize`; writes in the new area reach the archive. Judged by the restored image's
+//! Growing a volume end to end (docs/scenarios.md §2–§3, n11a, n11b, m3): the data device grows,
+//! then `walbc resize`; writes in the new area reach the archive. Judged by the restored image's
 //! hash against the device's. Needs root and /dev/fuse.
 
 use std::path::Path;

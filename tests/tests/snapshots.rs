@@ -1,5 +1,5 @@
-//! Explicit and implicit snapshots on the archive (SCENARIOS.md n13): disable-snapshot hides
-//! clean snapshots from `get restorable` and lets a merge run across them; enable-snapshot
+//! Explicit and implicit snapshots on the archive (docs/scenarios.md §2, n13): disable-snapshot
+//! hides clean snapshots from `get restorable` and lets a merge run across them; enable-snapshot
 //! brings them back. Judged by restorable counts and restored images' hashes. Needs root and
 //! /dev/fuse.
 

@@ -1,4 +1,4 @@
-//! Three volumes backed up at once through one storage, proxy and archive (SCENARIOS.md §6.5,
+//! Three volumes backed up at once through one storage, proxy and archive (docs/scenarios.md §6,
 //! scenario1.py): a thread per volume does a full backup, then random actions (full,
 //! continuous and hash backup, merge across a disabled snapshot, apply, stop/start of the
 //! volume on a server). Every action ends with the restore of its gid hashing equal to the

@@ -1,4 +1,4 @@
-//! The ldev superblock (FORMATS §1.2): one PB at byte 4096; only super0 is ever used.
+//! The ldev superblock (docs/formats.md §2.2): one PB at byte 4096; only super0 is ever used.
 
 use crate::bytes_le::{put_u16, put_u32, put_u64, u16_at, u32_at, u64_at};
 use crate::checksum::{is_sealed, seal};

@@ -1,5 +1,5 @@
-//! Groups IOs into logpacks as walb's driver does (FORMATS §2.5–§2.6): record and size limits,
-//! a padding record when a record's data would straddle the ring end.
+//! Groups IOs into logpacks as walb's driver does (docs/formats.md §3.4–§3.5): record and size
+//! limits, a padding record when a record's data would straddle the ring end.
 
 use crate::logpack::header::{max_records, LogPackHeader};
 use crate::logpack::record::{LogRecord, RecKind, MAX_NORMAL_IO_LB};

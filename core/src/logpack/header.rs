@@ -1,4 +1,4 @@
-//! The logpack header block (FORMATS §2.1) with the five validity rules of §2.7.
+//! The logpack header block (docs/formats.md §3.1) with the five validity rules of §3.6.
 
 use crate::bytes_le::{put_u16, put_u64, u16_at, u64_at};
 use crate::checksum::{is_sealed, seal};

@@ -55,7 +55,7 @@ impl LogPack {
     }
 
     /// The records as diff records in log order: padding dropped, discards kept, all-zero
-    /// data detected (FORMATS §4.5).
+    /// data detected (docs/formats.md §5.5).
     pub fn diff_recs(&self, pbs: Pbs) -> impl Iterator<Item = DiffRec> + '_ {
         self.header
             .records

@@ -1,4 +1,4 @@
-//! A 32-byte log record inside a logpack header (FORMATS §2.2).
+//! A 32-byte log record inside a logpack header (docs/formats.md §3.2).
 
 use crate::bytes_le::{put_u16, put_u32, put_u64, u16_at, u32_at, u64_at};
 

@@ -1,5 +1,5 @@
 //! MetaDiff `snapB --> snapE` and the rules that decide what is applicable, mergeable and
-//! restorable (FORMATS §5.2). These must be exact.
+//! restorable (docs/formats.md §6.2). These must be exact.
 
 use std::fmt;
 

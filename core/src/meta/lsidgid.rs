@@ -1,4 +1,5 @@
-//! MetaLsidGid: the storage side's mark of "gid at lsid", and gid allocation (FORMATS §5.4).
+//! MetaLsidGid: the storage side's mark of "gid at lsid", and gid allocation (docs/formats.md
+//! §6.4).
 
 use crate::types::{Gid, Lsid};
 

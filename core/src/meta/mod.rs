@@ -1,5 +1,5 @@
-//! Snapshot metadata: MetaSnap, MetaDiff, MetaState, MetaLsidGid, their rules (FORMATS §5.2),
-//! wdiff file names (§5.3), gid allocation (§5.4) and binary forms.
+//! Snapshot metadata: MetaSnap, MetaDiff, MetaState, MetaLsidGid, their rules (docs/formats.md
+//! §6.2), wdiff file names (§6.3), gid allocation (§6.4) and binary forms.
 
 pub mod codec;
 pub mod diff;

@@ -1,4 +1,4 @@
-//! wdiff file names (FORMATS §5.3): `YYYYMMDDhhmmss-MC-B-E.wdiff` for clean diffs and
+//! wdiff file names (docs/formats.md §6.3): `YYYYMMDDhhmmss-MC-B-E.wdiff` for clean diffs and
 //! `…-Bb-Be-Eb-Ee.wdiff` for dirty ones; UTC; decimal gids; `M` mergeable, `C` compared.
 
 use crate::error::{Error, Result};

@@ -1,4 +1,4 @@
-//! MetaSnap `|B,E|`: a snapshot between gids B ≤ E; clean when B = E (FORMATS §5.1).
+//! MetaSnap `|B,E|`: a snapshot between gids B ≤ E; clean when B = E (docs/formats.md §6.1).
 
 use std::fmt;
 use std::str::FromStr;

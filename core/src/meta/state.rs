@@ -1,5 +1,5 @@
 //! MetaState: the archive base image's state, `<B>` or `<B-->E>` while an apply is in flight
-//! (the crash-safe marker of FORMATS §5.2).
+//! (the crash-safe marker of docs/formats.md §6.2).
 
 use std::fmt;
 

@@ -1,4 +1,4 @@
-//! Rules of FORMATS §5 by example, and the algebra's laws by property.
+//! Rules of docs/formats.md §6 by example, and the algebra's laws by property.
 
 use proptest::prelude::*;
 

@@ -1,4 +1,4 @@
-//! The 32-byte wdiff file header (FORMATS §4.1), shared by both formats.
+//! The 32-byte wdiff file header (docs/formats.md §5.1), shared by both formats.
 
 use crate::bytes_le::{put_u16, u16_at};
 use crate::checksum::{is_sealed, seal};

@@ -1,6 +1,6 @@
-//! The indexed wdiff (FORMATS §4.4), written by the proxy: compressed images appended in arrival
-//! order, then an 8-aligned index of aligned power-of-two records and a 24-byte super at EOF.
-//! Newer records cut older ones in the index only; images are never rewritten.
+//! The indexed wdiff (docs/formats.md §5.4), written by the proxy: compressed images appended in
+//! arrival order, then an 8-aligned index of aligned power-of-two records and a 24-byte super at
+//! EOF. Newer records cut older ones in the index only; images are never rewritten.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;

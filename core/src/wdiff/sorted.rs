@@ -1,7 +1,7 @@
-//! The sorted wdiff (FORMATS §4.3): 32-byte file header, packs of ≤127 records and ≤32 MiB of
-//! data each (a 4096-byte pack header, then the records' stored bytes), and an END pack.
-//! `Packer` builds packs (also for network streams), `parse_pack` checks one, `SortedWriter`
-//! and `SortedReader` handle whole files.
+//! The sorted wdiff (docs/formats.md §5.3): 32-byte file header, packs of ≤127 records and ≤32 MiB
+//! of data each (a 4096-byte pack header, then the records' stored bytes), and an END pack.
+//! `Packer` builds packs (also for network streams), `parse_pack` checks one, `SortedWriter` and
+//! `SortedReader` handle whole files.
 
 use std::collections::VecDeque;
 use std::io::Write;

@@ -1,4 +1,4 @@
-//! The 4096-byte wlog file header (FORMATS §3).
+//! The 4096-byte wlog file header (docs/formats.md §4).
 
 use crate::bytes_le::{put_u16, put_u32, put_u64, u16_at, u32_at, u64_at};
 use crate::checksum::{is_sealed, seal};

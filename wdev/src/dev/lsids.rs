@@ -1,4 +1,4 @@
-//! The lsid set of a device (FORMATS §8.1):
+//! The lsid set of a device (docs/formats.md §8.1):
 //! oldest ≤ prev_written ≤ written ≤ permanent ≤ completed ≤ latest.
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -1,6 +1,6 @@
-//! Crash recovery (FORMATS §2.8): replay the log from the superblock's written lsid onto the
-//! data device until the first invalid pack; a pack whose record data is bad is cut before
-//! that record (and rewritten), so the log ends where the good data ends.
+//! Crash recovery (docs/formats.md §3.7): replay the log from the superblock's written lsid onto
+//! the data device until the first invalid pack; a pack whose record data is bad is cut before that
+//! record (and rewritten), so the log ends where the good data ends.
 
 use walb_core::apply::{Applier, DiscardMode};
 use walb_core::blockio::BlockIo;

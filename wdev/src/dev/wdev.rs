@@ -1,4 +1,4 @@
-//! `Wdev`: the write path of a walb device without FUSE (FORMATS §8).
+//! `Wdev`: the write path of a walb device without FUSE (docs/formats.md §8).
 //!
 //! Each `submit` groups its IOs into logpacks, writes them to the ring and returns once the log
 //! write is done (the driver's ack point); a FUA or `flush` makes the log durable first.
@@ -344,9 +344,9 @@ impl Wdev {
         }
     }
 
-    /// Writes the superblock: the data device is made durable first (FORMATS §1.2), since the
-    /// superblock's `written` tells redo that everything below it is there. A batch still
-    /// being written is not below `written`.
+    /// Writes the superblock: the data device is made durable first (docs/formats.md §2.2), since
+    /// the superblock's `written` tells redo that everything below it is there. A batch still being
+    /// written is not below `written`.
     fn sync_super(&mut self) -> Result<()> {
         self.ddev
             .lock()

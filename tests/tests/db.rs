@@ -343,37 +343,26 @@ fn db3_postgres_failback() {
     c.start_daemon("p0");
     c.start_daemon("s0");
 
-    // A failback from an image of another size is refused before anything changes.
+    // A failback refused before anything changes: the error says `why`, the volume stays.
+    let refused = |from: &std::path::Path, why: &str| {
+        let from = from.display().to_string();
+        let e = c.walbc_err(&["failback", "vol0", "--from", &from, "--storage", "s0"]);
+        assert!(e.contains(why), "{e}");
+        assert_eq!(c.walbc(&["call", "s0", "get", "state", "vol0"]), "Target");
+    };
+    // From an image of another size.
     let small = c.dir.join("small.img");
     std::fs::File::create(&small)
         .unwrap()
         .set_len(64 << 20)
         .unwrap();
-    let e = c.walbc_err(&[
-        "failback",
-        "vol0",
-        "--from",
-        &small.display().to_string(),
-        "--storage",
-        "s0",
-    ]);
-    assert!(e.contains("sizes differ"), "{e}");
-    assert_eq!(c.walbc(&["call", "s0", "get", "state", "vol0"]), "Target");
-    // So is one onto the device while it is mounted.
+    refused(&small, "sizes differ");
+    // Onto the device while it is mounted.
     let m = Mounted::new(
         &format!("-o ro,noload {}", c.loops["wdev0"]),
         &c.dir.join("busy"),
     );
-    let e = c.walbc_err(&[
-        "failback",
-        "vol0",
-        "--from",
-        &img.display().to_string(),
-        "--storage",
-        "s0",
-    ]);
-    assert!(e.contains("in use"), "{e}");
-    assert_eq!(c.walbc(&["call", "s0", "get", "state", "vol0"]), "Target");
+    refused(&img, "in use");
     m.unmount();
 
     let t = Instant::now();

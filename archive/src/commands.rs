@@ -151,8 +151,7 @@ async fn get(a: &Arc<Archive>, args: &[String]) -> CmdResult<String> {
     if what == "state" {
         // Clear is the absence of the volume; transients show over the static state.
         let vol = a.vol(&name);
-        // The state file is written last by init-vol: without it the volume is not there yet.
-        if !vol.exists() || !vol.dir.join("state").exists() {
+        if !vol.exists() {
             return Ok("Clear".into());
         }
         if let Some(t) = a.entry(&name).transient() {

@@ -14,11 +14,6 @@ use crate::volume::Vol;
 
 const FILE: &str = "storage";
 
-/// The storage `vol` takes backups from, if bound.
-pub fn bound(vol: &Vol) -> CmdResult<Option<String>> {
-    Ok(volfile::read(&vol.dir.join(FILE))?.map(|s| s.trim().to_string()))
-}
-
 /// Binds `vol` to storage `id`, or (None) to whichever sends a backup next.
 pub fn bind(vol: &Vol, id: Option<&str>) -> CmdResult<()> {
     let p = vol.dir.join(FILE);
@@ -32,19 +27,15 @@ pub fn bind(vol: &Vol, id: Option<&str>) -> CmdResult<()> {
 /// unbound volume to the sender. Without TLS (or from an archive: replication) nothing is
 /// checked.
 pub fn check(a: &Archive, flow: &FlowGuard, open: &Open) -> Result<(), Status> {
-    let Some((role, id)) = flow.peer.role.as_ref().filter(|_| flow.peer.tls) else {
-        return Ok(());
-    };
     let vol = a.vol(&open.vol);
-    if role != "storage"
+    if flow.peer.role() != Some("storage")
         || walb_daemon::volfile::check_vol_name(&open.vol).is_err()
         || !vol.exists()
     {
         return Ok(());
     }
-    let status = |e: walb_daemon::CmdError| Status::internal(e.to_string());
-    tokio::task::block_in_place(|| match bound(&vol).map_err(status)? {
-        Some(owner) if owner == *id => Ok(()),
+    match flow.other_owner(&vol.dir.join(FILE))? {
+        None => Ok(()),
         Some(owner) => {
             tracing::warn!(vol = %vol.name, peer = %flow.peer, "backup denied: the volume takes backups from storage {owner}");
             Err(Status::permission_denied(format!(
@@ -52,6 +43,5 @@ pub fn check(a: &Archive, flow: &FlowGuard, open: &Open) -> Result<(), Status> {
                 flow.peer, vol.name, vol.name
             )))
         }
-        None => bind(&vol, Some(id)).map_err(status),
-    })
+    }
 }

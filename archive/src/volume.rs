@@ -65,11 +65,13 @@ impl Vol {
         }
     }
 
+    /// Whether the volume exists: its state file is written last by `create`, so a directory
+    /// without one is a volume not created yet (or whose creation a crash cut).
     pub fn exists(&self) -> bool {
-        self.dir.is_dir()
+        self.dir.join("state").is_file()
     }
 
-    /// The volume, or NotFound when it has no directory.
+    /// The volume, or NotFound when it does not exist.
     pub fn require(self) -> CmdResult<Vol> {
         if self.exists() {
             Ok(self)

@@ -161,6 +161,11 @@ pub const FLOWS: &[FlowRule] = &[
         flow: "Archive.HashSync",
         senders: &["storage", "archive"],
     },
+    // It overwrites a device: walbc's alone, as the commands that change a volume are.
+    FlowRule {
+        flow: "Storage.Failback",
+        senders: &["controller"],
+    },
 ];
 
 /// The rule of `flow` (`Service.Method`); a flow not listed has no sender.

@@ -120,6 +120,21 @@ pub fn admit_flow<T>(flow: &str, req: &Request<T>) -> Result<FlowGuard, Status> 
 }
 
 impl FlowGuard {
+    /// With TLS, a volume whose writer is bound in `file` (a proxy's volume to its storage, an
+    /// archive's to the storage of its backups) takes this flow only from the certificate id
+    /// kept there; an unbound volume is bound to this sender now. Returns the other sender the
+    /// volume is bound to, if it is not this one. Without TLS nothing is checked or kept.
+    pub fn other_owner(&self, file: &std::path::Path) -> crate::CmdResult<Option<String>> {
+        let Some((_, id)) = self.peer.role.as_ref().filter(|_| self.peer.tls) else {
+            return Ok(None);
+        };
+        tokio::task::block_in_place(|| match crate::volfile::read(file)? {
+            Some(owner) if owner == *id => Ok(None),
+            Some(owner) => Ok(Some(owner)),
+            None => crate::volfile::write(file, id).map(|()| None),
+        })
+    }
+
     /// The flow's first frame, which must be an Open and come within `--open-timeout-secs`,
     /// with its host type checked (`check_open`).
     pub async fn read_open(&self, input: &mut Streaming<Frame>) -> Result<Open, Status> {

@@ -54,36 +54,55 @@ impl Progress {
     }
 }
 
+/// What a `Running` slot can show: a progress, or something that carries one (a storage's
+/// scan, which can also be cancelled).
+pub trait Shows: Send + Sync {
+    fn progress(&self) -> &Progress;
+}
+
+impl Shows for Progress {
+    fn progress(&self) -> &Progress {
+        self
+    }
+}
+
 /// Where a volume's running action is kept: the innermost one shows (a verify's deep check
 /// shows as `bhash` while it runs, then the verify again).
-#[derive(Default)]
-pub struct Running(Mutex<Option<Arc<Progress>>>);
+pub struct Running<T = Progress>(Mutex<Option<Arc<T>>>);
 
-impl Running {
+impl<T> Default for Running<T> {
+    fn default() -> Self {
+        Running(Mutex::new(None))
+    }
+}
+
+impl<T: Shows> Running<T> {
     /// Shows `p` until the guard is dropped.
-    pub fn begin(&self, p: Progress) -> (Arc<Progress>, RunningGuard<'_>) {
+    pub fn begin(&self, p: T) -> (Arc<T>, RunningGuard<'_, T>) {
         let p = Arc::new(p);
         let outer = self.0.lock().expect("progress lock").replace(p.clone());
         (p, RunningGuard { slot: self, outer })
     }
 
+    /// The action running now, if any.
+    pub fn current(&self) -> Option<Arc<T>> {
+        self.0.lock().expect("progress lock").clone()
+    }
+
     /// The running action's line, or `idle`.
     pub fn line(&self) -> String {
-        self.0
-            .lock()
-            .expect("progress lock")
-            .as_ref()
-            .map_or_else(|| "idle".to_string(), |p| p.line())
+        self.current()
+            .map_or_else(|| "idle".to_string(), |p| p.progress().line())
     }
 }
 
 /// Shows the action that ran before (or none) when dropped.
-pub struct RunningGuard<'a> {
-    slot: &'a Running,
-    outer: Option<Arc<Progress>>,
+pub struct RunningGuard<'a, T> {
+    slot: &'a Running<T>,
+    outer: Option<Arc<T>>,
 }
 
-impl Drop for RunningGuard<'_> {
+impl<T> Drop for RunningGuard<'_, T> {
     fn drop(&mut self) {
         *self.slot.0.lock().expect("progress lock") = self.outer.take();
     }
@@ -95,7 +114,7 @@ mod tests {
 
     #[test]
     fn idle_running_and_done() {
-        let r = Running::default();
+        let r: Running = Running::default();
         assert_eq!(r.line(), "idle");
         {
             let (p, _g) = r.begin(Progress::new("restore", 100));

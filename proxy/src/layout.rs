@@ -155,9 +155,10 @@ impl VolDir {
         self.set_file("started", on.then_some(""))
     }
 
-    /// The storage (its certificate's id) the volume takes wlogs from, once one shipped.
-    pub fn storage(&self) -> CmdResult<Option<String>> {
-        volfile::read(&self.dir.join("storage"))
+    /// Where the storage (its certificate's id) the volume takes wlogs from is kept, once one
+    /// shipped (`FlowGuard::other_owner`).
+    pub fn storage_file(&self) -> PathBuf {
+        self.dir.join("storage")
     }
 
     /// Binds the volume to storage `id`, or (None) to whichever ships next.

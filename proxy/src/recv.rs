@@ -150,22 +150,16 @@ fn check_open(o: &Open) -> Result<Announce, Status> {
 /// With TLS, a volume takes wlogs from one storage: the first to ship it after `start` (its
 /// certificate's id is kept); another storage is refused.
 fn check_storage(vol: &Vol, flow: &FlowGuard) -> Result<(), Status> {
-    let Some((_, id)) = flow.peer.role.as_ref().filter(|_| flow.peer.tls) else {
-        return Ok(());
-    };
-    tokio::task::block_in_place(|| match vol.dir.storage()? {
-        Some(owner) if owner.trim() == id => Ok(()),
+    match flow.other_owner(&vol.dir.storage_file())? {
+        None => Ok(()),
         Some(owner) => {
-            tracing::warn!(vol = %vol.name, peer = %flow.peer, "wlog transfer denied: the volume takes wlogs from storage {}", owner.trim());
+            tracing::warn!(vol = %vol.name, peer = %flow.peer, "wlog transfer denied: the volume takes wlogs from storage {owner}");
             Err(Status::permission_denied(format!(
-                "{}: volume {} takes wlogs from storage {} (until the proxy's next start)",
-                flow.peer,
-                vol.name,
-                owner.trim()
+                "{}: volume {} takes wlogs from storage {owner} (until the proxy's next start)",
+                flow.peer, vol.name
             )))
         }
-        None => Ok(vol.dir.set_storage(Some(id))?),
-    })
+    }
 }
 
 async fn receive(

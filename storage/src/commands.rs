@@ -279,12 +279,7 @@ impl Storage {
             "uuid" => Ok(self.wdevd.status(&m.wdev).await?.uuid),
             "latest-snap" => Ok(m.queue.last().unwrap_or(&m.done).gid.0.to_string()),
             "done" => Ok(format!("{} {}", m.done.lsid.0, m.done.gid.0)),
-            "progress" => Ok(vol
-                .scan
-                .lock()
-                .expect("scan lock")
-                .as_ref()
-                .map_or_else(|| "idle".to_string(), |s| s.progress.line())),
+            "progress" => Ok(vol.scan.line()),
             other => Err(invalid(format!("get: unknown target {other:?}"))),
         }
     }
@@ -384,8 +379,7 @@ impl Commands for StorageCommands {
             }
             "cancel" => {
                 let vol = st.vol(arg(&args, 1, "volume")?).await?;
-                let scan = vol.scan.lock().expect("scan lock").clone();
-                match scan {
+                match vol.scan.current() {
                     Some(s) => {
                         s.cancelled
                             .store(true, std::sync::atomic::Ordering::Relaxed);

@@ -42,7 +42,7 @@ pub async fn snapshot_with_hash(
     }
     let size_lb = before.size_lb;
     let file = st.wdevd.ddev_path(&wdev).await?;
-    let (scan, _guard) = vol.begin_scan(Scan::new(
+    let (scan, _guard) = vol.scan.begin(Scan::new(
         "device-hash",
         size_lb * LBS as u64,
         st.scan_bps.clone(),

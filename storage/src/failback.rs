@@ -23,7 +23,7 @@ use walb_core::apply::{Applier, DiscardMode};
 use walb_core::blockio::FileIo;
 use walb_core::wdiff::sorted::{end_pack, SortedReader};
 use walb_core::LBS;
-use walb_daemon::peer::Peer;
+use walb_daemon::limits::admit_flow;
 use walb_daemon::{CmdError, CmdResult};
 use walb_proto::flow::next_frame;
 use walb_proto::hashflow::HashBatcher;
@@ -48,20 +48,19 @@ impl StorageSvc for Service {
         &self,
         req: Request<Streaming<Frame>>,
     ) -> Result<Response<Self::FailbackStream>, Status> {
-        let peer = Peer::of(&req);
-        // It overwrites the device: walbc's alone, as the commands that change a volume are.
-        if peer.tls && peer.role() != Some("controller") {
-            tracing::warn!(%peer, "failback denied by role");
-            return Err(Status::permission_denied(format!(
-                "{peer}: role {} may not fail back a device (docs/security.md)",
-                peer.role().unwrap_or("(none)")
-            )));
-        }
+        // Roles, host type and the peer's flow count as for every data flow.
+        let guard = admit_flow("Storage.Failback", &req)?;
         let (tx, rx) = mpsc::channel(4);
         let st = self.0.clone();
-        let input = req.into_inner();
+        let mut input = req.into_inner();
         tokio::spawn(async move {
-            if let Err(s) = flow(&st, input, &tx).await {
+            let run = async {
+                let open = guard.read_open(&mut input).await?;
+                flow(&st, open, input, &tx).await
+            };
+            let result = run.await;
+            drop(guard);
+            if let Err(s) = result {
                 tracing::warn!("failback failed: {}", s.message());
                 // walbc's operator learns which server failed, and why.
                 let s = Status::new(s.code(), format!("{}: {}", st.id, s.message()));
@@ -83,11 +82,12 @@ async fn reject(tx: &HashEvents, vol: &str, why: String) -> Result<(), Status> {
     send(tx, hash_event::Kind::Reject(why)).await
 }
 
-async fn flow(st: &Storage, mut input: Streaming<Frame>, tx: &HashEvents) -> Result<(), Status> {
-    let open = match next_frame(&mut input, "Open").await? {
-        frame::Kind::Open(o) => o,
-        _ => return Err(Status::invalid_argument("the first frame must be Open")),
-    };
+async fn flow(
+    st: &Storage,
+    open: Open,
+    mut input: Streaming<Frame>,
+    tx: &HashEvents,
+) -> Result<(), Status> {
     if !(1..=8192).contains(&open.bulk_lb) || open.size_lb == 0 {
         return Err(Status::invalid_argument(format!(
             "bulk_lb {} must be 1 to 8192 and size_lb {} positive",
@@ -228,7 +228,7 @@ async fn run(
 
     let ddev = st.wdevd.ddev_path(&wdev).await?;
     let bulk_lb = open.bulk_lb;
-    let (scan, _guard) = vol.begin_scan(Scan::new(
+    let (scan, _guard) = vol.scan.begin(Scan::new(
         "failback",
         size_lb * LBS as u64,
         st.scan_bps.clone(),

@@ -66,7 +66,7 @@ async fn run(st: &Storage, vol: &Vol, wdev: &str, bulk_lb: u32) -> CmdResult<u64
     let file = st.wdevd.ddev_path(wdev).await?;
     let (tx, mut rx) = mpsc::channel::<CmdResult<Frame>>(4);
     let size_lb = dev.size_lb;
-    let (scan, _guard) = vol.begin_scan(Scan::new(
+    let (scan, _guard) = vol.scan.begin(Scan::new(
         "full-backup",
         size_lb * LBS as u64,
         st.scan_bps.clone(),

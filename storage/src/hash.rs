@@ -94,7 +94,7 @@ async fn run(st: &Storage, vol: &Vol, wdev: &str, bulk_lb: u32) -> CmdResult<u64
     let file = st.wdevd.ddev_path(wdev).await?;
     let ftx = flow.tx.clone();
     let size_lb = dev.size_lb;
-    let (scan, _guard) = vol.begin_scan(Scan::new(
+    let (scan, _guard) = vol.scan.begin(Scan::new(
         "hash-backup",
         size_lb * walb_core::LBS as u64,
         st.scan_bps.clone(),

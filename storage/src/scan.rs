@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use walb_core::LBS;
-use walb_daemon::progress::Progress;
+use walb_daemon::progress::{Progress, Shows};
 use walb_daemon::{CmdError, CmdResult};
 
 /// One bulk: its address, length in LB and bytes.
@@ -26,6 +26,12 @@ pub struct Scan {
     pub cancelled: AtomicBool,
     /// Bytes per second, 0 for no limit; shared with the storage so a change applies at once.
     pub bps: Arc<AtomicU64>,
+}
+
+impl Shows for Scan {
+    fn progress(&self) -> &Progress {
+        &self.progress
+    }
 }
 
 impl Scan {

@@ -66,8 +66,8 @@ pub struct Vol {
     pub meta: Mutex<Meta>,
     /// Wakes the shipping task (snapshot, kick, state change).
     pub kick: Notify,
-    /// The full or hash backup scan running, if any.
-    pub scan: std::sync::Mutex<Option<std::sync::Arc<crate::scan::Scan>>>,
+    /// The device scan running (full or hash backup, device hash, failback), if any.
+    pub scan: walb_daemon::progress::Running<crate::scan::Scan>,
     /// The device's write rate, sampled by the shipping task.
     pub writes: crate::rate::WriteRate,
 }
@@ -178,25 +178,6 @@ impl Vol {
             self.kick.notify_one();
         }
         r
-    }
-
-    /// Starts tracking a scan of `total` bytes; the guard ends it.
-    pub fn begin_scan(
-        &self,
-        scan: crate::scan::Scan,
-    ) -> (std::sync::Arc<crate::scan::Scan>, ScanGuard<'_>) {
-        let scan = std::sync::Arc::new(scan);
-        *self.scan.lock().expect("scan lock") = Some(scan.clone());
-        (scan, ScanGuard(self))
-    }
-}
-
-/// Clears the volume's running scan when dropped.
-pub struct ScanGuard<'a>(&'a Vol);
-
-impl Drop for ScanGuard<'_> {
-    fn drop(&mut self) {
-        *self.0.scan.lock().expect("scan lock") = None;
     }
 }
 

@@ -14,6 +14,7 @@ use walb_controller::walbc::certs::{write_pair, Ca, Validity};
 use walb_daemon::access::{FLOWS, RULES};
 use walb_proto::archive_client::ArchiveClient;
 use walb_proto::proxy_client::ProxyClient;
+use walb_proto::storage_client::StorageClient;
 use walb_proto::{frame, Frame, Open};
 use walb_tests::certs::Certs;
 use walb_tests::cluster::{file_hash, Cluster, Spec};
@@ -487,6 +488,13 @@ async fn try_flow(ch: &Channel, flow: &str, first: Vec<Frame>) -> Result<(), ton
             .message()
             .await?
             .is_some(),
+        "Storage.Failback" => StorageClient::new(ch.clone())
+            .failback(frames)
+            .await?
+            .into_inner()
+            .message()
+            .await?
+            .is_some(),
         other => panic!("no flow {other}"),
     };
     drop(tx);
@@ -538,10 +546,10 @@ fn tls_role_table_every_command_and_flow_of_every_daemon() {
             }
         }
         for flow in FLOWS {
-            let server = if flow.flow.starts_with("Proxy.") {
-                "p0"
-            } else {
-                "a0"
+            let server = match flow.flow.split_once('.').map(|(svc, _)| svc) {
+                Some("Proxy") => "p0",
+                Some("Storage") => "s0",
+                _ => "a0",
             };
             for (role, name) in CALLERS {
                 let ch = t.channel(server, name).await;

@@ -29,6 +29,16 @@ pub enum Transient {
 }
 
 impl Transient {
+    /// The state as the control plane carries it.
+    pub fn typed(self) -> walb_proto::ArchiveState {
+        use walb_proto::ArchiveState as A;
+        match self {
+            Transient::FullSync => A::ArchiveFullSync,
+            Transient::HashSync => A::ArchiveHashSync,
+            Transient::WdiffRecv => A::ArchiveWdiffRecv,
+        }
+    }
+
     pub fn word(self) -> &'static str {
         match self {
             Transient::FullSync => "FullSync",

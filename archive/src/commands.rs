@@ -1,97 +1,244 @@
-//! The control commands (docs/scenarios.md §7.4, §7.5) over the argument vector walbc sends.
+//! The control commands (docs/scenarios.md §7.4, §7.5), typed (proto/control.proto).
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use walb_core::bhash::DEFAULT_BULK;
+use walb_core::meta::MetaSnap;
 use walb_core::Gid;
-use walb_daemon::error::{arg, invalid, num_arg};
-use walb_daemon::serve::Commands;
+use walb_daemon::error::invalid;
+use walb_daemon::serve::Guard;
 use walb_daemon::{volfile, CmdError, CmdResult};
+use walb_proto::archive_control_server::ArchiveControl;
+use walb_proto::archive_reply::{self, Reply};
+use walb_proto::archive_request::Cmd;
+use walb_proto::{ArchiveReply, ArchiveRequest, Count, Done, Flag, Names, SizeReply, StopMode};
 
 use crate::archive::Archive;
 use crate::ops;
-use crate::volume::State;
-use walb_core::meta::{iso_utc, MetaSnap};
+use crate::volume::{State, Vol};
 
 /// How long `stop` waits for a running wdiff transfer.
 const STOP_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// The command set; a newtype so the trait can be implemented on the shared `Arc<Archive>`.
-pub struct ArchiveCommands(pub Arc<Archive>);
+/// The archive's control service: each command through the daemon's `Guard`.
+pub struct ArchiveControlSvc {
+    pub archive: Arc<Archive>,
+    pub guard: Arc<Guard>,
+}
 
 #[tonic::async_trait]
-impl Commands for ArchiveCommands {
-    async fn call(&self, args: Vec<String>) -> CmdResult<String> {
-        let a = &self.0;
-        a.ready()?;
-        let cmd = arg(&args, 0, "command")?;
-        match cmd {
-            "init-vol" | "clear-vol" | "reset-vol" | "start" | "stop" => state_cmd(a, &args).await,
-            "get" => get(a, &args).await,
-            "replicate" => {
-                let name = vol_arg(&args, 1)?;
-                let dst = arg(&args, 2, "destination host:port")?;
-                let resync = match args.get(3).map(String::as_str) {
-                    None => false,
-                    Some("resync") => true,
-                    Some(o) => {
-                        return Err(invalid(format!("replicate: {o:?}: only resync may follow")))
-                    }
-                };
-                crate::repl::replicate(a, &name, dst, resync).await
-            }
-            "status" => status(a, &args).await,
-            "restore" | "del-restored" | "apply" | "merge" | "gc-diff" | "cat" | "bhash"
-            | "verify" | "resize" | "device-hash" | "bind-storage" => data_cmd(a, &args).await,
-            "disable-snapshot" | "enable-snapshot" => snapshot_flag(a, &args).await,
-            "retention" => {
-                // `retention VOL [dry-run]`: the plan (GID TIME keep REASONS | drop), carried
-                // out unless dry-run.
-                let name = vol_arg(&args, 1)?;
-                let dry_run = match args.get(2).map(String::as_str) {
-                    None => false,
-                    Some("dry-run") => true,
-                    Some(o) => {
-                        return Err(invalid(format!(
-                            "retention: {o:?}: only dry-run may follow"
-                        )))
-                    }
-                };
-                a.run(&name, move |a, vol| {
-                    a.vol(&vol.name).require()?;
-                    crate::retention::run_once(a, vol, dry_run)
-                })
-                .await
-            }
-            _ => Err(invalid(format!("unknown command {cmd:?}"))),
-        }
+impl ArchiveControl for ArchiveControlSvc {
+    async fn call(
+        &self,
+        req: tonic::Request<ArchiveRequest>,
+    ) -> Result<tonic::Response<ArchiveReply>, tonic::Status> {
+        let a = &self.archive;
+        self.guard
+            .serve(
+                req,
+                |r| r.cmd,
+                |c| async move {
+                    a.ready()?;
+                    Ok(ArchiveReply {
+                        reply: Some(handle(a, c).await?),
+                    })
+                },
+            )
+            .await
     }
 }
 
-/// The volume argument at `i`, checked.
-fn vol_arg(args: &[String], i: usize) -> CmdResult<String> {
-    let v = arg(args, i, "volume")?;
+/// A volume name from a request, checked.
+fn vol_arg(v: &str) -> CmdResult<String> {
     volfile::check_vol_name(v)?;
     Ok(v.to_string())
 }
 
-async fn state_cmd(a: &Arc<Archive>, args: &[String]) -> CmdResult<String> {
-    let cmd = args[0].clone();
-    let name = vol_arg(args, 1)?;
-    if cmd == "stop" {
-        let force = match args.get(2).map(String::as_str) {
-            None | Some("graceful") => false,
-            Some("force") => true,
-            Some(mode) => return Err(invalid(format!("stop mode {mode:?}: graceful or force"))),
-        };
-        // graceful lets a running wdiff transfer finish; force cuts it.
-        a.wait_wdiff_recv(&name, force, STOP_WAIT).await;
+/// The snapshot as the control plane carries it.
+fn snap(s: &MetaSnap) -> walb_proto::Snap {
+    walb_proto::Snap {
+        gid_b: s.gid_b.0,
+        gid_e: s.gid_e.0,
     }
+}
+
+/// Runs `f` on the volume (which must exist) under its lock.
+async fn on_vol<T: Send + 'static>(
+    a: &Arc<Archive>,
+    name: &str,
+    f: impl FnOnce(&Archive, &Vol) -> CmdResult<T> + Send + 'static,
+) -> CmdResult<T> {
+    let name = vol_arg(name)?;
+    a.run(&name, move |a, vol| f(a, &a.vol(&vol.name).require()?))
+        .await
+}
+
+/// One command.
+async fn handle(a: &Arc<Archive>, cmd: Cmd) -> CmdResult<Reply> {
+    Ok(match cmd {
+        Cmd::InitVol(r) => Reply::InitVol(state_cmd(a, "init-vol", &r.vol).await?),
+        Cmd::ClearVol(r) => Reply::ClearVol(state_cmd(a, "clear-vol", &r.vol).await?),
+        Cmd::ResetVol(r) => Reply::ResetVol(state_cmd(a, "reset-vol", &r.vol).await?),
+        Cmd::Start(r) => Reply::Start(state_cmd(a, "start", &r.vol).await?),
+        Cmd::Stop(r) => {
+            let force = match r.mode() {
+                StopMode::StopGraceful => false,
+                StopMode::StopForce => true,
+                StopMode::StopEmpty => {
+                    return Err(invalid(
+                        "stop mode empty: an archive stops graceful or force",
+                    ))
+                }
+            };
+            // graceful lets a running wdiff transfer finish; force cuts it.
+            a.wait_wdiff_recv(&vol_arg(&r.vol)?, force, STOP_WAIT).await;
+            Reply::Stop(state_cmd(a, "stop", &r.vol).await?)
+        }
+        Cmd::ListVols(_) => Reply::ListVols(Names {
+            names: a.volumes()?,
+        }),
+        Cmd::Capacity(_) => Reply::Capacity(archive_reply::Capacity {
+            free: a.free_bytes()?,
+            floor: a.min_free,
+        }),
+        // Read without the volume's lock, which the action holds.
+        Cmd::GetProgress(r) => Reply::GetProgress(a.entry(&vol_arg(&r.vol)?).running.reply()),
+        Cmd::GetState(r) => Reply::GetState(archive_reply::GetState {
+            state: state_of(a, &vol_arg(&r.vol)?)? as i32,
+        }),
+        Cmd::Restorable(r) => {
+            let explicit_only = r.explicit_only;
+            Reply::Restorable(archive_reply::Restorable {
+                points: on_vol(a, &r.vol, move |a, vol| {
+                    // A broken volume promises nothing until its recovery is finished.
+                    if a.broken(&vol.name).is_some() {
+                        return Ok(Vec::new());
+                    }
+                    Ok(vol
+                        .restorable()?
+                        .iter()
+                        .filter(|r| !explicit_only || r.is_explicit)
+                        .map(|r| walb_proto::RestorablePoint {
+                            gid: r.gid.0,
+                            time: r.timestamp,
+                            explicit: r.is_explicit,
+                            settled: r.is_settled,
+                        })
+                        .collect())
+                })
+                .await?,
+            })
+        }
+        Cmd::Base(r) => Reply::Base(
+            on_vol(a, &r.vol, |_, vol| {
+                let b = vol.base()?;
+                Ok(walb_proto::BaseState {
+                    snap_b: Some(snap(&b.snap_b)),
+                    snap_e: Some(snap(&b.snap_e)),
+                    applying: b.is_applying,
+                    timestamp: b.timestamp,
+                })
+            })
+            .await?,
+        ),
+        Cmd::LatestSnap(r) => {
+            Reply::LatestSnap(on_vol(a, &r.vol, |_, vol| Ok(snap(&vol.latest()?))).await?)
+        }
+        Cmd::Uuids(r) => Reply::Uuids(
+            on_vol(a, &r.vol, |_, vol| {
+                Ok(archive_reply::Uuids {
+                    uuid: vol.uuid()?.to_string(),
+                    archive_uuid: vol.archive_uuid()?.to_string(),
+                })
+            })
+            .await?,
+        ),
+        Cmd::Diffs(r) => Reply::Diffs(Names {
+            names: on_vol(a, &r.vol, |_, vol| {
+                Ok(vol
+                    .diffs()?
+                    .iter()
+                    .map(walb_core::meta::format_name)
+                    .collect())
+            })
+            .await?,
+        }),
+        Cmd::HasImage(r) => Reply::HasImage(Flag {
+            on: on_vol(a, &r.vol, |_, vol| Ok(vol.has_image())).await?,
+        }),
+        Cmd::Health(r) => Reply::Health(
+            on_vol(a, &r.vol, |a, vol| {
+                Ok(archive_reply::Health {
+                    broken: a.broken(&vol.name).unwrap_or_default(),
+                    verify: crate::verify::last(vol)?
+                        .map(|r| r.summary())
+                        .unwrap_or_default(),
+                })
+            })
+            .await?,
+        ),
+        Cmd::Restored(r) => Reply::Restored(archive_reply::Restored {
+            gids: on_vol(a, &r.vol, |_, vol| vol.restored()).await?,
+        }),
+        Cmd::Replicate(r) => {
+            let name = vol_arg(&r.vol)?;
+            let latest = crate::repl::replicate(a, &name, &r.dst, r.resync).await?;
+            Reply::Replicate(archive_reply::Replicate {
+                latest: Some(latest),
+            })
+        }
+        Cmd::Status(r) => Reply::Status(walb_proto::Text {
+            text: status(a, &r.vol).await?,
+        }),
+        Cmd::SetSnapshots(r) => {
+            // Explicit → implicit (mergeable) or back; the number of diffs changed. The volume
+            // lock keeps apply and merge out meanwhile.
+            let word = if r.explicit {
+                "enable-snapshot"
+            } else {
+                "disable-snapshot"
+            };
+            if r.gids.is_empty() {
+                return Err(invalid(format!("{word}: no gid given")));
+            }
+            let gids: Vec<Gid> = r.gids.iter().copied().map(Gid).collect();
+            let n = on_vol(a, &r.vol, move |_, vol| {
+                vol.expect_state(word, &[State::Archived])?;
+                vol.set_mergeable(&gids, !r.explicit)
+            })
+            .await?;
+            Reply::SetSnapshots(Count { n: n as u64 })
+        }
+        Cmd::Retention(r) => Reply::Retention(
+            on_vol(a, &r.vol, move |a, vol| {
+                crate::retention::run_once(a, vol, r.dry_run)
+            })
+            .await?,
+        ),
+        cmd => data_cmd(a, cmd).await?,
+    })
+}
+
+/// The volume's state: Clear is the absence of the volume; transients show over the static
+/// state.
+fn state_of(a: &Archive, name: &str) -> CmdResult<walb_proto::ArchiveState> {
+    let vol = a.vol(name);
+    if !vol.exists() {
+        return Ok(walb_proto::ArchiveState::ArchiveClear);
+    }
+    if let Some(t) = a.entry(name).transient() {
+        return Ok(t.typed());
+    }
+    Ok(vol.state()?.typed())
+}
+
+async fn state_cmd(a: &Arc<Archive>, cmd: &'static str, name: &str) -> CmdResult<Done> {
+    let name = vol_arg(name)?;
     let n2 = name.clone();
     a.run(&name, move |a, vol| {
-        a.no_transient(&n2, &cmd)?;
-        match cmd.as_str() {
+        a.no_transient(&n2, cmd)?;
+        match cmd {
             "init-vol" => {
                 if vol.exists() {
                     return Err(walb_daemon::error::bad_state(format!(
@@ -104,14 +251,14 @@ async fn state_cmd(a: &Arc<Archive>, args: &[String]) -> CmdResult<String> {
             }
             "clear-vol" => {
                 let vol = a.vol(&n2).require()?;
-                vol.expect_state(&cmd, &[State::SyncReady, State::Stopped])?;
+                vol.expect_state(cmd, &[State::SyncReady, State::Stopped])?;
                 vol.remove_all()?;
                 a.set_broken(&n2, None);
                 a.metrics.all.forget(&[("vol", &n2)]);
             }
             "reset-vol" => {
                 let vol = a.vol(&n2).require()?;
-                vol.expect_state(&cmd, &[State::SyncReady, State::Stopped])?;
+                vol.expect_state(cmd, &[State::SyncReady, State::Stopped])?;
                 vol.remove_data()?;
                 vol.reset_files()?;
                 a.set_broken(&n2, None);
@@ -119,225 +266,131 @@ async fn state_cmd(a: &Arc<Archive>, args: &[String]) -> CmdResult<String> {
             }
             "start" => {
                 let vol = a.vol(&n2).require()?;
-                vol.expect_state(&cmd, &[State::Stopped])?;
+                vol.expect_state(cmd, &[State::Stopped])?;
                 vol.set_state(State::Archived)?;
             }
             _ => {
                 let vol = a.vol(&n2).require()?;
-                vol.expect_state(&cmd, &[State::Archived])?;
+                vol.expect_state(cmd, &[State::Archived])?;
                 vol.set_state(State::Stopped)?;
             }
         }
         a.refresh_metrics(vol);
-        Ok("ok".to_string())
+        Ok(Done {})
     })
     .await
 }
 
-async fn get(a: &Arc<Archive>, args: &[String]) -> CmdResult<String> {
-    let what = arg(args, 1, "get target")?.to_string();
-    if what == "vol" {
-        return Ok(a.volumes()?.join("\n"));
-    }
-    if what == "capacity" {
-        // FREE FLOOR, in bytes: flows are refused once FREE would fall under FLOOR.
-        return Ok(format!("{} {}", a.free_bytes()?, a.min_free));
-    }
-    let name = vol_arg(args, 2)?;
-    if what == "progress" {
-        // Read without the volume's lock, which the action holds.
-        return Ok(a.entry(&name).running.line());
-    }
-    if what == "state" {
-        // Clear is the absence of the volume; transients show over the static state.
-        let vol = a.vol(&name);
-        if !vol.exists() {
-            return Ok("Clear".into());
-        }
-        if let Some(t) = a.entry(&name).transient() {
-            return Ok(t.word().into());
-        }
-        return Ok(vol.state()?.word().into());
-    }
-    // `restorable` lists implicit points too (flagged 0); `explicit` only the explicit ones.
-    let explicit_only = match args.get(3).map(String::as_str) {
-        None => false,
-        Some("all") if what == "restorable" => false,
-        Some("explicit") if what == "restorable" => true,
-        Some(x) => return Err(invalid(format!("get {what}: unexpected argument {x:?}"))),
-    };
-    a.run(&name, move |a, vol| {
-        let vol = a.vol(&vol.name).require()?;
-        Ok(match what.as_str() {
-            // A broken volume promises nothing until its recovery is finished.
-            "restorable" if a.broken(&vol.name).is_some() => String::new(),
-            "restorable" => vol
-                .restorable()?
-                .iter()
-                .filter(|r| !explicit_only || r.is_explicit)
-                .map(|r| {
-                    // 1 explicit, 0 implicit, ? the newest point, whose kind the next diff
-                    // will tell.
-                    let kind = match (r.is_settled, r.is_explicit) {
-                        (false, _) => "?",
-                        (true, true) => "1",
-                        (true, false) => "0",
-                    };
-                    format!("{} {} {kind}", r.gid, iso_utc(r.timestamp))
-                })
-                .collect::<Vec<_>>()
-                .join("\n"),
-            "base" => vol.base()?.to_string(),
-            "latest-snap" => {
-                let s = vol.latest()?;
-                format!("{} {}", s.gid_b, s.gid_e)
-            }
-            "uuid" => vol.uuid()?.to_string(),
-            "archive-uuid" => vol.archive_uuid()?.to_string(),
-            "diff" => vol
-                .diffs()?
-                .iter()
-                .map(walb_core::meta::format_name)
-                .collect::<Vec<_>>()
-                .join("\n"),
-            "exists-base-image" => u8::from(vol.has_image()).to_string(),
-            "broken" => a.broken(&vol.name).unwrap_or_default(),
-            "verify" => crate::verify::last(&vol)?
-                .map(|r| r.summary())
-                .unwrap_or_default(),
-            "restored" => vol
-                .restored()?
-                .iter()
-                .map(u64::to_string)
-                .collect::<Vec<_>>()
-                .join("\n"),
-            _ => return Err(invalid(format!("unknown get target {what:?}"))),
-        })
-    })
-    .await
-}
-
-async fn status(a: &Arc<Archive>, args: &[String]) -> CmdResult<String> {
-    let names = match args.get(1) {
-        Some(_) => vec![vol_arg(args, 1)?],
-        None => a.volumes()?,
+async fn status(a: &Arc<Archive>, only: &str) -> CmdResult<String> {
+    let names = match only {
+        "" => a.volumes()?,
+        v => vec![vol_arg(v)?],
     };
     let mut out = Vec::new();
     for name in names {
         let transient = a.entry(&name).transient();
-        let line = a
-            .run(&name, move |a, vol| {
-                let vol = a.vol(&vol.name).require()?;
-                let state = match transient {
-                    Some(t) => t.word(),
-                    None => vol.state()?.word(),
-                };
-                let diffs = vol.diffs()?;
-                let bytes: u64 = diffs.iter().map(|d| d.data_size).sum();
-                let base = vol.base()?;
-                let latest = match vol.latest()? {
-                    l if l == MetaSnap::default() => "none".to_string(),
-                    l => l.to_string(),
-                };
-                let verified = match crate::verify::last(&vol)? {
-                    Some(r) => format!(" verified {}", r.summary()),
-                    None => " verified never".to_string(),
-                };
-                let broken = match a.broken(&vol.name) {
-                    Some(why) => format!(" BROKEN: {why}"),
-                    None => String::new(),
-                };
-                let image = crate::capacity::disk_bytes(&vol.image());
-                let restored: u64 = vol
-                    .restored()?
-                    .iter()
-                    .map(|g| crate::capacity::disk_bytes(&vol.restored_path(*g)))
-                    .sum();
-                Ok(format!(
-                    "{}: state {state} base {base} latest {latest} diffs {} ({bytes} bytes) size {} LB restorable {} disk: image {image} diffs {bytes} restored {restored} bytes{verified}{broken}",
-                    vol.name,
-                    diffs.len(),
-                    vol.size_lb()?,
-                    vol.restorable()?.len(),
-                ))
-            })
-            .await?;
+        let line = on_vol(a, &name, move |a, vol| {
+            let state = match transient {
+                Some(t) => t.word(),
+                None => vol.state()?.word(),
+            };
+            let diffs = vol.diffs()?;
+            let bytes: u64 = diffs.iter().map(|d| d.data_size).sum();
+            let base = vol.base()?;
+            let latest = match vol.latest()? {
+                l if l == MetaSnap::default() => "none".to_string(),
+                l => l.to_string(),
+            };
+            let verified = match crate::verify::last(vol)? {
+                Some(r) => format!(" verified {}", r.summary()),
+                None => " verified never".to_string(),
+            };
+            let broken = match a.broken(&vol.name) {
+                Some(why) => format!(" BROKEN: {why}"),
+                None => String::new(),
+            };
+            let image = crate::capacity::disk_bytes(&vol.image());
+            let restored: u64 = vol
+                .restored()?
+                .iter()
+                .map(|g| crate::capacity::disk_bytes(&vol.restored_path(*g)))
+                .sum();
+            Ok(format!(
+                "{}: state {state} base {base} latest {latest} diffs {} ({bytes} bytes) size {} LB restorable {} disk: image {image} diffs {bytes} restored {restored} bytes{verified}{broken}",
+                vol.name,
+                diffs.len(),
+                vol.size_lb()?,
+                vol.restorable()?.len(),
+            ))
+        })
+        .await?;
         out.push(line);
     }
     Ok(out.join("\n"))
 }
 
-/// `disable-snapshot VOL GID...` makes clean snapshots implicit (mergeable), `enable-snapshot`
-/// explicit again; replies with the number of diffs changed. The volume lock keeps apply and
-/// merge out meanwhile.
-async fn snapshot_flag(a: &Arc<Archive>, args: &[String]) -> CmdResult<String> {
-    let cmd = args[0].clone();
-    let name = vol_arg(args, 1)?;
-    // Index 2 is read even when missing: at least one gid.
-    let gids = (2..args.len().max(3))
-        .map(|i| num_arg(args, i, "gid").map(Gid))
-        .collect::<CmdResult<Vec<Gid>>>()?;
-    let mergeable = cmd == "disable-snapshot";
-    a.run(&name, move |a, vol| {
-        let vol = a.vol(&vol.name).require()?;
-        vol.expect_state(&cmd, &[State::Archived])?;
-        Ok(vol.set_mergeable(&gids, mergeable)?.to_string())
-    })
-    .await
-}
-
-async fn data_cmd(a: &Arc<Archive>, args: &[String]) -> CmdResult<String> {
-    let cmd = args[0].clone();
-    let name = vol_arg(args, 1)?;
+/// The commands that read or rewrite a volume's data.
+async fn data_cmd(a: &Arc<Archive>, cmd: Cmd) -> CmdResult<Reply> {
+    let vol = match &cmd {
+        Cmd::Restore(r) => &r.vol,
+        Cmd::DelRestored(r) => &r.vol,
+        Cmd::Apply(r) => &r.vol,
+        Cmd::Merge(r) => &r.vol,
+        Cmd::GcDiff(r) => &r.vol,
+        Cmd::Cat(r) => &r.vol,
+        Cmd::Bhash(r) => &r.vol,
+        Cmd::Verify(r) => &r.vol,
+        Cmd::Resize(r) => &r.vol,
+        Cmd::DeviceHash(r) => &r.vol,
+        Cmd::BindStorage(r) => &r.vol,
+        other => {
+            return Err(CmdError::Internal(format!(
+                "{other:?} is not a data command"
+            )))
+        }
+    }
+    .clone();
     let mode = a.discard;
-    let args = args.to_vec();
-    a.run(&name, move |a, vol| {
-        let vol = a.vol(&vol.name).require()?;
-        let reply = match cmd.as_str() {
-            "restore" => {
-                vol.expect_state(&cmd, &[State::Archived])?;
-                let gid = num_arg(&args, 2, "gid")?;
-                let force = match args.get(3).map(String::as_str) {
-                    None => false,
-                    Some("force") => true,
-                    Some(o) => return Err(invalid(format!("restore: {o:?}: only force may follow"))),
-                };
+    let reply = on_vol(a, &vol, move |a, vol| {
+        let reply = match cmd {
+            Cmd::Restore(r) => {
+                vol.expect_state("restore", &[State::Archived])?;
                 if let Some(why) = a.broken(&vol.name) {
                     return Err(walb_daemon::error::bad_state(format!(
                         "volume {} is broken ({why}): nothing of it can be restored until an apply finishes its recovery",
                         vol.name
                     )));
                 }
-                ops::restore(&vol, gid, mode, force)?.display().to_string()
+                let path = ops::restore(vol, r.gid, mode, r.force)?;
+                Reply::Restore(archive_reply::Restore {
+                    path: path.display().to_string(),
+                })
             }
-            "del-restored" => {
-                vol.expect_state(&cmd, &[State::Archived, State::Stopped])?;
-                ops::del_restored(&vol, num_arg(&args, 2, "gid")?)?;
-                "ok".into()
+            Cmd::DelRestored(r) => {
+                vol.expect_state("del-restored", &[State::Archived, State::Stopped])?;
+                ops::del_restored(vol, r.gid)?;
+                Reply::DelRestored(Done {})
             }
-            "apply" => {
-                vol.expect_state(&cmd, &[State::Archived])?;
-                let gid = num_arg(&args, 2, "gid")?;
+            Cmd::Apply(r) => {
+                vol.expect_state("apply", &[State::Archived])?;
                 // A broken volume's failed recovery is an interrupted apply: this retries it.
-                ops::apply(&vol, gid, mode)?;
+                ops::apply(vol, r.gid, mode)?;
                 a.set_broken(&vol.name, None);
-                "ok".into()
+                Reply::Apply(Done {})
             }
-            "merge" => {
-                vol.expect_state(&cmd, &[State::Archived])?;
-                let b = num_arg(&args, 2, "gidB")?;
-                let e = num_arg(&args, 3, "gidE")?;
-                ops::merge(&vol, b, e)?;
-                "ok".into()
+            Cmd::Merge(r) => {
+                vol.expect_state("merge", &[State::Archived])?;
+                ops::merge(vol, r.gid_b, r.gid_e)?;
+                Reply::Merge(Done {})
             }
-            "verify" => {
-                vol.expect_state(&cmd, &[State::Archived, State::Stopped])?;
-                let deep = match args.get(2).map(String::as_str) {
-                    None => crate::verify::Deep::Off,
-                    Some("deep") => crate::verify::Deep::All,
-                    Some(o) => return Err(invalid(format!("verify: {o:?}: only deep may follow"))),
+            Cmd::Verify(r) => {
+                vol.expect_state("verify", &[State::Archived, State::Stopped])?;
+                let deep = if r.deep {
+                    crate::verify::Deep::All
+                } else {
+                    crate::verify::Deep::Off
                 };
-                let r = crate::verify::verify(&vol, deep)?;
+                let r = crate::verify::verify(vol, deep)?;
                 a.note_verify(&vol.name, &r);
                 if !r.failures.is_empty() {
                     return Err(CmdError::DataLoss(format!(
@@ -348,75 +401,77 @@ async fn data_cmd(a: &Arc<Archive>, args: &[String]) -> CmdResult<String> {
                         r.failures.join("; ")
                     )));
                 }
-                format!(
-                    "ok {} files {} bytes {} snapshots matching the device",
-                    r.files, r.bytes, r.deep
-                )
+                Reply::Verify(archive_reply::Verify {
+                    files: r.files as u64,
+                    bytes: r.bytes,
+                    deep: r.deep as u64,
+                })
             }
-            "bind-storage" => {
-                // `bind-storage VOL [ID]`: backups of VOL come from storage ID (with TLS);
-                // without ID the next storage to send one binds it.
-                let id = args.get(2).map(String::as_str);
+            Cmd::BindStorage(r) => {
+                // Backups of the volume come from this storage (with TLS); without one the
+                // next storage to send one binds it.
+                let id = Some(r.storage.as_str()).filter(|s| !s.is_empty());
                 if let Some(id) = id {
-                    walb_daemon::volfile::check_vol_name(id)
+                    volfile::check_vol_name(id)
                         .map_err(|_| invalid(format!("bind-storage: {id:?} is not a server id")))?;
                 }
-                crate::owner::bind(&vol, id)?;
-                "ok".into()
+                crate::owner::bind(vol, id)?;
+                Reply::BindStorage(Done {})
             }
-            "device-hash" => {
-                // `device-hash VOL GID BULK DIGEST`: the storage's hash of the device at
-                // snapshot GID, for deep verification.
-                let h = crate::devhash::DeviceHash::new(
-                    num_arg(&args, 2, "gid")?,
-                    num_arg(&args, 3, "bulk bytes")? as usize,
-                    arg(&args, 4, "digest")?,
-                )?;
+            Cmd::DeviceHash(r) => {
+                // The storage's hash of the device at snapshot gid, for deep verification.
+                let h = crate::devhash::DeviceHash::new(r.gid, r.bulk as usize, &r.digest)?;
                 let oldest = vol.restorable()?.first().map_or(0, |r| r.gid.0);
-                crate::devhash::record(&vol, h, oldest)?;
-                "ok".into()
+                crate::devhash::record(vol, h, oldest)?;
+                Reply::DeviceHash(Done {})
             }
-            "gc-diff" => {
-                vol.expect_state(&cmd, &[State::Archived, State::Stopped])?;
+            Cmd::GcDiff(_) => {
+                vol.expect_state("gc-diff", &[State::Archived, State::Stopped])?;
                 // A running flow's temporary file is not stray.
                 let sweep = a.entry(&vol.name).transient().is_none();
-                ops::gc(&vol, sweep)?.to_string()
+                Reply::GcDiff(Count {
+                    n: ops::gc(vol, sweep)? as u64,
+                })
             }
-            "resize" => {
-                vol.expect_state(&cmd, &[State::Archived, State::Stopped])?;
+            Cmd::Resize(r) => {
+                vol.expect_state("resize", &[State::Archived, State::Stopped])?;
                 if a.entry(&vol.name).transient().is_some() {
                     return Err(walb_daemon::error::bad_state(format!(
                         "resize: a transfer runs on {}",
                         vol.name
                     )));
                 }
-                // A file grows with zeros, so `zeroclear` needs no work of its own.
-                if let Some(z) = args.get(3).filter(|z| *z != "zeroclear") {
-                    return Err(invalid(format!("resize: {z:?}: only zeroclear may follow")));
-                }
-                ops::resize(&vol, num_arg(&args, 2, "size in LB")?)?;
-                a.refresh_metrics(&vol);
-                vol.size_lb()?.to_string()
+                // A file grows with zeros, so walb's `zeroclear` needs no work of its own.
+                ops::resize(vol, r.size_lb)?;
+                a.refresh_metrics(vol);
+                Reply::Resize(SizeReply {
+                    size_lb: vol.size_lb()?,
+                })
             }
-            "cat" => {
-                vol.expect_state(&cmd, &[State::Archived, State::Stopped])?;
-                let gid = num_arg(&args, 2, "gid")?;
-                let path = PathBuf::from(arg(&args, 3, "path")?);
-                ops::cat(&vol, gid, &path)?;
-                "ok".into()
+            Cmd::Cat(r) => {
+                vol.expect_state("cat", &[State::Archived, State::Stopped])?;
+                ops::cat(vol, r.gid, &PathBuf::from(&r.path))?;
+                Reply::Cat(Done {})
             }
-            _ => {
-                vol.expect_state(&cmd, &[State::Archived, State::Stopped])?;
-                let gid = num_arg(&args, 2, "gid")?;
-                let bulk = match args.get(3) {
-                    Some(_) => num_arg(&args, 3, "bulk bytes")? as usize,
-                    None => DEFAULT_BULK,
+            Cmd::Bhash(r) => {
+                vol.expect_state("bhash", &[State::Archived, State::Stopped])?;
+                let bulk = match r.bulk {
+                    0 => DEFAULT_BULK,
+                    b => b as usize,
                 };
-                ops::bhash(&vol, gid, bulk)?
+                Reply::Bhash(archive_reply::Bhash {
+                    digest: ops::bhash(vol, r.gid, bulk)?,
+                })
+            }
+            other => {
+                return Err(CmdError::Internal(format!(
+                    "{other:?} is not a data command"
+                )))
             }
         };
-        a.refresh_metrics(&vol);
-        Ok::<_, CmdError>(reply)
+        a.refresh_metrics(vol);
+        Ok(reply)
     })
-    .await
+    .await?;
+    Ok(reply)
 }

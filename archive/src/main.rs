@@ -12,8 +12,9 @@ use walb_proto::archive_server::ArchiveServer;
 use walb_proto::wire::MAX_MESSAGE;
 
 use walb_archive::archive::Archive;
-use walb_archive::commands::ArchiveCommands;
+use walb_archive::commands::ArchiveControlSvc;
 use walb_archive::service::Service;
+use walb_proto::archive_control_server::ArchiveControlServer;
 
 #[derive(Parser, Debug)]
 #[command(name = "walb-archive", version, about = "walb-rs archive daemon")]
@@ -137,10 +138,17 @@ async fn main() -> Result<()> {
         .max_encoding_message_size(MAX_MESSAGE);
     run(
         opts,
-        Arc::new(ArchiveCommands(archive.clone())),
         archive.metrics.all.clone(),
         Shutdown::new(),
-        |r| r.add_service(svc),
+        |r, guard| {
+            let control = ArchiveControlServer::new(ArchiveControlSvc {
+                archive: archive.clone(),
+                guard,
+            })
+            .max_decoding_message_size(MAX_MESSAGE)
+            .max_encoding_message_size(MAX_MESSAGE);
+            r.add_service(control).add_service(svc)
+        },
     )
     .await
 }

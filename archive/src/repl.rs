@@ -18,11 +18,12 @@ use walb_daemon::args::BulkArgs;
 use walb_daemon::progress::Progress;
 use walb_daemon::{CmdError, CmdResult};
 use walb_proto::archive_client::ArchiveClient;
+use walb_proto::archive_request as ar;
 use walb_proto::bulk::{encode_ordered, EncodeFailed};
 use walb_proto::control::call;
 use walb_proto::flow::{Flow, FlowError};
 use walb_proto::hashflow::{send_chunks_blocking, HashFlow};
-use walb_proto::{frame, wire, Commit, Open};
+use walb_proto::{frame, wire, ArchiveState, Commit, Open};
 
 use crate::archive::Archive;
 use crate::image;
@@ -50,49 +51,70 @@ fn flow_err(dst: &str, e: FlowError) -> CmdError {
 
 /// Brings `dst`'s copy of `name` up to this archive's latest snapshot; returns the
 /// destination's latest snapshot afterwards.
-pub async fn replicate(a: &Arc<Archive>, name: &str, dst: &str, resync: bool) -> CmdResult<String> {
+pub async fn replicate(
+    a: &Arc<Archive>,
+    name: &str,
+    dst: &str,
+    resync: bool,
+) -> CmdResult<walb_proto::Snap> {
     let _lock = a.lock(name).await;
     let vol = a.vol(name).require()?;
     vol.expect_state("replicate", &[State::Archived])?;
-    let ctl = |args: Vec<&str>| {
-        let args: Vec<String> = args.into_iter().map(String::from).collect();
-        async move {
-            let a: Vec<&str> = args.iter().map(String::as_str).collect();
-            call(dst, &a).await.map_err(|e| remote(dst, e))
-        }
-    };
-    let mut state = ctl(vec!["get", "state", name]).await?;
-    if state == "Clear" {
-        ctl(vec!["init-vol", name]).await?;
-        state = "SyncReady".into();
+    let vol_name = || name.to_string();
+    let state = call(dst, ar::GetState { vol: vol_name() })
+        .await
+        .map_err(|e| remote(dst, e))?
+        .state();
+    let mut state = state;
+    if state == ArchiveState::ArchiveClear {
+        call(dst, ar::InitVol { vol: vol_name() })
+            .await
+            .map_err(|e| remote(dst, e))?;
+        state = ArchiveState::ArchiveSyncReady;
     }
     let lineage = vol.archive_uuid()?.to_string();
-    if state == "Archived" && ctl(vec!["get", "archive-uuid", name]).await? != lineage {
-        if !resync {
-            return Err(CmdError::State(format!(
-                "{dst} holds {name} of another lineage (a full backup since); replicate with resync"
-            )));
+    if state == ArchiveState::ArchiveArchived {
+        let theirs = call(dst, ar::Uuids { vol: vol_name() })
+            .await
+            .map_err(|e| remote(dst, e))?;
+        if theirs.archive_uuid != lineage {
+            if !resync {
+                return Err(CmdError::State(format!(
+                    "{dst} holds {name} of another lineage (a full backup since); replicate with resync"
+                )));
+            }
+            let stop = ar::Stop {
+                vol: vol_name(),
+                mode: walb_proto::StopMode::StopForce as i32,
+            };
+            call(dst, stop).await.map_err(|e| remote(dst, e))?;
+            call(dst, ar::ResetVol { vol: vol_name() })
+                .await
+                .map_err(|e| remote(dst, e))?;
+            state = ArchiveState::ArchiveSyncReady;
         }
-        ctl(vec!["stop", name, "force"]).await?;
-        ctl(vec!["reset-vol", name]).await?;
-        state = "SyncReady".into();
     }
-    match state.as_str() {
-        "SyncReady" => full_copy(&vol, dst, a.bulk).await?,
-        "Archived" => {}
+    match state {
+        ArchiveState::ArchiveSyncReady => full_copy(&vol, dst, a.bulk).await?,
+        ArchiveState::ArchiveArchived => {}
         other => {
             return Err(CmdError::State(format!(
-                "{dst}: volume {name} is {other}; replication needs SyncReady or Archived"
+                "{dst}: volume {name} is {}; replication needs SyncReady or Archived",
+                other.as_str_name()
             )))
         }
     }
-    let latest = ctl(vec!["get", "latest-snap", name]).await?;
-    if !send_diffs(&vol, dst, &latest).await? {
+    let latest = || async {
+        call(dst, ar::LatestSnap { vol: vol_name() })
+            .await
+            .map_err(|e| remote(dst, e))
+    };
+    if !send_diffs(&vol, dst, &latest().await?).await? {
         // The destination's snapshot is no longer on this archive's chain.
         hash_copy(&vol, dst).await?;
-        send_diffs(&vol, dst, &ctl(vec!["get", "latest-snap", name]).await?).await?;
+        send_diffs(&vol, dst, &latest().await?).await?;
     }
-    ctl(vec!["get", "latest-snap", name]).await
+    latest().await
 }
 
 /// Streams the virtual image of the newest restorable snapshot as a full sync.
@@ -151,14 +173,10 @@ async fn full_copy(vol: &Vol, dst: &str, bulk: BulkArgs) -> CmdResult<()> {
     Ok(())
 }
 
-/// Sends every diff after the destination's latest snapshot (`latest`: "B E"); false when
-/// that snapshot is not on this archive's chain (applied or merged away here).
-async fn send_diffs(vol: &Vol, dst: &str, latest: &str) -> CmdResult<bool> {
-    let mut g = latest.split_whitespace().map(|v| v.parse::<u64>());
-    let (Some(Ok(b)), Some(Ok(e))) = (g.next(), g.next()) else {
-        return Err(remote(dst, format!("latest snapshot {latest:?}")));
-    };
-    let from = MetaSnap::new(Gid(b), Gid(e))?;
+/// Sends every diff after the destination's latest snapshot; false when that snapshot is not
+/// on this archive's chain (applied or merged away here).
+async fn send_diffs(vol: &Vol, dst: &str, latest: &walb_proto::Snap) -> CmdResult<bool> {
+    let from = MetaSnap::new(Gid(latest.gid_b), Gid(latest.gid_e))?;
     let chain = meta::applicable_chain(&from, &vol.diffs()?, None);
     if chain.is_empty() && from != vol.latest()? {
         return Ok(false);

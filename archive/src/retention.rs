@@ -105,22 +105,6 @@ pub fn plan(points: &[Restorable], now: u64, rules: &Rules) -> Vec<(Restorable, 
         .collect()
 }
 
-/// The plan as text, one line a point: `GID TIME keep REASONS` or `GID TIME drop`.
-pub fn describe(plan: &[(Restorable, Vec<Why>)]) -> String {
-    plan.iter()
-        .map(|(p, why)| {
-            let t = iso_utc(p.timestamp);
-            if why.is_empty() {
-                format!("{} {t} drop", p.gid)
-            } else {
-                let w: Vec<&str> = why.iter().map(|w| w.word()).collect();
-                format!("{} {t} keep {}", p.gid, w.join(","))
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
 /// Runs retention on every volume every `every`, until the daemon stops.
 pub async fn run_scheduled(a: std::sync::Arc<crate::archive::Archive>, every: std::time::Duration) {
     a.every_volume("retention", every, |a, vol| {
@@ -129,22 +113,39 @@ pub async fn run_scheduled(a: std::sync::Arc<crate::archive::Archive>, every: st
     .await
 }
 
-/// Retention on one volume now (`dry_run`: only the plan); returns the plan as text.
-pub fn run_once(a: &crate::archive::Archive, vol: &Vol, dry_run: bool) -> CmdResult<String> {
+/// Retention on one volume now (`dry_run`: only the plan); returns the plan.
+pub fn run_once(
+    a: &crate::archive::Archive,
+    vol: &Vol,
+    dry_run: bool,
+) -> CmdResult<walb_proto::archive_reply::Retention> {
     use crate::volume::State;
+    use walb_proto::archive_reply::{retention::Point, Retention};
+    let mut reply = Retention {
+        archive: a.id.clone(),
+        ..Default::default()
+    };
     if a.retention.is_off() {
         // A plan against no rules would call every point but the newest a drop.
-        return Ok(format!("retention is off on {}: no keep rule is set", a.id));
+        reply.off = true;
+        return Ok(reply);
     }
     if !vol.exists() || vol.state()? != State::Archived || vol.base()?.is_applying {
-        return Ok(String::new());
+        return Ok(reply);
     }
     let p = plan(
         &vol.restorable()?,
         walb_core::meta::unix_now(),
         &a.retention,
     );
-    let text = describe(&p);
+    reply.points = p
+        .iter()
+        .map(|(r, why)| Point {
+            gid: r.gid.0,
+            time: r.timestamp,
+            reasons: why.iter().map(|w| w.word().to_string()).collect(),
+        })
+        .collect();
     if !dry_run {
         let n = enforce(vol, &p, a.discard)?;
         if n > 0 {
@@ -152,7 +153,7 @@ pub fn run_once(a: &crate::archive::Archive, vol: &Vol, dry_run: bool) -> CmdRes
             a.refresh_metrics(vol);
         }
     }
-    Ok(text)
+    Ok(reply)
 }
 
 /// Carries out `plan` on `vol`: the base is applied to the oldest kept point, the explicit
@@ -270,8 +271,9 @@ mod tests {
                 ..Default::default()
             },
         );
-        let text = describe(&p);
-        assert!(text.ends_with("keep newest,last,daily"), "{text}");
-        assert!(text.starts_with("0 1970-01-01T00:01:00 drop"), "{text}");
+        let words = |i: usize| p[i].1.iter().map(|w| w.word()).collect::<Vec<_>>();
+        assert_eq!(words(p.len() - 1), ["newest", "last", "daily"]);
+        assert_eq!((p[0].0.gid.0, p[0].0.timestamp), (0, 60));
+        assert!(words(0).is_empty());
     }
 }

@@ -20,6 +20,16 @@ pub enum State {
 }
 
 impl State {
+    /// The state as the control plane carries it.
+    pub fn typed(self) -> walb_proto::ArchiveState {
+        use walb_proto::ArchiveState as A;
+        match self {
+            State::SyncReady => A::ArchiveSyncReady,
+            State::Archived => A::ArchiveArchived,
+            State::Stopped => A::ArchiveStopped,
+        }
+    }
+
     pub fn word(self) -> &'static str {
         match self {
             State::SyncReady => "SyncReady",

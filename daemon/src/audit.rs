@@ -1,5 +1,6 @@
 //! The audit log (docs/security.md): every command that changes state, one JSON line each in
-//! `DATA_DIR/audit.jsonl`: time, caller, argv, volume, result.
+//! `DATA_DIR/audit.jsonl`: time, caller, command (its name and the whole request), volume,
+//! result.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -26,18 +27,9 @@ impl Audit {
         }
     }
 
-    /// Appends the line for one command if `rule` says it changes state; a failure to write
-    /// is logged at ERROR (the command already ran).
-    pub fn record(
-        &self,
-        rule: &Rule,
-        peer: &Peer,
-        args: &[String],
-        result: &Result<String, Status>,
-    ) {
-        if !rule.changes {
-            return;
-        }
+    /// Appends the line for one state-changing command (`request`: the whole request as
+    /// text); a failure to write is logged at ERROR (the command already ran).
+    pub fn record<R>(&self, rule: &Rule, peer: &Peer, request: &str, result: &Result<R, Status>) {
         let time = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default()
@@ -52,8 +44,9 @@ impl Audit {
         let mut line = serde_json::json!({
             "time": time,
             "caller": peer.to_string(),
-            "argv": args,
-            "volume": crate::access::volume(rule, args),
+            "command": rule.word,
+            "request": request,
+            "volume": rule.vol,
             "result": result,
         })
         .to_string();

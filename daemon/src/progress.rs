@@ -1,10 +1,11 @@
 //! A volume's running long action (a backup scan, restore, apply, merge, verify, replication)
-//! and how far it got, for `get progress` and `walbc status`: one line,
-//! `KIND DONE_BYTES TOTAL_BYTES BYTES_PER_S ETA_S`, or `idle`.
+//! and how far it got, for `get progress` and `walbc status` (`walb_proto::ProgressReply`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
+
+use walb_proto::ProgressReply;
 
 /// One running action.
 pub struct Progress {
@@ -39,18 +40,25 @@ impl Progress {
         self.done.load(Ordering::Relaxed)
     }
 
-    /// `KIND DONE TOTAL RATE ETA` (bytes, bytes per second, seconds).
-    pub fn line(&self) -> String {
+    /// How far it got: bytes done and in all, bytes per second, seconds left.
+    pub fn reply(&self) -> ProgressReply {
         let done = self.done();
         let total = self.total.max(done);
         let secs = self.started.elapsed().as_secs_f64().max(1e-3);
         let rate = done as f64 / secs;
-        let eta = if rate > 0.0 {
+        let eta_s = if rate > 0.0 {
             ((total - done) as f64 / rate).ceil() as u64
         } else {
             0
         };
-        format!("{} {done} {total} {} {eta}", self.kind, rate as u64)
+        ProgressReply {
+            idle: false,
+            kind: self.kind.into(),
+            done,
+            total,
+            rate: rate as u64,
+            eta_s,
+        }
     }
 }
 
@@ -90,9 +98,14 @@ impl<T: Shows> Running<T> {
     }
 
     /// The running action's line, or `idle`.
-    pub fn line(&self) -> String {
-        self.current()
-            .map_or_else(|| "idle".to_string(), |p| p.progress().line())
+    pub fn reply(&self) -> ProgressReply {
+        self.current().map_or_else(
+            || ProgressReply {
+                idle: true,
+                ..Default::default()
+            },
+            |p| p.progress().reply(),
+        )
     }
 }
 
@@ -115,18 +128,21 @@ mod tests {
     #[test]
     fn idle_running_and_done() {
         let r: Running = Running::default();
-        assert_eq!(r.line(), "idle");
+        let shown = |r: &Running| {
+            let p = r.reply();
+            (p.idle, p.kind, p.done, p.total)
+        };
+        assert!(r.reply().idle);
         {
             let (p, _g) = r.begin(Progress::new("restore", 100));
             p.add(40);
-            let f: Vec<String> = r.line().split(' ').map(String::from).collect();
-            assert_eq!(&f[..3], ["restore", "40", "100"]);
+            assert_eq!(shown(&r), (false, "restore".into(), 40, 100));
             {
                 let (_q, _h) = r.begin(Progress::new("bhash", 10));
-                assert!(r.line().starts_with("bhash 0 10"));
+                assert_eq!(shown(&r), (false, "bhash".into(), 0, 10));
             }
-            assert!(r.line().starts_with("restore 40 100"));
+            assert_eq!(shown(&r), (false, "restore".into(), 40, 100));
         }
-        assert_eq!(r.line(), "idle");
+        assert!(r.reply().idle);
     }
 }

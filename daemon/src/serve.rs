@@ -1,5 +1,5 @@
-//! Running a daemon: logging, the Control service over a `Commands` implementation, extra gRPC
-//! services, `/metrics`, connections accepted under the limits (TLS with the configuration of
+//! Running a daemon: logging, the control services (the `Guard` every one goes through, and the
+//! `Control` every daemon answers), extra gRPC services, `/metrics`, connections accepted under the limits (TLS with the configuration of
 //! the moment, so a certificate reload reaches new connections), and shutdown on
 //! SIGTERM/SIGINT or the `shutdown` command.
 
@@ -12,18 +12,13 @@ use tonic::transport::server::Router;
 use tonic::{Request, Response, Status};
 use walb_proto::control_server::{Control, ControlServer};
 use walb_proto::wire::MAX_MESSAGE;
-use walb_proto::{Command, Reply};
+use walb_proto::{control_reply, control_request, ControlReply, ControlRequest};
 
+use crate::access::Access;
 use crate::audit::Audit;
 use crate::error::CmdResult;
 use crate::metrics::Metrics;
 use crate::peer::Peer;
-
-/// A daemon's command set (everything walbc can ask it).
-#[tonic::async_trait]
-pub trait Commands: Send + Sync + 'static {
-    async fn call(&self, args: Vec<String>) -> CmdResult<String>;
-}
 
 /// Tells background tasks to stop: `stopping()` resolves once shutdown began; `force` says
 /// whether running transfers should be cut rather than finished.
@@ -75,74 +70,56 @@ impl Shutdown {
     }
 }
 
-struct ControlSvc {
+/// What every control service shares: the table of who may do what (`access`), `--protect`'s
+/// confirmation, the audit log, and the commands every daemon answers (`Control`).
+pub struct Guard {
     host_type: &'static str,
     insecure: bool,
     /// `--protect`: commands that delete backups need `walbc --confirm VOL`.
     protect: bool,
     audit: Audit,
-    commands: Arc<dyn Commands>,
     shutdown: Shutdown,
 }
 
-impl ControlSvc {
-    async fn dispatch(&self, args: Vec<String>) -> Result<String, Status> {
-        Ok(
-            match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
-                ["get", "host-type"] => self.host_type.to_string(),
-                ["get", "pid"] => std::process::id().to_string(),
-                ["version"] => {
-                    let insecure = if self.insecure { " insecure" } else { "" };
-                    format!("{} {}{insecure}", self.host_type, env!("CARGO_PKG_VERSION"))
-                }
-                ["shutdown"] | ["shutdown", "graceful"] => {
-                    self.shutdown.begin(false);
-                    "ok".into()
-                }
-                ["shutdown", "force"] => {
-                    self.shutdown.begin(true);
-                    "ok".into()
-                }
-                ["rotate-certs"] => crate::tls::rotate("rotate-certs")?,
-                _ => match self.commands.call(args.clone()).await {
-                    Ok(t) => t,
-                    Err(e) => {
-                        if e.is_server_fault() {
-                            tracing::error!(?args, "command failed: {e}");
-                        } else {
-                            tracing::info!(?args, "command refused: {e}");
-                        }
-                        return Err(e.into());
-                    }
-                },
-            },
-        )
-    }
-}
-
-#[tonic::async_trait]
-impl Control for ControlSvc {
-    async fn call(&self, req: Request<Command>) -> Result<Response<Reply>, Status> {
+impl Guard {
+    /// Serves one command: `cmd` takes the command out of the request; it runs by `run` if the
+    /// caller's role may run it (with TLS) and, on a protected server, a command that deletes
+    /// backups was confirmed for its volume. A state-changing command is audited either way.
+    pub async fn serve<Req, C, Rep, Fut>(
+        &self,
+        req: Request<Req>,
+        cmd: impl FnOnce(Req) -> Option<C>,
+        run: impl FnOnce(C) -> Fut,
+    ) -> Result<Response<Rep>, Status>
+    where
+        C: Access + Clone + std::fmt::Debug,
+        Fut: std::future::Future<Output = CmdResult<Rep>>,
+    {
         let peer = Peer::of(&req);
         let confirm = req
             .metadata()
             .get(walb_proto::control::CONFIRM_KEY)
             .and_then(|v| v.to_str().ok())
             .map(String::from);
-        let args = req.into_inner().args;
-        tracing::debug!(?args, %peer, "command");
-        let rule = crate::access::rule(&args);
-        let vol = crate::access::volume(&rule, &args);
+        let Some(cmd) = cmd(req.into_inner()) else {
+            return Err(Status::invalid_argument(format!(
+                "{}: the request names no command (a client newer than this server?)",
+                self.host_type
+            )));
+        };
+        let kept = cmd.clone();
+        let rule = kept.rule();
+        tracing::debug!(?cmd, %peer, "command");
         let result = if peer.tls && !rule.allows(peer.role()) {
-            tracing::warn!(?args, %peer, "command denied by role");
+            tracing::warn!(?cmd, %peer, "command denied by role");
             Err(Status::permission_denied(format!(
                 "{peer}: role {} may not run {:?} (docs/security.md)",
                 peer.role().unwrap_or("(none)"),
-                args.first().map_or("", String::as_str)
+                rule.word
             )))
-        } else if self.protect && rule.destroys(&args) && confirm.as_deref() != vol {
-            tracing::warn!(?args, %peer, "command refused: protected, not confirmed");
-            let vol = vol.unwrap_or("VOL");
+        } else if self.protect && rule.destroys && confirm.as_deref() != rule.vol {
+            tracing::warn!(?cmd, %peer, "command refused: protected, not confirmed");
+            let vol = rule.vol.unwrap_or("VOL");
             Err(Status::failed_precondition(format!(
                 "{} is protected (--protect): {:?} deletes backups of {vol}; confirm with \
                  walbc --confirm {vol} (no confirmation{} given)",
@@ -151,10 +128,57 @@ impl Control for ControlSvc {
                 confirm.map_or(String::new(), |c| format!(" for {vol}: {c:?} was"))
             )))
         } else {
-            self.dispatch(args.clone()).await
+            run(cmd).await.map_err(|e| {
+                if e.is_server_fault() {
+                    tracing::error!(?kept, "command failed: {e}");
+                } else {
+                    tracing::info!(?kept, "command refused: {e}");
+                }
+                Status::from(e)
+            })
         };
-        self.audit.record(&rule, &peer, &args, &result);
-        result.map(|text| Response::new(Reply { text }))
+        if rule.changes {
+            self.audit
+                .record(&rule, &peer, &format!("{kept:?}"), &result);
+        }
+        result.map(Response::new)
+    }
+
+    fn common(&self, cmd: control_request::Cmd) -> CmdResult<control_reply::Reply> {
+        use control_reply::Reply;
+        Ok(match cmd {
+            control_request::Cmd::Hello(_) => Reply::Hello(control_reply::Hello {
+                host_type: self.host_type.into(),
+                version: env!("CARGO_PKG_VERSION").into(),
+                insecure: self.insecure,
+                pid: std::process::id(),
+            }),
+            control_request::Cmd::Shutdown(s) => {
+                self.shutdown.begin(s.force);
+                Reply::Shutdown(walb_proto::Done {})
+            }
+            control_request::Cmd::RotateCerts(_) => {
+                Reply::RotateCerts(control_reply::RotateCerts {
+                    summary: crate::tls::rotate("rotate-certs")?,
+                })
+            }
+        })
+    }
+}
+
+/// The commands every daemon answers.
+struct ControlSvc(Arc<Guard>);
+
+#[tonic::async_trait]
+impl Control for ControlSvc {
+    async fn call(&self, req: Request<ControlRequest>) -> Result<Response<ControlReply>, Status> {
+        let g = &self.0;
+        g.serve(
+            req,
+            |r| r.cmd,
+            |c| async move { g.common(c).map(|r| ControlReply { reply: Some(r) }) },
+        )
+        .await
     }
 }
 
@@ -174,27 +198,30 @@ pub struct Opts {
     pub protect: bool,
 }
 
-/// Serves Control plus whatever `add` adds until SIGTERM/SIGINT (graceful) or the `shutdown`
+/// Serves Control plus whatever `add` adds (the daemon's own control service, through the
+/// `Guard` it is given, and its data flows) until SIGTERM/SIGINT (graceful) or the `shutdown`
 /// command; then returns so the caller can finish its own shutdown.
 pub async fn run(
     opts: Opts,
-    commands: Arc<dyn Commands>,
     metrics: Arc<Metrics>,
     shutdown: Shutdown,
-    add: impl FnOnce(Router) -> Router,
+    add: impl FnOnce(Router, Arc<Guard>) -> Router,
 ) -> Result<()> {
-    let control = ControlServer::new(ControlSvc {
+    let guard = Arc::new(Guard {
         host_type: opts.host_type,
         insecure: opts.insecure,
         protect: opts.protect,
         audit: Audit::new(&opts.data_dir),
-        commands,
         shutdown: shutdown.clone(),
-    })
-    .max_decoding_message_size(MAX_MESSAGE)
-    .max_encoding_message_size(MAX_MESSAGE);
+    });
+    let control = ControlServer::new(ControlSvc(guard.clone()))
+        .max_decoding_message_size(MAX_MESSAGE)
+        .max_encoding_message_size(MAX_MESSAGE);
     crate::limits::set_flow_limits(&opts.limits);
-    let router = add(walb_proto::wire::server(opts.limits.server()).add_service(control));
+    let router = add(
+        walb_proto::wire::server(opts.limits.server()).add_service(control),
+        guard,
+    );
     if let Some(addr) = opts.metrics {
         let l = tokio::net::TcpListener::bind(addr)
             .await

@@ -38,7 +38,7 @@ impl TlsArgs {
 /// Reloads the certificate, key and CA from their paths (`walb_proto::wire::reload_tls`) for
 /// `why` (the command or signal); logged either way. A failure keeps the old ones and is an
 /// error naming why.
-pub fn rotate(why: &str) -> Result<String, tonic::Status> {
+pub fn rotate(why: &str) -> crate::CmdResult<String> {
     match walb_proto::wire::reload_tls() {
         Ok(cert) => {
             tracing::info!("{why}: reloaded the certificate, key and CA: {cert}");
@@ -46,7 +46,7 @@ pub fn rotate(why: &str) -> Result<String, tonic::Status> {
         }
         Err(e) => {
             tracing::error!("{why}: certificate reload failed, the old certificate stays: {e}");
-            Err(tonic::Status::failed_precondition(format!(
+            Err(crate::CmdError::State(format!(
                 "certificate reload failed, the old certificate stays: {e}"
             )))
         }

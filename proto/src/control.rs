@@ -1,9 +1,21 @@
-//! The client side of `Control.Call`: one command to one server.
+//! The client side of the control plane (proto/control.proto): one typed command to one
+//! server. Each request message is a `Cmd` whose `Reply` is the reply oneof's field of the same
+//! name, so a caller gets the reply's type, never text to parse.
 
-use tonic::Code;
+use std::future::Future;
+use std::pin::Pin;
 
+use tonic::transport::Channel;
+use tonic::{Code, Status};
+
+use crate::archive_control_client::ArchiveControlClient;
 use crate::control_client::ControlClient;
-use crate::{wire, Command};
+use crate::proxy_control_client::ProxyControlClient;
+use crate::storage_control_client::StorageControlClient;
+use crate::{archive_reply, archive_request, control_reply, control_request, proxy_reply};
+use crate::{proxy_request, storage_reply, storage_request, wire};
+use crate::{ArchiveReply, ArchiveRequest, ControlReply, ControlRequest, ProxyReply};
+use crate::{ProxyRequest, StorageReply, StorageRequest};
 
 /// The metadata key of an UNAVAILABLE status from a server that is still starting (recovering
 /// its data), so a client can tell it from a server that is down.
@@ -31,8 +43,133 @@ pub struct CallError {
     pub starting: bool,
 }
 
-/// Sends `args` to the server at `addr` and returns its reply text.
-pub async fn call(addr: &str, args: &[&str]) -> Result<String, CallError> {
+type Sent<R> = Pin<Box<dyn Future<Output = Result<R, Status>> + Send>>;
+
+/// A command one daemon serves, and its reply.
+pub trait Cmd: std::fmt::Debug + Send + 'static {
+    type Reply: std::fmt::Debug + Send + 'static;
+    /// Sends the command as `req`'s metadata says, over `ch`.
+    fn send(self, ch: Channel, md: tonic::metadata::MetadataMap) -> Sent<Self::Reply>;
+}
+
+fn request<T>(msg: T, md: tonic::metadata::MetadataMap) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(msg);
+    *r.metadata_mut() = md;
+    r
+}
+
+/// Implements `Cmd` for every request message of one service: `$var` names both the request's
+/// and the reply's oneof field.
+macro_rules! commands {
+    ($client:ident, $req:ident => $rep:ident, $req_mod:ident, $rep_mod:ident,
+     [$($var:ident: $msg:ident => $reply:ty),* $(,)?]) => {
+        impl Cmd for $req {
+            type Reply = $rep;
+            fn send(self, ch: Channel, md: tonic::metadata::MetadataMap) -> Sent<$rep> {
+                Box::pin(async move {
+                    let mut c = $client::new(ch)
+                        .max_decoding_message_size(wire::MAX_MESSAGE)
+                        .max_encoding_message_size(wire::MAX_MESSAGE);
+                    Ok(c.call(request(self, md)).await?.into_inner())
+                })
+            }
+        }
+        $(impl Cmd for $req_mod::$msg {
+            type Reply = $reply;
+            fn send(self, ch: Channel, md: tonic::metadata::MetadataMap) -> Sent<$reply> {
+                Box::pin(async move {
+                    let req = $req { cmd: Some($req_mod::Cmd::$var(self)) };
+                    match req.send(ch, md).await?.reply {
+                        Some($rep_mod::Reply::$var(r)) => Ok(r),
+                        other => Err(Status::internal(format!(
+                            "the reply to {} was {other:?}",
+                            stringify!($var)
+                        ))),
+                    }
+                })
+            }
+        })*
+    };
+}
+
+commands!(ControlClient, ControlRequest => ControlReply, control_request, control_reply, [
+    Hello: Hello => control_reply::Hello,
+    Shutdown: Shutdown => crate::Done,
+    RotateCerts: RotateCerts => control_reply::RotateCerts,
+]);
+
+commands!(StorageControlClient, StorageRequest => StorageReply, storage_request, storage_reply, [
+    InitVol: InitVol => crate::Done,
+    ClearVol: ClearVol => crate::Done,
+    ResetVol: ResetVol => crate::Done,
+    Start: Start => crate::Done,
+    Stop: Stop => crate::Done,
+    Snapshot: Snapshot => storage_reply::Snapshot,
+    FullBkp: FullBkp => crate::GidReply,
+    HashBkp: HashBkp => crate::GidReply,
+    Resize: Resize => crate::SizeReply,
+    SetFullScanBps: SetFullScanBps => crate::Done,
+    Cancel: Cancel => crate::Done,
+    Kick: Kick => crate::Done,
+    Status: Status => crate::Text,
+    ListVols: ListVols => crate::Names,
+    Get: Get => storage_reply::Get,
+    GetProgress: GetProgress => crate::ProgressReply,
+]);
+
+commands!(ProxyControlClient, ProxyRequest => ProxyReply, proxy_request, proxy_reply, [
+    Start: Start => crate::Done,
+    Stop: Stop => crate::Done,
+    ClearVol: ClearVol => crate::Done,
+    Kick: Kick => crate::Done,
+    ArchiveInfoSet: ArchiveInfoSet => crate::Done,
+    ArchiveInfoDelete: ArchiveInfoDelete => crate::Done,
+    ArchiveInfoList: ArchiveInfoList => crate::Names,
+    ArchiveInfoGet: ArchiveInfoGet => crate::ArchiveInfo,
+    ListVols: ListVols => crate::Names,
+    GetState: GetState => proxy_reply::GetState,
+    SendError: SendError => proxy_reply::SendError,
+    HeldDiffs: HeldDiffs => crate::Names,
+    Status: Status => crate::Text,
+]);
+
+commands!(ArchiveControlClient, ArchiveRequest => ArchiveReply, archive_request, archive_reply, [
+    InitVol: InitVol => crate::Done,
+    ClearVol: ClearVol => crate::Done,
+    ResetVol: ResetVol => crate::Done,
+    Start: Start => crate::Done,
+    Stop: Stop => crate::Done,
+    ListVols: ListVols => crate::Names,
+    Capacity: Capacity => archive_reply::Capacity,
+    GetProgress: GetProgress => crate::ProgressReply,
+    GetState: GetState => archive_reply::GetState,
+    Restorable: Restorable => archive_reply::Restorable,
+    Base: Base => crate::BaseState,
+    LatestSnap: LatestSnap => crate::Snap,
+    Uuids: Uuids => archive_reply::Uuids,
+    Diffs: Diffs => crate::Names,
+    HasImage: HasImage => crate::Flag,
+    Health: Health => archive_reply::Health,
+    Restored: Restored => archive_reply::Restored,
+    Replicate: Replicate => archive_reply::Replicate,
+    Status: Status => crate::Text,
+    Restore: Restore => archive_reply::Restore,
+    DelRestored: DelRestored => crate::Done,
+    Apply: Apply => crate::Done,
+    Merge: Merge => crate::Done,
+    GcDiff: GcDiff => crate::Count,
+    Cat: Cat => crate::Done,
+    Bhash: Bhash => archive_reply::Bhash,
+    Verify: Verify => archive_reply::Verify,
+    Resize: Resize => crate::SizeReply,
+    DeviceHash: DeviceHash => crate::Done,
+    BindStorage: BindStorage => crate::Done,
+    SetSnapshots: SetSnapshots => crate::Count,
+    Retention: Retention => archive_reply::Retention,
+]);
+
+/// Sends `cmd` to the server at `addr` and returns its reply.
+pub async fn call<C: Cmd>(addr: &str, cmd: C) -> Result<C::Reply, CallError> {
     let err = |code, message: String| CallError {
         server: addr.to_string(),
         code,
@@ -42,23 +179,15 @@ pub async fn call(addr: &str, args: &[&str]) -> Result<String, CallError> {
     let ch = wire::connect(addr)
         .await
         .map_err(|e| err(Code::Unavailable, e.to_string()))?;
-    let mut c = ControlClient::new(ch)
-        .max_decoding_message_size(wire::MAX_MESSAGE)
-        .max_encoding_message_size(wire::MAX_MESSAGE);
-    let mut req = tonic::Request::new(Command {
-        args: args.iter().map(|s| s.to_string()).collect(),
-    });
+    let mut md = tonic::metadata::MetadataMap::new();
     if let Some(vol) = CONFIRM.get() {
         let v = vol
             .parse()
             .map_err(|_| err(Code::InvalidArgument, format!("--confirm {vol:?}")))?;
-        req.metadata_mut().insert(CONFIRM_KEY, v);
+        md.insert(CONFIRM_KEY, v);
     }
-    c.call(req)
-        .await
-        .map(|r| r.into_inner().text)
-        .map_err(|s| CallError {
-            starting: s.metadata().contains_key(STARTING_KEY),
-            ..err(s.code(), s.message().to_string())
-        })
+    cmd.send(ch, md).await.map_err(|s| CallError {
+        starting: s.metadata().contains_key(STARTING_KEY),
+        ..err(s.code(), s.message().to_string())
+    })
 }

@@ -78,7 +78,28 @@ impl ArchiveInfo {
         })
     }
 
-    /// The stored line (also the reply of `archive-info get`).
+    /// From a control request; an empty compression means the default.
+    pub fn from_typed(t: &walb_proto::ArchiveInfo) -> CmdResult<ArchiveInfo> {
+        check_addr(&t.addr)?;
+        Ok(ArchiveInfo {
+            addr: t.addr.clone(),
+            cmpr: match t.cmpr.as_str() {
+                "" => Compression::default(),
+                c => c.parse()?,
+            },
+            delay: t.delay_s,
+        })
+    }
+
+    pub fn typed(&self) -> walb_proto::ArchiveInfo {
+        walb_proto::ArchiveInfo {
+            addr: self.addr.clone(),
+            cmpr: self.cmpr.to_string(),
+            delay_s: self.delay,
+        }
+    }
+
+    /// The stored line (also shown by `status`).
     pub fn line(&self) -> String {
         format!("{} {} {}", self.addr, self.cmpr, self.delay)
     }

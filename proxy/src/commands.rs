@@ -1,209 +1,178 @@
-//! The proxy's control commands (docs/scenarios.md §7.2): argument parsing and reply text.
+//! The proxy's control commands (docs/scenarios.md §7.2).
 
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Instant;
 
-use walb_daemon::error::{arg, invalid};
-use walb_daemon::serve::Commands;
+use walb_daemon::error::invalid;
+use walb_daemon::serve::Guard;
 use walb_daemon::{CmdError, CmdResult};
+use walb_proto::proxy_control_server::ProxyControl;
+use walb_proto::proxy_reply::{self, Reply};
+use walb_proto::proxy_request::Cmd;
+use walb_proto::{Done, Names, ProxyReply, ProxyRequest, StopMode, Text};
 
 use crate::archive_info::ArchiveInfo;
-use crate::proxy::{Proxy, StopMode};
+use crate::proxy::{self, Proxy};
 
-pub struct ProxyCommands(pub Arc<Proxy>);
-
-fn no_more(args: &[String], n: usize) -> CmdResult<()> {
-    if args.len() > n {
-        return Err(invalid(format!("unexpected arguments: {:?}", &args[n..])));
-    }
-    Ok(())
+/// The proxy's control service: each command through the daemon's `Guard`.
+pub struct ProxyControlSvc {
+    pub proxy: Arc<Proxy>,
+    pub guard: Arc<Guard>,
 }
 
 #[tonic::async_trait]
-impl Commands for ProxyCommands {
-    async fn call(&self, args: Vec<String>) -> CmdResult<String> {
-        let p = &self.0;
-        let cmd = arg(&args, 0, "command")?;
-        let ok = || Ok("ok".to_string());
-        match cmd {
-            "archive-info" => self.archive_info(&args[1..]),
-            "start" => {
-                no_more(&args, 2)?;
-                p.start(arg(&args, 1, "volume")?)?;
-                ok()
-            }
-            "stop" => {
-                no_more(&args, 3)?;
-                let vol = arg(&args, 1, "volume")?;
-                let mode = match args.get(2).map(String::as_str) {
-                    None | Some("graceful") => StopMode::Graceful,
-                    Some("force") => StopMode::Force,
-                    Some("empty") => StopMode::Empty,
-                    Some(m) => {
-                        return Err(invalid(format!(
-                            "stop mode {m:?}: graceful, force or empty"
-                        )))
-                    }
-                };
-                p.stop(vol, mode).await?;
-                ok()
-            }
-            "clear-vol" => {
-                no_more(&args, 2)?;
-                p.clear_vol(arg(&args, 1, "volume")?)?;
-                ok()
-            }
-            "kick" => {
-                no_more(&args, 3)?;
-                p.kick(
-                    args.get(1).map(String::as_str),
-                    args.get(2).map(String::as_str),
-                )?;
-                ok()
-            }
-            "get" => self.get(&args[1..]),
-            "status" => {
-                no_more(&args, 2)?;
-                self.status(args.get(1).map(String::as_str))
-            }
-            _ => Err(invalid(format!("unknown command {cmd:?}"))),
-        }
+impl ProxyControl for ProxyControlSvc {
+    async fn call(
+        &self,
+        req: tonic::Request<ProxyRequest>,
+    ) -> Result<tonic::Response<ProxyReply>, tonic::Status> {
+        let p = &self.proxy;
+        self.guard
+            .serve(
+                req,
+                |r| r.cmd,
+                |c| async move {
+                    Ok(ProxyReply {
+                        reply: Some(handle(p, c).await?),
+                    })
+                },
+            )
+            .await
     }
 }
 
-impl ProxyCommands {
-    fn archive_info(&self, args: &[String]) -> CmdResult<String> {
-        let p = &self.0;
-        let sub = arg(args, 0, "archive-info add|update|delete|list|get")?;
-        let vol = arg(args, 1, "volume")?;
-        match sub {
-            "list" => {
-                no_more(args, 2)?;
-                Ok(p.archive_list(vol)?.join("\n"))
+/// An optional name: empty is none.
+fn given(s: &str) -> Option<&str> {
+    Some(s).filter(|s| !s.is_empty())
+}
+
+/// One command (docs/scenarios.md §7.2).
+async fn handle(p: &Arc<Proxy>, cmd: Cmd) -> CmdResult<Reply> {
+    Ok(match cmd {
+        Cmd::Start(r) => {
+            p.start(&r.vol)?;
+            Reply::Start(Done {})
+        }
+        Cmd::Stop(r) => {
+            let mode = match r.mode() {
+                StopMode::StopGraceful => proxy::StopMode::Graceful,
+                StopMode::StopForce => proxy::StopMode::Force,
+                StopMode::StopEmpty => proxy::StopMode::Empty,
+            };
+            p.stop(&r.vol, mode).await?;
+            Reply::Stop(Done {})
+        }
+        Cmd::ClearVol(r) => {
+            p.clear_vol(&r.vol)?;
+            Reply::ClearVol(Done {})
+        }
+        Cmd::Kick(r) => {
+            p.kick(given(&r.vol), given(&r.archive))?;
+            Reply::Kick(Done {})
+        }
+        Cmd::ArchiveInfoSet(r) => {
+            let info = r
+                .info
+                .as_ref()
+                .ok_or_else(|| invalid("archive-info: no address given"))?;
+            let info = ArchiveInfo::from_typed(info)?;
+            if r.add {
+                p.archive_add(&r.vol, &r.archive, info)?;
+            } else {
+                p.archive_update(&r.vol, &r.archive, info)?;
             }
-            "add" | "update" => {
-                let name = arg(args, 2, "archive name")?;
-                let info = ArchiveInfo::from_args(&args[3..])?;
-                if sub == "add" {
-                    p.archive_add(vol, name, info)?;
-                } else {
-                    p.archive_update(vol, name, info)?;
+            Reply::ArchiveInfoSet(Done {})
+        }
+        Cmd::ArchiveInfoDelete(r) => {
+            p.archive_delete(&r.vol, &r.archive)?;
+            Reply::ArchiveInfoDelete(Done {})
+        }
+        Cmd::ArchiveInfoList(r) => Reply::ArchiveInfoList(Names {
+            names: p.archive_list(&r.vol)?,
+        }),
+        Cmd::ArchiveInfoGet(r) => Reply::ArchiveInfoGet(p.archive_get(&r.vol, &r.archive)?.typed()),
+        Cmd::ListVols(_) => Reply::ListVols(Names {
+            names: p.vol_names(),
+        }),
+        Cmd::GetState(r) => Reply::GetState(proxy_reply::GetState {
+            state: p.vol(&r.vol)?.state().typed() as i32,
+        }),
+        Cmd::SendError(r) => Reply::SendError(proxy_reply::SendError {
+            stopped: p.is_send_error(&r.vol, &r.archive)?,
+            last_failure: p.last_send_failure(&r.vol, &r.archive)?,
+        }),
+        Cmd::HeldDiffs(r) => {
+            let v = p.vol(&r.vol)?;
+            let diffs = match given(&r.archive) {
+                None => v.dir.held()?,
+                Some(a) => {
+                    p.archive_get(&v.name, a)?;
+                    v.dir.waiting(a)?
                 }
-                Ok("ok".into())
-            }
-            "delete" => {
-                no_more(args, 3)?;
-                p.archive_delete(vol, arg(args, 2, "archive name")?)?;
-                Ok("ok".into())
-            }
-            "get" => {
-                no_more(args, 3)?;
-                Ok(p.archive_get(vol, arg(args, 2, "archive name")?)?.line())
-            }
-            _ => Err(invalid(format!(
-                "archive-info {sub:?}: add, update, delete, list or get"
-            ))),
+            };
+            Reply::HeldDiffs(Names {
+                names: diffs.into_iter().map(|d| d.name).collect(),
+            })
         }
-    }
+        Cmd::Status(r) => Reply::Status(Text {
+            text: status(p, given(&r.vol))?,
+        }),
+    })
+}
 
-    fn get(&self, args: &[String]) -> CmdResult<String> {
-        let p = &self.0;
-        let what = arg(args, 0, "get target")?;
-        match what {
-            "state" => {
-                no_more(args, 2)?;
-                Ok(p.vol(arg(args, 1, "volume")?)?.state().to_string())
-            }
-            "vol" => {
-                no_more(args, 1)?;
-                Ok(p.vol_names().join("\n"))
-            }
-            "is-wdiff-send-error" => {
-                no_more(args, 3)?;
-                let e = p.is_send_error(arg(args, 1, "volume")?, arg(args, 2, "archive name")?)?;
-                Ok(if e { "1" } else { "0" }.into())
-            }
-            "last-send-error" => {
-                no_more(args, 3)?;
-                p.last_send_failure(arg(args, 1, "volume")?, arg(args, 2, "archive name")?)
-            }
-            "proxy-diff" => {
-                no_more(args, 3)?;
-                let v = p.vol(arg(args, 1, "volume")?)?;
-                let diffs = match args.get(2) {
-                    None => v.dir.held()?,
-                    Some(a) => {
-                        p.archive_get(&v.name, a)?;
-                        v.dir.waiting(a)?
-                    }
-                };
-                Ok(diffs
-                    .iter()
-                    .map(|d| d.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join("\n"))
-            }
-            _ => Err(invalid(format!(
-                "get {what:?}: state, vol, is-wdiff-send-error, proxy-diff, host-type or pid"
-            ))),
-        }
+fn status(p: &Proxy, vol: Option<&str>) -> CmdResult<String> {
+    let vols = match vol {
+        Some(v) => vec![p.vol(v)?],
+        None => p.all_vols(),
+    };
+    let mut out = String::new();
+    let w = |e: std::fmt::Error| CmdError::Internal(e.to_string());
+    if vol.is_none() {
+        writeln!(out, "proxy: {} volumes", vols.len()).map_err(w)?;
     }
-
-    fn status(&self, vol: Option<&str>) -> CmdResult<String> {
-        let p = &self.0;
-        let vols = match vol {
-            Some(v) => vec![p.vol(v)?],
-            None => p.all_vols(),
-        };
-        let mut out = String::new();
-        let w = |e: std::fmt::Error| CmdError::Internal(e.to_string());
-        if vol.is_none() {
-            writeln!(out, "proxy: {} volumes", vols.len()).map_err(w)?;
-        }
-        for v in vols {
-            let held = v.dir.held()?;
-            let bytes: u64 = held.iter().map(|d| d.meta.data_size).sum();
-            let st = v.lock();
-            writeln!(
+    for v in vols {
+        let held = v.dir.held()?;
+        let bytes: u64 = held.iter().map(|d| d.meta.data_size).sum();
+        let st = v.lock();
+        writeln!(
+            out,
+            "{} {} size_lb {} held {} diffs ({} bytes)",
+            v.name,
+            st.state,
+            v.dir.size_lb()?,
+            held.len(),
+            bytes
+        )
+        .map_err(w)?;
+        for (name, a) in &st.archives {
+            let waiting = v.dir.waiting(name)?.len();
+            let s = a.ctl.lock();
+            let activity = if s.error {
+                "send error (kick to retry)".to_string()
+            } else if s.busy {
+                "sending".to_string()
+            } else if let Some(d) = s.due {
+                let secs = d.saturating_duration_since(Instant::now()).as_secs();
+                if secs == 0 {
+                    "sending soon".into()
+                } else {
+                    format!("next send in {secs}s")
+                }
+            } else {
+                "idle".to_string()
+            };
+            write!(
                 out,
-                "{} {} size_lb {} held {} diffs ({} bytes)",
-                v.name,
-                st.state,
-                v.dir.size_lb()?,
-                held.len(),
-                bytes
+                "  archive {name} {}: waiting {waiting}, {activity}",
+                a.info.line()
             )
             .map_err(w)?;
-            for (name, a) in &st.archives {
-                let waiting = v.dir.waiting(name)?.len();
-                let s = a.ctl.lock();
-                let activity = if s.error {
-                    "send error (kick to retry)".to_string()
-                } else if s.busy {
-                    "sending".to_string()
-                } else if let Some(d) = s.due {
-                    let secs = d.saturating_duration_since(Instant::now()).as_secs();
-                    if secs == 0 {
-                        "sending soon".into()
-                    } else {
-                        format!("next send in {secs}s")
-                    }
-                } else {
-                    "idle".to_string()
-                };
-                write!(
-                    out,
-                    "  archive {name} {}: waiting {waiting}, {activity}",
-                    a.info.line()
-                )
-                .map_err(w)?;
-                if let Some(f) = &s.last_failure {
-                    write!(out, ", last failure: {f}").map_err(w)?;
-                }
-                out.push('\n');
+            if let Some(f) = &s.last_failure {
+                write!(out, ", last failure: {f}").map_err(w)?;
             }
+            out.push('\n');
         }
-        Ok(out.trim_end().to_string())
     }
+    Ok(out.trim_end().to_string())
 }

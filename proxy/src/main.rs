@@ -11,7 +11,8 @@ use walb_daemon::serve::{run, Shutdown};
 use walb_proto::proxy_server::ProxyServer;
 use walb_proto::wire::MAX_MESSAGE;
 
-use walb_proxy::commands::ProxyCommands;
+use walb_proto::proxy_control_server::ProxyControlServer;
+use walb_proxy::commands::ProxyControlSvc;
 use walb_proxy::proxy::{self, Proxy};
 use walb_proxy::recv::Service;
 
@@ -53,13 +54,15 @@ async fn main() -> Result<()> {
         .max_decoding_message_size(MAX_MESSAGE)
         .max_encoding_message_size(MAX_MESSAGE);
     let shutdown = Shutdown::new();
-    run(
-        serve_opts,
-        Arc::new(ProxyCommands(proxy.clone())),
-        metrics,
-        shutdown.clone(),
-        |r| r.add_service(svc),
-    )
+    run(serve_opts, metrics, shutdown.clone(), |r, guard| {
+        let control = ProxyControlServer::new(ProxyControlSvc {
+            proxy: proxy.clone(),
+            guard,
+        })
+        .max_decoding_message_size(MAX_MESSAGE)
+        .max_encoding_message_size(MAX_MESSAGE);
+        r.add_service(control).add_service(svc)
+    })
     .await?;
     proxy.shutdown(shutdown.is_forced()).await;
     Ok(())

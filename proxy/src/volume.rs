@@ -23,6 +23,20 @@ pub enum State {
     WaitForEmpty,
 }
 
+impl State {
+    /// The state as the control plane carries it.
+    pub fn typed(self) -> walb_proto::ProxyState {
+        use walb_proto::ProxyState as P;
+        match self {
+            State::Clear => P::ProxyClear,
+            State::Stopped => P::ProxyStopped,
+            State::Started => P::ProxyStarted,
+            State::WlogRecv => P::ProxyWlogRecv,
+            State::WaitForEmpty => P::ProxyWaitForEmpty,
+        }
+    }
+}
+
 impl fmt::Display for State {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {

@@ -7,9 +7,13 @@ use std::time::Duration;
 
 use tokio::sync::RwLock;
 use walb_core::meta::MetaLsidGid;
-use walb_daemon::error::{arg, invalid, num_arg};
-use walb_daemon::serve::{Commands, Shutdown};
+use walb_daemon::error::invalid;
+use walb_daemon::serve::{Guard, Shutdown};
 use walb_daemon::{volfile, CmdError, CmdResult};
+use walb_proto::storage_control_server::StorageControl;
+use walb_proto::storage_reply::{self, Reply};
+use walb_proto::storage_request::Cmd;
+use walb_proto::{Done, GidReply, Names, SizeReply, StartMode, StorageReply, StorageRequest, Text};
 
 use crate::metrics::StorageMetrics;
 use crate::vol::{require, save, zero_done, State, Vol};
@@ -99,7 +103,7 @@ impl Storage {
             .ok_or_else(|| CmdError::NotFound(format!("volume {name} not found")))
     }
 
-    async fn init_vol(self: &Arc<Self>, name: &str, wdev: &str) -> CmdResult<String> {
+    async fn init_vol(self: &Arc<Self>, name: &str, wdev: &str) -> CmdResult<Done> {
         volfile::check_vol_name(name)?;
         let mut vols = self.vols.write().await;
         if vols.contains_key(name) {
@@ -118,19 +122,19 @@ impl Storage {
         let vol = Arc::new(Vol::create(&self.vols_dir().join(name), name, wdev)?);
         self.spawn(vol.clone());
         vols.insert(name.to_string(), vol);
-        Ok("ok".into())
+        Ok(Done {})
     }
 
-    async fn clear_vol(&self, name: &str) -> CmdResult<String> {
+    async fn clear_vol(&self, name: &str) -> CmdResult<Done> {
         let vol = self.vol(name).await?;
         require(&*vol.meta.lock().await, &[State::SyncReady], "clear-vol")?;
         self.vols.write().await.remove(name);
         std::fs::remove_dir_all(&vol.dir)?;
         self.metrics.all.forget(&[("vol", name)]);
-        Ok("ok".into())
+        Ok(Done {})
     }
 
-    pub(crate) async fn reset_vol(&self, name: &str, gid: u64) -> CmdResult<String> {
+    pub(crate) async fn reset_vol(&self, name: &str, gid: u64) -> CmdResult<Done> {
         let vol = self.vol(name).await?;
         let mut m = vol.meta.lock().await;
         require(&m, &[State::Stopped, State::SyncReady], "reset-vol")?;
@@ -142,14 +146,14 @@ impl Storage {
         m.queue.clear();
         m.state = State::SyncReady;
         save(&vol.dir, &m)?;
-        Ok("ok".into())
+        Ok(Done {})
     }
 
-    async fn start(&self, name: &str, mode: &str) -> CmdResult<String> {
+    async fn start(&self, name: &str, mode: StartMode) -> CmdResult<Done> {
         let vol = self.vol(name).await?;
         let mut m = vol.meta.lock().await;
         match mode {
-            "target" => {
+            StartMode::StartTarget => {
                 require(&m, &[State::Stopped], "start target")?;
                 if self.wdevd.status(&m.wdev).await?.overflow {
                     return Err(CmdError::State(
@@ -158,18 +162,17 @@ impl Storage {
                 }
                 m.state = State::Target;
             }
-            "standby" => {
+            StartMode::StartStandby => {
                 require(&m, &[State::SyncReady], "start standby")?;
                 m.state = State::Standby;
             }
-            other => return Err(invalid(format!("start: mode {other:?}: target or standby"))),
         }
         save(&vol.dir, &m)?;
         vol.kick.notify_one();
-        Ok("ok".into())
+        Ok(Done {})
     }
 
-    pub(crate) async fn stop(&self, name: &str) -> CmdResult<String> {
+    pub(crate) async fn stop(&self, name: &str) -> CmdResult<Done> {
         let vol = self.vol(name).await?;
         let mut m = vol.meta.lock().await;
         require(&m, &[State::Target, State::Standby], "stop")?;
@@ -178,7 +181,7 @@ impl Storage {
         } else {
             State::SyncReady
         };
-        save(&vol.dir, &m).map(|_| "ok".into())
+        save(&vol.dir, &m).map(|_| Done {})
     }
 
     /// An explicit snapshot: the logs written so far are made permanent and the snapshot's
@@ -208,7 +211,7 @@ impl Storage {
         Ok(*m.queue.last().expect("just queued"))
     }
 
-    async fn status(&self, only: Option<&str>) -> CmdResult<String> {
+    async fn status(&self, only: Option<&str>) -> CmdResult<Text> {
         let mut out = format!("storage {}\n", self.id);
         for (name, vol) in self.vols.read().await.iter() {
             if only.is_some_and(|o| o != name) {
@@ -240,202 +243,164 @@ impl Storage {
             }
             out.push('\n');
         }
-        Ok(out)
+        Ok(Text { text: out })
     }
 
-    async fn get(&self, args: &[String]) -> CmdResult<String> {
-        let what = arg(args, 1, "get target")?;
-        if what == "vol" {
-            return Ok(self
-                .vols
-                .read()
-                .await
-                .keys()
-                .cloned()
-                .collect::<Vec<_>>()
-                .join("\n"));
-        }
-        let vol = self.vol(arg(args, 2, "volume")?).await?;
+    /// One volume's facts; the device's while wdevd answers.
+    async fn get(&self, name: &str) -> CmdResult<storage_reply::Get> {
+        let vol = self.vol(name).await?;
         let m = vol.meta.lock().await.clone();
-        match what {
-            "state" => Ok(m.state.name().into()),
-            "is-overflow" => Ok((self.wdevd.status(&m.wdev).await?.overflow as u8).to_string()),
-            "log-usage" => {
-                let d = self.wdevd.status(&m.wdev).await?;
-                Ok(format!("{} {}", d.log_usage, d.log_capacity))
-            }
-            // `BYTES_PER_S OVERFLOW_IN_S`: the write rate, and the seconds until the log
-            // overflows at it if nothing more is shipped (`-` while unknown or idle).
-            "write-rate" => {
-                let d = self.wdevd.status(&m.wdev).await?;
-                let Some(rate) = vol.writes.pb_per_sec() else {
-                    return Ok("- -".into());
-                };
+        let (device, device_error) = match self.wdevd.status(&m.wdev).await {
+            Ok(d) => {
+                let rate = vol.writes.pb_per_sec();
                 let free = d.log_capacity.saturating_sub(d.log_usage);
-                let eta = crate::rate::overflow_in(free, rate)
-                    .map_or_else(|| "-".to_string(), |s| s.to_string());
-                Ok(format!("{} {eta}", (rate * d.pbs as f64) as u64))
+                let dev = storage_reply::Device {
+                    log_usage_pb: d.log_usage,
+                    log_capacity_pb: d.log_capacity,
+                    overflow: d.overflow,
+                    uuid: d.uuid,
+                    write_rate_bps: rate.map(|r| (r * d.pbs as f64) as u64),
+                    overflow_in_s: rate.and_then(|r| crate::rate::overflow_in(free, r)),
+                };
+                (Some(dev), String::new())
             }
-            "uuid" => Ok(self.wdevd.status(&m.wdev).await?.uuid),
-            "latest-snap" => Ok(m.queue.last().unwrap_or(&m.done).gid.0.to_string()),
-            "done" => Ok(format!("{} {}", m.done.lsid.0, m.done.gid.0)),
-            "progress" => Ok(vol.scan.line()),
-            other => Err(invalid(format!("get: unknown target {other:?}"))),
-        }
+            Err(e) => (None, e.to_string()),
+        };
+        Ok(storage_reply::Get {
+            state: m.state.typed() as i32,
+            latest_snap: m.queue.last().unwrap_or(&m.done).gid.0,
+            done_lsid: m.done.lsid.0,
+            done_gid: m.done.gid.0,
+            device,
+            device_error,
+        })
     }
 }
 
-/// The Commands implementation over a shared `Storage`.
-pub struct StorageCommands(pub Arc<Storage>);
+/// The storage's control service: each command through the daemon's `Guard`.
+pub struct StorageControlSvc {
+    pub st: Arc<Storage>,
+    pub guard: Arc<Guard>,
+}
 
 #[tonic::async_trait]
-impl Commands for StorageCommands {
-    async fn call(&self, args: Vec<String>) -> CmdResult<String> {
-        let st = &self.0;
-        let cmd = arg(&args, 0, "command")?;
-        match cmd {
-            "init-vol" => {
-                st.init_vol(arg(&args, 1, "volume")?, arg(&args, 2, "wdev name")?)
-                    .await
-            }
-            "clear-vol" => st.clear_vol(arg(&args, 1, "volume")?).await,
-            "reset-vol" => {
-                let gid = if args.len() > 2 {
-                    num_arg(&args, 2, "gid")?
-                } else {
-                    0
-                };
-                st.reset_vol(arg(&args, 1, "volume")?, gid).await
-            }
-            "start" => {
-                st.start(arg(&args, 1, "volume")?, arg(&args, 2, "target|standby")?)
-                    .await
-            }
-            "stop" => st.stop(arg(&args, 1, "volume")?).await,
-            // `snapshot VOL [hash [BULK]]`: the gid, or `GID BULK_BYTES DIGEST` with the
-            // device's hash at it.
-            "snapshot" => {
-                let vol = st.vol(arg(&args, 1, "volume")?).await?;
-                match args.get(2).map(String::as_str) {
-                    None => Ok(st.snapshot(&vol).await?.gid.0.to_string()),
-                    Some("hash") => {
-                        let bulk_lb = match args.get(3) {
-                            Some(b) => parse_bulk(b)?,
-                            None => DEFAULT_BULK_LB,
-                        };
-                        let h = crate::devhash::snapshot_with_hash(st, &vol, bulk_lb).await?;
-                        Ok(format!("{} {} {}", h.gid, h.bulk, h.digest))
-                    }
-                    Some(o) => Err(invalid(format!("snapshot: {o:?}: only hash may follow"))),
-                }
-            }
-            "full-bkp" => {
-                let vol = st.vol(arg(&args, 1, "volume")?).await?;
-                let bulk_lb = if args.len() > 2 {
-                    parse_bulk(arg(&args, 2, "bulk size")?)?
-                } else {
-                    DEFAULT_BULK_LB
-                };
-                crate::full::full_backup(st, &vol, bulk_lb)
-                    .await
-                    .map(|g| g.to_string())
-            }
-            "hash-bkp" => {
-                let vol = st.vol(arg(&args, 1, "volume")?).await?;
-                let bulk_lb = if args.len() > 2 {
-                    parse_bulk(arg(&args, 2, "bulk size")?)?
-                } else {
-                    DEFAULT_BULK_LB
-                };
-                crate::hash::hash_backup(st, &vol, bulk_lb)
-                    .await
-                    .map(|g| g.to_string())
-            }
-            "resize" => {
-                let vol = st.vol(arg(&args, 1, "volume")?).await?;
-                let size = if args.len() > 2 {
-                    num_arg(&args, 2, "size in LB")?
-                } else {
-                    0
-                };
-                let m = vol.meta.lock().await;
-                require(
-                    &m,
-                    &[
-                        State::SyncReady,
-                        State::Stopped,
-                        State::Target,
-                        State::Standby,
-                    ],
-                    "resize",
-                )?;
-                st.wdevd.resize(&m.wdev, size).await?;
-                Ok(st.wdevd.status(&m.wdev).await?.size_lb.to_string())
-            }
-            "set-full-scan-bps" => {
-                let bps = num_arg(&args, 1, "bytes per second")?;
-                st.scan_bps.store(bps, std::sync::atomic::Ordering::Relaxed);
-                Ok("ok".into())
-            }
-            "cancel" => {
-                let vol = st.vol(arg(&args, 1, "volume")?).await?;
-                match vol.scan.current() {
-                    Some(s) => {
-                        s.cancelled
-                            .store(true, std::sync::atomic::Ordering::Relaxed);
-                        Ok("ok".into())
-                    }
-                    None => Err(CmdError::State(format!(
-                        "cancel: no full or hash backup runs on {}",
-                        vol.name
-                    ))),
-                }
-            }
-            "kick" => {
-                st.down.lock().expect("proxy lock").clear();
-                for v in st.vols.read().await.values() {
-                    v.kick.notify_one();
-                }
-                Ok("ok".into())
-            }
-            "status" => st.status(args.get(1).map(String::as_str)).await,
-            "get" => st.get(&args).await,
-            other => Err(invalid(format!("unknown storage command {other:?}"))),
-        }
+impl StorageControl for StorageControlSvc {
+    async fn call(
+        &self,
+        req: tonic::Request<StorageRequest>,
+    ) -> Result<tonic::Response<StorageReply>, tonic::Status> {
+        let st = &self.st;
+        self.guard
+            .serve(
+                req,
+                |r| r.cmd,
+                |c| async move {
+                    Ok(StorageReply {
+                        reply: Some(handle(st, c).await?),
+                    })
+                },
+            )
+            .await
     }
 }
 
-/// A bulk size in bytes with an optional k/m suffix (512 B to 4 MiB, a multiple of 512), in LB.
-pub fn parse_bulk(s: &str) -> CmdResult<u32> {
-    let (num, mul) = match s.as_bytes().last() {
-        Some(b'k' | b'K') => (&s[..s.len() - 1], 1u64 << 10),
-        Some(b'm' | b'M') => (&s[..s.len() - 1], 1 << 20),
-        _ => (s, 1),
-    };
-    let bytes = num
-        .parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(mul))
-        .ok_or_else(|| invalid(format!("bulk size {s:?} is not a size")))?;
-    if !(512..=4 << 20).contains(&bytes) || !bytes.is_multiple_of(512) {
-        return Err(invalid(format!(
-            "bulk size {s}: must be a multiple of 512 from 512 to 4m"
-        )));
-    }
-    Ok((bytes / 512) as u32)
+/// One command (docs/scenarios.md §7.1).
+async fn handle(st: &Arc<Storage>, cmd: Cmd) -> CmdResult<Reply> {
+    Ok(match cmd {
+        Cmd::InitVol(r) => Reply::InitVol(st.init_vol(&r.vol, &r.wdev).await?),
+        Cmd::ClearVol(r) => Reply::ClearVol(st.clear_vol(&r.vol).await?),
+        Cmd::ResetVol(r) => Reply::ResetVol(st.reset_vol(&r.vol, r.gid).await?),
+        Cmd::Start(r) => Reply::Start(st.start(&r.vol, r.mode()).await?),
+        Cmd::Stop(r) => Reply::Stop(st.stop(&r.vol).await?),
+        // The gid, with the device's hash at it when asked.
+        Cmd::Snapshot(r) => {
+            let vol = st.vol(&r.vol).await?;
+            Reply::Snapshot(if r.hash_bulk_lb == 0 {
+                storage_reply::Snapshot {
+                    gid: st.snapshot(&vol).await?.gid.0,
+                    ..Default::default()
+                }
+            } else {
+                let bulk_lb = check_bulk(r.hash_bulk_lb)?;
+                let h = crate::devhash::snapshot_with_hash(st, &vol, bulk_lb).await?;
+                storage_reply::Snapshot {
+                    gid: h.gid,
+                    hash_bulk: h.bulk as u64,
+                    digest: h.digest.to_hex().to_string(),
+                }
+            })
+        }
+        Cmd::FullBkp(r) => {
+            let vol = st.vol(&r.vol).await?;
+            let gid = crate::full::full_backup(st, &vol, check_bulk(r.bulk_lb)?).await?;
+            Reply::FullBkp(GidReply { gid })
+        }
+        Cmd::HashBkp(r) => {
+            let vol = st.vol(&r.vol).await?;
+            let gid = crate::hash::hash_backup(st, &vol, check_bulk(r.bulk_lb)?).await?;
+            Reply::HashBkp(GidReply { gid })
+        }
+        Cmd::Resize(r) => {
+            let vol = st.vol(&r.vol).await?;
+            let m = vol.meta.lock().await;
+            require(
+                &m,
+                &[
+                    State::SyncReady,
+                    State::Stopped,
+                    State::Target,
+                    State::Standby,
+                ],
+                "resize",
+            )?;
+            st.wdevd.resize(&m.wdev, r.size_lb).await?;
+            Reply::Resize(SizeReply {
+                size_lb: st.wdevd.status(&m.wdev).await?.size_lb,
+            })
+        }
+        Cmd::SetFullScanBps(r) => {
+            st.scan_bps
+                .store(r.bps, std::sync::atomic::Ordering::Relaxed);
+            Reply::SetFullScanBps(Done {})
+        }
+        Cmd::Cancel(r) => {
+            let vol = st.vol(&r.vol).await?;
+            let Some(s) = vol.scan.current() else {
+                return Err(CmdError::State(format!(
+                    "cancel: no full or hash backup runs on {}",
+                    vol.name
+                )));
+            };
+            s.cancelled
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+            Reply::Cancel(Done {})
+        }
+        Cmd::Kick(_) => {
+            st.down.lock().expect("proxy lock").clear();
+            for v in st.vols.read().await.values() {
+                v.kick.notify_one();
+            }
+            Reply::Kick(Done {})
+        }
+        Cmd::Status(r) => Reply::Status(
+            st.status(Some(r.vol.as_str()).filter(|v| !v.is_empty()))
+                .await?,
+        ),
+        Cmd::ListVols(_) => Reply::ListVols(Names {
+            names: st.vols.read().await.keys().cloned().collect(),
+        }),
+        Cmd::Get(r) => Reply::Get(st.get(&r.vol).await?),
+        Cmd::GetProgress(r) => Reply::GetProgress(st.vol(&r.vol).await?.scan.reply()),
+    })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::parse_bulk;
-
-    #[test]
-    fn bulk_sizes() {
-        assert_eq!(parse_bulk("256k").unwrap(), 512);
-        assert_eq!(parse_bulk("512").unwrap(), 1);
-        assert_eq!(parse_bulk("4m").unwrap(), 8192);
-        for bad in ["0", "100", "8m", "x", "1000"] {
-            assert!(parse_bulk(bad).is_err(), "{bad}");
-        }
+/// A bulk size in LB from a request (0: the default), checked: 512 B to 4 MiB.
+fn check_bulk(lb: u32) -> CmdResult<u32> {
+    match lb {
+        0 => Ok(DEFAULT_BULK_LB),
+        1..=8192 => Ok(lb),
+        _ => Err(invalid(format!(
+            "bulk size {lb} LB: must be from 1 LB (512 B) to 8192 LB (4 MiB)"
+        ))),
     }
 }

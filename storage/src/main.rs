@@ -8,9 +8,10 @@ use anyhow::Result;
 use clap::Parser;
 use walb_daemon::metrics::Metrics;
 use walb_daemon::serve::{self, Shutdown};
+use walb_proto::storage_control_server::StorageControlServer;
 use walb_proto::storage_server::StorageServer;
 use walb_proto::wire::MAX_MESSAGE;
-use walb_storage::commands::{Storage, StorageCommands};
+use walb_storage::commands::{Storage, StorageControlSvc};
 use walb_storage::metrics::StorageMetrics;
 use walb_storage::wdevd::Wdevd;
 
@@ -71,12 +72,11 @@ async fn main() -> Result<()> {
     let svc = StorageServer::new(walb_storage::failback::Service(st.clone()))
         .max_decoding_message_size(MAX_MESSAGE)
         .max_encoding_message_size(MAX_MESSAGE);
-    serve::run(
-        opts,
-        Arc::new(StorageCommands(st)),
-        metrics,
-        shutdown,
-        |r| r.add_service(svc),
-    )
+    serve::run(opts, metrics, shutdown, |r, guard| {
+        let control = StorageControlServer::new(StorageControlSvc { st, guard })
+            .max_decoding_message_size(MAX_MESSAGE)
+            .max_encoding_message_size(MAX_MESSAGE);
+        r.add_service(control).add_service(svc)
+    })
     .await
 }

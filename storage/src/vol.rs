@@ -25,6 +25,20 @@ pub enum State {
 }
 
 impl State {
+    /// The state as the control plane carries it.
+    pub fn typed(self) -> walb_proto::StorageState {
+        use walb_proto::StorageState as S;
+        match self {
+            State::SyncReady => S::StorageSyncReady,
+            State::Stopped => S::StorageStopped,
+            State::Target => S::StorageTarget,
+            State::Standby => S::StorageStandby,
+            State::FullSync => S::StorageFullSync,
+            State::HashSync => S::StorageHashSync,
+            State::Failback => S::StorageFailback,
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             State::SyncReady => "SyncReady",

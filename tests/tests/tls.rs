@@ -11,7 +11,7 @@ use std::path::Path;
 use tonic::transport::Channel;
 use tonic::Code;
 use walb_controller::walbc::certs::{write_pair, Ca, Validity};
-use walb_daemon::access::{FLOWS, RULES};
+use walb_daemon::access::FLOWS;
 use walb_proto::archive_client::ArchiveClient;
 use walb_proto::proxy_client::ProxyClient;
 use walb_proto::storage_client::StorageClient;
@@ -274,7 +274,7 @@ fn tls_gen_certs_serve_and_audit_names_the_caller() {
     assert_eq!(lines.len(), 3, "only state changes are recorded: {lines:?}");
     for (l, argv) in lines.iter().zip(["init-vol", "init-vol", "clear-vol"]) {
         assert_eq!(l["caller"], "controller/walbc", "{l}");
-        assert_eq!(l["argv"], serde_json::json!([argv, "vol0"]), "{l}");
+        assert_eq!(l["command"], argv, "{l}");
         assert_eq!(l["volume"], "vol0", "{l}");
         assert!(l["time"].as_f64().unwrap() > 1.7e9, "{l}");
     }
@@ -417,24 +417,112 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-/// One Control call; `confirm` as walbc --confirm sends it.
+/// One control call by walb's words; `confirm` as walbc --confirm sends it.
 async fn control(
     ch: &Channel,
     args: &[&str],
     confirm: Option<&str>,
 ) -> Result<String, tonic::Status> {
-    let mut req = tonic::Request::new(walb_proto::Command {
-        args: args.iter().map(|s| s.to_string()).collect(),
-    });
+    let mut md = tonic::metadata::MetadataMap::new();
     if let Some(c) = confirm {
-        let v = c.parse().unwrap();
-        req.metadata_mut()
-            .insert(walb_proto::control::CONFIRM_KEY, v);
+        md.insert(walb_proto::control::CONFIRM_KEY, c.parse().unwrap());
     }
-    walb_proto::control_client::ControlClient::new(ch.clone())
-        .call(req)
-        .await
-        .map(|r| r.into_inner().text)
+    walb_controller::walbc::words::words_over(ch, args, md).await
+}
+
+/// Every command of each daemon (VOL: the volume), by walb's words.
+const COMMANDS: &[(&str, &[&[&str]])] = &[
+    (
+        "s0",
+        &[
+            &["init-vol", "VOL", "wdev9"],
+            &["clear-vol", "VOL"],
+            &["reset-vol", "VOL"],
+            &["start", "VOL", "target"],
+            &["stop", "VOL"],
+            &["snapshot", "VOL"],
+            &["full-bkp", "VOL"],
+            &["hash-bkp", "VOL"],
+            &["resize", "VOL", "1"],
+            &["set-full-scan-bps", "0"],
+            &["cancel", "VOL"],
+            &["kick"],
+            &["status", "VOL"],
+            &["get", "vol"],
+            &["get", "state", "VOL"],
+            &["get", "progress", "VOL"],
+            &["version"],
+        ],
+    ),
+    (
+        "p0",
+        &[
+            &["start", "VOL"],
+            &["stop", "VOL"],
+            &["clear-vol", "VOL"],
+            &["kick", "VOL"],
+            &["archive-info", "add", "VOL", "a9", "h:1"],
+            &["archive-info", "delete", "VOL", "a9"],
+            &["archive-info", "list", "VOL"],
+            &["archive-info", "get", "VOL", "a9"],
+            &["get", "vol"],
+            &["get", "state", "VOL"],
+            &["get", "last-send-error", "VOL", "a9"],
+            &["get", "proxy-diff", "VOL"],
+            &["status", "VOL"],
+        ],
+    ),
+    (
+        "a0",
+        &[
+            &["init-vol", "VOL"],
+            &["clear-vol", "VOL"],
+            &["reset-vol", "VOL"],
+            &["start", "VOL"],
+            &["stop", "VOL"],
+            &["get", "vol"],
+            &["get", "capacity"],
+            &["get", "progress", "VOL"],
+            &["get", "state", "VOL"],
+            &["get", "restorable", "VOL"],
+            &["get", "base", "VOL"],
+            &["get", "latest-snap", "VOL"],
+            &["get", "uuid", "VOL"],
+            &["get", "diff", "VOL"],
+            &["get", "exists-base-image", "VOL"],
+            &["get", "broken", "VOL"],
+            &["get", "restored", "VOL"],
+            &["replicate", "VOL", "h:1"],
+            &["status", "VOL"],
+            &["restore", "VOL", "1"],
+            &["del-restored", "VOL", "1"],
+            &["apply", "VOL", "1"],
+            &["merge", "VOL", "1", "2"],
+            &["gc-diff", "VOL"],
+            &["cat", "VOL", "1", "/nonexistent/x"],
+            &["bhash", "VOL", "1"],
+            &["verify", "VOL"],
+            &["resize", "VOL", "1"],
+            &["device-hash", "VOL", "1", "512", "00"],
+            &["bind-storage", "VOL", "s9"],
+            &["disable-snapshot", "VOL", "1"],
+            &["enable-snapshot", "VOL", "1"],
+            &["retention", "VOL"],
+        ],
+    ),
+];
+
+/// The rule the daemon applies to `words` sent to a server of `host_type`.
+fn rule_of(host_type: &str, words: &[&str]) -> (Vec<&'static str>, bool) {
+    use walb_controller::walbc::words::{parse, Request};
+    use walb_daemon::access::Access;
+    let of = |r: walb_daemon::access::Rule| (r.roles.to_vec(), r.changes);
+    match parse(host_type, words).unwrap() {
+        Request::Control(c) => of(c.rule()),
+        Request::Storage(c) => of(c.rule()),
+        Request::Proxy(c) => of(c.rule()),
+        Request::Archive(c) => of(c.rule()),
+    }
 }
 
 /// An Open of volume `vol` from `host_type`.
@@ -523,24 +611,26 @@ fn tls_role_table_every_command_and_flow_of_every_daemon() {
         let a0 = t.channel("a0", "controller").await;
         // The volume refused commands name, and must leave as it is.
         control(&a0, &["init-vol", "vol0"], None).await.unwrap();
-        for (_, server) in TRIO {
+        for (host_type, server) in TRIO {
+            let commands = COMMANDS.iter().find(|(s, _)| *s == server).unwrap().1;
             for (role, name) in CALLERS {
                 let ch = t.channel(server, name).await;
-                for rule in RULES {
-                    let allowed = rule.roles.contains(&role);
+                for words in commands {
+                    let (roles, changes) = rule_of(host_type, words);
+                    let allowed = roles.contains(&role);
                     // An allowed command is run on a volume name it refuses, so the table's
                     // walk changes nothing either way.
-                    let args = if allowed {
-                        [rule.word, "bad/vol", "x"]
-                    } else {
-                        [rule.word, "vol0", "1"]
-                    };
+                    let vol = if allowed { "bad/vol" } else { "vol0" };
+                    let args: Vec<&str> = words
+                        .iter()
+                        .map(|w| if *w == "VOL" { vol } else { w })
+                        .collect();
                     let r = control(&ch, &args, None).await;
                     assert_role(&r, allowed, &format!("{server}: {role}: {args:?}"));
                     if !allowed {
                         let msg = r.unwrap_err().message().to_string();
                         assert!(msg.contains("may not run"), "{msg}");
-                        *denied_changes.entry(server).or_insert(0) += usize::from(rule.changes);
+                        *denied_changes.entry(server).or_insert(0) += usize::from(changes);
                     }
                 }
             }

@@ -23,7 +23,6 @@ use walb_core::wdiff::{Cmpr, Codec, DiffMemory, SortedReader, SortedWriter};
 use walb_core::wlog::{GenConfig, Generator, WlogHeader, WlogReader, WlogWriter};
 use walb_core::{Gid, Pbs, Uuid, LBS};
 use walb_proto::archive_client::ArchiveClient;
-use walb_proto::control_client::ControlClient;
 use walb_proto::wire::{self, MAX_MESSAGE};
 use walb_proto::{event, frame, Commit, Event, Frame, Open};
 
@@ -66,15 +65,8 @@ impl Daemon {
         };
         let t0 = Instant::now();
         loop {
-            if let Ok(mut c) = d.try_control().await {
-                let r = c
-                    .call(walb_proto::Command {
-                        args: vec!["get".into(), "host-type".into()],
-                    })
-                    .await;
-                if r.is_ok() {
-                    return d;
-                }
+            if d.try_ctl(&["get", "host-type"]).await.is_ok() {
+                return d;
             }
             assert!(
                 t0.elapsed() < Duration::from_secs(10),
@@ -82,12 +74,6 @@ impl Daemon {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-    }
-
-    async fn try_control(&self) -> Result<ControlClient<Channel>, wire::WireError> {
-        Ok(ControlClient::new(wire::connect(&self.addr).await?)
-            .max_decoding_message_size(MAX_MESSAGE)
-            .max_encoding_message_size(MAX_MESSAGE))
     }
 
     pub async fn archive(&self) -> ArchiveClient<Channel> {
@@ -98,13 +84,9 @@ impl Daemon {
 
     /// A control command; Err is the status.
     pub async fn try_ctl(&self, args: &[&str]) -> Result<String, Status> {
-        let mut c = self.try_control().await.unwrap();
-        let r = c
-            .call(walb_proto::Command {
-                args: args.iter().map(|s| s.to_string()).collect(),
-            })
-            .await?;
-        Ok(r.into_inner().text)
+        walb_controller::walbc::words::call_words(&self.addr, args)
+            .await
+            .map_err(|e| Status::new(e.code, e.message))
     }
 
     pub async fn ctl(&self, args: &[&str]) -> String {

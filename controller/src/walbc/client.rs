@@ -1,9 +1,11 @@
-//! Calls a server's Control service (`walb_proto::control::call`), and waits on one.
+//! Calls a server by walb's command words (`words`), and waits on one.
 
 use std::time::Duration;
 
 use tonic::Code;
-pub use walb_proto::control::{call, CallError};
+pub use walb_proto::control::CallError;
+
+pub use super::words::call_words as call;
 
 /// One call; while the server answers that it is still starting (recovering its data), the
 /// call is repeated until `timeout` passes.

@@ -12,3 +12,4 @@ pub mod ops;
 pub mod quickstart;
 pub mod quiesce;
 pub mod send;
+pub mod words;

@@ -13,10 +13,9 @@ use tonic::{Code, Status};
 use walb_core::meta::MetaDiff;
 use walb_core::wlog::{GenConfig, Generator, WlogHeader, WlogWriter};
 use walb_core::{Pbs, Uuid};
-use walb_proto::control_client::ControlClient;
 use walb_proto::proxy_client::ProxyClient;
 use walb_proto::wire::{self, MAX_MESSAGE};
-use walb_proto::{event, frame, Command as Cmd, Commit, Event, Frame, Open};
+use walb_proto::{event, frame, Commit, Event, Frame, Open};
 
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -71,18 +70,9 @@ impl Daemon {
 
     /// A Control call to the daemon at `addr` (for calls made from another task).
     pub async fn call_at(addr: &str, args: &[&str]) -> Result<String, Status> {
-        let ch = wire::connect(addr)
+        walb_controller::walbc::words::call_words(addr, args)
             .await
-            .map_err(|e| Status::unavailable(e.to_string()))?;
-        let mut c = ControlClient::new(ch)
-            .max_decoding_message_size(MAX_MESSAGE)
-            .max_encoding_message_size(MAX_MESSAGE);
-        let r = c
-            .call(Cmd {
-                args: args.iter().map(|s| s.to_string()).collect(),
-            })
-            .await?;
-        Ok(r.into_inner().text)
+            .map_err(|e| Status::new(e.code, e.message))
     }
 
     /// The reply of a command that must succeed.

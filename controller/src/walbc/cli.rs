@@ -6,9 +6,11 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 
-use super::client::call_when_ready;
+use super::client::{call_when_ready, when_ready};
+use super::layout::Kind;
 use super::layout::Layout;
 use super::ops::Ctl;
+use walb_proto::{archive_request as ar, proxy_request as pr, storage_request as sr};
 
 #[derive(Parser)]
 #[command(name = "walbc", version, about = "walb-rs controller")]
@@ -337,14 +339,21 @@ pub async fn run(cli: Cli) -> Result<()> {
         Cmd::Call { server, args } => {
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
             let addr = server_addr(server, load)?;
-            let out = call_when_ready(&addr, &args, Duration::from_secs(cli.timeout)).await?;
+            let out = when_ready(&addr, Duration::from_secs(cli.timeout), || {
+                super::words::call_words(&addr, &args)
+            })
+            .await?;
             print_reply(&out);
         }
         Cmd::RotateCerts { server } => {
             let addr = server_addr(server, load)?;
-            let out =
-                call_when_ready(&addr, &["rotate-certs"], Duration::from_secs(cli.timeout)).await?;
-            print_reply(&out);
+            let out = call_when_ready(
+                &addr,
+                walb_proto::control_request::RotateCerts {},
+                Duration::from_secs(cli.timeout),
+            )
+            .await?;
+            print_reply(&out.summary);
         }
         Cmd::InitStorage { storage, vol, wdev } => {
             ctl()?.init_storage(&storage, &vol, &wdev).await?;
@@ -364,18 +373,18 @@ pub async fn run(cli: Cli) -> Result<()> {
         Cmd::Progress { storage, vol } => {
             let c = ctl()?;
             let s = c.storage(&storage)?.clone();
-            let p = c.call(&s, &["get", "progress", &vol]).await?;
-            println!("{}", super::ops::progress_line(&p).unwrap_or(p));
+            let p = c.call(&s, sr::GetProgress { vol }).await?;
+            println!("{}", super::ops::progress_line(&p));
         }
         Cmd::Cancel { storage, vol } => {
             let c = ctl()?;
             let s = c.storage(&storage)?.clone();
-            c.call(&s, &["cancel", &vol]).await?;
+            c.call(&s, sr::Cancel { vol }).await?;
         }
         Cmd::SetFullScanBps { storage, bps } => {
             let c = ctl()?;
             let s = c.storage(&storage)?.clone();
-            c.call(&s, &["set-full-scan-bps", &bps.to_string()]).await?;
+            c.call(&s, sr::SetFullScanBps { bps }).await?;
         }
         Cmd::Resize { vol, size, zero } => {
             let bytes = crate::tool::size::parse_size(&size).map_err(anyhow::Error::msg)?;
@@ -390,12 +399,12 @@ pub async fn run(cli: Cli) -> Result<()> {
             dst,
             resync,
             dst_addr,
-        } => println!(
-            "{}",
-            ctl()?
+        } => {
+            let latest = ctl()?
                 .replicate(&vol, &src, &dst, dst_addr.as_deref(), resync)
-                .await?
-        ),
+                .await?;
+            println!("{} {}", latest.gid_b, latest.gid_e);
+        }
         Cmd::Reset { server, vol } => ctl()?.reset(&server, &vol).await?,
         Cmd::Clear { server, vol } => ctl()?.clear(&server, &vol).await?,
         Cmd::CopyArchiveInfo { vol, from, to } => {
@@ -407,7 +416,9 @@ pub async fn run(cli: Cli) -> Result<()> {
         Cmd::IsOverflow { storage, vol } => {
             let c = ctl()?;
             let s = c.storage(&storage)?.clone();
-            println!("{}", c.call(&s, &["get", "is-overflow", &vol]).await?);
+            let dev = c.call(&s, sr::Get { vol }).await?.device;
+            let dev = dev.with_context(|| format!("{storage}: wdevd did not answer"))?;
+            println!("{}", u8::from(dev.overflow));
         }
         Cmd::IsWdiffSendError {
             proxy,
@@ -416,11 +427,8 @@ pub async fn run(cli: Cli) -> Result<()> {
         } => {
             let c = ctl()?;
             let p = c.layout.find(&proxy)?.1.clone();
-            println!(
-                "{}",
-                c.call(&p, &["get", "is-wdiff-send-error", &vol, &archive])
-                    .await?
-            );
+            let e = c.call(&p, pr::SendError { vol, archive }).await?;
+            println!("{}", u8::from(e.stopped));
         }
         Cmd::Snapshot {
             storage,
@@ -480,27 +488,34 @@ pub async fn run(cli: Cli) -> Result<()> {
         } => {
             let c = ctl()?;
             let a = c.layout.archive(archive.as_deref())?.clone();
-            let mut args = vec!["retention", vol.as_str()];
-            if dry_run {
-                args.push("dry-run");
-            }
-            println!("{}", c.with_progress(&a, &vol, c.call(&a, &args)).await?);
+            let r = ar::Retention {
+                vol: vol.clone(),
+                dry_run,
+            };
+            let plan = c.with_progress(&a, &vol, c.call(&a, r)).await?;
+            println!("{}", super::words::retention_text(&plan));
         }
         Cmd::Verify { vol, archive, deep } => {
             let c = ctl()?;
             let a = c.layout.archive(archive.as_deref())?.clone();
-            let mut args = vec!["verify", vol.as_str()];
-            if deep {
-                args.push("deep");
-            }
-            println!("{}", c.with_progress(&a, &vol, c.call(&a, &args)).await?);
+            let v = ar::Verify {
+                vol: vol.clone(),
+                deep,
+            };
+            let r = c.with_progress(&a, &vol, c.call(&a, v)).await?;
+            println!(
+                "ok {} files {} bytes {} snapshots matching the device",
+                r.files, r.bytes, r.deep
+            );
         }
         Cmd::Apply { vol, gid, archive } => {
             let c = ctl()?;
             let a = c.layout.archive(archive.as_deref())?.clone();
-            let gid = gid.to_string();
-            c.with_progress(&a, &vol, c.call(&a, &["apply", &vol, &gid]))
-                .await?;
+            let apply = ar::Apply {
+                vol: vol.clone(),
+                gid,
+            };
+            c.with_progress(&a, &vol, c.call(&a, apply)).await?;
         }
         Cmd::Merge {
             vol,
@@ -510,9 +525,12 @@ pub async fn run(cli: Cli) -> Result<()> {
         } => {
             let c = ctl()?;
             let a = c.layout.archive(archive.as_deref())?.clone();
-            let (b, e) = (gid_b.to_string(), gid_e.to_string());
-            c.with_progress(&a, &vol, c.call(&a, &["merge", &vol, &b, &e]))
-                .await?;
+            let merge = ar::Merge {
+                vol: vol.clone(),
+                gid_b,
+                gid_e,
+            };
+            c.with_progress(&a, &vol, c.call(&a, merge)).await?;
         }
         Cmd::DisableSnapshot { vol, gids, archive } => {
             ctl()?
@@ -599,8 +617,12 @@ pub async fn run(cli: Cli) -> Result<()> {
         Cmd::Kick { servers } => {
             let c = ctl()?;
             for id in &servers {
-                let s = c.layout.find(id)?.1.clone();
-                c.call(&s, &["kick"]).await?;
+                let (kind, s) = c.layout.find(id)?;
+                match kind {
+                    Kind::Storage => c.call(s, sr::Kick {}).await.map(drop)?,
+                    Kind::Proxy => c.call(s, pr::Kick::default()).await.map(drop)?,
+                    Kind::Archive => bail!("{id} is an archive: only storages and proxies retry"),
+                }
             }
         }
     }

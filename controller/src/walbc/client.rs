@@ -1,22 +1,24 @@
-//! Calls a server by walb's command words (`words`), and waits on one.
+//! Calls a server with a typed command (`walb_proto::control::call`), and waits on one.
 
+use std::future::Future;
 use std::time::Duration;
 
 use tonic::Code;
-pub use walb_proto::control::CallError;
+pub use walb_proto::control::{call, CallError, Cmd};
 
-pub use super::words::call_words as call;
-
-/// One call; while the server answers that it is still starting (recovering its data), the
-/// call is repeated until `timeout` passes.
-pub async fn call_when_ready(
+/// Runs `f` (one call to `addr`); while the server answers that it is still starting
+/// (recovering its data), it is run again until `timeout` passes.
+pub async fn when_ready<T, Fut>(
     addr: &str,
-    args: &[&str],
     timeout: Duration,
-) -> Result<String, CallError> {
+    f: impl Fn() -> Fut,
+) -> Result<T, CallError>
+where
+    Fut: Future<Output = Result<T, CallError>>,
+{
     let end = tokio::time::Instant::now() + timeout;
     loop {
-        match call(addr, args).await {
+        match f().await {
             Err(e) if e.starting && tokio::time::Instant::now() < end => {
                 tracing::debug!("{addr}: {}; waiting", e.message);
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -26,16 +28,25 @@ pub async fn call_when_ready(
     }
 }
 
-/// Calls until `done` accepts the reply or `timeout` passes; returns the accepted reply.
-pub async fn wait_for(
+/// One call, repeated while the server is still starting (`when_ready`).
+pub async fn call_when_ready<C: Cmd + Clone>(
     addr: &str,
-    args: &[&str],
+    cmd: C,
     timeout: Duration,
-    done: impl Fn(&str) -> bool,
-) -> Result<String, CallError> {
+) -> Result<C::Reply, CallError> {
+    when_ready(addr, timeout, || call(addr, cmd.clone())).await
+}
+
+/// Calls until `done` accepts the reply or `timeout` passes; returns the accepted reply.
+pub async fn wait_for<C: Cmd + Clone>(
+    addr: &str,
+    cmd: C,
+    timeout: Duration,
+    done: impl Fn(&C::Reply) -> bool,
+) -> Result<C::Reply, CallError> {
     let end = tokio::time::Instant::now() + timeout;
     loop {
-        let last = call(addr, args).await;
+        let last = call(addr, cmd.clone()).await;
         match &last {
             Ok(t) if done(t) => return last,
             _ if tokio::time::Instant::now() >= end => {
@@ -44,9 +55,9 @@ pub async fn wait_for(
                     code: Code::DeadlineExceeded,
                     starting: false,
                     message: format!(
-                        "gave up after {timeout:?} waiting on {args:?}; last answer: {}",
+                        "gave up after {timeout:?} waiting on {cmd:?}; last answer: {}",
                         match last {
-                            Ok(t) => t,
+                            Ok(t) => format!("{t:?}"),
                             Err(e) => e.to_string(),
                         }
                     ),

@@ -58,12 +58,14 @@ impl Ctl {
             );
         }
         let a = self.layout.primary_archive()?;
-        let ast = self.state_or_clear(a, vol).await?;
-        if ast != "Archived" && ast != "WdiffRecv" {
+        let ast = self.archive_state(a, vol).await?;
+        use walb_proto::ArchiveState as A;
+        if !matches!(ast, A::ArchiveArchived | A::ArchiveWdiffRecv) {
             bail!(
-                "{}: volume {vol} is {ast}; a failback ends with a hash backup, which needs it \
+                "{}: volume {vol} is {}; a failback ends with a hash backup, which needs it \
                  Archived",
-                a.id
+                a.id,
+                super::ops::state_name(ast.as_str_name())
             );
         }
         let (changed, sent) = failback_flow(&s, vol, from.to_path_buf(), size).await?;

@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
-use super::ops::{parse_restorable, Ctl};
+use walb_proto::archive_request as ar;
+
+use super::ops::Ctl;
 
 /// The point a failover restored.
 pub struct Failover {
@@ -33,22 +35,31 @@ impl Ctl {
             Err(e) => return Err(e).with_context(|| format!("stat {}", to.display())),
         };
         let a = self.layout.archive(archive)?;
-        let list = self.call(a, &["get", "restorable", vol, "all"]).await?;
-        let Some(newest) = parse_restorable(&list).pop() else {
+        let Some(newest) = self.restorable(a, vol).await?.pop() else {
             bail!("{} holds no restorable point of {vol}", a.id);
         };
-        let gid = newest.gid.to_string();
-        let img = PathBuf::from(self.call(a, &["restore", vol, &gid, "force"]).await?);
+        let gid = newest.gid;
+        let restore = ar::Restore {
+            vol: vol.into(),
+            gid,
+            force: true,
+        };
+        let img = PathBuf::from(self.call(a, restore).await?.path);
         let (from, dst) = (img.clone(), to.to_path_buf());
         tokio::task::spawn_blocking(move || copy_image(&from, &dst, block))
             .await
             .context("copy thread")??;
-        self.call(a, &["del-restored", vol, &gid]).await?;
-        let t = walb_core::meta::parse_iso_utc(&newest.time)
-            .with_context(|| format!("restorable time {:?}", newest.time))?;
+        self.call(
+            a,
+            ar::DelRestored {
+                vol: vol.into(),
+                gid,
+            },
+        )
+        .await?;
         Ok(Failover {
-            gid: newest.gid,
-            age_s: walb_core::meta::unix_now().saturating_sub(t),
+            gid,
+            age_s: walb_core::meta::unix_now().saturating_sub(newest.unix),
             time: newest.time,
         })
     }

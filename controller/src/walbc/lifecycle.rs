@@ -5,8 +5,11 @@
 
 use anyhow::{bail, Result};
 
+use walb_proto::{archive_request as ar, proxy_request as pr, storage_request as sr};
+use walb_proto::{ArchiveState, ProxyState};
+
 use super::layout::{Kind, Server};
-use super::ops::{proxy_runs, Ctl};
+use super::ops::{proxy_runs, proxy_stop, state_name, Ctl};
 
 impl Ctl {
     /// A storage's volume back to SyncReady (stopped, WAL dropped) or an archive's (stopped,
@@ -16,10 +19,12 @@ impl Ctl {
         match kind {
             Kind::Storage => self.storage_to_sync_ready(s, vol).await,
             Kind::Archive => {
-                if self.archive_to_stopped(s, vol).await? == "Clear" {
+                if self.archive_to_stopped(s, vol).await? == ArchiveState::ArchiveClear {
                     bail!("{id}: volume {vol} is Clear; init it with a full backup");
                 }
-                self.call(s, &["reset-vol", vol]).await.map(drop)
+                self.call(s, ar::ResetVol { vol: vol.into() })
+                    .await
+                    .map(drop)
             }
             Kind::Proxy => {
                 bail!("{id} is a proxy: it has nothing to reset (walbc clear {id} {vol} drops the volume)")
@@ -34,38 +39,45 @@ impl Ctl {
         let (kind, s) = self.layout.find(id)?;
         match kind {
             Kind::Storage => {
-                if self.state_or_clear(s, vol).await? == "Clear" {
+                if self.storage_state_or_none(s, vol).await?.is_none() {
                     return Ok(());
                 }
                 self.storage_to_sync_ready(s, vol).await?;
+                self.call(s, sr::ClearVol { vol: vol.into() }).await?;
             }
             Kind::Proxy => {
-                if !self.proxy_to_stopped(s, vol).await? {
-                    return Ok(());
+                if self.proxy_to_stopped(s, vol).await? {
+                    self.call(s, pr::ClearVol { vol: vol.into() }).await?;
                 }
             }
             Kind::Archive => {
-                if self.archive_to_stopped(s, vol).await? == "Clear" {
-                    return Ok(());
+                if self.archive_to_stopped(s, vol).await? != ArchiveState::ArchiveClear {
+                    self.call(s, ar::ClearVol { vol: vol.into() }).await?;
                 }
             }
         }
-        self.call(s, &["clear-vol", vol]).await.map(drop)
+        Ok(())
     }
 
     /// Stops an archive's volume (cutting a running wdiff transfer); returns the state it is
     /// in then: Stopped, SyncReady or Clear. A full or hash sync running is an error.
-    async fn archive_to_stopped(&self, a: &Server, vol: &str) -> Result<String> {
-        let state = self.state_or_clear(a, vol).await?;
-        match state.as_str() {
-            "Clear" | "SyncReady" | "Stopped" => Ok(state),
-            "Archived" | "WdiffRecv" => {
-                self.call(a, &["stop", vol, "force"]).await?;
-                Ok("Stopped".into())
+    async fn archive_to_stopped(&self, a: &Server, vol: &str) -> Result<ArchiveState> {
+        use ArchiveState as A;
+        let state = self.archive_state(a, vol).await?;
+        match state {
+            A::ArchiveClear | A::ArchiveSyncReady | A::ArchiveStopped => Ok(state),
+            A::ArchiveArchived | A::ArchiveWdiffRecv => {
+                let stop = ar::Stop {
+                    vol: vol.into(),
+                    mode: walb_proto::StopMode::StopForce as i32,
+                };
+                self.call(a, stop).await?;
+                Ok(A::ArchiveStopped)
             }
             other => bail!(
-                "{}: volume {vol} is in {other}; wait for it or cancel it on the storage",
-                a.id
+                "{}: volume {vol} is in {}; wait for it or cancel it on the storage",
+                a.id,
+                state_name(other.as_str_name())
             ),
         }
     }
@@ -73,15 +85,16 @@ impl Ctl {
     /// Lets a proxy send every diff it holds, then stops it; false when it does not know
     /// the volume.
     async fn proxy_to_stopped(&self, p: &Server, vol: &str) -> Result<bool> {
-        match self.state_or_clear(p, vol).await?.as_str() {
-            "Clear" => return Ok(false),
-            "Stopped" => return Ok(true),
+        match self.proxy_state(p, vol).await? {
+            ProxyState::ProxyClear => return Ok(false),
+            ProxyState::ProxyStopped => return Ok(true),
             st if proxy_runs(st) => {
-                self.call(p, &["stop", vol, "empty"]).await?;
+                self.call(p, proxy_stop(vol, true)).await?;
             }
             _ => {}
         }
-        self.wait_state(p, vol, |t| t == "Stopped").await?;
+        self.wait_proxy_state(p, vol, |t| t == ProxyState::ProxyStopped)
+            .await?;
         Ok(true)
     }
 
@@ -95,13 +108,21 @@ impl Ctl {
         }
         let have = self.archive_infos(dst, vol).await?;
         for name in names.iter().filter(|n| !have.contains(n)) {
-            let info = self.call(src, &["archive-info", "get", vol, name]).await?;
-            let mut args = vec!["archive-info", "add", vol, name];
-            args.extend(info.split_whitespace());
-            self.call(dst, &args).await?;
+            let get = pr::ArchiveInfoGet {
+                vol: vol.into(),
+                archive: name.clone(),
+            };
+            let info = self.call(src, get).await?;
+            let add = pr::ArchiveInfoSet {
+                vol: vol.into(),
+                archive: name.clone(),
+                info: Some(info),
+                add: true,
+            };
+            self.call(dst, add).await?;
         }
         if !self.proxy_started(dst, vol).await? {
-            self.call(dst, &["start", vol]).await?;
+            self.call(dst, pr::Start { vol: vol.into() }).await?;
         }
         Ok(())
     }

@@ -5,8 +5,12 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use tonic::Code;
 
-use super::client::{call, call_when_ready, wait_for, CallError};
+use walb_proto::{archive_request as ar, proxy_request as pr, storage_request as sr};
+use walb_proto::{ArchiveState, ProgressReply, ProxyState, StorageState};
+
+use super::client::{call, call_when_ready, wait_for, CallError, Cmd};
 use super::layout::{Layout, Server};
+use super::words::state_word;
 
 pub struct Ctl {
     pub layout: Layout,
@@ -16,38 +20,54 @@ pub struct Ctl {
     pub record: std::path::PathBuf,
 }
 
-/// One line of an archive's `get restorable`: gid, UTC time, explicit (1), implicit (0) or
-/// not known yet (`?`: the newest point, until the next diff arrives).
+/// A restorable point as walbc shows it: gid, UTC time, explicit, implicit or not known yet
+/// (None: the newest point, until the next diff arrives).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Restorable {
     pub gid: u64,
     pub time: String,
+    /// Unix seconds.
+    #[serde(skip)]
+    pub unix: u64,
     pub explicit: Option<bool>,
 }
 
-pub fn parse_restorable(text: &str) -> Vec<Restorable> {
-    text.lines()
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            Some(Restorable {
-                gid: f.first()?.parse().ok()?,
-                time: f.get(1)?.to_string(),
-                explicit: match *f.get(2)? {
-                    "1" => Some(true),
-                    "0" => Some(false),
-                    _ => None,
-                },
-            })
-        })
-        .collect()
+impl From<&walb_proto::RestorablePoint> for Restorable {
+    fn from(p: &walb_proto::RestorablePoint) -> Restorable {
+        Restorable {
+            gid: p.gid,
+            time: walb_core::meta::iso_utc(p.time),
+            unix: p.time,
+            explicit: p.settled.then_some(p.explicit),
+        }
+    }
+}
+
+/// A volume's state name as walb says it (`SyncReady`).
+pub fn state_name(name: &str) -> String {
+    state_word(name)
 }
 
 impl Ctl {
-    pub async fn call(&self, s: &Server, args: &[&str]) -> Result<String> {
-        call_when_ready(&s.addr, args, self.timeout)
+    /// One command to `s`, waiting while it is still starting; errors name the server.
+    pub async fn call<C: Cmd + Clone>(&self, s: &Server, cmd: C) -> Result<C::Reply> {
+        call_when_ready(&s.addr, cmd, self.timeout)
             .await
             .map_err(|e| named(s, e))
-            .map(|t| t.trim_end().to_string())
+    }
+
+    /// Every restorable point of `vol` on archive `a` (implicit ones too).
+    pub async fn restorable(&self, a: &Server, vol: &str) -> Result<Vec<Restorable>> {
+        let r = self
+            .call(
+                a,
+                ar::Restorable {
+                    vol: vol.into(),
+                    explicit_only: false,
+                },
+            )
+            .await?;
+        Ok(r.points.iter().map(Restorable::from).collect())
     }
 
     /// A storage server by id (the only one when `id` is None and there is one).
@@ -60,9 +80,11 @@ impl Ctl {
     }
 
     pub async fn init_storage(&self, sid: &str, vol: &str, wdev: &str) -> Result<()> {
-        self.call(self.storage(sid)?, &["init-vol", vol, wdev])
-            .await
-            .map(drop)
+        let init = sr::InitVol {
+            vol: vol.into(),
+            wdev: wdev.into(),
+        };
+        self.call(self.storage(sid)?, init).await.map(drop)
     }
 
     /// Every proxy sends to the primary archive (other archives only once synchronizing) and
@@ -73,21 +95,20 @@ impl Ctl {
             let have = self.archive_infos(p, vol).await?;
             if !have.contains(&a.id) {
                 if self.proxy_started(p, vol).await? {
-                    self.call(p, &["stop", vol]).await?;
+                    self.call(p, proxy_stop(vol, false)).await?;
                 }
-                self.call(p, &["archive-info", "add", vol, &a.id, &a.addr])
-                    .await?;
+                self.call(p, archive_info_add(vol, &a)).await?;
             }
             if !self.proxy_started(p, vol).await? {
-                self.call(p, &["start", vol]).await?;
+                self.call(p, pr::Start { vol: vol.into() }).await?;
             }
         }
         Ok(())
     }
 
     pub(super) async fn archive_infos(&self, p: &Server, vol: &str) -> Result<Vec<String>> {
-        match call(&p.addr, &["archive-info", "list", vol]).await {
-            Ok(t) => Ok(t.lines().map(str::to_string).collect()),
+        match call(&p.addr, pr::ArchiveInfoList { vol: vol.into() }).await {
+            Ok(n) => Ok(n.names),
             Err(e) if e.code == Code::NotFound => Ok(Vec::new()),
             Err(e) => Err(named(p, e)),
         }
@@ -103,16 +124,17 @@ impl Ctl {
         dst: &str,
         via: Option<&str>,
         resync: bool,
-    ) -> Result<String> {
+    ) -> Result<walb_proto::Snap> {
         let (s, d) = (
             self.layout.archive(Some(src))?,
             self.layout.archive(Some(dst))?,
         );
-        let mut args = vec!["replicate", vol, via.unwrap_or(&d.addr)];
-        if resync {
-            args.push("resync");
-        }
-        self.call(s, &args).await
+        let r = ar::Replicate {
+            vol: vol.into(),
+            dst: via.unwrap_or(&d.addr).into(),
+            resync,
+        };
+        Ok(self.call(s, r).await?.latest.unwrap_or_default())
     }
 
     /// Makes archive `dst` receive `vol`'s diffs from the proxies too: the proxies drain
@@ -122,16 +144,15 @@ impl Ctl {
         let primary = self.layout.primary_archive()?.id.clone();
         for p in &self.layout.proxy {
             if self.proxy_started(p, vol).await? {
-                self.call(p, &["stop", vol, "empty"]).await?;
+                self.call(p, proxy_stop(vol, true)).await?;
             }
         }
         self.replicate(vol, &primary, dst, None, false).await?;
         for p in &self.layout.proxy {
             if !self.archive_infos(p, vol).await?.contains(&a.id) {
-                self.call(p, &["archive-info", "add", vol, &a.id, &a.addr])
-                    .await?;
+                self.call(p, archive_info_add(vol, &a)).await?;
             }
-            self.call(p, &["start", vol]).await?;
+            self.call(p, pr::Start { vol: vol.into() }).await?;
         }
         Ok(())
     }
@@ -143,11 +164,15 @@ impl Ctl {
                 continue;
             }
             if self.proxy_started(p, vol).await? {
-                self.call(p, &["stop", vol]).await?;
+                self.call(p, proxy_stop(vol, false)).await?;
             }
-            self.call(p, &["archive-info", "delete", vol, dst]).await?;
-            if self.state_or_clear(p, vol).await? == "Stopped" {
-                self.call(p, &["start", vol]).await?;
+            let delete = pr::ArchiveInfoDelete {
+                vol: vol.into(),
+                archive: dst.into(),
+            };
+            self.call(p, delete).await?;
+            if self.proxy_state(p, vol).await? == ProxyState::ProxyStopped {
+                self.call(p, pr::Start { vol: vol.into() }).await?;
             }
         }
         Ok(())
@@ -156,32 +181,73 @@ impl Ctl {
     /// Whether the proxy runs `vol`: Started, or WlogRecv (Started while one wlog comes in; a
     /// stop waits for it, a start is refused).
     pub(super) async fn proxy_started(&self, p: &Server, vol: &str) -> Result<bool> {
-        Ok(proxy_runs(&self.state_or_clear(p, vol).await?))
+        Ok(proxy_runs(self.proxy_state(p, vol).await?))
     }
 
-    /// A server's state for `vol`, "Clear" when it does not know the volume (a proxy or
-    /// storage answers NotFound then).
-    pub async fn state_or_clear(&self, s: &Server, vol: &str) -> Result<String> {
-        match call(&s.addr, &["get", "state", vol]).await {
-            Ok(t) => Ok(t.trim().to_string()),
-            Err(e) if e.code == Code::NotFound => Ok("Clear".into()),
+    /// A proxy's state for `vol`; Clear when it does not know the volume.
+    pub async fn proxy_state(&self, p: &Server, vol: &str) -> Result<ProxyState> {
+        match call(&p.addr, pr::GetState { vol: vol.into() }).await {
+            Ok(r) => Ok(r.state()),
+            Err(e) if e.code == Code::NotFound => Ok(ProxyState::ProxyClear),
+            Err(e) => Err(named(p, e)),
+        }
+    }
+
+    /// An archive's state for `vol` (Clear when it does not hold it).
+    pub async fn archive_state(&self, a: &Server, vol: &str) -> Result<ArchiveState> {
+        Ok(self
+            .call(a, ar::GetState { vol: vol.into() })
+            .await?
+            .state())
+    }
+
+    /// A storage's state for `vol`; None when it does not know the volume.
+    pub async fn storage_state_or_none(
+        &self,
+        s: &Server,
+        vol: &str,
+    ) -> Result<Option<StorageState>> {
+        match call(&s.addr, sr::Get { vol: vol.into() }).await {
+            Ok(r) => Ok(Some(r.state())),
+            Err(e) if e.code == Code::NotFound => Ok(None),
             Err(e) => Err(named(s, e)),
         }
     }
 
-    /// Polls `s`'s state for `vol` until `done` accepts it (or walbc's timeout); returns it.
-    pub(super) async fn wait_state(
+    /// Polls archive `a`'s state for `vol` until `done` accepts it (or walbc's timeout).
+    pub(super) async fn wait_archive_state(
         &self,
-        s: &Server,
+        a: &Server,
         vol: &str,
-        done: impl Fn(&str) -> bool,
-    ) -> Result<String> {
-        let t = wait_for(&s.addr, &["get", "state", vol], self.timeout, |t| {
-            done(t.trim())
-        })
+        done: impl Fn(ArchiveState) -> bool,
+    ) -> Result<ArchiveState> {
+        let r = wait_for(
+            &a.addr,
+            ar::GetState { vol: vol.into() },
+            self.timeout,
+            |r| done(r.state()),
+        )
         .await
-        .map_err(|e| named(s, e))?;
-        Ok(t.trim().to_string())
+        .map_err(|e| named(a, e))?;
+        Ok(r.state())
+    }
+
+    /// Polls proxy `p`'s state for `vol` until `done` accepts it (or walbc's timeout).
+    pub(super) async fn wait_proxy_state(
+        &self,
+        p: &Server,
+        vol: &str,
+        done: impl Fn(ProxyState) -> bool,
+    ) -> Result<ProxyState> {
+        let r = wait_for(
+            &p.addr,
+            pr::GetState { vol: vol.into() },
+            self.timeout,
+            |r| done(r.state()),
+        )
+        .await
+        .map_err(|e| named(p, e))?;
+        Ok(r.state())
     }
 
     /// Full backup of `vol` from storage `sid` to the primary archive; returns the gid once
@@ -189,57 +255,65 @@ impl Ctl {
     pub async fn full_backup(&self, sid: &str, vol: &str, bulk: Option<&str>) -> Result<u64> {
         let s = self.storage(sid)?;
         let a = self.layout.primary_archive()?;
-        match self.state_or_clear(a, vol).await?.as_str() {
-            "Clear" => {
-                self.call(a, &["init-vol", vol]).await?;
+        match self.archive_state(a, vol).await? {
+            ArchiveState::ArchiveClear => {
+                self.call(a, ar::InitVol { vol: vol.into() }).await?;
             }
-            "SyncReady" => {}
+            ArchiveState::ArchiveSyncReady => {}
             other => bail!(
-                "{}: volume {vol} is {other}; a full backup needs it SyncReady (reset-vol first, which discards its backups)",
-                a.id
+                "{}: volume {vol} is {}; a full backup needs it SyncReady (reset-vol first, which discards its backups)",
+                a.id,
+                state_name(other.as_str_name())
             ),
         }
         self.storage_to_sync_ready(s, vol).await?;
         self.prepare_proxies(vol).await?;
         // With TLS the archive takes the volume's backups from this storage alone.
-        self.call(a, &["bind-storage", vol, sid]).await?;
-        let mut args = vec!["full-bkp", vol];
-        if let Some(b) = bulk {
-            args.push(b);
-        }
-        let gid: u64 = self
-            .with_progress(s, vol, self.call(s, &args))
-            .await?
-            .parse()
-            .context("full-bkp reply is not a gid")?;
+        self.call(a, bind_storage(vol, sid)).await?;
+        let full = sr::FullBkp {
+            vol: vol.into(),
+            bulk_lb: bulk_lb(bulk)?,
+        };
+        let gid = self.with_progress(s, vol, self.call(s, full)).await?.gid;
         self.wait_restorable(a, vol, gid).await?;
         Ok(gid)
     }
 
     /// The storage's state for `vol`.
-    pub async fn storage_state(&self, s: &Server, vol: &str) -> Result<String> {
-        self.call(s, &["get", "state", vol]).await
+    pub async fn storage_state(&self, s: &Server, vol: &str) -> Result<StorageState> {
+        Ok(self.call(s, sr::Get { vol: vol.into() }).await?.state())
     }
 
     /// Brings the storage's volume to SyncReady: stops it (Target → Stopped, Standby →
     /// SyncReady) and resets it (Stopped → SyncReady: the WAL is dropped).
     pub(super) async fn storage_to_sync_ready(&self, s: &Server, vol: &str) -> Result<()> {
         let mut state = self.storage_state(s, vol).await?;
-        if state == "Target" || state == "Standby" {
+        if matches!(
+            state,
+            StorageState::StorageTarget | StorageState::StorageStandby
+        ) {
             // The storage may have stopped on its own meanwhile (a log overflow).
-            match call(&s.addr, &["stop", vol]).await {
+            match call(&s.addr, sr::Stop { vol: vol.into() }).await {
                 Ok(_) => {}
                 Err(e) if e.code == Code::FailedPrecondition => {}
                 Err(e) => return Err(named(s, e)),
             }
             state = self.storage_state(s, vol).await?;
         }
-        if state == "Stopped" {
-            self.call(s, &["reset-vol", vol]).await?;
+        if state == StorageState::StorageStopped {
+            let reset = sr::ResetVol {
+                vol: vol.into(),
+                gid: 0,
+            };
+            self.call(s, reset).await?;
             state = self.storage_state(s, vol).await?;
         }
-        if state != "SyncReady" {
-            bail!("{}: volume {vol} is {state}, not SyncReady", s.id);
+        if state != StorageState::StorageSyncReady {
+            bail!(
+                "{}: volume {vol} is {}, not SyncReady",
+                s.id,
+                state_name(state.as_str_name())
+            );
         }
         Ok(())
     }
@@ -249,28 +323,29 @@ impl Ctl {
     pub async fn hash_backup(&self, sid: &str, vol: &str, bulk: Option<&str>) -> Result<u64> {
         let s = self.storage(sid)?;
         let a = self.layout.primary_archive()?;
-        let mut st = self.state_or_clear(a, vol).await?;
-        if st == "WdiffRecv" {
+        let mut st = self.archive_state(a, vol).await?;
+        if st == ArchiveState::ArchiveWdiffRecv {
             // A proxy is handing over a diff (the storage has just stopped shipping): it ends
             // in Archived within moments.
-            st = self.wait_state(a, vol, |t| t != "WdiffRecv").await?;
+            st = self
+                .wait_archive_state(a, vol, |t| t != ArchiveState::ArchiveWdiffRecv)
+                .await?;
         }
-        if st != "Archived" {
+        if st != ArchiveState::ArchiveArchived {
             bail!(
-                "{}: volume {vol} is {st}; a hash backup needs it Archived (a full backup otherwise)",
-                a.id
+                "{}: volume {vol} is {}; a hash backup needs it Archived (a full backup otherwise)",
+                a.id,
+                state_name(st.as_str_name())
             );
         }
         self.storage_to_sync_ready(s, vol).await?;
         self.prepare_proxies(vol).await?;
-        self.call(a, &["bind-storage", vol, sid]).await?;
-        let mut args = vec!["hash-bkp", vol];
-        args.extend(bulk);
-        let gid: u64 = self
-            .with_progress(s, vol, self.call(s, &args))
-            .await?
-            .parse()
-            .context("hash-bkp reply is not a gid")?;
+        self.call(a, bind_storage(vol, sid)).await?;
+        let hash = sr::HashBkp {
+            vol: vol.into(),
+            bulk_lb: bulk_lb(bulk)?,
+        };
+        let gid = self.with_progress(s, vol, self.call(s, hash)).await?.gid;
         self.wait_restorable(a, vol, gid).await?;
         Ok(gid)
     }
@@ -305,18 +380,18 @@ impl Ctl {
             tokio::select! {
                 r = &mut work => break r,
                 _ = tick.tick() => {
-                    let Ok(p) = call(&s.addr, &["get", "progress", vol]).await else { continue };
-                    match (&bar, Progress::parse(&p)) {
-                        (Some(b), Some(p)) => {
+                    let Ok(p) = self.progress(s, vol).await else { continue };
+                    match (&bar, p.idle) {
+                        (Some(b), false) => {
                             if b.is_hidden() {
                                 b.set_draw_target(indicatif::ProgressDrawTarget::stderr());
                             }
-                            b.set_message(p.kind.to_string());
+                            b.set_message(p.kind.clone());
                             b.set_length(p.total);
                             b.set_position(p.done);
                         }
-                        (None, Some(_)) => eprintln!("{}: {}", s.id, progress_line(&p).unwrap_or(p)),
-                        (_, None) => {}
+                        (None, false) => eprintln!("{}: {}", s.id, progress_line(&p)),
+                        (_, true) => {}
                     }
                 }
             }
@@ -327,36 +402,53 @@ impl Ctl {
         r
     }
 
+    /// The running action on `s` (a storage or an archive) for `vol`.
+    pub async fn progress(&self, s: &Server, vol: &str) -> Result<ProgressReply, CallError> {
+        match super::words::host_type(&s.addr).await?.as_str() {
+            "storage" => call(&s.addr, sr::GetProgress { vol: vol.into() }).await,
+            _ => call(&s.addr, ar::GetProgress { vol: vol.into() }).await,
+        }
+    }
+
     /// Grows `vol` to `size_lb` everywhere: the archives first (so diffs of the larger size
     /// are accepted), then the storages (their wdev devices, whose data devices must have
     /// grown already); then the proxies retry (a send refused as smaller-lv-size resumes).
     pub async fn resize(&self, vol: &str, size_lb: u64, zero: bool) -> Result<()> {
-        let size = size_lb.to_string();
+        // A file grows with zeros: walb's zeroclear needs no work of its own on an archive.
+        let _ = zero;
         for a in &self.layout.archive {
-            if self.state_or_clear(a, vol).await? == "Clear" {
+            if self.archive_state(a, vol).await? == ArchiveState::ArchiveClear {
                 continue;
             }
-            let mut args = vec!["resize", vol, &size];
-            if zero {
-                args.push("zeroclear");
-            }
-            self.call(a, &args).await?;
+            let r = ar::Resize {
+                vol: vol.into(),
+                size_lb,
+            };
+            self.call(a, r).await?;
         }
         for s in &self.layout.storage {
-            match call(&s.addr, &["resize", vol, &size]).await {
+            let r = sr::Resize {
+                vol: vol.into(),
+                size_lb,
+            };
+            match call(&s.addr, r).await {
                 Ok(_) => {}
                 Err(e) if e.code == Code::NotFound => {}
                 Err(e) => return Err(named(s, e)),
             }
         }
         for p in &self.layout.proxy {
-            let archives = match call(&p.addr, &["archive-info", "list", vol]).await {
-                Ok(t) => t,
+            let archives = match call(&p.addr, pr::ArchiveInfoList { vol: vol.into() }).await {
+                Ok(n) => n.names,
                 Err(e) if e.code == Code::NotFound => continue,
                 Err(e) => return Err(named(p, e)),
             };
-            for a in archives.lines() {
-                self.call(p, &["kick", vol, a]).await?;
+            for a in archives {
+                let kick = pr::Kick {
+                    vol: vol.into(),
+                    archive: a,
+                };
+                self.call(p, kick).await?;
             }
         }
         Ok(())
@@ -366,7 +458,11 @@ impl Ctl {
     pub async fn go_standby(&self, sid: &str, vol: &str) -> Result<()> {
         let s = self.storage(sid)?;
         self.storage_to_sync_ready(s, vol).await?;
-        self.call(s, &["start", vol, "standby"]).await.map(drop)
+        let start = sr::Start {
+            vol: vol.into(),
+            mode: walb_proto::StartMode::StartStandby as i32,
+        };
+        self.call(s, start).await.map(drop)
     }
 
     /// Takes an explicit snapshot; with `wait`, returns once it is restorable on the primary.
@@ -379,24 +475,20 @@ impl Ctl {
     /// device at it (progress on stderr).
     pub async fn mark(&self, sid: &str, vol: &str, hash: bool) -> Result<Mark> {
         let s = self.storage(sid)?;
-        if !hash {
-            let gid = self.call(s, &["snapshot", vol]).await?;
-            return Ok(Mark {
-                gid: gid.parse().context("snapshot reply is not a gid")?,
-                hash: None,
-            });
-        }
-        let reply = self
-            .with_progress(s, vol, self.call(s, &["snapshot", vol, "hash"]))
-            .await?;
-        let f: Vec<&str> = reply.split_whitespace().collect();
-        match f[..] {
-            [gid, bulk, digest] => Ok(Mark {
-                gid: gid.parse().context("snapshot reply: gid")?,
-                hash: Some((bulk.to_string(), digest.to_string())),
-            }),
-            _ => bail!("snapshot reply {reply:?}: not GID BULK DIGEST"),
-        }
+        let snap = sr::Snapshot {
+            vol: vol.into(),
+            // The device hashed in bulks of 256 KiB.
+            hash_bulk_lb: if hash { 512 } else { 0 },
+        };
+        let r = if hash {
+            self.with_progress(s, vol, self.call(s, snap)).await?
+        } else {
+            self.call(s, snap).await?
+        };
+        Ok(Mark {
+            gid: r.gid,
+            hash: hash.then_some((r.hash_bulk, r.digest)),
+        })
     }
 
     /// Gives the mark's device hash to every archive holding `vol`, then with `wait` waits
@@ -405,10 +497,16 @@ impl Ctl {
         let gid = mark.gid;
         if let Some((bulk, digest)) = &mark.hash {
             for a in &self.layout.archive {
-                if self.state_or_clear(a, vol).await? == "Clear" {
+                if self.archive_state(a, vol).await? == ArchiveState::ArchiveClear {
                     continue;
                 }
-                self.call(a, &["device-hash", vol, &gid.to_string(), bulk, digest])
+                let h = ar::DeviceHash {
+                    vol: vol.into(),
+                    gid,
+                    bulk: *bulk,
+                    digest: digest.clone(),
+                };
+                self.call(a, h)
                     .await
                     .with_context(|| format!("snapshot {gid} taken, its device hash not kept"))?;
             }
@@ -421,8 +519,12 @@ impl Ctl {
     }
 
     pub async fn wait_restorable(&self, a: &Server, vol: &str, gid: u64) -> Result<()> {
-        wait_for(&a.addr, &["get", "restorable", vol], self.timeout, |t| {
-            parse_restorable(t).iter().any(|r| r.gid == gid)
+        let cmd = ar::Restorable {
+            vol: vol.into(),
+            explicit_only: false,
+        };
+        wait_for(&a.addr, cmd, self.timeout, |r| {
+            r.points.iter().any(|p| p.gid == gid)
         })
         .await
         .map(drop)
@@ -444,12 +546,12 @@ impl Ctl {
         force: bool,
     ) -> Result<String> {
         let a = self.layout.archive(archive)?;
-        let gid = gid.to_string();
-        let mut args = vec!["restore", vol, &gid];
-        if force {
-            args.push("force");
-        }
-        self.with_progress(a, vol, self.call(a, &args)).await
+        let r = ar::Restore {
+            vol: vol.into(),
+            gid,
+            force,
+        };
+        Ok(self.with_progress(a, vol, self.call(a, r)).await?.path)
     }
 
     /// Makes clean snapshots `gids` of `vol` explicit (`enable`) or implicit on an archive
@@ -462,24 +564,25 @@ impl Ctl {
         archive: Option<&str>,
     ) -> Result<()> {
         let a = self.layout.archive(archive)?;
-        let cmd = if enable {
-            "enable-snapshot"
-        } else {
-            "disable-snapshot"
+        let set = ar::SetSnapshots {
+            vol: vol.into(),
+            gids: gids.to_vec(),
+            explicit: enable,
         };
-        let gids: Vec<String> = gids.iter().map(u64::to_string).collect();
-        let mut args = vec![cmd, vol];
-        args.extend(gids.iter().map(String::as_str));
-        self.call(a, &args).await.map(drop)
+        self.call(a, set).await.map(drop)
     }
 
     /// Status of every server (or the servers' view of one volume).
     pub async fn status(&self, vol: Option<&str>) -> Result<String> {
         let mut out = String::new();
-        for (_, s) in self.layout.all() {
-            let mut args = vec!["status"];
-            args.extend(vol);
-            match self.call(s, &args).await {
+        for (kind, s) in self.layout.all() {
+            let v = vol.unwrap_or_default().to_string();
+            let text = match kind {
+                super::layout::Kind::Storage => self.call(s, sr::Status { vol: v }).await,
+                super::layout::Kind::Proxy => self.call(s, pr::Status { vol: v }).await,
+                super::layout::Kind::Archive => self.call(s, ar::Status { vol: v }).await,
+            };
+            match text.map(|t| t.text.trim_end().to_string()) {
                 Ok(t) => out.push_str(&format!("== {} ({})\n{t}\n", s.id, s.addr)),
                 Err(e) => out.push_str(&format!("== {} ({}) unreachable: {e:#}\n", s.id, s.addr)),
             }
@@ -495,87 +598,82 @@ impl Ctl {
         // A storage that does not answer leaves the newest gid, and so every lag, unknown.
         let mut newest_known = true;
         for s in &self.layout.storage {
-            let state = self.call(s, &["get", "state", vol]).await.ok();
-            let usage = self.call(s, &["get", "log-usage", vol]).await.ok();
-            let latest: Option<u64> = self
-                .call(s, &["get", "latest-snap", vol])
-                .await
-                .ok()
-                .and_then(|t| t.parse().ok());
+            let got = self.call(s, sr::Get { vol: vol.into() }).await.ok();
+            let latest = got.as_ref().map(|g| g.latest_snap);
             newest_gid = newest_gid.max(latest.unwrap_or(0));
             newest_known &= latest.is_some();
-            let (used, cap) = usage
-                .as_deref()
-                .and_then(|u| u.split_once(' '))
-                .map(|(a, b)| (a.parse::<u64>().ok(), b.parse::<u64>().ok()))
-                .unwrap_or((None, None));
+            let dev = got.as_ref().and_then(|g| g.device.clone());
             // A running full or hash backup: kind, bytes done of total, rate, ETA.
             let action = self
-                .call(s, &["get", "progress", vol])
+                .progress(s, vol)
                 .await
                 .ok()
                 .and_then(|p| progress_json(&p));
-            // The write rate, and the time until the log is full at it if shipping stopped.
-            let rate = self.call(s, &["get", "write-rate", vol]).await.ok();
-            let rate: Vec<Option<u64>> = rate
-                .as_deref()
-                .unwrap_or("")
-                .split_whitespace()
-                .map(|v| v.parse().ok())
-                .collect();
-            let field = |i: usize| rate.get(i).copied().flatten();
             storages.push(serde_json::json!({
-                "id": s.id, "reachable": state.is_some(), "state": state, "latest_gid": latest,
-                "log_usage_pb": used, "log_capacity_pb": cap, "action": action,
-                "write_rate_bps": field(0), "overflow_in_s": field(1),
+                "id": s.id, "reachable": got.is_some(),
+                "state": got.as_ref().map(|g| state_name(g.state().as_str_name())),
+                "latest_gid": latest,
+                "log_usage_pb": dev.as_ref().map(|d| d.log_usage_pb),
+                "log_capacity_pb": dev.as_ref().map(|d| d.log_capacity_pb),
+                "action": action,
+                // The write rate, and the time until the log is full at it if shipping
+                // stopped.
+                "write_rate_bps": dev.as_ref().and_then(|d| d.write_rate_bps),
+                "overflow_in_s": dev.as_ref().and_then(|d| d.overflow_in_s),
             }));
         }
         let mut proxies = Vec::new();
         for p in &self.layout.proxy {
-            let state = self.call(p, &["get", "state", vol]).await.ok();
+            let state = self.call(p, pr::GetState { vol: vol.into() }).await.ok();
             let held = self
-                .call(p, &["get", "proxy-diff", vol])
+                .call(
+                    p,
+                    pr::HeldDiffs {
+                        vol: vol.into(),
+                        archive: String::new(),
+                    },
+                )
                 .await
                 .ok()
-                .map(|t| t.lines().count());
+                .map(|n| n.names.len());
             proxies.push(serde_json::json!({
-                "id": p.id, "reachable": state.is_some(), "state": state, "held_diffs": held,
+                "id": p.id, "reachable": state.is_some(),
+                "state": state.map(|s| state_name(s.state().as_str_name())),
+                "held_diffs": held,
             }));
         }
         let consistent = super::quiesce::consistent_gids(&self.record, vol)?;
         let mut archives = Vec::new();
         for a in &self.layout.archive {
-            let rs = self
-                .call(a, &["get", "restorable", vol, "all"])
-                .await
-                .map(|t| parse_restorable(&t))
-                .unwrap_or_default();
+            let rs = self.restorable(a, vol).await.unwrap_or_default();
             let newest = rs.last().cloned();
             // The newest point walbc recorded as taken quiesced (docs/snapshots.md).
             let newest_consistent = rs.iter().rev().find(|r| consistent.contains(&r.gid));
             let latest = rs.last().map(|r| r.gid);
             let age = newest
                 .as_ref()
-                .and_then(|r| walb_core::meta::parse_iso_utc(&r.time))
-                .map(|t| walb_core::meta::unix_now().saturating_sub(t));
+                .map(|r| walb_core::meta::unix_now().saturating_sub(r.unix));
             // Why the proxies cannot hand this archive its diffs, if they cannot.
             let mut send_errors = Vec::new();
             for p in &self.layout.proxy {
-                if let Ok(why) = self.call(p, &["get", "last-send-error", vol, &a.id]).await {
-                    if !why.is_empty() {
-                        send_errors.push(serde_json::json!({"proxy": p.id, "error": why}));
+                let q = pr::SendError {
+                    vol: vol.into(),
+                    archive: a.id.clone(),
+                };
+                if let Ok(e) = self.call(p, q).await {
+                    if !e.last_failure.is_empty() {
+                        send_errors
+                            .push(serde_json::json!({"proxy": p.id, "error": e.last_failure}));
                     }
                 }
             }
             // Free space against the floor under which the archive refuses data; `low` warns
             // before that happens (less than twice the floor left).
-            let capacity = self.call(a, &["get", "capacity"]).await.ok().and_then(|t| {
-                let (free, floor) = t.split_once(' ')?;
-                let (free, floor): (u64, u64) = (free.parse().ok()?, floor.parse().ok()?);
-                Some(serde_json::json!({
-                    "free_bytes": free, "min_free_bytes": floor,
-                    "low": free < floor.saturating_mul(2),
-                }))
+            let capacity = self.call(a, ar::Capacity {}).await.ok().map(|c| {
+                serde_json::json!({
+                    "free_bytes": c.free, "min_free_bytes": c.floor,
+                    "low": c.free < c.floor.saturating_mul(2),
+                })
             });
             let lag_gids = latest
                 .filter(|_| newest_known)
@@ -583,16 +681,18 @@ impl Ctl {
             // Behind by the age of its newest point while the storage has newer gids.
             let lag_seconds = lag_gids.map(|g| if g > 0 { age.unwrap_or(0) } else { 0 });
             let verify = self
-                .call(a, &["get", "verify", vol])
+                .call(a, ar::Health { vol: vol.into() })
                 .await
                 .ok()
+                .map(|h| h.verify)
                 .filter(|v| !v.is_empty());
             // A running restore, apply, merge, verify, …: kind, bytes done of total, rate, ETA.
             let action = self
-                .call(a, &["get", "progress", vol])
+                .progress(a, vol)
                 .await
                 .ok()
                 .and_then(|p| progress_json(&p));
+            let state = self.archive_state(a, vol).await.ok();
             archives.push(serde_json::json!({
                 "id": a.id,
                 "action": action,
@@ -600,7 +700,7 @@ impl Ctl {
                 "lag_seconds": lag_seconds,
                 "capacity": capacity,
                 "send_errors": send_errors,
-                "state": self.state_or_clear(a, vol).await.ok(),
+                "state": state.map(|s| state_name(s.as_str_name())),
                 "newest_restorable": newest,
                 "newest_restorable_age_s": age,
                 "newest_restorable_consistent": newest.as_ref().map(|r| consistent.contains(&r.gid)),
@@ -619,60 +719,79 @@ impl Ctl {
 /// at it (bulk bytes and hex digest, as the archive's `device-hash` takes them).
 pub struct Mark {
     pub gid: u64,
-    pub hash: Option<(String, String)>,
+    pub hash: Option<(u64, String)>,
 }
 
 /// Whether a proxy's state is Started, or WlogRecv (Started while one wlog comes in).
-pub(super) fn proxy_runs(state: &str) -> bool {
-    matches!(state, "Started" | "WlogRecv")
+pub(super) fn proxy_runs(state: ProxyState) -> bool {
+    matches!(state, ProxyState::ProxyStarted | ProxyState::ProxyWlogRecv)
 }
 
-/// A `get progress` answer: `KIND DONE TOTAL RATE ETA` (bytes, bytes/s, seconds), or `idle`.
-pub struct Progress<'a> {
-    pub kind: &'a str,
-    pub done: u64,
-    pub total: u64,
-    pub rate: u64,
-    pub eta: u64,
-}
-
-impl Progress<'_> {
-    /// None when idle (or not a progress line).
-    pub fn parse(p: &str) -> Option<Progress<'_>> {
-        let f: Vec<&str> = p.split_whitespace().collect();
-        let n = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok());
-        Some(Progress {
-            kind: f.first()?,
-            done: n(1)?,
-            total: n(2)?,
-            rate: n(3)?,
-            eta: n(4)?,
-        })
+/// A proxy's stop: graceful, or `empty` (every held diff sent first).
+pub(super) fn proxy_stop(vol: &str, empty: bool) -> pr::Stop {
+    let mode = if empty {
+        walb_proto::StopMode::StopEmpty
+    } else {
+        walb_proto::StopMode::StopGraceful
+    };
+    pr::Stop {
+        vol: vol.into(),
+        mode: mode as i32,
     }
 }
 
-/// A `get progress` answer as JSON; None when idle.
-fn progress_json(p: &str) -> Option<serde_json::Value> {
-    let p = Progress::parse(p)?;
-    Some(serde_json::json!({
-        "kind": p.kind, "done_bytes": p.done, "total_bytes": p.total,
-        "rate_bps": p.rate, "eta_s": p.eta,
-    }))
+/// The proxy sends `vol`'s diffs to archive `a` too (default compression, no delay).
+fn archive_info_add(vol: &str, a: &Server) -> pr::ArchiveInfoSet {
+    pr::ArchiveInfoSet {
+        vol: vol.into(),
+        archive: a.id.clone(),
+        info: Some(walb_proto::ArchiveInfo {
+            addr: a.addr.clone(),
+            ..Default::default()
+        }),
+        add: true,
+    }
 }
 
-/// A `get progress` answer for people; None when idle.
-pub fn progress_line(p: &str) -> Option<String> {
-    let p = Progress::parse(p)?;
+fn bind_storage(vol: &str, sid: &str) -> ar::BindStorage {
+    ar::BindStorage {
+        vol: vol.into(),
+        storage: sid.into(),
+    }
+}
+
+/// A `--bulk` size (`256k`, …) in LB; 0 (the storage's default) when none is given.
+fn bulk_lb(bulk: Option<&str>) -> Result<u32> {
+    bulk.map_or(Ok(0), |b| {
+        super::words::parse_bulk(b).map_err(|e| anyhow::anyhow!(e.message))
+    })
+}
+
+/// A running action as JSON; None when idle.
+fn progress_json(p: &ProgressReply) -> Option<serde_json::Value> {
+    (!p.idle).then(|| {
+        serde_json::json!({
+            "kind": p.kind, "done_bytes": p.done, "total_bytes": p.total,
+            "rate_bps": p.rate, "eta_s": p.eta_s,
+        })
+    })
+}
+
+/// A running action for people (`idle` when none runs).
+pub fn progress_line(p: &ProgressReply) -> String {
+    if p.idle {
+        return "idle".into();
+    }
     let mib = |b: u64| b as f64 / (1 << 20) as f64;
-    Some(format!(
+    format!(
         "{} {:.1}/{:.1} MiB ({:.0}%), {:.1} MB/s, ETA {} s",
         p.kind,
         mib(p.done),
         mib(p.total),
         100.0 * p.done as f64 / p.total.max(1) as f64,
         p.rate as f64 / 1e6,
-        p.eta
-    ))
+        p.eta_s
+    )
 }
 
 pub(super) fn named(s: &Server, e: CallError) -> anyhow::Error {
@@ -685,22 +804,36 @@ mod tests {
 
     #[test]
     fn progress_lines() {
-        assert_eq!(progress_line("idle"), None);
+        let idle = ProgressReply {
+            idle: true,
+            ..Default::default()
+        };
+        assert_eq!(progress_line(&idle), "idle");
+        let p = ProgressReply {
+            idle: false,
+            kind: "hash-backup".into(),
+            done: 1 << 20,
+            total: 4 << 20,
+            rate: 2_000_000,
+            eta_s: 2,
+        };
         assert_eq!(
-            progress_line("hash-backup 1048576 4194304 2000000 2").unwrap(),
+            progress_line(&p),
             "hash-backup 1.0/4.0 MiB (25%), 2.0 MB/s, ETA 2 s"
         );
     }
 
     #[test]
-    fn restorable_lines() {
-        let r = parse_restorable(
-            "5 2026-01-01T00:00:00 1\n7 2026-01-01T00:00:10 0\n8 2026-01-01T00:00:11 ?\n",
-        );
-        assert_eq!(r.len(), 3);
-        assert_eq!(r[0].explicit, Some(true));
-        assert_eq!(r[1].explicit, Some(false));
-        assert_eq!(r[2].explicit, None);
-        assert_eq!(r[1].gid, 7);
+    fn restorable_points() {
+        let p = |settled, explicit| walb_proto::RestorablePoint {
+            gid: 7,
+            time: 10,
+            explicit,
+            settled,
+        };
+        assert_eq!(Restorable::from(&p(true, true)).explicit, Some(true));
+        assert_eq!(Restorable::from(&p(true, false)).explicit, Some(false));
+        assert_eq!(Restorable::from(&p(false, true)).explicit, None);
+        assert_eq!(Restorable::from(&p(true, true)).time, "1970-01-01T00:00:10");
     }
 }

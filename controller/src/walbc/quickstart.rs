@@ -234,7 +234,8 @@ impl Quickstart {
             record: super::quiesce::record_path(&layout_path),
         };
         for (_, s) in ctl.layout.all() {
-            super::client::wait_for(&s.addr, &["get", "pid"], Duration::from_secs(20), |_| true)
+            let hello = walb_proto::control_request::Hello {};
+            super::client::wait_for(&s.addr, hello, Duration::from_secs(20), |_| true)
                 .await
                 .with_context(|| format!("{} did not start; see {}.log", s.id, s.id))?;
         }

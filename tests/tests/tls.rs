@@ -748,11 +748,24 @@ fn tls_storage_proxy_and_monitor_certificates_are_confined() {
             let m = t.channel(id, "monitor").await;
             control(&m, &["status"], None).await.unwrap();
             control(&m, &["version"], None).await.unwrap();
-            for args in [
-                &["init-vol", "vol1"][..],
-                &["stop", "vol0"],
-                &["cat", "vol0", "0"],
-            ] {
+            let refused: [&[&str]; 3] = match id {
+                "s0" => [
+                    &["init-vol", "vol1", "wdev1"],
+                    &["stop", "vol0"],
+                    &["snapshot", "vol0"],
+                ],
+                "p0" => [
+                    &["start", "vol1"],
+                    &["stop", "vol0"],
+                    &["clear-vol", "vol0"],
+                ],
+                _ => [
+                    &["init-vol", "vol1"],
+                    &["stop", "vol0"],
+                    &["cat", "vol0", "0", "/x"],
+                ],
+            };
+            for args in refused {
                 assert_role(
                     &control(&m, args, None).await,
                     false,

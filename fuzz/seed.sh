@@ -2,7 +2,7 @@
 # Writes valid seed inputs for every target into fuzz/corpus/ (gitignored) with walb-tool.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build -q -p walb-controller --bin walb-tool
+cargo build -q -p walb-tool --bin walb-tool
 tool=target/debug/walb-tool
 c=fuzz/corpus
 mkdir -p $c/wlog $c/wdiff_sorted $c/wdiff_indexed $c/superblock $c/logpack_header $c/meta

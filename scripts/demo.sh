@@ -5,7 +5,7 @@
 # the same. Usage: scripts/demo.sh [DIR]
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
-cargo build --release -q -p walb-controller --bin walb-tool --manifest-path "$root/Cargo.toml"
+cargo build --release -q -p walb-tool --bin walb-tool --manifest-path "$root/Cargo.toml"
 tool="$root/target/release/walb-tool"
 dir="${1:-$(mktemp -d /tmp/walb-demo.XXXXXX)}"
 mkdir -p "$dir"

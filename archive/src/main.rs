@@ -9,7 +9,6 @@ use walb_core::apply::DiscardMode;
 use walb_daemon::metrics::Metrics;
 use walb_daemon::serve::{run, Shutdown};
 use walb_proto::archive_server::ArchiveServer;
-use walb_proto::wire::MAX_MESSAGE;
 
 use walb_archive::archive::Archive;
 use walb_archive::commands::ArchiveControlSvc;
@@ -133,20 +132,16 @@ async fn main() -> Result<()> {
             std::process::exit(1);
         }
     });
-    let svc = ArchiveServer::new(Service(archive.clone()))
-        .max_decoding_message_size(MAX_MESSAGE)
-        .max_encoding_message_size(MAX_MESSAGE);
+    let svc = walb_proto::sized!(ArchiveServer::new(Service(archive.clone())));
     run(
         opts,
         archive.metrics.all.clone(),
         Shutdown::new(),
         |r, guard| {
-            let control = ArchiveControlServer::new(ArchiveControlSvc {
+            let control = walb_proto::sized!(ArchiveControlServer::new(ArchiveControlSvc {
                 archive: archive.clone(),
                 guard,
-            })
-            .max_decoding_message_size(MAX_MESSAGE)
-            .max_encoding_message_size(MAX_MESSAGE);
+            }));
             r.add_service(control).add_service(svc)
         },
     )

@@ -37,9 +37,7 @@ fn remote(dst: &str, e: impl std::fmt::Display) -> CmdError {
 
 async fn client(dst: &str) -> CmdResult<ArchiveClient<tonic::transport::Channel>> {
     let ch = wire::connect(dst).await.map_err(|e| remote(dst, e))?;
-    Ok(ArchiveClient::new(ch)
-        .max_decoding_message_size(wire::MAX_MESSAGE)
-        .max_encoding_message_size(wire::MAX_MESSAGE))
+    Ok(walb_proto::sized!(ArchiveClient::new(ch)))
 }
 
 fn flow_err(dst: &str, e: FlowError) -> CmdError {

@@ -1,5 +1,4 @@
-//! walb-controller: `walbc` (layout model, per-server commands, high-level operations) and
-//! `walb-tool` (offline format tools over `walb-core`). It must not hold volume state.
+//! walb-controller: `walbc` (layout model, typed commands to each server, high-level
+//! operations across servers). It must not hold volume state.
 
-pub mod tool;
 pub mod walbc;

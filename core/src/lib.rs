@@ -21,6 +21,7 @@ pub mod ldev;
 pub mod logging;
 pub mod logpack;
 pub mod meta;
+pub mod size;
 pub mod source;
 pub mod virt;
 pub mod wlog;

@@ -11,7 +11,6 @@ use tokio::sync::watch;
 use tonic::transport::server::Router;
 use tonic::{Request, Response, Status};
 use walb_proto::control_server::{Control, ControlServer};
-use walb_proto::wire::MAX_MESSAGE;
 use walb_proto::{control_reply, control_request, ControlReply, ControlRequest};
 
 use crate::access::Access;
@@ -214,9 +213,7 @@ pub async fn run(
         audit: Audit::new(&opts.data_dir),
         shutdown: shutdown.clone(),
     });
-    let control = ControlServer::new(ControlSvc(guard.clone()))
-        .max_decoding_message_size(MAX_MESSAGE)
-        .max_encoding_message_size(MAX_MESSAGE);
+    let control = walb_proto::sized!(ControlServer::new(ControlSvc(guard.clone())));
     crate::limits::set_flow_limits(&opts.limits);
     let router = add(
         walb_proto::wire::server(opts.limits.server()).add_service(control),

@@ -67,9 +67,7 @@ macro_rules! commands {
             type Reply = $rep;
             fn send(self, ch: Channel, md: tonic::metadata::MetadataMap) -> Sent<$rep> {
                 Box::pin(async move {
-                    let mut c = $client::new(ch)
-                        .max_decoding_message_size(wire::MAX_MESSAGE)
-                        .max_encoding_message_size(wire::MAX_MESSAGE);
+                    let mut c = crate::sized!($client::new(ch));
                     Ok(c.call(request(self, md)).await?.into_inner())
                 })
             }

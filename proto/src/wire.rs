@@ -15,6 +15,16 @@ use crate::{event, frame, Chunk, Event, Frame};
 /// Largest message either side accepts: a 4 MiB data message plus its framing, or a control
 /// reply listing many diffs.
 pub const MAX_MESSAGE: usize = 16 << 20;
+
+/// A generated gRPC client or server with the message-size limits every endpoint shares
+/// (`MAX_MESSAGE` both ways): `sized!(ArchiveClient::new(ch))`.
+#[macro_export]
+macro_rules! sized {
+    ($e:expr) => {
+        $e.max_decoding_message_size($crate::wire::MAX_MESSAGE)
+            .max_encoding_message_size($crate::wire::MAX_MESSAGE)
+    };
+}
 /// Data flows send their payload in messages of this size.
 pub const CHUNK: usize = 1 << 20;
 const STREAM_WINDOW: u32 = 8 << 20;

@@ -9,7 +9,6 @@ use clap::Parser;
 use walb_daemon::metrics::Metrics;
 use walb_daemon::serve::{run, Shutdown};
 use walb_proto::proxy_server::ProxyServer;
-use walb_proto::wire::MAX_MESSAGE;
 
 use walb_proto::proxy_control_server::ProxyControlServer;
 use walb_proxy::commands::ProxyControlSvc;
@@ -50,17 +49,13 @@ async fn main() -> Result<()> {
         .with_context(|| format!("open data dir {}", args.common.data_dir.display()))?;
     let proxy = Arc::new(proxy);
     proxy.boot().context("resume started volumes")?;
-    let svc = ProxyServer::new(Service(proxy.clone()))
-        .max_decoding_message_size(MAX_MESSAGE)
-        .max_encoding_message_size(MAX_MESSAGE);
+    let svc = walb_proto::sized!(ProxyServer::new(Service(proxy.clone())));
     let shutdown = Shutdown::new();
     run(serve_opts, metrics, shutdown.clone(), |r, guard| {
-        let control = ProxyControlServer::new(ProxyControlSvc {
+        let control = walb_proto::sized!(ProxyControlServer::new(ProxyControlSvc {
             proxy: proxy.clone(),
             guard,
-        })
-        .max_decoding_message_size(MAX_MESSAGE)
-        .max_encoding_message_size(MAX_MESSAGE);
+        }));
         r.add_service(control).add_service(svc)
     })
     .await?;

@@ -11,7 +11,7 @@ use walb_core::wdiff::{Cmpr, IndexedReader, Merger, RecStream, SortedWriter};
 use walb_core::Uuid;
 use walb_proto::archive_client::ArchiveClient;
 use walb_proto::flow::{Flow, FlowError};
-use walb_proto::wire::{self, MAX_MESSAGE};
+use walb_proto::wire;
 use walb_proto::{frame, Commit, Frame, Open};
 
 use crate::layout::HeldDiff;
@@ -54,9 +54,7 @@ pub async fn send_diffs(
         Ok(c) => c,
         Err(e) => return Outcome::Failed(e.to_string()),
     };
-    let mut client = ArchiveClient::new(channel)
-        .max_decoding_message_size(MAX_MESSAGE)
-        .max_encoding_message_size(MAX_MESSAGE);
+    let mut client = walb_proto::sized!(ArchiveClient::new(channel));
     let open = Open {
         vol: vol.to_string(),
         host_type: "proxy".into(),

@@ -54,9 +54,7 @@ async fn run(st: &Storage, vol: &Vol, wdev: &str, bulk_lb: u32) -> CmdResult<u64
     let ch = wire::connect(&st.archive)
         .await
         .map_err(|e| CmdError::Internal(e.to_string()))?;
-    let mut client = ArchiveClient::new(ch)
-        .max_decoding_message_size(wire::MAX_MESSAGE)
-        .max_encoding_message_size(wire::MAX_MESSAGE);
+    let mut client = walb_proto::sized!(ArchiveClient::new(ch));
     let t0 = std::time::Instant::now();
     let mut flow = Flow::open(wire::frame(frame::Kind::Open(open)), |s| {
         client.full_sync(s)

@@ -45,9 +45,7 @@ async fn run(st: &Storage, vol: &Vol, wdev: &str, bulk_lb: u32) -> CmdResult<u64
     let ch = wire::connect(&st.archive)
         .await
         .map_err(|e| flow_err(FlowError::Transport(e.to_string())))?;
-    let mut client = ArchiveClient::new(ch)
-        .max_decoding_message_size(wire::MAX_MESSAGE)
-        .max_encoding_message_size(wire::MAX_MESSAGE);
+    let mut client = walb_proto::sized!(ArchiveClient::new(ch));
     let open = Open {
         vol: vol.name.clone(),
         host_type: "storage".into(),

@@ -10,7 +10,6 @@ use walb_daemon::metrics::Metrics;
 use walb_daemon::serve::{self, Shutdown};
 use walb_proto::storage_control_server::StorageControlServer;
 use walb_proto::storage_server::StorageServer;
-use walb_proto::wire::MAX_MESSAGE;
 use walb_storage::commands::{Storage, StorageControlSvc};
 use walb_storage::metrics::StorageMetrics;
 use walb_storage::wdevd::Wdevd;
@@ -69,13 +68,12 @@ async fn main() -> Result<()> {
         bulk: a.bulk,
     });
     st.load().await?;
-    let svc = StorageServer::new(walb_storage::failback::Service(st.clone()))
-        .max_decoding_message_size(MAX_MESSAGE)
-        .max_encoding_message_size(MAX_MESSAGE);
+    let svc = walb_proto::sized!(StorageServer::new(walb_storage::failback::Service(
+        st.clone()
+    )));
     serve::run(opts, metrics, shutdown, |r, guard| {
-        let control = StorageControlServer::new(StorageControlSvc { st, guard })
-            .max_decoding_message_size(MAX_MESSAGE)
-            .max_encoding_message_size(MAX_MESSAGE);
+        let control =
+            walb_proto::sized!(StorageControlServer::new(StorageControlSvc { st, guard }));
         r.add_service(control).add_service(svc)
     })
     .await

@@ -275,9 +275,7 @@ async fn send_wlog(addr: &str, open: Open, wlog: Bytes, diff: Vec<u8>) -> Result
     let ch = wire::connect(addr)
         .await
         .map_err(|e| FlowError::Transport(e.to_string()))?;
-    let mut client = ProxyClient::new(ch)
-        .max_decoding_message_size(wire::MAX_MESSAGE)
-        .max_encoding_message_size(wire::MAX_MESSAGE);
+    let mut client = walb_proto::sized!(ProxyClient::new(ch));
     let mut flow = Flow::open(wire::frame(frame::Kind::Open(open)), |s| {
         client.wlog_transfer(s)
     })

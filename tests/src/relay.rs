@@ -1,4 +1,4 @@
-//! A TCP relay for fault-injection tests, in the spirit of walb-tools' "packet repeater".
+//! A TCP relay for fault-injection tests: it forwards, delays, cuts and drops a link on demand.
 //!
 //! A test starts a [`Relay`] in front of a daemon's address and gives the relay's address to
 //! the client instead, so that every byte between the two passes through it. The test can

@@ -23,7 +23,7 @@ use walb_core::wdiff::{Cmpr, Codec, DiffMemory, SortedReader, SortedWriter};
 use walb_core::wlog::{GenConfig, Generator, WlogHeader, WlogReader, WlogWriter};
 use walb_core::{Gid, Pbs, Uuid, LBS};
 use walb_proto::archive_client::ArchiveClient;
-use walb_proto::wire::{self, MAX_MESSAGE};
+use walb_proto::wire;
 use walb_proto::{event, frame, Commit, Event, Frame, Open};
 
 /// A running daemon; killed on drop.
@@ -77,9 +77,7 @@ impl Daemon {
     }
 
     pub async fn archive(&self) -> ArchiveClient<Channel> {
-        ArchiveClient::new(wire::connect(&self.addr).await.unwrap())
-            .max_decoding_message_size(MAX_MESSAGE)
-            .max_encoding_message_size(MAX_MESSAGE)
+        walb_proto::sized!(ArchiveClient::new(wire::connect(&self.addr).await.unwrap()))
     }
 
     /// A control command; Err is the status.

@@ -278,10 +278,10 @@ pub enum Cmd {
         #[arg(long, default_value = "/var/tmp/walb-quickstart")]
         dir: PathBuf,
         /// Device size (K/M/G suffixes; whole MiB).
-        #[arg(long, value_parser = crate::tool::size_arg, default_value = super::quickstart::DEV_SIZE)]
+        #[arg(long, value_parser = walb_core::size::parse_size, default_value = super::quickstart::DEV_SIZE)]
         size: u64,
         /// Log device size (K/M/G suffixes; whole MiB, large enough for the device).
-        #[arg(long, value_parser = crate::tool::size_arg, default_value = super::quickstart::LOG_SIZE)]
+        #[arg(long, value_parser = walb_core::size::parse_size, default_value = super::quickstart::LOG_SIZE)]
         log_size: u64,
         #[arg(long)]
         stop: bool,
@@ -387,7 +387,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             c.call(&s, sr::SetFullScanBps { bps }).await?;
         }
         Cmd::Resize { vol, size, zero } => {
-            let bytes = crate::tool::size::parse_size(&size).map_err(anyhow::Error::msg)?;
+            let bytes = walb_core::size::parse_size(&size).map_err(anyhow::Error::msg)?;
             if bytes == 0 || !bytes.is_multiple_of(512) {
                 bail!("size {size}: a positive multiple of 512 bytes");
             }

@@ -90,9 +90,7 @@ async fn failback_flow(s: &Server, vol: &str, img: PathBuf, size: u64) -> Result
     let ch = wire::connect(&s.addr)
         .await
         .map_err(|e| anyhow!("{}: connect {}: {e}", s.id, s.addr))?;
-    let mut client = StorageClient::new(ch)
-        .max_decoding_message_size(wire::MAX_MESSAGE)
-        .max_encoding_message_size(wire::MAX_MESSAGE);
+    let mut client = walb_proto::sized!(StorageClient::new(ch));
     let open = Open {
         vol: vol.to_string(),
         host_type: "controller".into(),

@@ -93,7 +93,8 @@ impl Ctl {
             }
             _ => {}
         }
-        self.wait_proxy_state(p, vol, |t| t == ProxyState::ProxyStopped)
+        let get = pr::GetState { vol: vol.into() };
+        self.wait_until(p, get, |r| r.state() == ProxyState::ProxyStopped)
             .await?;
         Ok(true)
     }

@@ -214,40 +214,16 @@ impl Ctl {
         }
     }
 
-    /// Polls archive `a`'s state for `vol` until `done` accepts it (or walbc's timeout).
-    pub(super) async fn wait_archive_state(
+    /// Calls `s` until `done` accepts the reply (or walbc's timeout); returns that reply.
+    pub(super) async fn wait_until<C: Cmd + Clone>(
         &self,
-        a: &Server,
-        vol: &str,
-        done: impl Fn(ArchiveState) -> bool,
-    ) -> Result<ArchiveState> {
-        let r = wait_for(
-            &a.addr,
-            ar::GetState { vol: vol.into() },
-            self.timeout,
-            |r| done(r.state()),
-        )
-        .await
-        .map_err(|e| named(a, e))?;
-        Ok(r.state())
-    }
-
-    /// Polls proxy `p`'s state for `vol` until `done` accepts it (or walbc's timeout).
-    pub(super) async fn wait_proxy_state(
-        &self,
-        p: &Server,
-        vol: &str,
-        done: impl Fn(ProxyState) -> bool,
-    ) -> Result<ProxyState> {
-        let r = wait_for(
-            &p.addr,
-            pr::GetState { vol: vol.into() },
-            self.timeout,
-            |r| done(r.state()),
-        )
-        .await
-        .map_err(|e| named(p, e))?;
-        Ok(r.state())
+        s: &Server,
+        cmd: C,
+        done: impl Fn(&C::Reply) -> bool,
+    ) -> Result<C::Reply> {
+        wait_for(&s.addr, cmd, self.timeout, done)
+            .await
+            .map_err(|e| named(s, e))
     }
 
     /// Full backup of `vol` from storage `sid` to the primary archive; returns the gid once
@@ -327,9 +303,11 @@ impl Ctl {
         if st == ArchiveState::ArchiveWdiffRecv {
             // A proxy is handing over a diff (the storage has just stopped shipping): it ends
             // in Archived within moments.
+            let get = ar::GetState { vol: vol.into() };
             st = self
-                .wait_archive_state(a, vol, |t| t != ArchiveState::ArchiveWdiffRecv)
-                .await?;
+                .wait_until(a, get, |r| r.state() != ArchiveState::ArchiveWdiffRecv)
+                .await?
+                .state();
         }
         if st != ArchiveState::ArchiveArchived {
             bail!(
@@ -523,18 +501,15 @@ impl Ctl {
             vol: vol.into(),
             explicit_only: false,
         };
-        wait_for(&a.addr, cmd, self.timeout, |r| {
-            r.points.iter().any(|p| p.gid == gid)
-        })
-        .await
-        .map(drop)
-        .map_err(|e| named(a, e))
-        .with_context(|| {
-            format!(
-                "snapshot {gid} of {vol} did not become restorable on {}",
-                a.id
-            )
-        })
+        self.wait_until(a, cmd, |r| r.points.iter().any(|p| p.gid == gid))
+            .await
+            .map(drop)
+            .with_context(|| {
+                format!(
+                    "snapshot {gid} of {vol} did not become restorable on {}",
+                    a.id
+                )
+            })
     }
 
     /// Restores `gid` to an image on the archive (`force`: replacing an earlier restore).

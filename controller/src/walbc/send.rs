@@ -40,9 +40,7 @@ impl WdiffSend {
             ..Default::default()
         };
         let ch = wire::connect(addr).await?;
-        let mut client = ArchiveClient::new(ch)
-            .max_decoding_message_size(wire::MAX_MESSAGE)
-            .max_encoding_message_size(wire::MAX_MESSAGE);
+        let mut client = walb_proto::sized!(ArchiveClient::new(ch));
         let mut flow = match Flow::open(wire::frame(frame::Kind::Open(open)), |s| {
             client.wdiff_transfer(s)
         })

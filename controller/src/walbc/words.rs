@@ -81,16 +81,7 @@ fn choice(w: Words, i: usize, choices: &[&str], cmd: &str) -> Result<usize, Call
 
 /// A bulk size in bytes with an optional k/m suffix (512 B to 4 MiB, a multiple of 512), in LB.
 pub fn parse_bulk(s: &str) -> Result<u32, CallError> {
-    let (n, mul) = match s.as_bytes().last() {
-        Some(b'k' | b'K') => (&s[..s.len() - 1], 1u64 << 10),
-        Some(b'm' | b'M') => (&s[..s.len() - 1], 1 << 20),
-        _ => (s, 1),
-    };
-    let bytes = n
-        .parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(mul))
-        .ok_or_else(|| bad(format!("bulk size {s:?} is not a size")))?;
+    let bytes = walb_core::size::parse_size(s).map_err(bad)?;
     if !(512..=4 << 20).contains(&bytes) || !bytes.is_multiple_of(512) {
         return Err(bad(format!(
             "bulk size {s}: must be a multiple of 512 from 512 to 4m"

@@ -14,7 +14,7 @@ use walb_core::meta::MetaDiff;
 use walb_core::wlog::{GenConfig, Generator, WlogHeader, WlogWriter};
 use walb_core::{Pbs, Uuid};
 use walb_proto::proxy_client::ProxyClient;
-use walb_proto::wire::{self, MAX_MESSAGE};
+use walb_proto::wire;
 use walb_proto::{event, frame, Commit, Event, Frame, Open};
 
 pub fn free_port() -> u16 {
@@ -195,9 +195,7 @@ pub enum End {
 /// Sends `open`, then (if accepted) `data` in 1 MiB chunks and Commit{d}.
 pub async fn transfer(addr: &str, open: Frame, data: &[u8], d: &MetaDiff) -> End {
     let ch = wire::connect(addr).await.unwrap();
-    let mut c = ProxyClient::new(ch)
-        .max_decoding_message_size(MAX_MESSAGE)
-        .max_encoding_message_size(MAX_MESSAGE);
+    let mut c = walb_proto::sized!(ProxyClient::new(ch));
     let (tx, rx) = mpsc::channel::<Frame>(4);
     tx.send(open).await.unwrap();
     let mut events = c

@@ -9,12 +9,12 @@ use walb_core::bhash::{hash_bulks, DEFAULT_BULK};
 use walb_core::blockio::FileIo;
 use walb_core::virt::{BulkSource, ImageSource};
 
-use super::size_arg;
+use walb_core::size::parse_size;
 
 #[derive(Args, Debug)]
 pub struct BhashArgs {
     /// Bulk size (512 B to 4 MiB).
-    #[arg(long, value_parser = size_arg, default_value_t = DEFAULT_BULK as u64)]
+    #[arg(long, value_parser = parse_size, default_value_t = DEFAULT_BULK as u64)]
     pub bulk: u64,
     /// Also print each bulk's hash (offset in LB, hash).
     #[arg(long)]

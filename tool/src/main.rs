@@ -6,9 +6,9 @@ fn main() {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
-    let cli = walb_controller::tool::Cli::parse();
+    let cli = walb_tool::Cli::parse();
     walb_core::logging::init();
-    if let Err(e) = walb_controller::tool::run(cli) {
+    if let Err(e) = walb_tool::run(cli) {
         eprintln!("walb-tool: error: {e:#}");
         std::process::exit(1);
     }

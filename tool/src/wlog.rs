@@ -14,15 +14,16 @@ use walb_core::source::open_source;
 use walb_core::wlog::{GenConfig, Generator, WlogHeader, WlogReader, WlogWriter};
 use walb_core::{Pbs, Uuid, LBS};
 
-use super::{is_stdout, size_arg};
+use super::is_stdout;
+use walb_core::size::parse_size;
 
 #[derive(Args, Debug)]
 pub struct GenArgs {
     /// Data device size (bytes, K/M/G suffixes).
-    #[arg(long, value_parser = size_arg)]
+    #[arg(long, value_parser = parse_size)]
     pub size: u64,
     /// Log size to generate (headers and data).
-    #[arg(long, value_parser = size_arg)]
+    #[arg(long, value_parser = parse_size)]
     pub total: u64,
     #[arg(long, default_value_t = 512)]
     pub pbs: u32,
@@ -32,10 +33,10 @@ pub struct GenArgs {
     #[arg(long, default_value_t = 0)]
     pub lsid: u64,
     /// Smallest IO in bytes (multiple of 512).
-    #[arg(long, value_parser = size_arg, default_value = "512")]
+    #[arg(long, value_parser = parse_size, default_value = "512")]
     pub min_io: u64,
     /// Largest IO in bytes (multiple of 512, ≤ 65535 LB).
-    #[arg(long, value_parser = size_arg, default_value = "32K")]
+    #[arg(long, value_parser = parse_size, default_value = "32K")]
     pub max_io: u64,
     #[arg(long)]
     pub no_discard: bool,

@@ -1,14 +1,12 @@
-//! `walb-tool`: offline tools for wlogs, wdiffs and images. Each subcommand is a thin layer over
-//! `walb-core`; errors name the file and what was wrong.
+//! walb-tool: offline tools for wlogs, wdiffs and images. Each subcommand is a thin layer over
+//! `walb-core`; errors name the file and what was wrong. It must not talk to a server or hold
+//! any state of its own.
 
 pub mod image;
-pub mod size;
 pub mod wdiff;
 pub mod wlog;
 
 use clap::{Parser, Subcommand};
-
-use size::parse_size;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -63,9 +61,4 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
 /// An output path argument: `-` is stdout.
 pub fn is_stdout(p: &std::path::Path) -> bool {
     p == std::path::Path::new("-")
-}
-
-/// Parses `--bulk`-style sizes for clap.
-pub fn size_arg(s: &str) -> Result<u64, String> {
-    parse_size(s)
 }

@@ -11,4 +11,5 @@ pub mod lifecycle;
 pub mod ops;
 pub mod quickstart;
 pub mod quiesce;
+pub mod repo;
 pub mod send;

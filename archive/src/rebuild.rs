@@ -17,7 +17,12 @@ fn repo_err(e: walb_repo::Error) -> CmdError {
 }
 
 /// Rebuilds `name`; returns what it restored, for the log.
-pub async fn rebuild(archive: &Archive, repo: &Repo, name: &str, parallel: usize) -> CmdResult<String> {
+pub async fn rebuild(
+    archive: &Archive,
+    repo: &Repo,
+    name: &str,
+    parallel: usize,
+) -> CmdResult<String> {
     let vol = archive.vol(name);
     if vol.exists() {
         return Err(bad_state(format!(

@@ -42,7 +42,9 @@ pub async fn run(archive: Arc<Archive>, cfg: Config) {
         if archive.ready().is_err() {
             continue;
         }
-        let Ok(names) = archive.volumes() else { continue };
+        let Ok(names) = archive.volumes() else {
+            continue;
+        };
         for name in names {
             if archive.broken(&name).is_some() || !archive.vol(&name).has_image() {
                 continue;

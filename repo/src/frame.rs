@@ -66,7 +66,10 @@ pub fn header(key: &str, obj: &[u8], kind: Kind) -> Result<Header> {
     if obj.len() < HEADER {
         return Err(Error::corrupt(
             key,
-            format!("{} bytes, shorter than the {HEADER}-byte frame header", obj.len()),
+            format!(
+                "{} bytes, shorter than the {HEADER}-byte frame header",
+                obj.len()
+            ),
         ));
     }
     if &obj[..8] != MAGIC {
@@ -79,7 +82,10 @@ pub fn header(key: &str, obj: &[u8], kind: Kind) -> Result<Header> {
         k => return Err(Error::corrupt(key, format!("unknown object kind {k}"))),
     };
     if k != kind {
-        return Err(Error::corrupt(key, format!("a {k:?} where a {kind:?} belongs")));
+        return Err(Error::corrupt(
+            key,
+            format!("a {k:?} where a {kind:?} belongs"),
+        ));
     }
     let codec = match obj[9] {
         0 => Codec::None,
@@ -106,7 +112,10 @@ pub fn header(key: &str, obj: &[u8], kind: Kind) -> Result<Header> {
         ));
     }
     if h.codec == Codec::None && h.raw_len != h.body_len {
-        return Err(Error::corrupt(key, "stored raw with a raw length unlike its body's"));
+        return Err(Error::corrupt(
+            key,
+            "stored raw with a raw length unlike its body's",
+        ));
     }
     Ok(h)
 }
@@ -169,7 +178,9 @@ mod tests {
         assert!(e.to_string().contains("chunks/x"), "{e}");
         assert!(decode("c", &obj.slice(..50), Kind::Chunk).is_err());
         // Incompressible content is stored raw.
-        let noise: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+        let noise: Vec<u8> = (0..4096u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect();
         let obj = encode(Kind::Chunk, &noise, Codec::Zstd, 3).unwrap();
         assert_eq!(decode("n", &obj, Kind::Chunk).unwrap().1, noise);
     }

@@ -21,7 +21,10 @@ pub struct Lease {
 
 impl Lease {
     fn encode(&self) -> Bytes {
-        Bytes::from(format!("holder {}\nexpires {}\n", self.holder, self.expires))
+        Bytes::from(format!(
+            "holder {}\nexpires {}\n",
+            self.holder, self.expires
+        ))
     }
 
     fn decode(key: &str, b: &[u8]) -> Result<Lease> {
@@ -37,7 +40,10 @@ impl Lease {
         }
         match (holder, expires) {
             (Some(holder), Some(expires)) => Ok(Lease { holder, expires }),
-            _ => Err(Error::corrupt(key, "a lease needs `holder` and `expires` lines")),
+            _ => Err(Error::corrupt(
+                key,
+                "a lease needs `holder` and `expires` lines",
+            )),
         }
     }
 }

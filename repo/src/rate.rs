@@ -29,9 +29,9 @@ impl Rate {
         let wait = {
             let mut s = self.state.lock().expect("rate lock");
             // Idle time is no credit beyond a second: the window starts again.
-            let behind = s.0.elapsed().saturating_sub(Duration::from_secs_f64(
-                s.1 as f64 / self.bps as f64,
-            ));
+            let behind =
+                s.0.elapsed()
+                    .saturating_sub(Duration::from_secs_f64(s.1 as f64 / self.bps as f64));
             if behind > Duration::from_secs(1) {
                 *s = (Instant::now(), 0);
             }
@@ -56,7 +56,11 @@ mod tests {
         for _ in 0..4 {
             r.take(1 << 20).await;
         }
-        assert!(t.elapsed() >= Duration::from_millis(350), "{:?}", t.elapsed());
+        assert!(
+            t.elapsed() >= Duration::from_millis(350),
+            "{:?}",
+            t.elapsed()
+        );
         let t = Instant::now();
         Rate::unlimited().take(1 << 40).await;
         assert!(t.elapsed() < Duration::from_millis(50));

@@ -75,7 +75,11 @@ pub async fn run(cmd: RepoCmd) -> Result<()> {
                         "{v} {} {} {} {}",
                         s.gid.0,
                         iso_utc(s.timestamp),
-                        if s.is_explicit { "explicit" } else { "implicit" },
+                        if s.is_explicit {
+                            "explicit"
+                        } else {
+                            "implicit"
+                        },
                         s.image
                     );
                 }
@@ -124,8 +128,8 @@ pub async fn run(cmd: RepoCmd) -> Result<()> {
             };
             let stats = walb_repo::upload::Stats::default();
             let t = std::time::Instant::now();
-            let r = walb_repo::upload::upload_image(&repo, &vol, &state, &image, &opts, &stats)
-                .await?;
+            let r =
+                walb_repo::upload::upload_image(&repo, &vol, &state, &image, &opts, &stats).await?;
             let secs = t.elapsed().as_secs_f64();
             let size = std::fs::metadata(&image)?.len();
             if !r.written {

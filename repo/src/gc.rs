@@ -67,7 +67,7 @@ pub async fn gc(repo: &Repo, grace: Duration, dry_run: bool) -> Result<Report> {
             continue;
         }
         rep.swept += 1;
-        rep.swept_bytes += m.size as u64;
+        rep.swept_bytes += m.size;
         if !dry_run {
             repo.delete(&m.location).await?;
         }

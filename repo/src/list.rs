@@ -51,7 +51,7 @@ pub async fn wdiffs(repo: &Repo, vol: &str) -> Result<Vec<MetaDiff>> {
         let Some(name) = m.location.filename() else {
             continue;
         };
-        let size = (m.size as usize).saturating_sub(HEADER) as u64;
+        let size = m.size.saturating_sub(HEADER as u64);
         match meta::parse_name(name, size) {
             Ok(d) => v.push(d),
             Err(e) => tracing::warn!(%vol, "ignoring {}: {e}", m.location),

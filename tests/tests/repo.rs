@@ -186,7 +186,7 @@ fn repo_dedup() {
     // A tenth rewritten (in 1 MiB pieces spread over the device), applied: the second image.
     let pieces = MB / 10;
     for i in 0..pieces {
-        c.write_random("wdev0", i * 10 << 20, 1 << 20, 1000 + i);
+        c.write_random("wdev0", (i * 10) << 20, 1 << 20, 1000 + i);
     }
     let g1 = c.walbc(&["snapshot", "s0", "vol0"]);
     let want = c.device_hash("wdev0");
@@ -219,7 +219,7 @@ fn repo_dedup() {
         c.write_random("wdev1", i * (16 << 20), 16 << 20, 100 + i);
     }
     for i in 0..pieces {
-        c.write_random("wdev1", i * 10 << 20, 1 << 20, 1000 + i);
+        c.write_random("wdev1", (i * 10) << 20, 1 << 20, 1000 + i);
     }
     assert_eq!(c.device_hash("wdev1"), want);
     c.walbc(&["init-storage", "s0", "vol1", "wdev1"]);

@@ -46,10 +46,10 @@ pub async fn rebuild(
     std::fs::create_dir_all(&vol.dir)
         .map_err(|e| CmdError::Internal(format!("{}: {e}", vol.dir.display())))?;
     for d in &chain {
-        let body = restore::wdiff_body(repo, name, d).await.map_err(repo_err)?;
         let tmp = TempFile::create(vol.temp_path("rebuild"))?;
-        std::io::Write::write_all(&mut &tmp.file, &body)
-            .map_err(|e| CmdError::Internal(format!("{}: {e}", tmp.path.display())))?;
+        restore::wdiff_to_file(repo, name, d, &tmp.path)
+            .await
+            .map_err(repo_err)?;
         tmp.persist(&vol.diff_path(d))?;
     }
     let out = Output::create(&vol.image())?;

@@ -49,29 +49,49 @@ pub fn encode(kind: Kind, raw: &[u8], codec: Codec, level: i32) -> Result<Bytes>
         }
         Codec::None => (Codec::None, raw),
     };
+    let h = Header {
+        kind,
+        codec,
+        raw_len: raw.len() as u64,
+        body_len: body.len() as u64,
+        raw_hash,
+        body_hash: *blake3::hash(body).as_bytes(),
+    };
     let mut out = BytesMut::with_capacity(HEADER + body.len());
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&[kind as u8, codec as u8, 0, 0, 0, 0, 0, 0]);
-    out.extend_from_slice(&(raw.len() as u64).to_le_bytes());
-    out.extend_from_slice(&(body.len() as u64).to_le_bytes());
-    out.extend_from_slice(&raw_hash);
-    out.extend_from_slice(blake3::hash(body).as_bytes());
+    out.extend_from_slice(&h.to_bytes());
     out.extend_from_slice(body);
     Ok(out.freeze())
+}
+
+impl Header {
+    pub fn to_bytes(&self) -> [u8; HEADER] {
+        let mut b = [0u8; HEADER];
+        b[..8].copy_from_slice(MAGIC);
+        b[8] = self.kind as u8;
+        b[9] = self.codec as u8;
+        b[16..24].copy_from_slice(&self.raw_len.to_le_bytes());
+        b[24..32].copy_from_slice(&self.body_len.to_le_bytes());
+        b[32..64].copy_from_slice(&self.raw_hash);
+        b[64..96].copy_from_slice(&self.body_hash);
+        b
+    }
 }
 
 /// The header of `obj`, checked against `kind` and the object's length; `key` names it in
 /// errors.
 pub fn header(key: &str, obj: &[u8], kind: Kind) -> Result<Header> {
-    if obj.len() < HEADER {
+    parse_header(key, obj, kind, obj.len() as u64)
+}
+
+/// The header at the start of `head`, of an object of `obj_len` bytes.
+pub fn parse_header(key: &str, head: &[u8], kind: Kind, obj_len: u64) -> Result<Header> {
+    if head.len() < HEADER || obj_len < HEADER as u64 {
         return Err(Error::corrupt(
             key,
-            format!(
-                "{} bytes, shorter than the {HEADER}-byte frame header",
-                obj.len()
-            ),
+            format!("{obj_len} bytes, shorter than the {HEADER}-byte frame header"),
         ));
     }
+    let obj = &head[..HEADER];
     if &obj[..8] != MAGIC {
         return Err(Error::corrupt(key, "no WALBREPO magic"));
     }
@@ -101,12 +121,12 @@ pub fn header(key: &str, obj: &[u8], kind: Kind) -> Result<Header> {
         raw_hash: obj[32..64].try_into().expect("32 bytes"),
         body_hash: obj[64..96].try_into().expect("32 bytes"),
     };
-    if h.body_len != (obj.len() - HEADER) as u64 {
+    if h.body_len != obj_len - HEADER as u64 {
         return Err(Error::corrupt(
             key,
             format!(
                 "body of {} bytes, the header says {}",
-                obj.len() - HEADER,
+                obj_len - HEADER as u64,
                 h.body_len
             ),
         ));

@@ -141,11 +141,39 @@ async fn fetch_chunk(repo: &Repo, ix: &Index, i: usize, down: &AtomicU64) -> Res
     Ok(raw)
 }
 
-/// The wdiff file `d` of `vol` as the archive held it, checked against its frame.
-pub async fn wdiff_body(repo: &Repo, vol: &str, d: &MetaDiff) -> Result<Bytes> {
+/// Writes the wdiff file `d` of `vol`, as the archive held it, to `path` (created or
+/// truncated), streaming, checked against its frame at the end; returns the bytes fetched.
+pub async fn wdiff_to_file(repo: &Repo, vol: &str, d: &MetaDiff, path: &Path) -> Result<u64> {
+    use tokio::io::AsyncWriteExt;
     let key = layout::wdiff(vol, d);
-    let obj = repo.get(&key).await?;
-    Ok(frame::check(key.as_ref(), &obj, Kind::Wdiff)?.1)
+    let got = match repo.store.get(&key).await {
+        Ok(g) => g,
+        Err(object_store::Error::NotFound { .. }) => {
+            return Err(Error::NotFound(format!("no object {key} in {}", repo.url)))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let len = got.meta.size;
+    let io = |e| Error::io(format!("write {}", path.display()), e);
+    let mut out = tokio::fs::File::create(path).await.map_err(io)?;
+    let mut head = Vec::with_capacity(frame::HEADER);
+    let mut h = blake3::Hasher::new();
+    let mut s = got.into_stream();
+    while let Some(b) = s.next().await {
+        let mut b = b?;
+        if head.len() < frame::HEADER {
+            let n = (frame::HEADER - head.len()).min(b.len());
+            head.extend_from_slice(&b.split_to(n));
+        }
+        h.update(&b);
+        out.write_all(&b).await.map_err(io)?;
+    }
+    out.flush().await.map_err(io)?;
+    let hd = frame::parse_header(key.as_ref(), &head, Kind::Wdiff, len)?;
+    if h.finalize().as_bytes() != &hd.body_hash {
+        return Err(Error::corrupt(&key, "body checksum mismatch"));
+    }
+    Ok(len)
 }
 
 /// The chain's wdiffs fetched into `work`, each checked against its frame, in chain order.
@@ -159,14 +187,9 @@ async fn fetch_wdiffs(
 ) -> Result<Vec<std::path::PathBuf>> {
     futures::stream::iter(chain.iter().enumerate())
         .map(|(i, d)| async move {
-            let body = wdiff_body(repo, vol, d).await?;
-            down.fetch_add((body.len() + frame::HEADER) as u64, Ordering::Relaxed);
             let path = work.join(format!("{i:06}.wdiff"));
-            let p = path.clone();
-            tokio::task::spawn_blocking(move || std::fs::write(&p, &body))
-                .await
-                .map_err(|e| Error::Invalid(format!("write task: {e}")))?
-                .map_err(|e| Error::io(format!("write {}", path.display()), e))?;
+            let n = wdiff_to_file(repo, vol, d, &path).await?;
+            down.fetch_add(n, Ordering::Relaxed);
             Ok(path)
         })
         .buffered(parallel.max(1))

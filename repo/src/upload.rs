@@ -4,6 +4,7 @@
 //! and gc sweeps when nothing refers to them.
 
 use std::fs::File;
+use std::io::BufReader;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -11,8 +12,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
+use object_store::WriteMultipart;
 use walb_core::meta::{MetaDiff, MetaState};
-use walb_core::source::BytesSource;
+use walb_core::source::{BytesSource, ReadSource};
 use walb_core::wdiff::SortedReader;
 
 use crate::error::{Error, Result};
@@ -221,9 +223,22 @@ pub async fn upload_wdiff(
     if repo.exists(&key).await? {
         return Ok(None);
     }
+    // One descriptor for every pass: the file may be renamed or removed meanwhile.
+    let f = File::open(path).map_err(|e| Error::io(format!("open {}", path.display()), e))?;
+    let size = f
+        .metadata()
+        .map_err(|e| Error::io(format!("stat {}", path.display()), e))?
+        .len();
+    if size > STREAM_WDIFF {
+        return stream_wdiff(repo, &key, f, size, path, rate, stats)
+            .await
+            .map(Some);
+    }
     let p = path.to_path_buf();
     let obj = tokio::task::spawn_blocking(move || -> Result<Bytes> {
-        let data = std::fs::read(&p).map_err(|e| Error::io(format!("read {}", p.display()), e))?;
+        let mut data = vec![0u8; size as usize];
+        f.read_exact_at(&mut data, 0)
+            .map_err(|e| Error::io(format!("read {}", p.display()), e))?;
         let data = Bytes::from(data);
         check_wdiff(&data).map_err(|e| e.in_file(&p))?;
         frame::encode(Kind::Wdiff, &data, Codec::None, 0)
@@ -240,6 +255,87 @@ pub async fn upload_wdiff(
         }
         Put::Existed => Ok(None),
     }
+}
+
+/// Wdiffs larger than this (a hash backup's, a long merge's) are streamed, not held in memory.
+pub const STREAM_WDIFF: u64 = 32 << 20;
+
+/// A large wdiff: read through its checksums, hashed, then sent in parts of a multipart
+/// upload, which the store makes visible only when complete. Stores offer no conditional
+/// multipart completion here: the volume's lease keeps other writers away.
+async fn stream_wdiff(
+    repo: &Repo,
+    key: &object_store::path::Path,
+    f: File,
+    size: u64,
+    path: &Path,
+    rate: &Rate,
+    stats: &Stats,
+) -> Result<u64> {
+    let f = Arc::new(f);
+    let (g, p) = (f.clone(), path.to_path_buf());
+    let hash = tokio::task::spawn_blocking(move || -> Result<[u8; 32]> {
+        let file = |e| Error::io(format!("read {}", p.display()), e);
+        let r = g.try_clone().map_err(file)?;
+        let src = ReadSource::new(BufReader::with_capacity(1 << 20, r));
+        let (_, recs) = SortedReader::open(Box::new(src)).map_err(|e| e.in_file(&p))?;
+        for rec in recs {
+            rec.map_err(|e| e.in_file(&p))?;
+        }
+        let mut h = blake3::Hasher::new();
+        let mut buf = vec![0u8; 1 << 20];
+        let mut off = 0u64;
+        while off < size {
+            let n = (size - off).min(buf.len() as u64) as usize;
+            g.read_exact_at(&mut buf[..n], off).map_err(file)?;
+            h.update(&buf[..n]);
+            off += n as u64;
+        }
+        Ok(*h.finalize().as_bytes())
+    })
+    .await
+    .map_err(|e| Error::Invalid(format!("wdiff reader: {e}")))??;
+    let header = frame::Header {
+        kind: Kind::Wdiff,
+        codec: Codec::None,
+        raw_len: size,
+        body_len: size,
+        raw_hash: hash,
+        body_hash: hash,
+    };
+    const PART: u64 = 8 << 20;
+    let mut w =
+        WriteMultipart::new_with_chunk_size(repo.store.put_multipart(key).await?, PART as usize);
+    w.put(Bytes::copy_from_slice(&header.to_bytes()));
+    let mut off = 0u64;
+    let sent: Result<()> = async {
+        while off < size {
+            let n = (size - off).min(PART);
+            let (g, at) = (f.clone(), off);
+            let buf = tokio::task::spawn_blocking(move || {
+                let mut b = vec![0u8; n as usize];
+                g.read_exact_at(&mut b, at).map(|()| b)
+            })
+            .await
+            .map_err(|e| Error::Invalid(format!("wdiff reader: {e}")))?
+            .map_err(|e| Error::io(format!("read {} at {off}", path.display()), e))?;
+            rate.take(n).await;
+            w.wait_for_capacity(4).await?;
+            w.put(Bytes::from(buf));
+            off += n;
+        }
+        Ok(())
+    }
+    .await;
+    if let Err(e) = sent {
+        let _ = w.abort().await;
+        return Err(e);
+    }
+    w.finish().await?;
+    let up = size + frame::HEADER as u64;
+    stats.bytes_up.fetch_add(up, Ordering::Relaxed);
+    tracing::debug!(wdiff = %key, bytes = up, "wdiff uploaded in parts");
+    Ok(up)
 }
 
 /// Reads a sorted wdiff through: header, every pack and record checksum, the END pack.

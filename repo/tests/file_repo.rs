@@ -192,3 +192,39 @@ async fn a_local_repository_round_trips_dedups_and_sweeps() {
         .await
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_wdiff_is_streamed_both_ways() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", dir.path().join("repo").display());
+    let repo = Repo::open(&url).unwrap();
+    let stats = Stats::default();
+    // A 40 MiB image of zeros (no chunk stored) and a wdiff of 36 MiB of noise over it.
+    let img_path = dir.path().join("img");
+    std::fs::File::create(&img_path)
+        .unwrap()
+        .set_len(40 << 20)
+        .unwrap();
+    let s0 = MetaState::new(MetaSnap::clean(Gid(0)), 1000);
+    let r = upload::upload_image(&repo, "v0", &s0, &img_path, &opts(), &stats)
+        .await
+        .unwrap();
+    assert_eq!(r.new_chunks, 0);
+    let patch = noise(36 << 20, 3);
+    let wd = dir.path().join("d01");
+    wdiff(&wd, 1 << 20, &patch);
+    assert!(std::fs::metadata(&wd).unwrap().len() > upload::STREAM_WDIFF);
+    let mut d = MetaDiff::clean(0, 1).unwrap();
+    d.timestamp = 1001;
+    let up = upload::upload_wdiff(&repo, "v0", &d, &wd, &Rate::unlimited(), &stats)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(up, std::fs::metadata(&wd).unwrap().len() + 96);
+    let v = verify::verify(&repo, true, 4).await.unwrap();
+    assert!(v.problems.is_empty(), "{:?}", v.problems);
+    let mut want = vec![0u8; 40 << 20];
+    want[1 << 20..(1 << 20) + patch.len()].copy_from_slice(&patch);
+    let out = tempfile::tempdir().unwrap();
+    assert!(restored(&repo, "v0", 1, out.path()).await.unwrap() == want);
+}

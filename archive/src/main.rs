@@ -93,6 +93,11 @@ struct Args {
     /// Limit uploads to the repository to this many MB/s (0: no limit).
     #[arg(long, default_value_t = 0)]
     repo_rate_mbps: u64,
+    /// Keep this many images per volume in the repository (each apply point uploads one);
+    /// older ones and the wdiffs before the oldest kept are deleted, their chunks by
+    /// `walbc repo gc` (0: keep all).
+    #[arg(long, default_value_t = 0)]
+    repo_keep_images: usize,
     /// Before serving, make volume VOL (which this archive must not hold) from the repository
     /// (`--repo`): the newest image and the diffs after it. Repeatable.
     #[arg(long, value_name = "VOL", requires = "repo")]
@@ -163,6 +168,7 @@ async fn main() -> Result<()> {
                 rate: Arc::new(walb_repo::rate::Rate::new(args.repo_rate_mbps * 1_000_000)),
                 ..Default::default()
             },
+            keep_images: args.repo_keep_images,
         };
         tokio::spawn(walb_archive::repo::run(archive.clone(), cfg));
     }

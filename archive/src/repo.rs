@@ -23,6 +23,8 @@ pub struct Config {
     pub every: Duration,
     pub lease: Duration,
     pub opts: Opts,
+    /// Images kept per volume after each upload (0: all).
+    pub keep_images: usize,
 }
 
 /// What the repository is known to hold of one volume (listed once, then kept up to date).
@@ -160,6 +162,18 @@ async fn ship(
         .await
         .map_err(repo_err)?;
     k.images.insert(state.snap_b);
+    if cfg.keep_images > 0 {
+        let r = walb_repo::prune::prune(&cfg.repo, name, cfg.keep_images)
+            .await
+            .map_err(repo_err)?;
+        for s in &r.images {
+            k.images.remove(s);
+        }
+        if r.wdiffs > 0 {
+            // Listed afresh next round.
+            known.remove(name);
+        }
+    }
     Ok(())
 }
 

@@ -15,6 +15,7 @@ pub mod index;
 pub mod layout;
 pub mod lease;
 pub mod list;
+pub mod prune;
 pub mod rate;
 pub mod restore;
 pub mod store;

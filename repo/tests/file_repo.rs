@@ -176,6 +176,15 @@ async fn a_local_repository_round_trips_dedups_and_sweeps() {
     assert!(v.problems.is_empty(), "{:?}", v.problems);
     assert_eq!(restored(&repo, "v0", 1, out.path()).await.unwrap(), want);
 
+    // Pruning to the newest image: the older one and the diff before it go; what is left
+    // restores; the chunks stay while v1's image and the kept one name them.
+    let p = walb_repo::prune::prune(&repo, "v0", 1).await.unwrap();
+    assert_eq!((p.images.len(), p.wdiffs), (1, 1));
+    let snaps = list::snapshots(&repo, "v0").await.unwrap();
+    assert_eq!(snaps.iter().map(|s| s.gid.0).collect::<Vec<_>>(), vec![5]);
+    assert_eq!(gc::gc(&repo, Duration::ZERO, false).await.unwrap().swept, 0);
+    assert_eq!(restored(&repo, "v0", 5, out.path()).await.unwrap(), img);
+
     // One writer per volume.
     lease::acquire(&repo, "v0", "a0", Duration::from_secs(60))
         .await

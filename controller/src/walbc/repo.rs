@@ -49,6 +49,14 @@ pub enum RepoCmd {
         #[arg(long, default_value_t = 16)]
         parallel: usize,
     },
+    /// Delete all but VOL's newest KEEP images and the wdiffs older than the oldest kept
+    /// (their chunks go at the next gc).
+    Prune {
+        url: String,
+        vol: String,
+        #[arg(long)]
+        keep: usize,
+    },
     /// Delete the chunks no image refers to and older than the grace period.
     Gc {
         url: String,
@@ -166,6 +174,11 @@ pub async fn run(cmd: RepoCmd) -> Result<()> {
             if !r.problems.is_empty() {
                 anyhow::bail!("{} damaged or missing objects in {url}", r.problems.len());
             }
+        }
+        RepoCmd::Prune { url, vol, keep } => {
+            let repo = Repo::open(&url)?;
+            let r = walb_repo::prune::prune(&repo, &vol, keep).await?;
+            println!("{} images, {} wdiffs removed", r.images.len(), r.wdiffs);
         }
         RepoCmd::Gc {
             url,

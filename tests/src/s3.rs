@@ -29,19 +29,24 @@ fn start() -> S3 {
     // The server is spawned from a thread that lives as long as the test binary: its parent
     // death signal then ends it with the binary, never earlier.
     std::thread::spawn(move || {
-        let mut cmd = Command::new("moto_server");
-        cmd.args(["-H", &h, "-p", &p])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
-        unsafe {
-            use std::os::unix::process::CommandExt;
-            cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
-        let child = cmd.spawn();
+        let spawn = |prog: &str, pre: &[&str]| {
+            let mut cmd = Command::new(prog);
+            cmd.args(pre)
+                .args(["-H", &h, "-p", &p])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+            // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+            unsafe {
+                use std::os::unix::process::CommandExt;
+                cmd.pre_exec(|| {
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                    Ok(())
+                });
+            }
+            cmd.spawn()
+        };
+        // The script pip installs, else the module through python3.
+        let child = spawn("moto_server", &[]).or_else(|_| spawn("python3", &["-m", "moto.server"]));
         let ok = child.is_ok();
         tx.send(child.map(|c| c.id()).map_err(|e| e.to_string()))
             .expect("send");

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use walb_core::meta::{self, unix_now, MetaDiff};
+use walb_core::Uuid;
 use walb_daemon::{CmdError, CmdResult};
 use walb_repo::upload::{self, Opts, Stats};
 use walb_repo::volinfo::{self, VolInfo};
@@ -108,6 +109,17 @@ async fn ship(
         uuid: vol.uuid()?,
         archive_uuid: vol.archive_uuid()?,
     };
+    if let Some(old) = k.info {
+        // A new full backup starts another lineage, whose gids may repeat the old one's: its
+        // objects must not mix with the old ones under the same names.
+        if old.archive_uuid != info.archive_uuid && old.archive_uuid != Uuid::default() {
+            return Err(CmdError::Internal(format!(
+                "the repository holds lineage {} of volume {name}, this archive {}: prune or \
+                 remove vols/{name} there, or ship to another prefix",
+                old.archive_uuid, info.archive_uuid
+            )));
+        }
+    }
     if k.info != Some(info) {
         volinfo::write(&cfg.repo, name, &info)
             .await

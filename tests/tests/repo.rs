@@ -381,4 +381,14 @@ fn repo_rebuild_archive() {
     let other = tempfile::tempdir().unwrap();
     assert_eq!(restore_hash(&url, "vol0", &g3, other.path()), h3);
     assert_eq!(restore_hash(&url, "vol0", &g1, other.path()), h1);
+
+    // A new full backup starts another lineage: a1 refuses to mix it into the repository.
+    c.walbc(&["reset", "a1", "vol0"]);
+    c.walbc(&["full-backup", "s0", "vol0"]);
+    let t = Instant::now();
+    while !c.log("a1").contains("the repository holds lineage") {
+        assert!(t.elapsed() < Duration::from_secs(30), "{}", c.log("a1"));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(restore_hash(&url, "vol0", &g3, other.path()), h3);
 }

@@ -75,6 +75,33 @@ struct Args {
     protect: bool,
     #[command(flatten)]
     bulk: walb_daemon::args::BulkArgs,
+    /// Ship every volume to this repository on object storage: `s3://BUCKET/PREFIX`
+    /// (endpoint and credentials from the AWS variables) or `file:///PATH`
+    /// (docs/repository.md).
+    #[arg(long)]
+    repo: Option<String>,
+    /// How often the repository uploader looks for new diffs and images, in seconds.
+    #[arg(long, default_value_t = 2)]
+    repo_every_secs: u64,
+    /// How long the volume lease this archive takes in the repository lasts, in seconds (it is
+    /// renewed every round).
+    #[arg(long, default_value_t = 60)]
+    repo_lease_secs: u64,
+    /// Requests to the repository in flight (bounds memory: about that many 1 MiB chunks).
+    #[arg(long, default_value_t = 8)]
+    repo_parallel: usize,
+    /// Limit uploads to the repository to this many MB/s (0: no limit).
+    #[arg(long, default_value_t = 0)]
+    repo_rate_mbps: u64,
+    /// Keep this many images per volume in the repository (each apply point uploads one);
+    /// older ones and the wdiffs before the oldest kept are deleted, their chunks by
+    /// `walbc repo gc` (0: keep all).
+    #[arg(long, default_value_t = 0)]
+    repo_keep_images: usize,
+    /// Before serving, make volume VOL (which this archive must not hold) from the repository
+    /// (`--repo`): the newest image and the diffs after it. Repeatable.
+    #[arg(long, value_name = "VOL", requires = "repo")]
+    rebuild: Vec<String>,
 }
 
 #[tokio::main]
@@ -123,6 +150,27 @@ async fn main() -> Result<()> {
     if args.verify_every_hours > 0 {
         let every = args.verify_every_hours * 3600;
         tokio::spawn(walb_archive::verify::run_scheduled(archive.clone(), every));
+    }
+    if let Some(url) = &args.repo {
+        let repo = walb_repo::Repo::open(url)?;
+        for vol in &args.rebuild {
+            let done = walb_archive::rebuild::rebuild(&archive, &repo, vol, args.repo_parallel)
+                .await
+                .with_context(|| format!("--rebuild {vol}"))?;
+            tracing::info!("{done}");
+        }
+        let cfg = walb_archive::repo::Config {
+            repo,
+            every: Duration::from_secs(args.repo_every_secs.max(1)),
+            lease: Duration::from_secs(args.repo_lease_secs.max(1)),
+            opts: walb_repo::upload::Opts {
+                parallel: args.repo_parallel.max(1),
+                rate: Arc::new(walb_repo::rate::Rate::new(args.repo_rate_mbps * 1_000_000)),
+                ..Default::default()
+            },
+            keep_images: args.repo_keep_images,
+        };
+        tokio::spawn(walb_archive::repo::run(archive.clone(), cfg));
     }
     // Served while it runs: commands and flows are answered "starting" until it is done.
     let recovering = archive.clone();

@@ -17,6 +17,9 @@ pub struct ArchiveMetrics {
     pub broken: Gauges,
     pub rejections: Counters,
     pub write_to_restorable: Histograms,
+    pub repo_lag: Gauges,
+    pub repo_bytes_up: Gauges,
+    pub repo_dedup_permille: Gauges,
 }
 
 impl ArchiveMetrics {
@@ -59,6 +62,18 @@ impl ArchiveMetrics {
                 "Time from a received diff's timestamp (its snapshot on the storage, after its \
                  newest write) to its registration here, when it becomes restorable",
                 Buckets::exponential(1.0, 2.0, 18),
+            ),
+            repo_lag: m.gauge(
+                "walb_archive_repo_lag_seconds",
+                "Age of the oldest registered diff not yet uploaded to the repository (0: none)",
+            ),
+            repo_bytes_up: m.gauge(
+                "walb_archive_repo_bytes_up",
+                "Bytes uploaded to the repository since the daemon started",
+            ),
+            repo_dedup_permille: m.gauge(
+                "walb_archive_repo_dedup_permille",
+                "Image bytes uploaded per byte of new chunks, times 1000 (dedup ratio)",
             ),
             all,
         }

@@ -48,7 +48,9 @@ impl BulkSource for ImageSource {
 
 /// Base image + records.
 pub struct VirtualFull {
-    base: ImageSource,
+    base: Box<dyn BulkSource>,
+    size: u64,
+    pos: u64,
     recs: RecIter,
     cur: Option<DiffRec>,
     last_end: u64,
@@ -56,12 +58,20 @@ pub struct VirtualFull {
 
 impl VirtualFull {
     pub fn new(base: Box<dyn BlockIo>, recs: RecIter) -> Result<VirtualFull> {
-        Ok(VirtualFull {
-            base: ImageSource::new(base)?,
+        Ok(VirtualFull::over(Box::new(ImageSource::new(base)?), recs))
+    }
+
+    /// The records laid over any sequential source of the base image (a file, or chunks
+    /// fetched from somewhere else).
+    pub fn over(base: Box<dyn BulkSource>, recs: RecIter) -> VirtualFull {
+        VirtualFull {
+            size: base.size(),
+            base,
+            pos: 0,
             recs,
             cur: None,
             last_end: 0,
-        })
+        }
     }
 
     fn fetch(&mut self) -> Result<Option<&DiffRec>> {
@@ -73,10 +83,10 @@ impl VirtualFull {
                         r.addr, self.last_end
                     )));
                 }
-                if r.end() * LBS as u64 > self.base.size {
+                if r.end() * LBS as u64 > self.size {
                     return Err(Error::Invalid(format!(
                         "record at LB {} (+{} LB) ends beyond the base image's {} bytes",
-                        r.addr, r.blocks, self.base.size
+                        r.addr, r.blocks, self.size
                     )));
                 }
                 self.last_end = r.end();
@@ -89,11 +99,12 @@ impl VirtualFull {
 
 impl BulkSource for VirtualFull {
     fn size(&self) -> u64 {
-        self.base.size
+        self.size
     }
     fn read_next(&mut self, buf: &mut [u8]) -> Result<usize> {
-        let start = self.base.pos;
+        let start = self.pos;
         let n = self.base.read_next(buf)?;
+        self.pos += n as u64;
         let end = start + n as u64;
         while let Some(r) = self.fetch()? {
             let (rs, re) = (r.addr * LBS as u64, r.end() * LBS as u64);

@@ -485,6 +485,11 @@ impl Cluster {
         }
     }
 
+    /// The flags daemon `id` is started with (its next `start_daemon` uses changed ones).
+    pub fn daemon_args(&mut self, id: &str) -> &mut Vec<String> {
+        &mut self.daemons.get_mut(id).expect("daemon id").args
+    }
+
     /// SIGKILL of daemon `id`.
     pub fn kill(&mut self, id: &str) {
         if let Some(mut c) = self.daemons.get_mut(id).and_then(|d| d.child.take()) {

@@ -7,6 +7,7 @@ pub mod db;
 pub mod mariadb;
 pub mod pg;
 pub mod relay;
+pub mod s3;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

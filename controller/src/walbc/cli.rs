@@ -300,6 +300,12 @@ pub enum Cmd {
     /// new connections get the new certificate, open ones and their transfers go on. Prints
     /// the new certificate's serial; on a failure the server keeps the old one.
     RotateCerts { server: String },
+    /// The repository on object storage (s3://BUCKET/PREFIX or file:///PATH), without any
+    /// daemon: snapshots, restore, verify, gc (docs/repository.md).
+    Repo {
+        #[command(subcommand)]
+        cmd: super::repo::RepoCmd,
+    },
 }
 
 /// A server given as HOST:PORT, or as an id of the layout `load` reads.
@@ -332,6 +338,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         })
     };
     match cli.cmd {
+        Cmd::Repo { cmd } => super::repo::run(cmd).await?,
         Cmd::GenCerts { dir, force } => {
             super::certs::generate(&dir, &load()?, force)?;
             println!("{}", dir.display());

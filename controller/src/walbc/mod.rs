@@ -11,5 +11,6 @@ pub mod lifecycle;
 pub mod ops;
 pub mod quickstart;
 pub mod quiesce;
+pub mod repo;
 pub mod send;
 pub mod words;

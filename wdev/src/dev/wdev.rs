@@ -208,7 +208,8 @@ impl Wdev {
         }
         let ring = self.log_capacity();
         let salt = self.salt();
-        let mut b = PackBuilder::new(self.pbs(), self.lsids.latest, Some(ring));
+        // Each IO's data is written from its own buffer (no gathering copy).
+        let mut b = PackBuilder::new(self.pbs(), self.lsids.latest, Some(ring)).headers_only();
         // The IOs in `b`, not yet logged.
         let mut packed = Vec::new();
         for io in ios {
@@ -248,7 +249,7 @@ impl Wdev {
     /// (`packed`) become pending, so pending data always covers every pack since the last
     /// handoff (a checkpoint between two packs of a batch must not skip the first's data).
     fn write_pack(&mut self, b: &mut PackBuilder, packed: &mut Vec<&Io>) -> Result<()> {
-        let (h, data) = b.take();
+        let (h, _) = b.take();
         let next = h.next_lsid();
         let ring = self.log_capacity();
         // Redo safety: never overwrite logs at or above prev_written.
@@ -262,7 +263,14 @@ impl Wdev {
             );
             self.overflow = true;
         }
-        self.ldev.write_pack(&h, &data)?;
+        let data: Vec<&[u8]> = packed
+            .iter()
+            .filter_map(|io| match io {
+                Io::Write { data, .. } => Some(&data[..]),
+                Io::Discard { .. } => None,
+            })
+            .collect();
+        self.ldev.write_pack_parts(&h, &data)?;
         self.lsids.latest = next;
         self.lsids.completed = next;
         self.log_sync.written(next);

@@ -164,7 +164,10 @@ impl Ldev {
             let mut pad = pb as usize * pbs.bytes();
             if rec.kind == RecKind::Normal {
                 let d = data.next().ok_or_else(|| {
-                    Error::Invalid(format!("pack at lsid {}: fewer data parts than records", header.lsid))
+                    Error::Invalid(format!(
+                        "pack at lsid {}: fewer data parts than records",
+                        header.lsid
+                    ))
                 })?;
                 run.push(std::io::IoSlice::new(d));
                 pad -= d.len();

@@ -123,12 +123,7 @@ impl Drop for Writeback {
     }
 }
 
-fn run(
-    log: &LogSync,
-    ddev: SharedIo,
-    jobs: Receiver<Job>,
-    done: Sender<Result<(), String>>,
-) {
+fn run(log: &LogSync, ddev: SharedIo, jobs: Receiver<Job>, done: Sender<Result<(), String>>) {
     for job in jobs {
         let r = do_job(log, &ddev, &job).map_err(|e| e.to_string());
         if let Err(e) = &r {

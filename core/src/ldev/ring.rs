@@ -163,12 +163,15 @@ impl Ldev {
             }
             let mut pad = pb as usize * pbs.bytes();
             if rec.kind == RecKind::Normal {
-                let d = data.next().ok_or_else(|| {
-                    Error::Invalid(format!(
-                        "pack at lsid {}: fewer data parts than records",
-                        header.lsid
-                    ))
-                })?;
+                let d = data
+                    .next()
+                    .filter(|d| d.len() == rec.io_size as usize * crate::types::LBS)
+                    .ok_or_else(|| {
+                        Error::Invalid(format!(
+                            "pack at lsid {}: the data parts do not match its records",
+                            header.lsid
+                        ))
+                    })?;
                 run.push(std::io::IoSlice::new(d));
                 pad -= d.len();
             }

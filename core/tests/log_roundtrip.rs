@@ -167,9 +167,27 @@ fn ldev_file(ring_pb: u64, pbs: Pbs) -> (tempfile::NamedTempFile, Ldev) {
     (f, ldev)
 }
 
+/// Each normal record's bytes in a pack's data (what `Ldev::write_pack_parts` takes).
+fn record_parts<'a>(h: &LogPackHeader, d: &'a [u8], pbs: Pbs) -> Vec<&'a [u8]> {
+    h.records
+        .iter()
+        .filter(|r| r.kind == walb_core::logpack::record::RecKind::Normal)
+        .map(|r| {
+            let at = (r.lsid - h.lsid - 1) as usize * pbs.bytes();
+            &d[at..at + r.io_size as usize * LBS]
+        })
+        .collect()
+}
+
 #[test]
 fn ring_wraps_and_end_of_log_is_found() {
-    for pbs in [Pbs::B512, Pbs::B4096] {
+    // Packs written from one buffer, then from each record's own (`write_pack_parts`).
+    for (pbs, parts) in [
+        (Pbs::B512, false),
+        (Pbs::B4096, false),
+        (Pbs::B512, true),
+        (Pbs::B4096, true),
+    ] {
         let ring = 700;
         let (f, mut ldev) = ldev_file(ring, pbs);
         assert_eq!(ldev.sb.ring_buffer_size, ring);
@@ -182,7 +200,11 @@ fn ring_wraps_and_end_of_log_is_found() {
         let packs = gen_packs(&c);
         let wrapped = packs.iter().any(|(h, _)| h.n_padding() > 0);
         for (h, d) in &packs {
-            ldev.write_pack(h, d).unwrap();
+            if parts {
+                ldev.write_pack_parts(h, &record_parts(h, d, pbs)).unwrap();
+            } else {
+                ldev.write_pack(h, d).unwrap();
+            }
         }
         assert!(wrapped, "some record hit the ring end");
         let mut reopened =

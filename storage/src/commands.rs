@@ -213,6 +213,14 @@ impl Storage {
 
     async fn status(&self, only: Option<&str>) -> CmdResult<Text> {
         let mut out = format!("storage {}\n", self.id);
+        // The wdevd worker serving the devices (docs/wdev.md, "Restarts").
+        match self.wdevd.daemon().await {
+            Ok(d) => out.push_str(&format!(
+                "wdevd pid {} started_ms {} restarts {} transport {}\n",
+                d.pid, d.started_ms, d.restarts, d.transport
+            )),
+            Err(e) => out.push_str(&format!("wdevd unreachable: {e}\n")),
+        }
         for (name, vol) in self.vols.read().await.iter() {
             if only.is_some_and(|o| o != name) {
                 continue;

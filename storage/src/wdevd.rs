@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use walb_daemon::{CmdError, CmdResult};
 use wdev_client::{Answer, Client, DevName, Request};
 
-pub use wdev_client::DevStatus;
+pub use wdev_client::{DaemonStatus, DevStatus};
 
 #[derive(Clone)]
 pub struct Wdevd {
@@ -42,6 +42,14 @@ impl Wdevd {
         self.request(Request::Status { name })
             .await?
             .device()
+            .map_err(internal)
+    }
+
+    /// The process serving the devices: pid, start time, restarts, FUSE transport.
+    pub async fn daemon(&self) -> CmdResult<DaemonStatus> {
+        self.request(Request::DaemonStatus)
+            .await?
+            .daemon()
             .map_err(internal)
     }
 

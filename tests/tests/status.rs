@@ -22,6 +22,14 @@ fn status_every_field_in_a_scripted_situation() {
     let (s, p, a) = (&j["storages"][0], &j["proxies"][0], &j["archives"][0]);
     assert_eq!(s["reachable"], true, "{j}");
     assert!(s["log_capacity_pb"].as_u64().unwrap() > 0, "{j}");
+    // The storage's own status names the wdevd worker its volumes live on.
+    let wdevd = c.wdevd_status();
+    let line = format!(
+        "wdevd pid {} started_ms {} restarts 0 transport /dev/fuse",
+        wdevd["pid"], wdevd["started_ms"]
+    );
+    let st = c.walbc(&["call", "s0", "status"]);
+    assert!(st.lines().any(|l| l == line), "{line:?} not in {st}");
     assert!(s["action"].is_null(), "no backup runs: {j}");
     assert!(j["archives"][0]["action"].is_null(), "nothing runs: {j}");
     assert_eq!(p["reachable"], true, "{j}");

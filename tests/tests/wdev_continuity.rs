@@ -183,6 +183,8 @@ fn c1_worker_killed_under_fs_load() {
     let (files, written) = w.finish();
     let st = c.wdevd_status();
     assert_eq!(st["restarts"], 5, "{st}");
+    // A killed worker's requests are resent only over /dev/fuse (docs/wdev.md, "Transport").
+    assert_eq!(st["transport"], "/dev/fuse", "{st}");
     eprintln!("{written} files fsynced over 5 worker kills; SIGKILL to first answer: {gaps:?} ms");
     assert!(
         written > KEEP,

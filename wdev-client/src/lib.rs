@@ -205,7 +205,19 @@ pub struct DaemonStatus {
     pub first_answer_ms: u64,
     /// How many devices it serves.
     pub devices: u64,
+    /// How the worker gets the kernel's FUSE requests: `/dev/fuse` (read and write on the
+    /// connection; docs/wdev.md, "Transport"). Workers from before this field served over
+    /// `/dev/fuse` only, so that is what a status without it means.
+    #[serde(default = "dev_fuse")]
+    pub transport: String,
 }
+
+fn dev_fuse() -> String {
+    TRANSPORT_DEV_FUSE.to_string()
+}
+
+/// The FUSE transport of reading and writing the connection's descriptor.
+pub const TRANSPORT_DEV_FUSE: &str = "/dev/fuse";
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

@@ -16,6 +16,8 @@ pub struct FileIo {
 const BLKGETSIZE64: libc::c_ulong = 0x8008_1272;
 const BLKDISCARD: libc::c_ulong = 0x1277;
 const BLKPBSZGET: libc::c_ulong = 0x127b;
+/// Most buffers one pwritev takes (Linux's UIO_MAXIOV).
+const IOV_MAX: usize = 1024;
 
 impl FileIo {
     pub fn open(path: &Path, writable: bool) -> io::Result<FileIo> {
@@ -102,6 +104,37 @@ impl BlockIo for FileIo {
     }
     fn write_at(&mut self, buf: &[u8], off: u64) -> io::Result<()> {
         self.file.write_all_at(buf, off)
+    }
+    fn write_vectored_at(&mut self, bufs: &[io::IoSlice], mut off: u64) -> io::Result<()> {
+        let mut bufs: Vec<io::IoSlice> = bufs.iter().filter(|b| !b.is_empty()).copied().collect();
+        let mut left = &mut bufs[..];
+        while !left.is_empty() {
+            let n = left.len().min(IOV_MAX);
+            // SAFETY: the first `n` IoSlices have the layout of iovecs (std guarantees it on
+            // Unix) and point at buffers borrowed for the call; the fd is owned by `self`.
+            let r = unsafe {
+                libc::pwritev(
+                    self.file.as_raw_fd(),
+                    left.as_ptr().cast::<libc::iovec>(),
+                    n as libc::c_int,
+                    off as libc::off_t,
+                )
+            };
+            match r {
+                r if r > 0 => {
+                    off += r as u64;
+                    io::IoSlice::advance_slices(&mut left, r as usize);
+                }
+                0 => return Err(io::ErrorKind::WriteZero.into()),
+                _ => {
+                    let e = io::Error::last_os_error();
+                    if e.kind() != io::ErrorKind::Interrupted {
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        Ok(())
     }
     fn sync(&mut self) -> io::Result<()> {
         self.file.sync_data()

@@ -17,6 +17,14 @@ pub use uring::UringIo;
 pub trait BlockIo: Send {
     fn read_at(&mut self, buf: &mut [u8], off: u64) -> io::Result<()>;
     fn write_at(&mut self, buf: &[u8], off: u64) -> io::Result<()>;
+    /// Writes `bufs` one after another from `off` (one system call where the handle can).
+    fn write_vectored_at(&mut self, bufs: &[io::IoSlice], mut off: u64) -> io::Result<()> {
+        for b in bufs {
+            self.write_at(b, off)?;
+            off += b.len() as u64;
+        }
+        Ok(())
+    }
     /// Queues a write; it is done at the latest when `drain` returns. Callers must not read
     /// back a range with a queued write before draining.
     fn write_queued(&mut self, buf: Bytes, off: u64) -> io::Result<()> {

@@ -6,6 +6,7 @@ use bytes::Bytes;
 use crate::blockio::BlockIo;
 use crate::error::{Error, IoContext, Result};
 use crate::ldev::superblock::{super0_offset, SuperBlock, PAGE_SIZE};
+use crate::logpack::record::RecKind;
 use crate::logpack::{LogPack, LogPackHeader};
 use crate::types::Pbs;
 
@@ -134,6 +135,64 @@ impl Ldev {
             header,
             data: Bytes::from(data),
         }))
+    }
+
+    /// Writes a pack's header and the data of its normal records at its lsid without
+    /// gathering them into one buffer: `data` holds each normal record's bytes in record
+    /// order; each is followed by zeros up to whole PBs, and padding records are zeros
+    /// (docs/formats.md §3). One vectored write per contiguous run of the ring.
+    pub fn write_pack_parts(&mut self, header: &LogPackHeader, data: &[&[u8]]) -> Result<()> {
+        let pbs = self.pbs();
+        let h = header.encode(pbs, self.sb.log_checksum_salt);
+        let ring = self.sb.ring_buffer_size;
+        let zeros = crate::blockio::zeros(1 << 20);
+        let mut data = data.iter();
+        let mut run: Vec<std::io::IoSlice> = vec![std::io::IoSlice::new(&h)];
+        let mut run_at = header.lsid;
+        let mut cursor = header.lsid + 1;
+        for rec in &header.records {
+            let pb = match rec.kind {
+                RecKind::Discard => continue,
+                _ => pbs.pbs_for_lb(rec.io_size as u64),
+            };
+            debug_assert_eq!(rec.lsid, cursor, "records are consecutive");
+            if cursor.is_multiple_of(ring) && !run.is_empty() {
+                self.write_run(run_at, &run)?;
+                run.clear();
+                run_at = cursor;
+            }
+            let mut pad = pb as usize * pbs.bytes();
+            if rec.kind == RecKind::Normal {
+                let d = data
+                    .next()
+                    .filter(|d| d.len() == rec.io_size as usize * crate::types::LBS)
+                    .ok_or_else(|| {
+                        Error::Invalid(format!(
+                            "pack at lsid {}: the data parts do not match its records",
+                            header.lsid
+                        ))
+                    })?;
+                run.push(std::io::IoSlice::new(d));
+                pad -= d.len();
+            }
+            while pad > 0 {
+                let n = pad.min(zeros.len());
+                run.push(std::io::IoSlice::new(&zeros[..n]));
+                pad -= n;
+            }
+            cursor += pb;
+        }
+        if !run.is_empty() {
+            self.write_run(run_at, &run)?;
+        }
+        Ok(())
+    }
+
+    fn write_run(&mut self, lsid: u64, bufs: &[std::io::IoSlice]) -> Result<()> {
+        let off = self.sb.lsid_offset(lsid);
+        self.io
+            .write_vectored_at(bufs, off)
+            .ctx(|| format!("write log device at byte {off}"))
     }
 
     /// Writes a pack's header and data at its lsid.

@@ -14,6 +14,9 @@ pub struct PackBuilder {
     max_pack_pb: u64,
     header: LogPackHeader,
     data: Vec<u8>,
+    /// False: records only, `take` returns no data (the caller writes each IO's data itself,
+    /// `Ldev::write_pack_parts`).
+    keep_data: bool,
 }
 
 /// Why an IO did not go into the current pack.
@@ -32,7 +35,14 @@ impl PackBuilder {
             max_pack_pb: MAX_PACK_PB,
             header: LogPackHeader::new(lsid),
             data: Vec::new(),
+            keep_data: true,
         }
+    }
+
+    /// A builder that keeps no copy of the data: `take` returns the header and no data.
+    pub fn headers_only(mut self) -> PackBuilder {
+        self.keep_data = false;
+        self
     }
 
     /// Caps a pack's data PBs (walb's `max_logpack_kb`).
@@ -99,9 +109,11 @@ impl PackBuilder {
             crate::checksum::checksum(data, salt),
             pb,
         );
-        self.data.extend_from_slice(data);
-        self.data
-            .resize(self.header.total_io_size as usize * self.pbs.bytes(), 0);
+        if self.keep_data {
+            self.data.extend_from_slice(data);
+            self.data
+                .resize(self.header.total_io_size as usize * self.pbs.bytes(), 0);
+        }
         Ok(())
     }
 
@@ -109,8 +121,10 @@ impl PackBuilder {
     pub fn add_padding(&mut self, pb: u64) {
         let io_size = (pb * self.pbs.lbs_per_pb() as u64) as u32;
         self.push(RecKind::Padding, 0, io_size, 0, pb);
-        self.data
-            .resize(self.header.total_io_size as usize * self.pbs.bytes(), 0);
+        if self.keep_data {
+            self.data
+                .resize(self.header.total_io_size as usize * self.pbs.bytes(), 0);
+        }
     }
 
     /// True when a padding record of `pb` PBs fits (generators use this).
@@ -129,8 +143,9 @@ impl PackBuilder {
 
     /// Finishes the pack; the builder starts over at the next lsid.
     pub fn take(&mut self) -> (LogPackHeader, Vec<u8>) {
-        let next = PackBuilder::new(self.pbs, self.header.next_lsid(), self.ring_size)
+        let mut next = PackBuilder::new(self.pbs, self.header.next_lsid(), self.ring_size)
             .with_max_pack_pb(self.max_pack_pb);
+        next.keep_data = self.keep_data;
         let old = std::mem::replace(self, next);
         (old.header, old.data)
     }

@@ -41,7 +41,7 @@ fn with_dev(
     f(&mut dev).map_err(|e| e.to_string())
 }
 
-/// The serving process: pid, start time, restarts (docs/wdev.md, "Restarts").
+/// The serving process: pid, start time, restarts, transport (docs/wdev.md, "Restarts").
 fn daemon_status(reg: &Registry) -> Result<Answer, String> {
     let s = reg.serving.get().ok_or("no serving process recorded")?;
     Ok(Answer::Daemon(DaemonStatus {
@@ -51,6 +51,7 @@ fn daemon_status(reg: &Registry) -> Result<Answer, String> {
         restarts: s.restarts,
         first_answer_ms: s.first_answer_ms.load(Ordering::Relaxed),
         devices: reg.names().len() as u64,
+        transport: s.transport.to_string(),
     }))
 }
 

@@ -147,8 +147,7 @@ impl WdevFs {
             abi::WRITE => self.write(r)?,
             abi::FSYNC => {
                 let s = self.served(r)?;
-                let flushed = s.dev.lock().expect("device lock").flush();
-                done(flushed)
+                done(s.flush())
             }
             abi::FALLOCATE => self.fallocate(r)?,
             abi::READDIR => self.readdir(r)?,

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use walb_core::blockio::FileIo;
 
-use crate::dev::{GroupCommit, Io, Outcome, Wdev, WdevError};
+use crate::dev::{sync_data_device, GroupCommit, Io, Outcome, Wdev, WdevError};
 
 pub struct Served {
     /// FUSE inode of the device's file.
@@ -50,6 +50,27 @@ impl Served {
         self.writes.submit(&self.dev, io, fua)
     }
 
+    /// Makes every acknowledged write durable in the log (fsync). The log device syncs
+    /// without the device lock: writers go on logging meanwhile, and fsyncs that arrive
+    /// together share one sync (`dev::LogSync`).
+    pub fn flush(&self) -> Result<(), WdevError> {
+        let (sync, lsid) = self.dev.lock().expect("device lock").flush_target()?;
+        sync.sync_to(lsid)
+            .map_err(|e| walb_core::Error::io("sync log device", e))?;
+        self.dev.lock().expect("device lock").flushed()
+    }
+
+    /// The periodic checkpoint (`Wdev::checkpoint_nowait`), with the log and data device
+    /// syncs made without the device lock, so writers are not held up by them.
+    pub fn checkpoint_nowait(&self) -> Result<(), WdevError> {
+        self.flush()?;
+        let Some(due) = self.dev.lock().expect("device lock").super_due() else {
+            return Ok(());
+        };
+        sync_data_device(&due.ddev)?;
+        self.dev.lock().expect("device lock").record_written(&due)
+    }
+
     pub fn melt(&self) {
         *self.frozen.lock().expect("freeze lock") = None;
         self.melted.notify_all();
@@ -89,6 +110,8 @@ pub struct Serving {
     pub started_ms: u64,
     /// Workers started before this one on the same FUSE connection.
     pub restarts: u32,
+    /// How FUSE requests reach this worker (`wdev_client::TRANSPORT_DEV_FUSE`).
+    pub transport: &'static str,
     /// Unix time in milliseconds of this worker's first answered FUSE request (0: none yet).
     pub first_answer_ms: std::sync::atomic::AtomicU64,
 }
@@ -252,11 +275,10 @@ impl Registry {
     /// written back; at shutdown (`wait`) everything reaches the data device.
     pub fn checkpoint_all(&self, wait: bool) {
         for (name, s) in self.names() {
-            let mut dev = s.dev.lock().expect("device lock");
             let r = if wait {
-                dev.checkpoint()
+                s.dev.lock().expect("device lock").checkpoint()
             } else {
-                dev.checkpoint_nowait()
+                s.checkpoint_nowait()
             };
             if let Err(e) = r {
                 tracing::error!(device = name, "checkpoint failed: {e}");

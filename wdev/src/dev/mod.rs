@@ -1,11 +1,13 @@
 //! The device: lsid bookkeeping, the write path, redo and the admin operations.
 
 mod group;
+mod logsync;
 mod lsids;
 mod redo;
 mod wdev;
 mod writeback;
 
 pub use group::{GroupCommit, Outcome};
+pub use logsync::LogSync;
 pub use lsids::Lsids;
-pub use wdev::{Io, Wdev, WdevError};
+pub use wdev::{sync_data_device, Io, SuperDue, Wdev, WdevError};

@@ -18,6 +18,7 @@ use walb_core::logpack::PackBuilder;
 use walb_core::wdiff::{Body, DiffMemory, DiffRec};
 use walb_core::{Pbs, Uuid, LBS};
 
+use super::logsync::LogSync;
 use super::lsids::Lsids;
 use super::redo::redo;
 use super::writeback::{SharedIo, Writeback};
@@ -52,6 +53,11 @@ const HANDOFF_BYTES: usize = 16 << 20;
 pub struct Wdev {
     ldev: Ldev,
     ddev: SharedIo,
+    /// Syncs the log device, also without the device lock (`flush_target`).
+    log_sync: Arc<LogSync>,
+    /// A handle of its own on the data device for its syncs, so reads and the writeback
+    /// thread go on meanwhile (`super_due`).
+    ddev_sync: Arc<Mutex<Box<dyn BlockIo>>>,
     lsids: Lsids,
     overflow: bool,
     read_only: bool,
@@ -98,16 +104,22 @@ impl Wdev {
         let oldest = ldev.sb.oldest_lsid;
         let ring = ldev.sb.ring_buffer_size;
         let overflow = end - oldest > ring || (end > oldest && ldev.read_header(oldest)?.is_err());
-        let wb_ldev = ldev
+        let sync_ldev = ldev
             .io()
             .try_clone()
             .map_err(|e| walb_core::Error::io("second handle on the log device", e))?;
+        let log_sync = Arc::new(LogSync::new(sync_ldev, end));
+        let ddev_sync = ddev
+            .try_clone()
+            .map_err(|e| walb_core::Error::io("second handle on the data device", e))?;
         let ddev: SharedIo = Arc::new(Mutex::new(ddev));
-        let wb = Writeback::spawn(wb_ldev, ddev.clone(), &ldev.sb.name)
+        let wb = Writeback::spawn(log_sync.clone(), ddev.clone(), &ldev.sb.name)
             .map_err(|e| walb_core::Error::io("spawn the writeback thread", e))?;
         let mut dev = Wdev {
             ldev,
             ddev,
+            log_sync,
+            ddev_sync: Arc::new(Mutex::new(ddev_sync)),
             lsids: Lsids::at(oldest, end),
             overflow,
             read_only: false,
@@ -196,7 +208,8 @@ impl Wdev {
         }
         let ring = self.log_capacity();
         let salt = self.salt();
-        let mut b = PackBuilder::new(self.pbs(), self.lsids.latest, Some(ring));
+        // Each IO's data is written from its own buffer (no gathering copy).
+        let mut b = PackBuilder::new(self.pbs(), self.lsids.latest, Some(ring)).headers_only();
         // The IOs in `b`, not yet logged.
         let mut packed = Vec::new();
         for io in ios {
@@ -236,7 +249,7 @@ impl Wdev {
     /// (`packed`) become pending, so pending data always covers every pack since the last
     /// handoff (a checkpoint between two packs of a batch must not skip the first's data).
     fn write_pack(&mut self, b: &mut PackBuilder, packed: &mut Vec<&Io>) -> Result<()> {
-        let (h, data) = b.take();
+        let (h, _) = b.take();
         let next = h.next_lsid();
         let ring = self.log_capacity();
         // Redo safety: never overwrite logs at or above prev_written.
@@ -250,9 +263,17 @@ impl Wdev {
             );
             self.overflow = true;
         }
-        self.ldev.write_pack(&h, &data)?;
+        let data: Vec<&[u8]> = packed
+            .iter()
+            .filter_map(|io| match io {
+                Io::Write { data, .. } => Some(&data[..]),
+                Io::Discard { .. } => None,
+            })
+            .collect();
+        self.ldev.write_pack_parts(&h, &data)?;
         self.lsids.latest = next;
         self.lsids.completed = next;
+        self.log_sync.written(next);
         for io in packed.drain(..) {
             self.pending.insert(pending_rec(io));
         }
@@ -273,12 +294,34 @@ impl Wdev {
     /// hands it the pending data. Acknowledged data is then safe (redo writes it after a
     /// crash); it reaches the data device in the background.
     pub fn flush(&mut self) -> Result<()> {
+        let (sync, lsid) = self.flush_target()?;
+        sync.sync_to(lsid)
+            .map_err(|e| walb_core::Error::io("sync log device", e))?;
+        self.flushed()
+    }
+
+    /// `flush` in two steps, so that the log device syncs without the device lock: this
+    /// returns what to sync and up to which lsid (`LogSync::sync_to`); `flushed`, once that
+    /// returned, records it.
+    pub fn flush_target(&mut self) -> Result<(Arc<LogSync>, u64)> {
         self.reap(false)?;
-        self.make_permanent()?;
+        Ok((self.log_sync.clone(), self.lsids.completed))
+    }
+
+    /// After `flush_target`'s sync: `permanent` advances to what is durable, and an idle
+    /// writeback thread takes the pending data.
+    pub fn flushed(&mut self) -> Result<()> {
+        self.note_durable();
         if !self.wb.is_busy() {
             self.hand_off()?;
         }
         Ok(())
+    }
+
+    /// `permanent` catches up with syncs made without the device lock.
+    fn note_durable(&mut self) {
+        let durable = self.log_sync.durable().min(self.lsids.completed);
+        self.lsids.permanent = self.lsids.permanent.max(durable);
     }
 
     /// Writes every acknowledged write to the data device (waiting for the writeback thread),
@@ -295,16 +338,39 @@ impl Wdev {
     /// is recorded by a later one (or by `checkpoint`, which waits).
     pub fn checkpoint_nowait(&mut self) -> Result<()> {
         self.flush()?;
-        if self.lsids.written > self.lsids.prev_written {
-            self.sync_super()?;
+        if let Some(due) = self.super_due() {
+            sync_data_device(&due.ddev)?;
+            self.record_written(&due)?;
         }
         Ok(())
+    }
+
+    /// The superblock sync a periodic checkpoint owes, in steps so that the data device
+    /// syncs without the device lock: `None` when `written` has not moved; else what to
+    /// sync and, once it synced, to record (`record_written`).
+    pub fn super_due(&self) -> Option<SuperDue> {
+        (self.lsids.written > self.lsids.prev_written).then(|| SuperDue {
+            ddev: self.ddev_sync.clone(),
+            written: self.lsids.written,
+            uuid: self.uuid(),
+        })
+    }
+
+    /// Writes the superblock with `due.written` (its data device synced since), unless the
+    /// log started over meanwhile (reset-wal: new uuid) or a later one was recorded.
+    pub fn record_written(&mut self, due: &SuperDue) -> Result<()> {
+        if due.uuid != self.uuid() || due.written <= self.lsids.prev_written {
+            return Ok(());
+        }
+        self.write_super(due.written)
     }
 
     /// Syncs the log if needed: `permanent` = `completed`.
     fn make_permanent(&mut self) -> Result<()> {
         if self.lsids.permanent < self.lsids.completed {
-            self.ldev.sync()?;
+            self.log_sync
+                .sync_to(self.lsids.completed)
+                .map_err(|e| walb_core::Error::io("sync log device", e))?;
             self.lsids.permanent = self.lsids.completed;
         }
         Ok(())
@@ -348,19 +414,20 @@ impl Wdev {
     /// the superblock's `written` tells redo that everything below it is there. A batch still being
     /// written is not below `written`.
     fn sync_super(&mut self) -> Result<()> {
-        self.ddev
-            .lock()
-            .expect("data device lock")
-            .sync()
-            .map_err(|e| walb_core::Error::io("sync data device", e))?;
+        sync_data_device(&self.ddev_sync)?;
+        self.write_super(self.lsids.written)
+    }
+
+    /// Writes and syncs the superblock with `written` (its data on the data device, synced).
+    fn write_super(&mut self, written: u64) -> Result<()> {
         self.ldev.sb.oldest_lsid = self.lsids.oldest;
-        self.ldev.sb.written_lsid = self.lsids.written;
+        self.ldev.sb.written_lsid = written;
         let r = self.ldev.write_super().and_then(|_| self.ldev.sync());
         if let Err(e) = r {
             self.read_only = true;
             return Err(e.into());
         }
-        self.lsids.prev_written = self.lsids.written;
+        self.lsids.prev_written = written;
         Ok(())
     }
 
@@ -424,6 +491,7 @@ impl Wdev {
         self.ldev.sb.uuid = Uuid::random();
         self.ldev.sb.log_checksum_salt = rand_salt();
         self.lsids = Lsids::at(0, 0);
+        self.log_sync.restart(0);
         self.ldev.invalidate(0)?;
         self.sync_super()?;
         self.overflow = false;
@@ -449,6 +517,22 @@ impl Wdev {
         self.ldev.sb.device_size = new_lb;
         self.sync_super()
     }
+}
+
+/// A superblock sync owed by a periodic checkpoint (`Wdev::super_due`).
+pub struct SuperDue {
+    /// The data device's sync handle: sync it, then `record_written`.
+    pub ddev: Arc<Mutex<Box<dyn BlockIo>>>,
+    written: u64,
+    uuid: Uuid,
+}
+
+/// Syncs the data device through its sync handle.
+pub fn sync_data_device(ddev: &Mutex<Box<dyn BlockIo>>) -> Result<()> {
+    ddev.lock()
+        .expect("data device sync handle")
+        .sync()
+        .map_err(|e| walb_core::Error::io("sync data device", e).into())
 }
 
 /// The record an IO leaves pending.

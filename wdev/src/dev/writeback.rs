@@ -1,5 +1,5 @@
-//! Background data writeback: one thread per device makes a batch's logs permanent (its own
-//! handle on the log device, so writers go on logging during the sync), then writes the
+//! Background data writeback: one thread per device makes a batch's logs permanent (through
+//! `LogSync`, so writers go on logging during the sync), then writes the
 //! batch's data to the data device (walb's driver does the same with its data IO queue). The
 //! device hands over one batch at a time and keeps it for reads until the thread reports it
 //! written.
@@ -12,6 +12,8 @@ use walb_core::apply::{Applier, DiscardMode};
 use walb_core::blockio::BlockIo;
 use walb_core::wdiff::{DiffMemory, DiffRec};
 use walb_core::LBS;
+
+use super::logsync::LogSync;
 
 /// The data device, shared by the device (reads, syncs) and its writeback thread.
 pub type SharedIo = Arc<Mutex<Box<dyn BlockIo>>>;
@@ -30,8 +32,8 @@ struct Batch {
 /// What the thread is asked to do with a batch.
 struct Job {
     recs: Arc<DiffMemory>,
-    /// Sync the log device first (its logs are not yet known to be permanent).
-    sync_log: bool,
+    /// Make the logs below this lsid durable first (they are not yet known to be permanent).
+    sync_log: Option<u64>,
 }
 
 pub struct Writeback {
@@ -44,13 +46,13 @@ pub struct Writeback {
 }
 
 impl Writeback {
-    /// Starts the thread; `ldev` is its own handle on the log device (for syncs only).
-    pub fn spawn(ldev: Box<dyn BlockIo>, ddev: SharedIo, name: &str) -> std::io::Result<Writeback> {
+    /// Starts the thread; it syncs the log device through `log`.
+    pub fn spawn(log: Arc<LogSync>, ddev: SharedIo, name: &str) -> std::io::Result<Writeback> {
         let (jobs, job_rx) = mpsc::channel();
         let (done_tx, done) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name(format!("wdev-wb-{name}"))
-            .spawn(move || run(ldev, ddev, job_rx, done_tx))?;
+            .spawn(move || run(&log, ddev, job_rx, done_tx))?;
         Ok(Writeback {
             jobs: Some(jobs),
             done,
@@ -76,7 +78,7 @@ impl Writeback {
         let recs = Arc::new(recs);
         let job = Job {
             recs: recs.clone(),
-            sync_log,
+            sync_log: sync_log.then_some(end),
         };
         let sent = self.jobs.as_ref().is_some_and(|j| j.send(job).is_ok());
         assert!(sent, "the writeback thread lives as long as the device");
@@ -121,14 +123,9 @@ impl Drop for Writeback {
     }
 }
 
-fn run(
-    mut ldev: Box<dyn BlockIo>,
-    ddev: SharedIo,
-    jobs: Receiver<Job>,
-    done: Sender<Result<(), String>>,
-) {
+fn run(log: &LogSync, ddev: SharedIo, jobs: Receiver<Job>, done: Sender<Result<(), String>>) {
     for job in jobs {
-        let r = do_job(ldev.as_mut(), &ddev, &job).map_err(|e| e.to_string());
+        let r = do_job(log, &ddev, &job).map_err(|e| e.to_string());
         if let Err(e) = &r {
             tracing::error!("data device writeback failed: {e}");
         }
@@ -139,9 +136,9 @@ fn run(
 }
 
 /// Data reaches the data device only after its log is permanent.
-fn do_job(ldev: &mut dyn BlockIo, ddev: &SharedIo, job: &Job) -> walb_core::Result<()> {
-    if job.sync_log {
-        ldev.sync()
+fn do_job(log: &LogSync, ddev: &SharedIo, job: &Job) -> walb_core::Result<()> {
+    if let Some(lsid) = job.sync_log {
+        log.sync_to(lsid)
             .map_err(|e| walb_core::Error::io("sync log device", e))?;
     }
     write_batch(ddev, &job.recs)

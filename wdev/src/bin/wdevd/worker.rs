@@ -69,6 +69,7 @@ pub fn run(a: &Args, supervisor: u32, handover_fd: i32, stop: &libc::sigset_t) -
         supervisor_pid: supervisor,
         started_ms: now_ms(),
         restarts,
+        transport: wdev_client::TRANSPORT_DEV_FUSE,
         ..Default::default()
     });
     let names = reg.load().context("serve the listed devices again")?;

@@ -105,6 +105,8 @@ pub struct Archive {
     pub retention: crate::retention::Rules,
     /// Full replication's bulk encoding; the threads also bound a full sync's writes in flight.
     pub bulk: walb_daemon::args::BulkArgs,
+    /// What the repository uploader last saw (`repo`), for `get repo`.
+    pub repo: std::sync::Mutex<RepoView>,
     entries: Mutex<HashMap<String, Arc<Entry>>>,
     /// Volumes whose startup recovery failed, with why. Their files are left as they are for
     /// inspection; nothing of them is restorable until an apply finishes the recovery or the
@@ -116,6 +118,17 @@ pub struct Archive {
 
 /// The volume's lock, held while a blocking operation runs.
 pub type VolGuard = OwnedMutexGuard<()>;
+
+/// The repository uploader's view (`repo`): its URL (None: no repository), bytes uploaded,
+/// dedup, and per volume the lag in seconds and the last failure.
+#[derive(Default)]
+pub struct RepoView {
+    pub url: Option<String>,
+    pub bytes_up: u64,
+    pub dedup_permille: u64,
+    pub lag_s: HashMap<String, u64>,
+    pub error: HashMap<String, String>,
+}
 
 impl Archive {
     /// Opens the data directory; `recover` must run before commands and flows are served.
@@ -139,6 +152,7 @@ impl Archive {
             min_free: 0,
             retention: crate::retention::Rules::default(),
             bulk: Default::default(),
+            repo: Default::default(),
             entries: Mutex::new(HashMap::new()),
             broken: Mutex::new(HashMap::new()),
             recovering: Mutex::new(Some(String::new())),

@@ -178,6 +178,17 @@ async fn handle(a: &Arc<Archive>, cmd: Cmd) -> CmdResult<Reply> {
             })
             .await?,
         ),
+        Cmd::RepoStatus(r) => {
+            let vol = vol_arg(&r.vol)?;
+            let view = a.repo.lock().expect("repo view");
+            Reply::RepoStatus(archive_reply::RepoStatus {
+                url: view.url.clone().unwrap_or_default(),
+                lag_s: view.lag_s.get(&vol).copied().unwrap_or(0),
+                bytes_up: view.bytes_up,
+                dedup_permille: view.dedup_permille,
+                error: view.error.get(&vol).cloned().unwrap_or_default(),
+            })
+        }
         Cmd::Restored(r) => Reply::Restored(archive_reply::Restored {
             gids: on_vol(a, &r.vol, |_, vol| vol.restored()).await?,
         }),

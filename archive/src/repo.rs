@@ -63,18 +63,29 @@ pub async fn run(archive: Arc<Archive>, cfg: Config) {
                     continue;
                 }
             }
-            if let Err(e) = ship(&archive, &cfg, &stats, &name, &mut known).await {
+            let shipped = ship(&archive, &cfg, &stats, &name, &mut known).await;
+            if let Err(e) = &shipped {
                 tracing::warn!(vol = %name, "repository upload: {e}");
                 // Listed afresh next time: what failed may have half happened.
                 known.remove(&name);
             }
+            let mut view = archive.repo.lock().expect("repo view");
+            match shipped {
+                Ok(()) => view.error.remove(&name),
+                Err(e) => view.error.insert(name.clone(), e.to_string()),
+            };
         }
         let m = &archive.metrics;
         let l = [("repo", cfg.repo.url.as_str())];
-        m.repo_bytes_up
-            .set(&l, stats.bytes_up.load(Ordering::Relaxed));
-        m.repo_dedup_permille
-            .set(&l, (stats.dedup_ratio() * 1000.0) as u64);
+        let (up, dedup) = (
+            stats.bytes_up.load(Ordering::Relaxed),
+            (stats.dedup_ratio() * 1000.0) as u64,
+        );
+        m.repo_bytes_up.set(&l, up);
+        m.repo_dedup_permille.set(&l, dedup);
+        let mut view = archive.repo.lock().expect("repo view");
+        view.url = Some(cfg.repo.url.clone());
+        (view.bytes_up, view.dedup_permille) = (up, dedup);
     }
 }
 
@@ -208,4 +219,10 @@ fn set_lag(archive: &Archive, name: &str, pending: &[&MetaDiff]) {
         .max()
         .unwrap_or(0);
     archive.metrics.repo_lag.set(&[("vol", name)], lag);
+    archive
+        .repo
+        .lock()
+        .expect("repo view")
+        .lag_s
+        .insert(name.to_string(), lag);
 }

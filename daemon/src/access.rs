@@ -153,6 +153,7 @@ impl Access for ar::Cmd {
             C::HasImage(r) => read("get exists-base-image", EVERYONE).of(&r.vol),
             C::Health(r) => read("get broken", EVERYONE).of(&r.vol),
             C::Restored(r) => read("get restored", EVERYONE).of(&r.vol),
+            C::RepoStatus(r) => read("get repo", EVERYONE).of(&r.vol),
             C::Replicate(r) => change("replicate", &r.vol, CONTROLLER),
             C::Status(r) => read("status", EVERYONE).of(&r.vol),
             C::Restore(r) => change("restore", &r.vol, CONTROLLER),

@@ -129,6 +129,14 @@ fn repo_restore_without_the_archive() {
     assert!(up > 0.0, "nothing counted as uploaded:\n{metrics}");
     let lag = metric(&metrics, "walb_archive_repo_lag_seconds{vol=\"vol0\"}");
     assert!(lag < 30.0, "repository lag {lag} s");
+    // walbc status says the same: the repository, its lag and what was uploaded.
+    let st: serde_json::Value =
+        serde_json::from_str(&c.walbc(&["status", "vol0", "--json"])).unwrap();
+    let r = &st["archives"][0]["repository"];
+    assert_eq!(r["url"], url.as_str(), "{st}");
+    assert!(r["lag_seconds"].as_u64().unwrap() < 30, "{st}");
+    assert!(r["bytes_up"].as_u64().unwrap() > 0, "{st}");
+    assert!(r["error"].is_null(), "{st}");
 
     // The archive host is lost: its process and every file of its data dir.
     c.kill("a0");

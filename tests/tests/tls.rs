@@ -492,6 +492,7 @@ const COMMANDS: &[(&str, &[&[&str]])] = &[
             &["get", "exists-base-image", "VOL"],
             &["get", "broken", "VOL"],
             &["get", "restored", "VOL"],
+            &["get", "repo", "VOL"],
             &["replicate", "VOL", "h:1"],
             &["status", "VOL"],
             &["restore", "VOL", "1"],

@@ -668,8 +668,22 @@ impl Ctl {
                 .ok()
                 .and_then(|p| progress_json(&p));
             let state = self.archive_state(a, vol).await.ok();
+            // Its copy in the repository on object storage, if it ships to one.
+            let repository = self
+                .call(a, ar::RepoStatus { vol: vol.into() })
+                .await
+                .ok()
+                .filter(|r| !r.url.is_empty())
+                .map(|r| {
+                    serde_json::json!({
+                        "url": r.url, "lag_seconds": r.lag_s, "bytes_up": r.bytes_up,
+                        "dedup_ratio": r.dedup_permille as f64 / 1000.0,
+                        "error": Some(r.error).filter(|e| !e.is_empty()),
+                    })
+                });
             archives.push(serde_json::json!({
                 "id": a.id,
+                "repository": repository,
                 "action": action,
                 "verify": verify,
                 "lag_seconds": lag_seconds,

@@ -292,6 +292,7 @@ fn archive(w: Words) -> Result<ar::Cmd, CallError> {
                 "exists-base-image" => C::HasImage(ar::HasImage { vol }),
                 "broken" | "verify" => C::Health(ar::Health { vol }),
                 "restored" => C::Restored(ar::Restored { vol }),
+                "repo" => C::RepoStatus(ar::RepoStatus { vol }),
                 _ => return Err(bad(format!("unknown get target {what:?}"))),
             }
         }
@@ -623,6 +624,14 @@ fn show_archive(r: arp::Reply, w: Words) -> String {
         arp::Reply::Health(h) if w.get(1) == Some(&"verify") => h.verify,
         arp::Reply::Health(h) => h.broken,
         arp::Reply::Restored(r) => join(&r.gids),
+        // `URL LAG_S BYTES_UP DEDUP_PERMILLE [ERROR]`, or `none`.
+        arp::Reply::RepoStatus(r) if r.url.is_empty() => "none".into(),
+        arp::Reply::RepoStatus(r) => format!(
+            "{} {} {} {} {}",
+            r.url, r.lag_s, r.bytes_up, r.dedup_permille, r.error
+        )
+        .trim_end()
+        .to_string(),
         arp::Reply::Status(t) => t.text,
         arp::Reply::Restore(r) => r.path,
         arp::Reply::GcDiff(c) | arp::Reply::SetSnapshots(c) => c.n.to_string(),

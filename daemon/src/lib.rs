@@ -9,6 +9,7 @@
 pub mod access;
 pub mod args;
 pub mod audit;
+pub mod backoff;
 pub mod config;
 pub mod conn;
 pub mod disk;

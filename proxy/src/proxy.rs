@@ -229,7 +229,7 @@ impl Proxy {
                 let mut s = a.ctl.lock();
                 s.stop = false;
                 s.error = false;
-                s.backoff = Duration::ZERO;
+                s.backoff.reset();
                 s.due = Some(now);
                 s.armed = Some(now);
             }

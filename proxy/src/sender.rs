@@ -7,7 +7,7 @@
 
 use std::io::Read;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tokio::task::JoinHandle;
 use walb_core::meta::{can_merge, merge, MetaDiff};
@@ -20,9 +20,6 @@ use crate::layout::HeldDiff;
 use crate::proxy::Proxy;
 use crate::send::{send_diffs, Outcome};
 use crate::volume::{SendCtl, Vol};
-
-const FIRST_BACKOFF: Duration = Duration::from_secs(1);
-const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
 pub struct Sender {
     pub proxy: Arc<Proxy>,
@@ -89,7 +86,7 @@ impl Sender {
             match round {
                 Round::Idle => {}
                 Round::Progress => {
-                    st.backoff = Duration::ZERO;
+                    st.backoff.reset();
                     st.last_failure = None;
                     st.due = Some(Instant::now());
                 }
@@ -102,19 +99,10 @@ impl Sender {
                         st.error = true;
                         self.proxy.count_send_error(vol, archive);
                     } else {
-                        st.backoff = if st.backoff.is_zero() {
-                            FIRST_BACKOFF
-                        } else {
-                            (st.backoff * 2).min(MAX_BACKOFF)
-                        };
-                        tracing::info!(
-                            vol,
-                            archive,
-                            "send failed ({why}); retry in {:?}",
-                            st.backoff
-                        );
+                        let wait = st.backoff.failed();
+                        tracing::info!(vol, archive, "send failed ({why}); retry in {wait:?}");
                         // A trigger that came meanwhile (kick, new wlog) keeps its earlier time.
-                        let at = Instant::now() + st.backoff;
+                        let at = Instant::now() + wait;
                         st.due = Some(st.due.map_or(at, |d| d.min(at)));
                     }
                     st.last_failure = Some(why);

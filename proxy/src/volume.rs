@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
@@ -67,7 +67,7 @@ pub struct SendSt {
     /// A send is in flight.
     pub busy: bool,
     /// Current back-off after failures (zero after a success).
-    pub backoff: Duration,
+    pub backoff: walb_daemon::backoff::Backoff,
     /// Why the last send failed, for status.
     pub last_failure: Option<String>,
     /// When retrying was last (re)armed by a new wlog, kick or start: the give-up clock.
@@ -86,7 +86,7 @@ impl SendCtl {
             if clear_error {
                 // Re-armed: retry from the first back-off step, give up only after a new timeout.
                 st.error = false;
-                st.backoff = Duration::ZERO;
+                st.backoff.reset();
                 st.armed = Some(Instant::now());
             }
             st.due = Some(st.due.map_or(at, |d| d.min(at)));

@@ -4,7 +4,6 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use walb_core::meta::{transfer_end, transfer_end_gid, MetaDiff, MetaLsidGid, MetaSnap};
@@ -23,11 +22,14 @@ use walb_proto::flow::{Flow, FlowError};
 
 /// Runs until shutdown: one step per kick or poll tick, backing off after failures.
 pub async fn run(st: Arc<Storage>, vol: Arc<Vol>, shutdown: Shutdown) {
-    let mut backoff = Duration::ZERO;
+    let mut backoff = walb_daemon::backoff::Backoff::default();
     loop {
-        let tick = if backoff.is_zero() { st.poll } else { backoff };
+        let tick = match backoff.wait() {
+            w if w.is_zero() => st.poll,
+            w => w,
+        };
         tokio::select! {
-            _ = vol.kick.notified() => backoff = Duration::ZERO,
+            _ = vol.kick.notified() => backoff.reset(),
             _ = tokio::time::sleep(tick) => {}
             _ = shutdown.stopping() => return,
         }
@@ -36,12 +38,12 @@ pub async fn run(st: Arc<Storage>, vol: Arc<Vol>, shutdown: Shutdown) {
                 Ok(true) if !shutdown.is_stopping() => continue,
                 Ok(true) => return,
                 Ok(false) => {
-                    backoff = Duration::ZERO;
+                    backoff.reset();
                     break;
                 }
                 Err(e) => {
-                    backoff = (backoff * 2).clamp(Duration::from_secs(1), Duration::from_secs(300));
-                    tracing::warn!(vol = vol.name, "wlog transfer: {e}; retry in {backoff:?}");
+                    let wait = backoff.failed();
+                    tracing::warn!(vol = vol.name, "wlog transfer: {e}; retry in {wait:?}");
                     st.metrics.transfer_errors.inc_by(&[("vol", &vol.name)], 1);
                     break;
                 }

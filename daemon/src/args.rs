@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use crate::tls::TlsArgs;
+use walb_proto::wire::TlsArgs;
 
 #[derive(clap::Args, Clone, Debug)]
 pub struct CommonArgs {

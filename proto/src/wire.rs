@@ -188,18 +188,47 @@ pub fn tls_summary() -> Option<String> {
     tls().map(|t| t.summary.clone())
 }
 
-/// `TlsFiles` from three optional flags: all or none.
-pub fn tls_files(
-    cert: Option<PathBuf>,
-    key: Option<PathBuf>,
-    ca: Option<PathBuf>,
-) -> Result<Option<TlsFiles>, WireError> {
-    match (cert, key, ca) {
-        (None, None, None) => Ok(None),
-        (Some(cert), Some(key), Some(ca)) => Ok(Some(TlsFiles { cert, key, ca })),
-        _ => Err(WireError::Tls(
-            "--tls-cert, --tls-key and --tls-ca go together".into(),
-        )),
+/// The TLS flags of every walb-rs process (all three, or none for plain TCP): a daemon's, and
+/// walbc's client identity.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct TlsArgs {
+    /// This process's certificate (PEM): a server's, or walbc's client certificate. With
+    /// --tls-key and --tls-ca it turns on TLS for every connection in and out; peers then
+    /// show a certificate signed by the CA.
+    #[arg(long, global = true)]
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    #[arg(long, global = true)]
+    pub tls_key: Option<PathBuf>,
+    /// The CA (PEM) that signs every server's and client's certificate.
+    #[arg(long, global = true)]
+    pub tls_ca: Option<PathBuf>,
+}
+
+impl TlsArgs {
+    /// True when any TLS file is given (`init` then insists on all three).
+    pub fn is_set(&self) -> bool {
+        self.tls_cert.is_some() || self.tls_key.is_some() || self.tls_ca.is_some()
+    }
+
+    /// The three files, or none; one or two of them is an error.
+    pub fn files(&self) -> Result<Option<TlsFiles>, WireError> {
+        match (
+            self.tls_cert.clone(),
+            self.tls_key.clone(),
+            self.tls_ca.clone(),
+        ) {
+            (None, None, None) => Ok(None),
+            (Some(cert), Some(key), Some(ca)) => Ok(Some(TlsFiles { cert, key, ca })),
+            _ => Err(WireError::Tls(
+                "--tls-cert, --tls-key and --tls-ca go together".into(),
+            )),
+        }
+    }
+
+    /// Sets the process's transport; call once before serving or connecting.
+    pub fn init(&self) -> Result<(), WireError> {
+        init_tls(self.files()?.as_ref())
     }
 }
 

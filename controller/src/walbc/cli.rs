@@ -21,14 +21,8 @@ pub struct Cli {
     /// Seconds an operation may wait for its result.
     #[arg(long, global = true, default_value_t = 120)]
     pub timeout: u64,
-    /// Client certificate (PEM) for servers that run TLS; with --tls-key and --tls-ca.
-    #[arg(long, global = true)]
-    pub tls_cert: Option<PathBuf>,
-    #[arg(long, global = true)]
-    pub tls_key: Option<PathBuf>,
-    /// The CA (PEM) that signs the servers' certificates.
-    #[arg(long, global = true)]
-    pub tls_ca: Option<PathBuf>,
+    #[command(flatten)]
+    pub tls: walb_proto::wire::TlsArgs,
     /// The volume name typed again: a protected archive (`--protect`) runs a command that
     /// deletes backups of a volume only with this confirmation (docs/security.md).
     #[arg(long, global = true, value_name = "VOL")]
@@ -323,8 +317,7 @@ fn layout_path(flag: Option<PathBuf>) -> PathBuf {
 }
 
 pub async fn run(cli: Cli) -> Result<()> {
-    let tls = walb_proto::wire::tls_files(cli.tls_cert, cli.tls_key, cli.tls_ca)?;
-    walb_proto::wire::init_tls(tls.as_ref())?;
+    cli.tls.init()?;
     if let Some(vol) = &cli.confirm {
         walb_proto::control::set_confirm(vol);
     }

@@ -212,14 +212,7 @@ impl Vol {
                 Err(err) => tracing::warn!(vol = %self.name, "ignoring {name}: {err}"),
             }
         }
-        v.sort_by_key(|d| {
-            (
-                d.snap_b.gid_b,
-                d.snap_e.gid_b,
-                d.snap_b.gid_e,
-                d.snap_e.gid_e,
-            )
-        });
+        v.sort_by_key(MetaDiff::order_key);
         Ok(v)
     }
 

@@ -57,14 +57,7 @@ pub async fn wdiffs(repo: &Repo, vol: &str) -> Result<Vec<MetaDiff>> {
             Err(e) => tracing::warn!(%vol, "ignoring {}: {e}", m.location),
         }
     }
-    v.sort_by_key(|d| {
-        (
-            d.snap_b.gid_b,
-            d.snap_e.gid_b,
-            d.snap_b.gid_e,
-            d.snap_e.gid_e,
-        )
-    });
+    v.sort_by_key(MetaDiff::order_key);
     Ok(v)
 }
 

@@ -82,6 +82,17 @@ impl MetaDiff {
         Ok(())
     }
 
+    /// The order diffs are listed in (a volume's files, a repository's objects): by where they
+    /// start, then where they end.
+    pub fn order_key(&self) -> (Gid, Gid, Gid, Gid) {
+        (
+            self.snap_b.gid_b,
+            self.snap_e.gid_b,
+            self.snap_b.gid_e,
+            self.snap_e.gid_e,
+        )
+    }
+
     pub fn is_clean(&self) -> bool {
         self.snap_b.is_clean() && self.snap_e.is_clean()
     }

@@ -227,7 +227,126 @@ async fn handle(a: &Arc<Archive>, cmd: Cmd) -> CmdResult<Reply> {
             })
             .await?,
         ),
-        cmd => data_cmd(a, cmd).await?,
+        Cmd::Restore(r) => data(a, r.vol.clone(), move |a, vol| {
+            vol.expect_state("restore", &[State::Archived])?;
+            if let Some(why) = a.broken(&vol.name) {
+                return Err(walb_daemon::error::bad_state(format!(
+                    "volume {} is broken ({why}): nothing of it can be restored until an apply finishes its recovery",
+                    vol.name
+                )));
+            }
+            let path = ops::restore(vol, r.gid, a.discard, r.force)?;
+            Ok(Reply::Restore(archive_reply::Restore {
+                path: path.display().to_string(),
+            }))
+        })
+        .await?,
+        Cmd::DelRestored(r) => data(a, r.vol.clone(), move |_, vol| {
+            vol.expect_state("del-restored", &[State::Archived, State::Stopped])?;
+            ops::del_restored(vol, r.gid)?;
+            Ok(Reply::DelRestored(Done {}))
+        })
+        .await?,
+        Cmd::Apply(r) => data(a, r.vol.clone(), move |a, vol| {
+            vol.expect_state("apply", &[State::Archived])?;
+            // A broken volume's failed recovery is an interrupted apply: this retries it.
+            ops::apply(vol, r.gid, a.discard)?;
+            a.set_broken(&vol.name, None);
+            Ok(Reply::Apply(Done {}))
+        })
+        .await?,
+        Cmd::Merge(r) => data(a, r.vol.clone(), move |_, vol| {
+            vol.expect_state("merge", &[State::Archived])?;
+            ops::merge(vol, r.gid_b, r.gid_e)?;
+            Ok(Reply::Merge(Done {}))
+        })
+        .await?,
+        Cmd::Verify(r) => data(a, r.vol.clone(), move |a, vol| {
+            vol.expect_state("verify", &[State::Archived, State::Stopped])?;
+            let deep = if r.deep {
+                crate::verify::Deep::All
+            } else {
+                crate::verify::Deep::Off
+            };
+            let r = crate::verify::verify(vol, deep)?;
+            a.note_verify(&vol.name, &r);
+            if !r.failures.is_empty() {
+                return Err(CmdError::DataLoss(format!(
+                    "verify of {}: {} of {} files damaged: {}",
+                    vol.name,
+                    r.failures.len(),
+                    r.files,
+                    r.failures.join("; ")
+                )));
+            }
+            Ok(Reply::Verify(archive_reply::Verify {
+                files: r.files as u64,
+                bytes: r.bytes,
+                deep: r.deep as u64,
+            }))
+        })
+        .await?,
+        Cmd::BindStorage(r) => data(a, r.vol.clone(), move |_, vol| {
+            // Backups of the volume come from this storage (with TLS); without one the
+            // next storage to send one binds it.
+            let id = Some(r.storage.as_str()).filter(|s| !s.is_empty());
+            if let Some(id) = id {
+                volfile::check_vol_name(id)
+                    .map_err(|_| invalid(format!("bind-storage: {id:?} is not a server id")))?;
+            }
+            crate::owner::bind(vol, id)?;
+            Ok(Reply::BindStorage(Done {}))
+        })
+        .await?,
+        Cmd::DeviceHash(r) => data(a, r.vol.clone(), move |_, vol| {
+            // The storage's hash of the device at snapshot gid, for deep verification.
+            let h = crate::devhash::DeviceHash::new(r.gid, r.bulk as usize, &r.digest)?;
+            let oldest = vol.restorable()?.first().map_or(0, |r| r.gid.0);
+            crate::devhash::record(vol, h, oldest)?;
+            Ok(Reply::DeviceHash(Done {}))
+        })
+        .await?,
+        Cmd::GcDiff(r) => data(a, r.vol.clone(), move |a, vol| {
+            vol.expect_state("gc-diff", &[State::Archived, State::Stopped])?;
+            // A running flow's temporary file is not stray.
+            let sweep = a.entry(&vol.name).transient().is_none();
+            Ok(Reply::GcDiff(Count {
+                n: ops::gc(vol, sweep)? as u64,
+            }))
+        })
+        .await?,
+        Cmd::Resize(r) => data(a, r.vol.clone(), move |a, vol| {
+            vol.expect_state("resize", &[State::Archived, State::Stopped])?;
+            if a.entry(&vol.name).transient().is_some() {
+                return Err(walb_daemon::error::bad_state(format!(
+                    "resize: a transfer runs on {}",
+                    vol.name
+                )));
+            }
+            // A file grows with zeros, so walb's `zeroclear` needs no work of its own.
+            ops::resize(vol, r.size_lb)?;
+            Ok(Reply::Resize(SizeReply {
+                size_lb: vol.size_lb()?,
+            }))
+        })
+        .await?,
+        Cmd::Cat(r) => data(a, r.vol.clone(), move |_, vol| {
+            vol.expect_state("cat", &[State::Archived, State::Stopped])?;
+            ops::cat(vol, r.gid, &PathBuf::from(&r.path))?;
+            Ok(Reply::Cat(Done {}))
+        })
+        .await?,
+        Cmd::Bhash(r) => data(a, r.vol.clone(), move |_, vol| {
+            vol.expect_state("bhash", &[State::Archived, State::Stopped])?;
+            let bulk = match r.bulk {
+                0 => DEFAULT_BULK,
+                b => b as usize,
+            };
+            Ok(Reply::Bhash(archive_reply::Bhash {
+                digest: ops::bhash(vol, r.gid, bulk)?,
+            }))
+        })
+        .await?,
     })
 }
 
@@ -340,149 +459,17 @@ async fn status(a: &Arc<Archive>, only: &str) -> CmdResult<String> {
     Ok(out.join("\n"))
 }
 
-/// The commands that read or rewrite a volume's data.
-async fn data_cmd(a: &Arc<Archive>, cmd: Cmd) -> CmdResult<Reply> {
-    let vol = match &cmd {
-        Cmd::Restore(r) => &r.vol,
-        Cmd::DelRestored(r) => &r.vol,
-        Cmd::Apply(r) => &r.vol,
-        Cmd::Merge(r) => &r.vol,
-        Cmd::GcDiff(r) => &r.vol,
-        Cmd::Cat(r) => &r.vol,
-        Cmd::Bhash(r) => &r.vol,
-        Cmd::Verify(r) => &r.vol,
-        Cmd::Resize(r) => &r.vol,
-        Cmd::DeviceHash(r) => &r.vol,
-        Cmd::BindStorage(r) => &r.vol,
-        other => {
-            return Err(CmdError::Internal(format!(
-                "{other:?} is not a data command"
-            )))
-        }
-    }
-    .clone();
-    let mode = a.discard;
-    let reply = on_vol(a, &vol, move |a, vol| {
-        let reply = match cmd {
-            Cmd::Restore(r) => {
-                vol.expect_state("restore", &[State::Archived])?;
-                if let Some(why) = a.broken(&vol.name) {
-                    return Err(walb_daemon::error::bad_state(format!(
-                        "volume {} is broken ({why}): nothing of it can be restored until an apply finishes its recovery",
-                        vol.name
-                    )));
-                }
-                let path = ops::restore(vol, r.gid, mode, r.force)?;
-                Reply::Restore(archive_reply::Restore {
-                    path: path.display().to_string(),
-                })
-            }
-            Cmd::DelRestored(r) => {
-                vol.expect_state("del-restored", &[State::Archived, State::Stopped])?;
-                ops::del_restored(vol, r.gid)?;
-                Reply::DelRestored(Done {})
-            }
-            Cmd::Apply(r) => {
-                vol.expect_state("apply", &[State::Archived])?;
-                // A broken volume's failed recovery is an interrupted apply: this retries it.
-                ops::apply(vol, r.gid, mode)?;
-                a.set_broken(&vol.name, None);
-                Reply::Apply(Done {})
-            }
-            Cmd::Merge(r) => {
-                vol.expect_state("merge", &[State::Archived])?;
-                ops::merge(vol, r.gid_b, r.gid_e)?;
-                Reply::Merge(Done {})
-            }
-            Cmd::Verify(r) => {
-                vol.expect_state("verify", &[State::Archived, State::Stopped])?;
-                let deep = if r.deep {
-                    crate::verify::Deep::All
-                } else {
-                    crate::verify::Deep::Off
-                };
-                let r = crate::verify::verify(vol, deep)?;
-                a.note_verify(&vol.name, &r);
-                if !r.failures.is_empty() {
-                    return Err(CmdError::DataLoss(format!(
-                        "verify of {}: {} of {} files damaged: {}",
-                        vol.name,
-                        r.failures.len(),
-                        r.files,
-                        r.failures.join("; ")
-                    )));
-                }
-                Reply::Verify(archive_reply::Verify {
-                    files: r.files as u64,
-                    bytes: r.bytes,
-                    deep: r.deep as u64,
-                })
-            }
-            Cmd::BindStorage(r) => {
-                // Backups of the volume come from this storage (with TLS); without one the
-                // next storage to send one binds it.
-                let id = Some(r.storage.as_str()).filter(|s| !s.is_empty());
-                if let Some(id) = id {
-                    volfile::check_vol_name(id)
-                        .map_err(|_| invalid(format!("bind-storage: {id:?} is not a server id")))?;
-                }
-                crate::owner::bind(vol, id)?;
-                Reply::BindStorage(Done {})
-            }
-            Cmd::DeviceHash(r) => {
-                // The storage's hash of the device at snapshot gid, for deep verification.
-                let h = crate::devhash::DeviceHash::new(r.gid, r.bulk as usize, &r.digest)?;
-                let oldest = vol.restorable()?.first().map_or(0, |r| r.gid.0);
-                crate::devhash::record(vol, h, oldest)?;
-                Reply::DeviceHash(Done {})
-            }
-            Cmd::GcDiff(_) => {
-                vol.expect_state("gc-diff", &[State::Archived, State::Stopped])?;
-                // A running flow's temporary file is not stray.
-                let sweep = a.entry(&vol.name).transient().is_none();
-                Reply::GcDiff(Count {
-                    n: ops::gc(vol, sweep)? as u64,
-                })
-            }
-            Cmd::Resize(r) => {
-                vol.expect_state("resize", &[State::Archived, State::Stopped])?;
-                if a.entry(&vol.name).transient().is_some() {
-                    return Err(walb_daemon::error::bad_state(format!(
-                        "resize: a transfer runs on {}",
-                        vol.name
-                    )));
-                }
-                // A file grows with zeros, so walb's `zeroclear` needs no work of its own.
-                ops::resize(vol, r.size_lb)?;
-                a.refresh_metrics(vol);
-                Reply::Resize(SizeReply {
-                    size_lb: vol.size_lb()?,
-                })
-            }
-            Cmd::Cat(r) => {
-                vol.expect_state("cat", &[State::Archived, State::Stopped])?;
-                ops::cat(vol, r.gid, &PathBuf::from(&r.path))?;
-                Reply::Cat(Done {})
-            }
-            Cmd::Bhash(r) => {
-                vol.expect_state("bhash", &[State::Archived, State::Stopped])?;
-                let bulk = match r.bulk {
-                    0 => DEFAULT_BULK,
-                    b => b as usize,
-                };
-                Reply::Bhash(archive_reply::Bhash {
-                    digest: ops::bhash(vol, r.gid, bulk)?,
-                })
-            }
-            other => {
-                return Err(CmdError::Internal(format!(
-                    "{other:?} is not a data command"
-                )))
-            }
-        };
+/// Runs a command that reads or rewrites the volume's data, under its lock; the volume's
+/// metrics are refreshed after it succeeded.
+async fn data(
+    a: &Arc<Archive>,
+    name: String,
+    f: impl FnOnce(&Archive, &Vol) -> CmdResult<Reply> + Send + 'static,
+) -> CmdResult<Reply> {
+    on_vol(a, &name, move |a, vol| {
+        let reply = f(a, vol)?;
         a.refresh_metrics(vol);
         Ok(reply)
     })
-    .await?;
-    Ok(reply)
+    .await
 }

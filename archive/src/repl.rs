@@ -59,11 +59,10 @@ pub async fn replicate(
     let vol = a.vol(name).require()?;
     vol.expect_state("replicate", &[State::Archived])?;
     let vol_name = || name.to_string();
-    let state = call(dst, ar::GetState { vol: vol_name() })
+    let mut state = call(dst, ar::GetState { vol: vol_name() })
         .await
         .map_err(|e| remote(dst, e))?
         .state();
-    let mut state = state;
     if state == ArchiveState::ArchiveClear {
         call(dst, ar::InitVol { vol: vol_name() })
             .await

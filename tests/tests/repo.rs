@@ -249,17 +249,23 @@ fn repo_dedup() {
             .unwrap()
     });
     assert_eq!(images.len(), 1, "{images:?}");
-    let swept = walbc_repo(&["gc", &url, "--grace-secs", "0"]);
-    let n: u64 = swept
+    let (n, swept) = gc_now(&url);
+    assert_eq!(n, pieces, "{swept}");
+    let other = tempfile::tempdir().unwrap();
+    assert_eq!(restore_hash(&url, "vol1", &h0, other.path()), want);
+    assert_eq!(restore_hash(&url, "vol0", &g1, other.path()), want);
+}
+
+/// `walbc repo gc` with no grace period: how many chunks it swept, and what it said.
+fn gc_now(url: &str) -> (u64, String) {
+    let swept = walbc_repo(&["gc", url, "--grace-secs", "0"]);
+    let n = swept
         .split("; ")
         .nth(1)
         .and_then(|s| s.split_whitespace().next())
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("{swept}"));
-    assert_eq!(n, pieces, "{swept}");
-    let other = tempfile::tempdir().unwrap();
-    assert_eq!(restore_hash(&url, "vol1", &h0, other.path()), want);
-    assert_eq!(restore_hash(&url, "vol0", &g1, other.path()), want);
+    (n, swept)
 }
 
 #[test]
@@ -334,13 +340,7 @@ fn repo_interrupted_upload() {
     let kept = walbc_repo(&["gc", &url]);
     assert!(kept.contains(" 0 swept"), "{kept}");
     c.kill("a0");
-    let swept = walbc_repo(&["gc", &url, "--grace-secs", "0"]);
-    let n: u64 = swept
-        .split("; ")
-        .nth(1)
-        .and_then(|s| s.split_whitespace().next())
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("{swept}"));
+    let (n, swept) = gc_now(&url);
     assert!(n >= 1, "no orphaned chunk swept: {swept}");
     walbc_repo(&["verify", &url, "--deep"]);
     let other = tempfile::tempdir().unwrap();

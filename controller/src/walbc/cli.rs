@@ -386,12 +386,13 @@ pub async fn run(cli: Cli) -> Result<()> {
             let s = c.storage(&storage)?.clone();
             c.call(&s, sr::SetFullScanBps { bps }).await?;
         }
-        Cmd::Resize { vol, size, zero } => {
+        // The archives' image files grow with zeros: `--zero` asks for nothing more.
+        Cmd::Resize { vol, size, zero: _ } => {
             let bytes = walb_core::size::parse_size(&size).map_err(anyhow::Error::msg)?;
             if bytes == 0 || !bytes.is_multiple_of(512) {
                 bail!("size {size}: a positive multiple of 512 bytes");
             }
-            ctl()?.resize(&vol, bytes / 512, zero).await?;
+            ctl()?.resize(&vol, bytes / 512).await?;
         }
         Cmd::Replicate {
             vol,

@@ -65,7 +65,7 @@ impl Ctl {
                 "{}: volume {vol} is {}; a failback ends with a hash backup, which needs it \
                  Archived",
                 a.id,
-                super::ops::state_name(ast.as_str_name())
+                super::words::state_word(ast.as_str_name())
             );
         }
         let (changed, sent) = failback_flow(&s, vol, from.to_path_buf(), size).await?;

@@ -9,7 +9,8 @@ use walb_proto::{archive_request as ar, proxy_request as pr, storage_request as 
 use walb_proto::{ArchiveState, ProxyState};
 
 use super::layout::{Kind, Server};
-use super::ops::{proxy_runs, proxy_stop, state_name, Ctl};
+use super::ops::{proxy_runs, proxy_stop, Ctl};
+use super::words::state_word;
 
 impl Ctl {
     /// A storage's volume back to SyncReady (stopped, WAL dropped) or an archive's (stopped,
@@ -77,7 +78,7 @@ impl Ctl {
             other => bail!(
                 "{}: volume {vol} is in {}; wait for it or cancel it on the storage",
                 a.id,
-                state_name(other.as_str_name())
+                state_word(other.as_str_name())
             ),
         }
     }

@@ -43,11 +43,6 @@ impl From<&walb_proto::RestorablePoint> for Restorable {
     }
 }
 
-/// A volume's state name as walb says it (`SyncReady`).
-pub fn state_name(name: &str) -> String {
-    state_word(name)
-}
-
 impl Ctl {
     /// One command to `s`, waiting while it is still starting; errors name the server.
     pub async fn call<C: Cmd + Clone>(&self, s: &Server, cmd: C) -> Result<C::Reply> {
@@ -239,7 +234,7 @@ impl Ctl {
             other => bail!(
                 "{}: volume {vol} is {}; a full backup needs it SyncReady (reset-vol first, which discards its backups)",
                 a.id,
-                state_name(other.as_str_name())
+                state_word(other.as_str_name())
             ),
         }
         self.storage_to_sync_ready(s, vol).await?;
@@ -288,7 +283,7 @@ impl Ctl {
             bail!(
                 "{}: volume {vol} is {}, not SyncReady",
                 s.id,
-                state_name(state.as_str_name())
+                state_word(state.as_str_name())
             );
         }
         Ok(())
@@ -313,7 +308,7 @@ impl Ctl {
             bail!(
                 "{}: volume {vol} is {}; a hash backup needs it Archived (a full backup otherwise)",
                 a.id,
-                state_name(st.as_str_name())
+                state_word(st.as_str_name())
             );
         }
         self.storage_to_sync_ready(s, vol).await?;
@@ -381,19 +376,20 @@ impl Ctl {
     }
 
     /// The running action on `s` (a storage or an archive) for `vol`.
-    pub async fn progress(&self, s: &Server, vol: &str) -> Result<ProgressReply, CallError> {
-        match super::words::host_type(&s.addr).await?.as_str() {
-            "storage" => call(&s.addr, sr::GetProgress { vol: vol.into() }).await,
+    pub async fn progress(&self, s: &Server, vol: &str) -> Result<ProgressReply> {
+        let p = match self.layout.find(&s.id)?.0 {
+            super::layout::Kind::Storage => {
+                call(&s.addr, sr::GetProgress { vol: vol.into() }).await
+            }
             _ => call(&s.addr, ar::GetProgress { vol: vol.into() }).await,
-        }
+        };
+        p.map_err(|e| named(s, e))
     }
 
     /// Grows `vol` to `size_lb` everywhere: the archives first (so diffs of the larger size
     /// are accepted), then the storages (their wdev devices, whose data devices must have
     /// grown already); then the proxies retry (a send refused as smaller-lv-size resumes).
-    pub async fn resize(&self, vol: &str, size_lb: u64, zero: bool) -> Result<()> {
-        // A file grows with zeros: walb's zeroclear needs no work of its own on an archive.
-        let _ = zero;
+    pub async fn resize(&self, vol: &str, size_lb: u64) -> Result<()> {
         for a in &self.layout.archive {
             if self.archive_state(a, vol).await? == ArchiveState::ArchiveClear {
                 continue;
@@ -586,7 +582,7 @@ impl Ctl {
                 .and_then(|p| progress_json(&p));
             storages.push(serde_json::json!({
                 "id": s.id, "reachable": got.is_some(),
-                "state": got.as_ref().map(|g| state_name(g.state().as_str_name())),
+                "state": got.as_ref().map(|g| state_word(g.state().as_str_name())),
                 "latest_gid": latest,
                 "log_usage_pb": dev.as_ref().map(|d| d.log_usage_pb),
                 "log_capacity_pb": dev.as_ref().map(|d| d.log_capacity_pb),
@@ -613,7 +609,7 @@ impl Ctl {
                 .map(|n| n.names.len());
             proxies.push(serde_json::json!({
                 "id": p.id, "reachable": state.is_some(),
-                "state": state.map(|s| state_name(s.state().as_str_name())),
+                "state": state.map(|s| state_word(s.state().as_str_name())),
                 "held_diffs": held,
             }));
         }
@@ -689,7 +685,7 @@ impl Ctl {
                 "lag_seconds": lag_seconds,
                 "capacity": capacity,
                 "send_errors": send_errors,
-                "state": state.map(|s| state_name(s.as_str_name())),
+                "state": state.map(|s| state_word(s.as_str_name())),
                 "newest_restorable": newest,
                 "newest_restorable_age_s": age,
                 "newest_restorable_consistent": newest.as_ref().map(|r| consistent.contains(&r.gid)),

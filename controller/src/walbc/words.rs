@@ -478,8 +478,9 @@ pub fn render(reply: Reply, w: Words) -> Result<String, String> {
             None => String::new(),
         },
         Reply::Proxy(r) => match r.reply {
-            Some(prp::Reply::ArchiveInfoList(n) | prp::Reply::ListVols(n)) => lines(n.names),
-            Some(prp::Reply::HeldDiffs(n)) => lines(n.names),
+            Some(
+                prp::Reply::ArchiveInfoList(n) | prp::Reply::ListVols(n) | prp::Reply::HeldDiffs(n),
+            ) => lines(n.names),
             Some(prp::Reply::ArchiveInfoGet(i)) => format!("{} {} {}", i.addr, i.cmpr, i.delay_s),
             Some(prp::Reply::GetState(s)) => state_word(s.state().as_str_name()),
             Some(prp::Reply::SendError(e)) => match w.get(1) {

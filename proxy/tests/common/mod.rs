@@ -240,7 +240,7 @@ pub fn temps(dir: &Path) -> Vec<String> {
         .map(|rd| {
             rd.filter_map(|e| e.ok())
                 .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n.starts_with(".tmp"))
+                .filter(|n| n.starts_with('.'))
                 .collect()
         })
         .unwrap_or_default()

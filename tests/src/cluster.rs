@@ -1,7 +1,8 @@
 //! A whole system on localhost for one test: wdevd with wdev devices on loop devices, and
-//! storage, proxy and archive daemons on free 127.0.0.1 ports, each a child process with its
-//! own data dir and log under one temp dir; `walbc` with the matching layout. Dropping the
-//! cluster kills every process, detaches the loop devices and unmounts.
+//! storage, proxy and archive daemons on free 127.0.0.1 ports (or each on a host of its own:
+//! `Spec::hosts`), each a child process with its own data dir and log under one temp dir;
+//! `walbc` with the matching layout. Dropping the cluster kills every process, detaches the
+//! loop devices, unmounts and deletes the hosts' namespaces.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -127,7 +128,7 @@ impl Cluster {
                     return (id.clone(), free_addr());
                 }
                 // A namespace of its own: every port is free.
-                let h = crate::netns::Host::new();
+                let h = crate::netns::Host::create();
                 let addr = format!("{}:7000", h.ip);
                 hosts.insert(id.clone(), h);
                 (id.clone(), addr)
@@ -475,7 +476,7 @@ impl Cluster {
         self.dir.join("layout.toml")
     }
 
-    /// The relay in front of proxy or archive `id` (with `Spec::relays`).
+    /// The relay in front of proxy or archive `id` (with `Spec::relays` or `Spec::hosts`).
     pub fn relay(&self, id: &str) -> &crate::relay::Relay {
         self.relays
             .get(id)

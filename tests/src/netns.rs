@@ -32,7 +32,7 @@ pub struct Host {
 
 impl Host {
     /// A new host; panics (with the `ip` error) when it cannot be made.
-    pub fn new() -> Host {
+    pub fn create() -> Host {
         let start = NEXT.fetch_add(1, Ordering::Relaxed) + std::process::id() * 16;
         let n = (0..64)
             .map(|i| (start + i) % HOSTS)
@@ -97,7 +97,7 @@ impl Drop for Host {
 /// True when this process can make hosts (`ip netns add`, veth pairs, nsenter); when it
 /// cannot, says so loudly and, unless `WALB_ALLOW_NO_ROOT=1` asks to skip knowingly, fails.
 pub fn can_make_hosts(test: &str) -> bool {
-    let probe = std::panic::catch_unwind(Host::new);
+    let probe = std::panic::catch_unwind(Host::create);
     let nsenter = Command::new("nsenter")
         .arg("--version")
         .output()

@@ -87,7 +87,7 @@ fn wan_continuous_shipping() {
         let t = Instant::now();
         for i in 0..32u64 {
             c.write_random("wdev0", (i * 4) << 20, 4 * MIB, 10 + i);
-            let due = Duration::from_secs_f64(((i + 1) * 4 << 20) as f64 / RATE as f64);
+            let due = Duration::from_secs_f64((i + 1) as f64 * (4 * MIB) as f64 / RATE as f64);
             std::thread::sleep(due.saturating_sub(t.elapsed()));
         }
         c.wait_shipped("wdev0");

@@ -5,6 +5,7 @@ pub mod certs;
 pub mod cluster;
 pub mod db;
 pub mod mariadb;
+pub mod netns;
 pub mod pg;
 pub mod relay;
 pub mod s3;

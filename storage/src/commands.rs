@@ -87,6 +87,7 @@ impl Storage {
             self.spawn(vol.clone());
             self.vols.write().await.insert(name, vol);
         }
+        tokio::spawn(crate::ship::watch(self.clone(), self.shutdown.clone()));
         Ok(())
     }
 

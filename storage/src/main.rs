@@ -38,7 +38,8 @@ struct Args {
     /// changes it at run time.
     #[arg(long, default_value_t = 0)]
     full_scan_bps: u64,
-    /// Milliseconds between polls of the device for new logs.
+    /// Milliseconds between polls of wdevd for every device's state (one request for all);
+    /// the volumes whose device moved are shipped.
     #[arg(long, default_value_t = 500)]
     poll_ms: u64,
     #[command(flatten)]

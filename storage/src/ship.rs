@@ -1,7 +1,10 @@
 //! Wlog shipping: per volume in Target, take implicit snapshots, extract the logs of the next
 //! transfer from the log device, send them to the first proxy that accepts, and after the ack
-//! advance the done record and free the logs (docs/formats.md §6.4, §7.4).
+//! advance the done record and free the logs (docs/formats.md §6.4, §7.4). One poller asks
+//! wdevd for every device's state at once and wakes only the volumes with something to do, so
+//! an idle volume costs nothing between polls.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -20,17 +23,61 @@ use crate::vol::{save, State, Vol};
 use crate::wdevd::DevStatus;
 use walb_proto::flow::{Flow, FlowError};
 
-/// Runs until shutdown: one step per kick or poll tick, backing off after failures.
+/// Runs until shutdown: every `--poll-ms`, one wdevd request for every device's state; the
+/// shipping task of each volume whose device moved or that has logs to ship or free is woken.
+/// When wdevd cannot answer for all devices, every volume is woken (its step reports why).
+pub async fn watch(st: Arc<Storage>, shutdown: Shutdown) {
+    let mut seen: HashMap<String, DevStatus> = HashMap::new();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(st.poll) => {}
+            _ = shutdown.stopping() => return,
+        }
+        let vols: Vec<Arc<Vol>> = st.vols.read().await.values().cloned().collect();
+        let devs = match st.wdevd.status_all().await {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::debug!("device states: {e}");
+                vols.iter().for_each(|v| v.polled.notify_one());
+                continue;
+            }
+        };
+        let now: HashMap<String, DevStatus> = devs
+            .into_iter()
+            .map(|d| (d.name.as_str().to_string(), d))
+            .collect();
+        for vol in vols {
+            let m = vol.meta.lock().await;
+            let Some(dev) = now.get(&m.wdev) else {
+                continue;
+            };
+            vol.writes.sample(dev.latest);
+            let l = [("vol", vol.name.as_str())];
+            st.metrics.log_usage.set(&l, dev.log_usage);
+            st.metrics.log_capacity.set(&l, dev.log_capacity);
+            let waiting = match m.state {
+                State::Target => dev.permanent > m.done.lsid.0 || !m.queue.is_empty(),
+                State::Standby => dev.permanent.min(dev.prev_written) > dev.oldest,
+                _ => false,
+            };
+            if waiting || seen.get(&m.wdev) != Some(dev) {
+                vol.polled.notify_one();
+            }
+        }
+        seen = now;
+    }
+}
+
+/// Runs until shutdown: one step per kick or wake-up by the poller, backing off after
+/// failures (the poller's wake-ups wait the back-off out).
 pub async fn run(st: Arc<Storage>, vol: Arc<Vol>, shutdown: Shutdown) {
     let mut backoff = walb_daemon::backoff::Backoff::default();
     loop {
-        let tick = match backoff.wait() {
-            w if w.is_zero() => st.poll,
-            w => w,
-        };
+        let retry = backoff.wait();
         tokio::select! {
             _ = vol.kick.notified() => backoff.reset(),
-            _ = tokio::time::sleep(tick) => {}
+            _ = vol.polled.notified(), if retry.is_zero() => {}
+            _ = tokio::time::sleep(retry), if !retry.is_zero() => {}
             _ = shutdown.stopping() => return,
         }
         loop {
@@ -59,10 +106,6 @@ async fn step(st: &Storage, vol: &Vol) -> CmdResult<bool> {
         State::Target | State::Standby => st.wdevd.status(&meta.wdev).await?,
         _ => return Ok(false),
     };
-    vol.writes.sample(dev.latest);
-    let l = [("vol", vol.name.as_str())];
-    st.metrics.log_usage.set(&l, dev.log_usage);
-    st.metrics.log_capacity.set(&l, dev.log_capacity);
     if meta.state == State::Standby {
         // Not the backup target: logs are simply freed.
         let to = dev.permanent.min(dev.prev_written);
@@ -146,6 +189,7 @@ async fn step(st: &Storage, vol: &Vol) -> CmdResult<bool> {
         gid_e.0
     );
     walb_daemon::transfers::record("shipped wlogs", &vol.name, bytes, meta.done.gid.0, gid_e.0);
+    let l = [("vol", vol.name.as_str())];
     st.metrics.bytes_shipped.inc_by(&l, bytes);
     st.metrics.done_gid.set(&l, gid_e.0);
     let dev = st.wdevd.status(&meta.wdev).await?;

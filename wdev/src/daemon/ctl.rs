@@ -160,6 +160,16 @@ fn handle(reg: &Registry, req: Request) -> Result<Answer, String> {
         Request::Status { name } => {
             with_dev(reg, &name, |d| Ok(Answer::Device(dev_status(&name, d))))
         }
+        Request::StatusAll => Ok(Answer::Devices(
+            reg.names()
+                .into_iter()
+                .filter_map(|(n, s)| {
+                    let name = DevName::new(n).ok()?;
+                    let dev = s.dev.lock().expect("device lock");
+                    Some(dev_status(&name, &dev))
+                })
+                .collect(),
+        )),
     }
 }
 

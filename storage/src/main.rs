@@ -44,6 +44,8 @@ struct Args {
     poll_ms: u64,
     #[command(flatten)]
     bulk: walb_daemon::args::BulkArgs,
+    #[command(flatten)]
+    transfers: walb_daemon::transfers::TransferArgs,
 }
 
 #[tokio::main]
@@ -61,6 +63,7 @@ async fn main() -> Result<()> {
         max_wlog_send_mb: a.max_wlog_send_mb.max(1),
         snapshot_interval: Duration::from_secs(a.snapshot_interval),
         poll: Duration::from_millis(a.poll_ms.max(10)),
+        transfers: a.transfers.slots(),
         metrics: StorageMetrics::register(metrics.clone()),
         shutdown: shutdown.clone(),
         vols: Default::default(),

@@ -2,7 +2,8 @@
 //! transfer from the log device, send them to the first proxy that accepts, and after the ack
 //! advance the done record and free the logs (docs/formats.md §6.4, §7.4). One poller asks
 //! wdevd for every device's state at once and wakes only the volumes with something to do, so
-//! an idle volume costs nothing between polls.
+//! an idle volume costs nothing between polls; at most `--max-transfers` wlogs are on their
+//! way at once, taken in turn.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -130,6 +131,13 @@ async fn step(st: &Storage, vol: &Vol) -> CmdResult<bool> {
     free_logs(st, &meta.wdev, meta.done.lsid.0, &dev).await?;
     let max_pb = st.max_wlog_send_pb(dev.pbs);
     take_implicit_snapshot(st, vol, dev.permanent, max_pb).await?;
+    // A slot for the whole transfer: at most `--max-transfers` wlogs in memory and on the
+    // way; the volumes waiting take their turns in order. What is due is read once it is held.
+    let _slot = st
+        .transfers
+        .acquire()
+        .await
+        .expect("transfer slots stay open");
     let meta = vol.meta.lock().await.clone();
     let Some(end) = transfer_end(&meta.done, &meta.queue, Lsid(dev.permanent), max_pb) else {
         return Ok(false);

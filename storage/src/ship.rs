@@ -20,7 +20,7 @@ use walb_proto::{frame, wire, Commit, Open};
 
 use crate::commands::Storage;
 use crate::record::now;
-use crate::vol::{save, State, Vol};
+use crate::vol::{save, Meta, State, Vol};
 use crate::wdevd::DevStatus;
 use walb_proto::flow::{Flow, FlowError};
 
@@ -56,17 +56,23 @@ pub async fn watch(st: Arc<Storage>, shutdown: Shutdown) {
             let l = [("vol", vol.name.as_str())];
             st.metrics.log_usage.set(&l, dev.log_usage);
             st.metrics.log_capacity.set(&l, dev.log_capacity);
-            let waiting = match m.state {
-                State::Target => dev.permanent > m.done.lsid.0 || !m.queue.is_empty(),
-                State::Standby => dev.permanent.min(dev.prev_written) > dev.oldest,
-                _ => false,
-            };
-            if waiting || seen.get(&m.wdev) != Some(dev) {
+            if to_wake(&m, dev, seen.get(&m.wdev)) {
                 vol.polled.notify_one();
             }
         }
         seen = now;
     }
+}
+
+/// Whether the poller wakes a volume's shipping task: its device moved since the last poll
+/// (`before`), or logs wait to be shipped (Target) or freed (Standby).
+fn to_wake(m: &Meta, dev: &DevStatus, before: Option<&DevStatus>) -> bool {
+    let waiting = match m.state {
+        State::Target => dev.permanent > m.done.lsid.0 || !m.queue.is_empty(),
+        State::Standby => dev.permanent.min(dev.prev_written) > dev.oldest,
+        _ => false,
+    };
+    waiting || before != Some(dev)
 }
 
 /// Runs until shutdown: one step per kick or wake-up by the poller, backing off after
@@ -340,4 +346,70 @@ async fn send_wlog(addr: &str, open: Open, wlog: Bytes, diff: Vec<u8>) -> Result
         ..Default::default()
     })))
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dev(permanent: u64, prev_written: u64, oldest: u64) -> DevStatus {
+        DevStatus {
+            name: wdev_client::DevName::new("wdev0").unwrap(),
+            uuid: String::new(),
+            pbs: 4096,
+            size_lb: 8,
+            latest: permanent,
+            completed: permanent,
+            permanent,
+            written: prev_written,
+            prev_written,
+            oldest,
+            log_usage: permanent - oldest,
+            log_capacity: 100,
+            overflow: false,
+        }
+    }
+
+    fn meta(state: State, done: u64) -> Meta {
+        Meta {
+            state,
+            wdev: "wdev0".into(),
+            done: MetaLsidGid {
+                lsid: walb_core::Lsid(done),
+                ..crate::vol::zero_done()
+            },
+            queue: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_poller_wakes_only_volumes_with_something_to_do() {
+        let idle = dev(10, 10, 10);
+        // Shipped and freed, device unchanged: left asleep, in every state.
+        for s in [
+            State::Target,
+            State::Standby,
+            State::Stopped,
+            State::SyncReady,
+        ] {
+            assert!(!to_wake(&meta(s, 10), &idle, Some(&idle)), "{s:?}");
+        }
+        // Any change of the device wakes it (the first poll too).
+        assert!(to_wake(&meta(State::Stopped, 10), &idle, None));
+        assert!(to_wake(
+            &meta(State::Target, 10),
+            &idle,
+            Some(&dev(10, 8, 8))
+        ));
+        // Logs to ship wake a Target volume at every poll, even with the device unchanged.
+        let more = dev(12, 10, 10);
+        assert!(to_wake(&meta(State::Target, 10), &more, Some(&more)));
+        let mut queued = meta(State::Target, 10);
+        queued.queue_snapshot(10, false, 1 << 20);
+        assert!(to_wake(&queued, &idle, Some(&idle)));
+        // A Standby volume: logs below the last checkpoint to free.
+        let unfreed = dev(12, 12, 10);
+        assert!(to_wake(&meta(State::Standby, 0), &unfreed, Some(&unfreed)));
+        assert!(!to_wake(&meta(State::Stopped, 0), &unfreed, Some(&unfreed)));
+    }
 }

@@ -6,6 +6,25 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
+/// The most outgoing data transfers a daemon runs at once: the wlogs a storage ships, the diff
+/// sends of a proxy. A volume waits for a slot, first come first served, and gives it back
+/// after each transfer, so many volumes take turns instead of one running ahead; what one
+/// transfer holds in memory (up to `--max-wlog-send-mb` or `--max-merge-mb`) is bounded too.
+#[derive(clap::Args, Clone, Debug)]
+pub struct TransferArgs {
+    /// Outgoing transfers (wlogs shipped, diffs sent) run at once; more volumes wait their
+    /// turn.
+    #[arg(long, default_value_t = 8)]
+    pub max_transfers: usize,
+}
+
+impl TransferArgs {
+    /// The slots, one per transfer allowed at once.
+    pub fn slots(&self) -> tokio::sync::Semaphore {
+        tokio::sync::Semaphore::new(self.max_transfers.max(1))
+    }
+}
+
 /// The default period of the INFO summary.
 pub const DEFAULT_SUMMARY_SECS: u64 = 60;
 

@@ -29,6 +29,8 @@ struct Args {
     /// Most diffs merged into one send.
     #[arg(long, default_value_t = 1000)]
     max_merge_files: usize,
+    #[command(flatten)]
+    transfers: walb_daemon::transfers::TransferArgs,
 }
 
 #[tokio::main]
@@ -40,6 +42,7 @@ async fn main() -> Result<()> {
         retry_timeout: Duration::from_secs(args.retry_timeout),
         max_merge_bytes: args.max_merge_mb << 20,
         max_merge_files: args.max_merge_files.max(1),
+        transfers: args.transfers.clone(),
     };
     let data_dir = args.common.data_dir.clone();
     let m = metrics.clone();

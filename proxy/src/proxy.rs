@@ -25,6 +25,7 @@ pub struct Opts {
     /// Limits of one merged send.
     pub max_merge_bytes: u64,
     pub max_merge_files: usize,
+    pub transfers: walb_daemon::transfers::TransferArgs,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,6 +39,8 @@ pub struct Proxy {
     pub vols_dir: PathBuf,
     pub opts: Opts,
     pub metrics: ProxyMetrics,
+    /// One per diff send allowed at once (`--max-transfers`).
+    pub transfers: tokio::sync::Semaphore,
     vols: Mutex<BTreeMap<String, Arc<Vol>>>,
 }
 
@@ -53,6 +56,7 @@ impl Proxy {
             .map_err(|e| CmdError::Internal(format!("create {}: {e}", vols_dir.display())))?;
         let p = Proxy {
             vols_dir,
+            transfers: opts.transfers.slots(),
             opts,
             metrics: ProxyMetrics::register(metrics),
             vols: Mutex::new(BTreeMap::new()),

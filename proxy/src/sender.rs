@@ -148,8 +148,16 @@ impl Sender {
         }
         let cmpr = self.info.cmpr.0;
         tracing::debug!(vol = %self.vol.name, archive = %self.archive, n = batch.len(), "sending");
+        // Volumes take turns for the `--max-transfers` slots.
+        let slot = self
+            .proxy
+            .transfers
+            .acquire()
+            .await
+            .expect("transfer slots stay open");
         let t0 = Instant::now();
         let outcome = send_diffs(&self.info.addr, &self.vol.name, size_lb, &batch, cmpr).await;
+        drop(slot);
         match outcome {
             Outcome::Accepted { bytes } => {
                 self.proxy

@@ -30,6 +30,8 @@ pub struct Storage {
     pub max_wlog_send_mb: u64,
     pub snapshot_interval: Duration,
     pub poll: Duration,
+    /// One per wlog transfer allowed at once (`--max-transfers`).
+    pub transfers: tokio::sync::Semaphore,
     pub metrics: StorageMetrics,
     pub shutdown: Shutdown,
     pub vols: RwLock<BTreeMap<String, Arc<Vol>>>,
@@ -87,6 +89,7 @@ impl Storage {
             self.spawn(vol.clone());
             self.vols.write().await.insert(name, vol);
         }
+        tokio::spawn(crate::ship::watch(self.clone(), self.shutdown.clone()));
         Ok(())
     }
 

@@ -38,11 +38,14 @@ struct Args {
     /// changes it at run time.
     #[arg(long, default_value_t = 0)]
     full_scan_bps: u64,
-    /// Milliseconds between polls of the device for new logs.
+    /// Milliseconds between polls of wdevd for every device's state (one request for all);
+    /// the volumes whose device moved are shipped.
     #[arg(long, default_value_t = 500)]
     poll_ms: u64,
     #[command(flatten)]
     bulk: walb_daemon::args::BulkArgs,
+    #[command(flatten)]
+    transfers: walb_daemon::transfers::TransferArgs,
 }
 
 #[tokio::main]
@@ -60,6 +63,7 @@ async fn main() -> Result<()> {
         max_wlog_send_mb: a.max_wlog_send_mb.max(1),
         snapshot_interval: Duration::from_secs(a.snapshot_interval),
         poll: Duration::from_millis(a.poll_ms.max(10)),
+        transfers: a.transfers.slots(),
         metrics: StorageMetrics::register(metrics.clone()),
         shutdown: shutdown.clone(),
         vols: Default::default(),

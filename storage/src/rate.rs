@@ -1,4 +1,4 @@
-//! A volume's write rate, from the device's newest lsid sampled by the shipping task, and the
+//! A volume's write rate, from the device's newest lsid sampled by the poller, and the
 //! time until the log overflows at that rate if nothing more were shipped (what an operator
 //! has left when the pipeline stalls).
 

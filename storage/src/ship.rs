@@ -1,7 +1,11 @@
 //! Wlog shipping: per volume in Target, take implicit snapshots, extract the logs of the next
 //! transfer from the log device, send them to the first proxy that accepts, and after the ack
-//! advance the done record and free the logs (docs/formats.md §6.4, §7.4).
+//! advance the done record and free the logs (docs/formats.md §6.4, §7.4). One poller asks
+//! wdevd for every device's state at once and wakes only the volumes with something to do, so
+//! an idle volume costs nothing between polls; at most `--max-transfers` wlogs are on their
+//! way at once, taken in turn.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -16,21 +20,71 @@ use walb_proto::{frame, wire, Commit, Open};
 
 use crate::commands::Storage;
 use crate::record::now;
-use crate::vol::{save, State, Vol};
+use crate::vol::{save, Meta, State, Vol};
 use crate::wdevd::DevStatus;
 use walb_proto::flow::{Flow, FlowError};
 
-/// Runs until shutdown: one step per kick or poll tick, backing off after failures.
+/// Runs until shutdown: every `--poll-ms`, one wdevd request for every device's state; the
+/// shipping task of each volume whose device moved or that has logs to ship or free is woken.
+/// When wdevd cannot answer for all devices, every volume is woken (its step reports why).
+pub async fn watch(st: Arc<Storage>, shutdown: Shutdown) {
+    let mut seen: HashMap<String, DevStatus> = HashMap::new();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(st.poll) => {}
+            _ = shutdown.stopping() => return,
+        }
+        let vols: Vec<Arc<Vol>> = st.vols.read().await.values().cloned().collect();
+        let devs = match st.wdevd.status_all().await {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::debug!("device states: {e}");
+                vols.iter().for_each(|v| v.polled.notify_one());
+                continue;
+            }
+        };
+        let now: HashMap<String, DevStatus> = devs
+            .into_iter()
+            .map(|d| (d.name.as_str().to_string(), d))
+            .collect();
+        for vol in vols {
+            let m = vol.meta.lock().await;
+            let Some(dev) = now.get(&m.wdev) else {
+                continue;
+            };
+            vol.writes.sample(dev.latest);
+            let l = [("vol", vol.name.as_str())];
+            st.metrics.log_usage.set(&l, dev.log_usage);
+            st.metrics.log_capacity.set(&l, dev.log_capacity);
+            if to_wake(&m, dev, seen.get(&m.wdev)) {
+                vol.polled.notify_one();
+            }
+        }
+        seen = now;
+    }
+}
+
+/// Whether the poller wakes a volume's shipping task: its device moved since the last poll
+/// (`before`), or logs wait to be shipped (Target) or freed (Standby).
+fn to_wake(m: &Meta, dev: &DevStatus, before: Option<&DevStatus>) -> bool {
+    let waiting = match m.state {
+        State::Target => dev.permanent > m.done.lsid.0 || !m.queue.is_empty(),
+        State::Standby => dev.permanent.min(dev.prev_written) > dev.oldest,
+        _ => false,
+    };
+    waiting || before != Some(dev)
+}
+
+/// Runs until shutdown: one step per kick or wake-up by the poller, backing off after
+/// failures (the poller's wake-ups wait the back-off out).
 pub async fn run(st: Arc<Storage>, vol: Arc<Vol>, shutdown: Shutdown) {
     let mut backoff = walb_daemon::backoff::Backoff::default();
     loop {
-        let tick = match backoff.wait() {
-            w if w.is_zero() => st.poll,
-            w => w,
-        };
+        let retry = backoff.wait();
         tokio::select! {
             _ = vol.kick.notified() => backoff.reset(),
-            _ = tokio::time::sleep(tick) => {}
+            _ = vol.polled.notified(), if retry.is_zero() => {}
+            _ = tokio::time::sleep(retry), if !retry.is_zero() => {}
             _ = shutdown.stopping() => return,
         }
         loop {
@@ -59,10 +113,6 @@ async fn step(st: &Storage, vol: &Vol) -> CmdResult<bool> {
         State::Target | State::Standby => st.wdevd.status(&meta.wdev).await?,
         _ => return Ok(false),
     };
-    vol.writes.sample(dev.latest);
-    let l = [("vol", vol.name.as_str())];
-    st.metrics.log_usage.set(&l, dev.log_usage);
-    st.metrics.log_capacity.set(&l, dev.log_capacity);
     if meta.state == State::Standby {
         // Not the backup target: logs are simply freed.
         let to = dev.permanent.min(dev.prev_written);
@@ -87,6 +137,13 @@ async fn step(st: &Storage, vol: &Vol) -> CmdResult<bool> {
     free_logs(st, &meta.wdev, meta.done.lsid.0, &dev).await?;
     let max_pb = st.max_wlog_send_pb(dev.pbs);
     take_implicit_snapshot(st, vol, dev.permanent, max_pb).await?;
+    // A slot for the whole transfer: at most `--max-transfers` wlogs in memory and on the
+    // way; the volumes waiting take their turns in order. What is due is read once it is held.
+    let _slot = st
+        .transfers
+        .acquire()
+        .await
+        .expect("transfer slots stay open");
     let meta = vol.meta.lock().await.clone();
     let Some(end) = transfer_end(&meta.done, &meta.queue, Lsid(dev.permanent), max_pb) else {
         return Ok(false);
@@ -146,6 +203,7 @@ async fn step(st: &Storage, vol: &Vol) -> CmdResult<bool> {
         gid_e.0
     );
     walb_daemon::transfers::record("shipped wlogs", &vol.name, bytes, meta.done.gid.0, gid_e.0);
+    let l = [("vol", vol.name.as_str())];
     st.metrics.bytes_shipped.inc_by(&l, bytes);
     st.metrics.done_gid.set(&l, gid_e.0);
     let dev = st.wdevd.status(&meta.wdev).await?;
@@ -288,4 +346,70 @@ async fn send_wlog(addr: &str, open: Open, wlog: Bytes, diff: Vec<u8>) -> Result
         ..Default::default()
     })))
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dev(permanent: u64, prev_written: u64, oldest: u64) -> DevStatus {
+        DevStatus {
+            name: wdev_client::DevName::new("wdev0").unwrap(),
+            uuid: String::new(),
+            pbs: 4096,
+            size_lb: 8,
+            latest: permanent,
+            completed: permanent,
+            permanent,
+            written: prev_written,
+            prev_written,
+            oldest,
+            log_usage: permanent - oldest,
+            log_capacity: 100,
+            overflow: false,
+        }
+    }
+
+    fn meta(state: State, done: u64) -> Meta {
+        Meta {
+            state,
+            wdev: "wdev0".into(),
+            done: MetaLsidGid {
+                lsid: walb_core::Lsid(done),
+                ..crate::vol::zero_done()
+            },
+            queue: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_poller_wakes_only_volumes_with_something_to_do() {
+        let idle = dev(10, 10, 10);
+        // Shipped and freed, device unchanged: left asleep, in every state.
+        for s in [
+            State::Target,
+            State::Standby,
+            State::Stopped,
+            State::SyncReady,
+        ] {
+            assert!(!to_wake(&meta(s, 10), &idle, Some(&idle)), "{s:?}");
+        }
+        // Any change of the device wakes it (the first poll too).
+        assert!(to_wake(&meta(State::Stopped, 10), &idle, None));
+        assert!(to_wake(
+            &meta(State::Target, 10),
+            &idle,
+            Some(&dev(10, 8, 8))
+        ));
+        // Logs to ship wake a Target volume at every poll, even with the device unchanged.
+        let more = dev(12, 10, 10);
+        assert!(to_wake(&meta(State::Target, 10), &more, Some(&more)));
+        let mut queued = meta(State::Target, 10);
+        queued.queue_snapshot(10, false, 1 << 20);
+        assert!(to_wake(&queued, &idle, Some(&idle)));
+        // A Standby volume: logs below the last checkpoint to free.
+        let unfreed = dev(12, 12, 10);
+        assert!(to_wake(&meta(State::Standby, 0), &unfreed, Some(&unfreed)));
+        assert!(!to_wake(&meta(State::Stopped, 0), &unfreed, Some(&unfreed)));
+    }
 }

@@ -80,9 +80,12 @@ pub struct Vol {
     pub meta: Mutex<Meta>,
     /// Wakes the shipping task (snapshot, kick, state change).
     pub kick: Notify,
+    /// Wakes the shipping task when the poller (`ship::watch`) saw the device move or logs
+    /// waiting; unlike `kick` it does not cut a back-off short.
+    pub polled: Notify,
     /// The device scan running (full or hash backup, device hash, failback), if any.
     pub scan: walb_daemon::progress::Running<crate::scan::Scan>,
-    /// The device's write rate, sampled by the shipping task.
+    /// The device's write rate, sampled by the poller.
     pub writes: crate::rate::WriteRate,
 }
 
@@ -131,6 +134,7 @@ impl Vol {
             dir: dir.to_path_buf(),
             meta: Mutex::new(meta),
             kick: Notify::new(),
+            polled: Notify::new(),
             scan: Default::default(),
             writes: Default::default(),
         }

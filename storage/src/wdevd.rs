@@ -45,6 +45,14 @@ impl Wdevd {
             .map_err(internal)
     }
 
+    /// Every served device's state, in one request.
+    pub async fn status_all(&self) -> CmdResult<Vec<DevStatus>> {
+        self.request(Request::StatusAll)
+            .await?
+            .devices()
+            .map_err(internal)
+    }
+
     /// The process serving the devices: pid, start time, restarts, FUSE transport.
     pub async fn daemon(&self) -> CmdResult<DaemonStatus> {
         self.request(Request::DaemonStatus)

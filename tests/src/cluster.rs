@@ -336,7 +336,9 @@ impl Cluster {
         c
     }
 
-    fn create_device(&mut self, name: &str, mb: u64, log_mb: u64) {
+    /// Formats device `name` (`mb` MiB of data, `log_mb` MiB of log) as files in the cluster's
+    /// dir and serves it on a loop device (`loops[name]`).
+    pub fn create_device(&mut self, name: &str, mb: u64, log_mb: u64) {
         let (l, d) = (format!("{name}.ldev"), format!("{name}.ddev"));
         for (f, size) in [(&l, log_mb), (&d, mb)] {
             std::fs::File::create(self.dir.join(f))
@@ -520,6 +522,15 @@ impl Cluster {
     /// The flags daemon `id` is started with (its next `start_daemon` uses changed ones).
     pub fn daemon_args(&mut self, id: &str) -> &mut Vec<String> {
         &mut self.daemons.get_mut(id).expect("daemon id").args
+    }
+
+    /// The process id of running daemon `id`.
+    pub fn pid(&self, id: &str) -> u32 {
+        self.daemons[id]
+            .child
+            .as_ref()
+            .expect("daemon running")
+            .id()
     }
 
     /// SIGKILL of daemon `id`.

@@ -150,6 +150,8 @@ pub enum Request {
     Status {
         name: DevName,
     },
+    /// Every served device's state, in one answer (what a storage polls).
+    StatusAll,
 }
 
 /// What a request got: the value, or the daemon's error message.
@@ -171,6 +173,7 @@ pub enum Answer {
     Flag(bool),
     Path(PathBuf),
     Device(DevStatus),
+    Devices(Vec<DevStatus>),
     Daemon(DaemonStatus),
 }
 
@@ -345,6 +348,13 @@ impl Answer {
     pub fn device(self) -> Result<DevStatus, Error> {
         match self {
             Answer::Device(d) => Ok(d),
+            a => Err(Error::Unexpected(Box::new(a))),
+        }
+    }
+
+    pub fn devices(self) -> Result<Vec<DevStatus>, Error> {
+        match self {
+            Answer::Devices(d) => Ok(d),
             a => Err(Error::Unexpected(Box::new(a))),
         }
     }

@@ -232,6 +232,7 @@ fn text(a: Answer) -> Result<String> {
         Answer::Flag(f) => (f as u8).to_string(),
         Answer::Path(p) => p.display().to_string(),
         Answer::Device(d) => serde_json::to_string(&d)?,
+        Answer::Devices(d) => serde_json::to_string(&d)?,
         Answer::Daemon(d) => serde_json::to_string(&d)?,
     })
 }

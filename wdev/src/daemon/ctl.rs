@@ -11,23 +11,34 @@ use wdev_client::{Answer, DaemonStatus, DevName, DevStatus, Reply, Request};
 use crate::daemon::registry::Registry;
 use crate::dev::{Wdev, WdevError};
 
-/// Serves requests until the listener fails.
+/// A request thread's stack: wdevd locks its memory (`mlockall`), so each connection's
+/// thread makes its whole stack resident (the default is 2 MiB). Creating a device (its redo)
+/// runs here too.
+const STACK_BYTES: usize = 512 << 10;
+
+/// Serves requests until the listener fails: a thread per connection.
 pub fn serve(listener: UnixListener, reg: Arc<Registry>) {
     for conn in listener.incoming() {
         let Ok(conn) = conn else { continue };
         let reg = reg.clone();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let mut r = BufReader::new(&conn);
-            if r.read_line(&mut line).is_err() {
-                return;
-            }
-            let reply = match wdev_client::parse_request(&line).and_then(|q| handle(&reg, q)) {
-                Ok(a) => Reply::Ok(a),
-                Err(e) => Reply::Err(e),
-            };
-            let _ = (&conn).write_all(wdev_client::reply_line(&reply).as_bytes());
-        });
+        let spawned = std::thread::Builder::new()
+            .name("wdevd-ctl".into())
+            .stack_size(STACK_BYTES)
+            .spawn(move || {
+                let mut line = String::new();
+                let mut r = BufReader::new(&conn);
+                if r.read_line(&mut line).is_err() {
+                    return;
+                }
+                let reply = match wdev_client::parse_request(&line).and_then(|q| handle(&reg, q)) {
+                    Ok(a) => Reply::Ok(a),
+                    Err(e) => Reply::Err(e),
+                };
+                let _ = (&conn).write_all(wdev_client::reply_line(&reply).as_bytes());
+            });
+        if let Err(e) = spawned {
+            tracing::error!("control connection dropped: no thread for it: {e}");
+        }
     }
 }
 
@@ -149,6 +160,16 @@ fn handle(reg: &Registry, req: Request) -> Result<Answer, String> {
         Request::Status { name } => {
             with_dev(reg, &name, |d| Ok(Answer::Device(dev_status(&name, d))))
         }
+        Request::StatusAll => Ok(Answer::Devices(
+            reg.names()
+                .into_iter()
+                .filter_map(|(n, s)| {
+                    let name = DevName::new(n).ok()?;
+                    let dev = s.dev.lock().expect("device lock");
+                    Some(dev_status(&name, &dev))
+                })
+                .collect(),
+        )),
     }
 }
 

@@ -22,6 +22,10 @@ pub type SharedIo = Arc<Mutex<Box<dyn BlockIo>>>;
 /// for one chunk, not for a whole batch.
 const CHUNK_BYTES: u64 = 4 << 20;
 
+/// The thread's stack. wdevd locks its memory (`mlockall`), so a thread's whole stack is
+/// resident: the default 2 MiB would cost every device 2 MiB; the thread needs far less.
+const STACK_BYTES: usize = 256 << 10;
+
 /// A batch handed to the thread: records sorted by address, and the lsid they cover (every
 /// pack below it has its data in this batch or on the data device already).
 struct Batch {
@@ -52,6 +56,7 @@ impl Writeback {
         let (done_tx, done) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name(format!("wdev-wb-{name}"))
+            .stack_size(STACK_BYTES)
             .spawn(move || run(&log, ddev, job_rx, done_tx))?;
         Ok(Writeback {
             jobs: Some(jobs),

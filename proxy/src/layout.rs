@@ -186,7 +186,12 @@ impl VolDir {
     /// archive's queue (a link that is already there is the same diff, queued once), then
     /// renames it to its main name. Returns false when the diff was already held (nothing
     /// changed, the temporary file removed).
-    pub fn register(&self, mut file: AtomicFile, name: &str, archives: &[String]) -> CmdResult<bool> {
+    pub fn register(
+        &self,
+        mut file: AtomicFile,
+        name: &str,
+        archives: &[String],
+    ) -> CmdResult<bool> {
         if self.dir.join(name).exists() {
             return Ok(false);
         }

@@ -14,9 +14,9 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, Notify};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
+use walb_core::atomic::AtomicFile;
 use walb_core::convert::wlog_records;
 use walb_core::meta::{format_name, MetaDiff};
-use walb_core::atomic::AtomicFile;
 use walb_core::source::ChunkSource;
 use walb_core::wdiff::{Cmpr, Codec, IndexedWriter};
 use walb_core::wlog::WlogReader;
@@ -269,9 +269,7 @@ async fn receive_chunks(
                 return Ok((d, bytes));
             }
             _ => {
-                return Err(
-                    Status::invalid_argument("wlog transfer takes Chunk or Commit").into(),
-                )
+                return Err(Status::invalid_argument("wlog transfer takes Chunk or Commit").into())
             }
         }
     }

@@ -17,6 +17,7 @@ pub struct Daemon {
     /// "storage", "proxy" or "archive": the binary is `walb-KIND`.
     pub kind: &'static str,
     pub id: String,
+    /// Where it is reached: its listen address, 127.0.0.1 for a 0.0.0.0 one.
     pub addr: String,
     pub data_dir: PathBuf,
     /// Every flag it starts with (`--id`, `--listen`, `--data-dir` first); the next `spawn`
@@ -50,8 +51,8 @@ pub fn temp_files(dir: &Path) -> Vec<String> {
 }
 
 impl Daemon {
-    /// A daemon of `kind` with id `id` on `addr`, data in `data_dir`, stderr to `log`, and
-    /// `extra` flags; not started yet (`spawn`).
+    /// A daemon of `kind` with id `id` listening on `addr`, data in `data_dir`, stderr to
+    /// `log`, and `extra` flags; not started yet (`spawn`).
     pub fn new(
         kind: &'static str,
         id: &str,
@@ -72,7 +73,7 @@ impl Daemon {
         Daemon {
             kind,
             id: id.to_string(),
-            addr: addr.to_string(),
+            addr: addr.replace("0.0.0.0:", "127.0.0.1:"),
             data_dir: data_dir.to_path_buf(),
             args,
             log: log.to_path_buf(),
@@ -95,17 +96,24 @@ impl Daemon {
         d
     }
 
-    /// Starts (or restarts) the process and waits (20 s at most) until it answers.
-    pub fn spawn(&mut self) {
-        self.sigkill();
+    /// The command that runs it (its stderr appended to the log).
+    pub fn command(&self) -> Command {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&self.log)
             .unwrap();
-        let child = Command::new(bin(&format!("walb-{}", self.kind)))
-            .args(&self.args)
-            .stderr(log)
+        let mut c = Command::new(bin(&format!("walb-{}", self.kind)));
+        c.args(&self.args).stderr(log);
+        c
+    }
+
+    /// Starts (or restarts) the process and waits (20 s at most) until it answers a command
+    /// of its kind (`get vol`: an archive answers once its startup recovery is done).
+    pub fn spawn(&mut self) {
+        self.sigkill();
+        let child = self
+            .command()
             .spawn()
             .unwrap_or_else(|e| panic!("start {}: {e}", self.id));
         self.child = Some(child);
@@ -114,13 +122,14 @@ impl Daemon {
             let out = run(Command::new(bin("walbc"))
                 .args(["--timeout", "60"])
                 .args(&self.walbc_flags)
-                .args(["call", &self.addr, "get", "pid"]));
+                .args(["call", &self.addr, "get", "vol"]));
             if out.status.success() {
                 return;
             }
+            let exited = self.child.as_mut().unwrap().try_wait().unwrap();
             assert!(
-                t.elapsed() < Duration::from_secs(20),
-                "{} did not start: {}\nlog:\n{}",
+                exited.is_none() && t.elapsed() < Duration::from_secs(20),
+                "{} did not start ({exited:?}): {}\nlog:\n{}",
                 self.id,
                 String::from_utf8_lossy(&out.stderr),
                 self.log_text()

@@ -226,7 +226,7 @@ async fn corrupt_or_dropped_wdiff_changes_nothing() {
 
     // A sender that goes away mid-transfer.
     let open = wdiff_open(VOL, "proxy", uuid, LB, &diff(0, 1, false, 1));
-    let (tx, mut events) = wdiff_stream(&mut c, open).await;
+    let (tx, events) = wdiff_stream(&mut c, open).await;
     tx.send(wdiff_frames(&good, 4096).remove(0)).await.unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(d.ok(&["get", "state", VOL]).await, "WdiffRecv");

@@ -5,7 +5,8 @@
 #     speed of the same bytes (dd of the data device file, page cache dropped first);
 #  2. device writes → restorable snapshot: WRITE_MB of random 1 MiB writes through the loop
 #     device, then a snapshot; MB/s from the first write to "restorable on the archive".
-#  3. hash backup MB/s of the whole device, unchanged and with 10% rewritten (the limit is
+#  3. write → restorable latency per snapshot (p50, p99), idle and under a steady write load;
+#  4. hash backup MB/s of the whole device, unchanged and with 10% rewritten (the limit is
 #     min(disk read, BLAKE3 ≈ 2.9 GiB/s per core on this class, BENCHMARKS.md)).
 # Usage: pipeline.sh [SIZE_MB] [WRITE_MB]
 # BULK_CMPR=none|lz4|zstd:N is the storage's --bulk-cmpr for the full backup (default zstd:1).
@@ -84,11 +85,49 @@ hash_step() { # -> "MB/s storage-CPU-s archive-CPU-s" of one hash backup
 }
 disk=$(disk_read)
 full=$(timed w full-backup s0 vol0)
+# Bytes each process had the disk write and read (/proc/PID/io; reads served by the page cache
+# do not count), per byte the application wrote, over the writes → restorable step.
+worker=$(pgrep -P "$wdevd" | head -1)
+io_pids="$worker ${pids[2]} ${pids[1]} ${pids[0]}" # wdevd's worker, storage, proxy, archive
+io_now() { for p in $io_pids; do awk '/^(read|write)_bytes/ { printf "%s ", $2 }' "/proc/$p/io"; done; }
+io0=$(io_now)
 t0=$(date +%s.%N)
 fio --name=w --filename="$dev" --direct=1 --ioengine=libaio --rw=randwrite --bs=1M --iodepth=8 \
     --size="${write_mb}M" --output=/dev/null
 gid=$(w snapshot s0 vol0); t1=$(date +%s.%N)
 ship=$(echo "$write_mb / ($t1 - $t0)" | bc -l)
+io1=$(io_now)
+amp=$(paste <(tr ' ' '\n' <<<"$io0") <(tr ' ' '\n' <<<"$io1") | awk -v b=$((write_mb << 20)) '
+    NF == 2 { d[n++] = ($2 - $1) / b }
+    END { split("wdevd storage proxy archive", who, " ")
+          for (i = 0; i < 4; i++) { printf "%s w %.2f r %.2f, ", who[i+1], d[2*i+1], d[2*i]; w += d[2*i+1]; r += d[2*i] }
+          printf "total: written %.2f, read %.2f times", w, r }')
+# Write → restorable latency, per snapshot: a 4 KiB write, then `walbc snapshot` (which returns
+# once the snapshot is restorable on the archive); LAT_N samples idle, then LAT_N under a
+# steady LOAD_MBPS of random 1 MiB writes (fio, rate-limited) shipping at the same time.
+lat_n="${LAT_N:-30}"
+latencies() { # -> the LAT_N latencies in seconds, one per line, sorted
+    for _ in $(seq "$lat_n"); do
+        local t0 t1
+        t0=$(date +%s.%N)
+        dd if=/dev/urandom of="$dev" bs=4k count=1 seek=$((RANDOM % (size_mb * 256))) \
+            oflag=direct,dsync status=none
+        w snapshot s0 vol0 >/dev/null; t1=$(date +%s.%N)
+        echo "$t1 - $t0" | bc -l
+        sleep 0.2
+    done | sort -n
+}
+pct() { # percentile (0-100) of sorted numbers on stdin
+    awk -v p="$1" '{ v[NR] = $1 } END { i = int((NR - 1) * p / 100 + 0.5) + 1; print v[i] }'
+}
+lat_idle=$(latencies)
+fio --name=load --filename="$dev" --direct=1 --ioengine=libaio --rw=randwrite --bs=1M \
+    --iodepth=4 --rate="${LOAD_MBPS:-50}m" --time_based --runtime=600 --output=/dev/null &
+fio=$!
+sleep 3
+lat_load=$(latencies)
+kill "$fio"; wait "$fio" 2>/dev/null || true
+w snapshot s0 vol0 >/dev/null
 # Hash backup of the unchanged volume, then with 10% of it rewritten (random 1 MiB writes).
 disk0=$(disk_read)
 read -r hash0 s_cpu0 a_cpu0 <<<"$(hash_step)"
@@ -104,6 +143,13 @@ row() { # what MB/s limit-MB/s
 printf '%-36s %9s %9s %7s\n' what MB/s "disk rd" ratio
 row "full backup, ${size_mb} MiB random" "$full" "$disk"
 printf '%-36s %9.1f\n' "writes → restorable, ${write_mb} MiB" "$ship"
+printf '  disk bytes per byte written: %s\n' "$amp"
+lat_row() { # what sorted-latencies
+    printf '%-36s p50 %5.2f s, p99 %5.2f s, max %5.2f s (%s snapshots)\n' "$1" \
+        "$(pct 50 <<<"$2")" "$(pct 99 <<<"$2")" "$(tail -1 <<<"$2")" "$lat_n"
+}
+lat_row "write → restorable, idle" "$lat_idle"
+lat_row "write → restorable, ${LOAD_MBPS:-50} MB/s load" "$lat_load"
 row "hash backup, unchanged" "$hash0" "$disk0"
 row "hash backup, 10% changed" "$hash10" "$disk10"
 cpu_row() { # what storage-CPU-s archive-CPU-s

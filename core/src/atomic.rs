@@ -35,18 +35,34 @@ impl AtomicFile {
         })
     }
 
+    /// Gives the file another final name in the same directory (for a writer that learns the
+    /// name only at the end).
+    pub fn rename_target(&mut self, name: &str) {
+        self.target = parent_dir(&self.target).join(name);
+    }
+
     /// Makes the file durable under its final name.
-    pub fn commit(mut self) -> Result<()> {
-        let w = self.w.take().expect("not committed twice");
-        let f = w
-            .into_inner()
-            .map_err(|e| e.into_error())
-            .ctx(|| format!("write {}", self.tmp.display()))?;
-        f.sync_all()
+    pub fn commit(self) -> Result<()> {
+        self.commit_with(|_| Ok(()))
+    }
+
+    /// Like `commit`, running `before_rename` on the temporary file once it is durable and
+    /// before it takes its name (e.g. to hard-link it elsewhere first). If `before_rename`
+    /// fails, the temporary file is removed and its error returned.
+    pub fn commit_with<E: From<crate::Error>>(
+        mut self,
+        before_rename: impl FnOnce(&Path) -> std::result::Result<(), E>,
+    ) -> std::result::Result<(), E> {
+        let w = self.w.as_mut().expect("not committed twice");
+        w.flush().ctx(|| format!("write {}", self.tmp.display()))?;
+        w.get_ref()
+            .sync_all()
             .ctx(|| format!("fsync {}", self.tmp.display()))?;
+        before_rename(&self.tmp)?;
         fs::rename(&self.tmp, &self.target)
             .ctx(|| format!("rename to {}", self.target.display()))?;
-        sync_dir(&parent_dir(&self.target))
+        self.w = None;
+        Ok(sync_dir(&parent_dir(&self.target))?)
     }
 }
 

@@ -5,7 +5,7 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::path::Path;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 use crate::error::{Error, IoContext, Result};
 
@@ -95,6 +95,63 @@ impl<R: Read + Send> Source for ReadSource<R> {
     }
 }
 
+/// Input arriving in pieces (e.g. chunks off a network stream); a read inside one piece is a
+/// slice of it, a read across pieces is gathered.
+pub struct ChunkSource<I: Iterator<Item = Bytes> + Send> {
+    chunks: I,
+    cur: Bytes,
+    pos: u64,
+}
+
+impl<I: Iterator<Item = Bytes> + Send> ChunkSource<I> {
+    pub fn new(chunks: I) -> ChunkSource<I> {
+        ChunkSource {
+            chunks,
+            cur: Bytes::new(),
+            pos: 0,
+        }
+    }
+
+    /// The current piece, refilled from the next non-empty one; empty at the end.
+    fn fill(&mut self) -> &mut Bytes {
+        while self.cur.is_empty() {
+            match self.chunks.next() {
+                Some(b) => self.cur = b,
+                None => break,
+            }
+        }
+        &mut self.cur
+    }
+}
+
+impl<I: Iterator<Item = Bytes> + Send> Source for ChunkSource<I> {
+    fn read_up_to(&mut self, n: usize) -> io::Result<Bytes> {
+        let cur = self.fill();
+        let out = if cur.len() >= n {
+            cur.split_to(n)
+        } else {
+            let mut v = BytesMut::with_capacity(n);
+            loop {
+                let cur = self.fill();
+                if cur.is_empty() {
+                    break;
+                }
+                let k = cur.len().min(n - v.len());
+                v.extend_from_slice(&cur.split_to(k));
+                if v.len() == n {
+                    break;
+                }
+            }
+            v.freeze()
+        };
+        self.pos += out.len() as u64;
+        Ok(out)
+    }
+    fn pos(&self) -> u64 {
+        self.pos
+    }
+}
+
 /// Maps a whole file read-only as `Bytes` (zero-copy slices for parsers).
 pub fn map_file(path: &Path) -> Result<Bytes> {
     let f = File::open(path).ctx(|| format!("open {}", path.display()))?;
@@ -125,5 +182,42 @@ pub fn open_source(path: &Path) -> Result<Box<dyn Source>> {
             1 << 20,
             f,
         ))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// However the input is cut into pieces and however it is read, the bytes and the
+        /// positions are those of the whole input.
+        #[test]
+        fn chunk_source_reads_like_the_whole(
+            data in proptest::collection::vec(any::<u8>(), 0..4096),
+            cuts in proptest::collection::vec(0usize..4096, 0..12),
+            reads in proptest::collection::vec(1usize..700, 1..40),
+        ) {
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(data.len())).collect();
+            cuts.push(0);
+            cuts.push(data.len());
+            cuts.sort_unstable();
+            let whole = Bytes::from(data.clone());
+            let pieces: Vec<Bytes> = cuts.windows(2).map(|w| whole.slice(w[0]..w[1])).collect();
+            let mut src = ChunkSource::new(pieces.into_iter());
+            let mut got = Vec::new();
+            for n in reads.iter().cycle().take(data.len() + 2) {
+                let at = src.pos();
+                prop_assert_eq!(at, got.len() as u64);
+                let b = src.read_up_to(*n).unwrap();
+                prop_assert!(b.len() == *n || got.len() + b.len() == data.len());
+                got.extend_from_slice(&b);
+                if b.is_empty() {
+                    break;
+                }
+            }
+            prop_assert_eq!(got, data);
+        }
     }
 }

@@ -4,7 +4,8 @@
 //! - `<archive>.archive`: archive-info; `size`: volume size in LB; `started`: the volume was
 //!   Started (so a restart resumes it); `storage`: with TLS, the id of the storage whose
 //!   wlogs the volume takes since its last `start` (docs/security.md);
-//! - `.tmp.*`: files being received (removed on failure and at boot).
+//! - `.incoming.tmp.*` (any name starting with a dot): a diff being received (removed on
+//!   failure and at boot).
 //!
 //! A diff is linked into every `sendto/` before it gets its main name, so a main file means
 //! "registered everywhere"; once the last link is gone the main file is removed.
@@ -13,16 +14,14 @@ use std::fs;
 use std::io::ErrorKind;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
-use walb_core::atomic::sync_dir;
+use walb_core::atomic::{sync_dir, AtomicFile};
 use walb_core::meta::{parse_name, MetaDiff};
 use walb_daemon::{volfile, CmdError, CmdResult};
 
 use crate::archive_info::ArchiveInfo;
 
 const ARCHIVE_EXT: &str = ".archive";
-const TMP_PREFIX: &str = ".tmp.";
 
 fn internal(what: &str, p: &Path, e: impl std::fmt::Display) -> CmdError {
     CmdError::Internal(format!("{what} {}: {e}", p.display()))
@@ -54,14 +53,6 @@ impl VolDir {
 
     pub fn sendto(&self, archive: &str) -> PathBuf {
         self.dir.join("sendto").join(archive)
-    }
-
-    /// A fresh temporary path in the volume directory.
-    pub fn temp_path(&self, what: &str) -> PathBuf {
-        static N: AtomicU64 = AtomicU64::new(0);
-        let n = N.fetch_add(1, Ordering::Relaxed);
-        self.dir
-            .join(format!("{TMP_PREFIX}{what}.{}.{n}", std::process::id()))
     }
 
     /// Creates the directory tree for a new archive (and the volume).
@@ -185,27 +176,34 @@ impl VolDir {
         list_diffs(&self.sendto(archive))
     }
 
-    /// Registers a received diff durably: links `tmp` into each archive's queue (a link that
-    /// is already there is the same diff, queued once), then renames it to its main name.
-    /// Returns false when the diff was already held (nothing changed, `tmp` removed).
-    pub fn register(&self, tmp: &Path, name: &str, archives: &[String]) -> CmdResult<bool> {
-        let main = self.dir.join(name);
-        if main.exists() {
-            let _ = fs::remove_file(tmp);
+    /// A new diff being received, under a temporary name in the volume's directory until
+    /// `register` gives it its own.
+    pub fn incoming(&self) -> CmdResult<AtomicFile> {
+        Ok(AtomicFile::create(&self.dir.join("incoming"))?)
+    }
+
+    /// Registers a received diff durably: once its data is durable, links it into each
+    /// archive's queue (a link that is already there is the same diff, queued once), then
+    /// renames it to its main name. Returns false when the diff was already held (nothing
+    /// changed, the temporary file removed).
+    pub fn register(&self, mut file: AtomicFile, name: &str, archives: &[String]) -> CmdResult<bool> {
+        if self.dir.join(name).exists() {
             return Ok(false);
         }
-        for a in archives {
-            let dir = self.sendto(a);
-            let link = dir.join(name);
-            match fs::hard_link(tmp, &link) {
-                Ok(()) => {}
-                Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(internal("link", &link, e)),
+        file.rename_target(name);
+        file.commit_with(|tmp| {
+            for a in archives {
+                let dir = self.sendto(a);
+                let link = dir.join(name);
+                match fs::hard_link(tmp, &link) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+                    Err(e) => return Err(internal("link", &link, e)),
+                }
+                sync_dir(&dir)?;
             }
-            sync_dir(&dir)?;
-        }
-        fs::rename(tmp, &main).map_err(|e| internal("rename to", &main, e))?;
-        sync_dir(&self.dir)?;
+            Ok(())
+        })?;
         Ok(true)
     }
 
@@ -253,7 +251,7 @@ impl VolDir {
         let rd = fs::read_dir(&self.dir).map_err(|e| internal("list", &self.dir, e))?;
         for e in rd {
             let e = e?;
-            if e.file_name().to_string_lossy().starts_with(TMP_PREFIX) {
+            if e.file_name().to_string_lossy().starts_with('.') {
                 tracing::info!("removing leftover {}", e.path().display());
                 fs::remove_file(e.path()).map_err(|err| internal("remove", &e.path(), err))?;
             }

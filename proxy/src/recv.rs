@@ -1,22 +1,23 @@
 //! wlog receive (docs/formats.md §7.4): the `Proxy.WlogTransfer` service. Open → Accept | Reject
 //! (`not-found`, `stopped`, `wlog-recv`, `no-space`: less free disk than the announced log) →
 //! Chunk* (a wlog file) → Commit{clean MetaDiff} → Ack.
-//! The chunks go to a temporary file; at Commit it is read back with every checksum verified
-//! and converted to an indexed wdiff, which is registered durably before the Ack. Anything
-//! else (an error, a stream without Commit, `stop force`) removes the temporary files and
-//! leaves the volume as it was.
+//! The wlog is converted as it arrives: a thread parses the chunks (every pack and record
+//! checksum verified) and writes the indexed wdiff, so no byte of the wlog is written to disk.
+//! At Commit the wdiff is made durable and registered before the Ack. Anything else (an
+//! error, a stream without Commit, `stop force`) removes the temporary file and leaves the
+//! volume as it was.
 
-use std::fs::File;
-use std::io::{BufWriter, Write};
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+use bytes::Bytes;
 
 use tokio::sync::{mpsc, Notify};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use walb_core::convert::wlog_records;
 use walb_core::meta::{format_name, MetaDiff};
-use walb_core::source::open_source;
+use walb_core::atomic::AtomicFile;
+use walb_core::source::ChunkSource;
 use walb_core::wdiff::{Cmpr, Codec, IndexedWriter};
 use walb_core::wlog::WlogReader;
 use walb_core::{Pbs, Uuid};
@@ -61,26 +62,6 @@ impl ProxySvc for Service {
     }
 }
 
-/// A file removed when dropped unless kept.
-struct TempFile(Option<PathBuf>);
-
-impl TempFile {
-    fn path(&self) -> &Path {
-        self.0.as_deref().expect("temp file present")
-    }
-    fn keep(mut self) -> PathBuf {
-        self.0.take().expect("temp file present")
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        if let Some(p) = &self.0 {
-            let _ = std::fs::remove_file(p);
-        }
-    }
-}
-
 /// WlogRecv for the duration of one transfer; back to Started when it ends, however it ends.
 struct RecvGuard(Arc<Vol>);
 
@@ -121,7 +102,6 @@ struct Announce {
     uuid: Uuid,
     pbs: Pbs,
     salt: u32,
-    size_lb: u64,
     /// Largest acceptable wlog file (header, logs, end header), when announced.
     max_bytes: Option<u64>,
 }
@@ -142,7 +122,6 @@ fn check_open(o: &Open) -> Result<Announce, Status> {
         uuid: Uuid(uuid),
         pbs,
         salt: o.salt,
-        size_lb: o.size_lb,
         max_bytes,
     })
 }
@@ -189,79 +168,39 @@ async fn receive(
             return send(&tx, reject("no-space")).await;
         }
     }
-    let tmp = TempFile(Some(vol.dir.temp_path("wlog")));
-    let mut out = BufWriter::with_capacity(
-        1 << 20,
-        File::create(tmp.path())
-            .map_err(|e| Status::internal(format!("create {}: {e}", tmp.path().display())))?,
-    );
+    let file = tokio::task::block_in_place(|| vol.dir.incoming())?;
+    let (chunks, rx) = mpsc::channel::<Bytes>(IN_FLIGHT_CHUNKS);
+    let max_bytes = ann.max_bytes;
+    let converter = tokio::task::spawn_blocking(move || convert(rx, file, &ann));
     send(&tx, accept()).await?;
 
-    let mut bytes = 0u64;
-    let diff = loop {
-        let k = tokio::select! {
-            k = next_frame(&mut input, "Chunk or Commit") => k?,
-            _ = abort.notified() => return Err(Status::aborted(format!("{}: stopped by stop force", vol.name))),
-        };
-        match k {
-            frame::Kind::Chunk(c) => {
-                let data = check_chunk(&c).map_err(|e| Status::data_loss(e.to_string()))?;
-                bytes += data.len() as u64;
-                if let Some(max) = ann.max_bytes.filter(|&m| bytes > m) {
-                    return Err(Status::invalid_argument(format!(
-                        "wlog exceeds the announced {max} bytes"
-                    )));
-                }
-                tokio::task::block_in_place(|| out.write_all(data)).map_err(|e| {
-                    Status::internal(format!("write {}: {e}", tmp.path().display()))
-                })?;
-            }
-            frame::Kind::Commit(c) => {
-                let d = MetaDiff::from_bytes(&c.diff)
-                    .map_err(|e| Status::invalid_argument(format!("Commit.diff: {e}")))?;
-                if !d.is_clean() {
-                    return Err(Status::invalid_argument(format!(
-                        "Commit.diff {d} is dirty; wlog diffs must be clean"
-                    )));
-                }
-                break d;
-            }
-            _ => {
-                return Err(Status::invalid_argument(
-                    "wlog transfer takes Chunk or Commit",
-                ))
-            }
+    // However the chunks end (Commit, an error, stop force), the converter is told the input
+    // ended (its channel closed) and waited for, so no file of this transfer outlives it
+    // unregistered.
+    let received = receive_chunks(&mut input, &abort, &vol.name, max_bytes, chunks).await;
+    let converted = converter
+        .await
+        .map_err(|e| Status::internal(format!("convert task: {e}")))?;
+    let (diff, bytes, file) = match (received, converted) {
+        (Ok((diff, bytes)), Ok(file)) => (diff, bytes, file),
+        // The converter stopped first (bad data, a full disk): its error says why.
+        (Err(Stop::ConverterGone), Err(e)) => return Err(e),
+        (Err(Stop::ConverterGone), Ok(_)) => {
+            return Err(Status::internal("the wlog converter ended early"))
         }
+        (Err(Stop::Failed(st)), _) | (Ok(_), Err(st)) => return Err(st),
     };
-    tokio::task::block_in_place(|| out.flush())
-        .map_err(|e| Status::internal(format!("write {}: {e}", tmp.path().display())))?;
-    drop(out);
 
     let name = format_name(&diff);
     let archives: Vec<String> = vol.lock().archives.keys().cloned().collect();
-    let v = vol.clone();
-    let size_lb = ann.size_lb;
-    let stored = tokio::task::spawn_blocking(move || -> Result<bool, Status> {
-        let wdiff = TempFile(Some(v.dir.temp_path("wdiff")));
-        convert(tmp.path(), wdiff.path(), &ann)?;
-        drop(tmp);
-        let fresh = v
-            .dir
-            .register(&wdiff.keep(), &name, &archives)
-            .map_err(|e| Status::internal(e.to_string()))?;
-        if size_lb
-            > v.dir
-                .size_lb()
-                .map_err(|e| Status::internal(e.to_string()))?
-        {
-            v.dir
-                .set_size_lb(size_lb)
-                .map_err(|e| Status::internal(e.to_string()))?;
+    let size_lb = open.size_lb;
+    let stored = tokio::task::block_in_place(|| -> Result<bool, Status> {
+        let fresh = vol.dir.register(file, &name, &archives)?;
+        if size_lb > vol.dir.size_lb()? {
+            vol.dir.set_size_lb(size_lb)?;
         }
         Ok(fresh)
-    })
-    .await
-    .map_err(|e| Status::internal(format!("convert task: {e}")))??;
+    })?;
     if stored {
         tracing::debug!(vol = %vol.name, "received {diff} ({bytes} bytes of wlog)");
         walb_daemon::transfers::record_diff("received wlogs", &vol.name, bytes, &diff);
@@ -273,11 +212,82 @@ async fn receive(
     send(&tx, ack()).await
 }
 
-/// Reads the wlog at `src` (every pack and record checksum verified, header as announced) and
-/// writes it as an indexed wdiff to `dst`, fsynced.
-fn convert(src: &Path, dst: &Path, ann: &Announce) -> Result<(), Status> {
+/// Chunks of the wlog handed to the converter at once: the memory one transfer holds.
+const IN_FLIGHT_CHUNKS: usize = 8;
+
+/// Why the chunk loop stopped short of Commit.
+enum Stop {
+    /// The converter closed its end: its own result says why.
+    ConverterGone,
+    Failed(Status),
+}
+
+impl From<Status> for Stop {
+    fn from(st: Status) -> Stop {
+        Stop::Failed(st)
+    }
+}
+
+/// Passes the wlog's chunks to the converter until Commit; returns the Commit's clean diff
+/// and the wlog's size. Dropping `chunks` on return ends the converter's input.
+async fn receive_chunks(
+    input: &mut Streaming<Frame>,
+    abort: &Notify,
+    vol: &str,
+    max_bytes: Option<u64>,
+    chunks: mpsc::Sender<Bytes>,
+) -> Result<(MetaDiff, u64), Stop> {
+    let mut bytes = 0u64;
+    loop {
+        let k = tokio::select! {
+            k = next_frame(input, "Chunk or Commit") => k?,
+            _ = abort.notified() => return Err(Status::aborted(format!("{vol}: stopped by stop force")).into()),
+        };
+        match k {
+            frame::Kind::Chunk(c) => {
+                let data = check_chunk(&c).map_err(|e| Status::data_loss(e.to_string()))?;
+                bytes += data.len() as u64;
+                if let Some(max) = max_bytes.filter(|&m| bytes > m) {
+                    return Err(Status::invalid_argument(format!(
+                        "wlog exceeds the announced {max} bytes"
+                    ))
+                    .into());
+                }
+                if chunks.send(data.clone()).await.is_err() {
+                    return Err(Stop::ConverterGone);
+                }
+            }
+            frame::Kind::Commit(c) => {
+                let d = MetaDiff::from_bytes(&c.diff)
+                    .map_err(|e| Status::invalid_argument(format!("Commit.diff: {e}")))?;
+                if !d.is_clean() {
+                    return Err(Status::invalid_argument(format!(
+                        "Commit.diff {d} is dirty; wlog diffs must be clean"
+                    ))
+                    .into());
+                }
+                return Ok((d, bytes));
+            }
+            _ => {
+                return Err(
+                    Status::invalid_argument("wlog transfer takes Chunk or Commit").into(),
+                )
+            }
+        }
+    }
+}
+
+/// Parses the wlog arriving on `chunks` (every pack and record checksum verified, header as
+/// announced) and writes it as an indexed wdiff into `file`, until the input ends. The file is
+/// not yet durable: `register` makes it so.
+fn convert(
+    mut chunks: mpsc::Receiver<Bytes>,
+    file: AtomicFile,
+    ann: &Announce,
+) -> Result<AtomicFile, Status> {
     let bad = |e: walb_core::Error| Status::invalid_argument(format!("received wlog: {e}"));
-    let r = WlogReader::new(open_source(src).map_err(bad)?).map_err(bad)?;
+    let src = ChunkSource::new(std::iter::from_fn(move || chunks.blocking_recv()));
+    let r = WlogReader::new(Box::new(src)).map_err(bad)?;
     let h = r.header();
     if h.uuid != ann.uuid || h.pbs != ann.pbs || h.salt != ann.salt {
         return Err(Status::invalid_argument(format!(
@@ -285,16 +295,14 @@ fn convert(src: &Path, dst: &Path, ann: &Announce) -> Result<(), Status> {
             h.uuid, h.pbs, h.salt, ann.uuid, ann.pbs, ann.salt
         )));
     }
-    let f = File::create(dst)
-        .map_err(|e| Status::internal(format!("create {}: {e}", dst.display())))?;
-    let mut w = IndexedWriter::new(BufWriter::with_capacity(1 << 20, f), ann.uuid, STORE_CMPR)
-        .map_err(|e| Status::internal(e.to_string()))?;
-    wlog_records(vec![r], |rec| w.add(rec)).map_err(bad)?;
-    let f = w
-        .finish()
-        .map_err(|e| Status::internal(e.to_string()))?
-        .into_inner()
-        .map_err(|e| Status::internal(format!("write {}: {e}", dst.display())))?;
-    f.sync_all()
-        .map_err(|e| Status::internal(format!("fsync {}: {e}", dst.display())))
+    let mut w = IndexedWriter::new(file, ann.uuid, STORE_CMPR).map_err(internal)?;
+    wlog_records(vec![r], |rec| w.add(rec)).map_err(|e| match e {
+        walb_core::Error::Io { .. } => internal(e),
+        e => bad(e),
+    })?;
+    w.finish().map_err(internal)
+}
+
+fn internal(e: walb_core::Error) -> Status {
+    Status::internal(e.to_string())
 }

@@ -1,7 +1,8 @@
 //! A whole system on localhost for one test: wdevd with wdev devices on loop devices, and
-//! storage, proxy and archive daemons on free 127.0.0.1 ports, each a child process with its
-//! own data dir and log under one temp dir; `walbc` with the matching layout. Dropping the
-//! cluster kills every process, detaches the loop devices and unmounts.
+//! storage, proxy and archive daemons on free 127.0.0.1 ports (or each on a host of its own:
+//! `Spec::hosts`), each a child process with its own data dir and log under one temp dir;
+//! `walbc` with the matching layout. Dropping the cluster kills every process, detaches the
+//! loop devices, unmounts and deletes the hosts' namespaces.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -35,6 +36,11 @@ pub struct Spec {
     pub archive_fs_mb: Option<u64>,
     /// More flags for every storage, proxy and archive daemon.
     pub daemon_flags: Vec<&'static str>,
+    /// Across hosts: every daemon in a network namespace of its own (`netns::Host`, plain
+    /// TCP with `--insecure`), relays as with `relays` on the root sides, and walbc's layout
+    /// naming the relays, so that walbc, proxies and archives reach each other through them
+    /// too. wdevd stays in the root namespace; storages reach its socket by path.
+    pub hosts: bool,
 }
 
 impl Default for Spec {
@@ -50,6 +56,7 @@ impl Default for Spec {
             storage_flags: Vec::new(),
             archive_fs_mb: None,
             daemon_flags: Vec::new(),
+            hosts: false,
         }
     }
 }
@@ -73,7 +80,7 @@ pub struct Cluster {
 impl Cluster {
     /// Starts everything, or returns `None` (said loudly) without root and /dev/fuse.
     pub fn start(test: &str, spec: Spec) -> Option<Cluster> {
-        if !have_root_and_fuse(test) {
+        if !have_root_and_fuse(test) || (spec.hosts && !crate::netns::can_make_hosts(test)) {
             return None;
         }
         let tmp = tempfile::tempdir().unwrap();
@@ -98,20 +105,33 @@ impl Cluster {
             ids("p", spec.proxies),
             ids("a", spec.archives),
         );
+        let mut hosts: BTreeMap<String, crate::netns::Host> = BTreeMap::new();
         let addrs: BTreeMap<String, String> = ss
             .iter()
             .chain(&ps)
             .chain(&aa)
-            .map(|id| (id.clone(), free_addr()))
+            .map(|id| {
+                if !spec.hosts {
+                    return (id.clone(), free_addr());
+                }
+                // A namespace of its own: every port is free.
+                let h = crate::netns::Host::create();
+                let addr = format!("{}:7000", h.ip);
+                hosts.insert(id.clone(), h);
+                (id.clone(), addr)
+            })
             .collect();
-        if spec.relays {
+        if spec.relays || spec.hosts {
             for id in ps.iter().chain(&aa) {
+                let ip = hosts.get(id).map_or("127.0.0.1", |h| h.root_ip.as_str());
                 c.relays
-                    .insert(id.clone(), crate::relay::Relay::start(&addrs[id]));
+                    .insert(id.clone(), crate::relay::Relay::listen(ip, &addrs[id]));
             }
         }
+        let insecure = spec.hosts.then_some(&"--insecure");
         let flags = |more: &[&str]| -> Vec<String> {
             more.iter()
+                .chain(insecure)
                 .chain(&spec.daemon_flags)
                 .map(|f| f.to_string())
                 .collect()
@@ -146,6 +166,9 @@ impl Cluster {
                 .chain(flags(&spec.storage_flags))
                 .collect();
             c.add_daemon(id, "storage", &addrs[id], extra);
+        }
+        for (id, h) in hosts {
+            c.daemons.get_mut(&id).unwrap().host = Some(h);
         }
         c.in_layout = ss.iter().chain(&ps).chain(&aa).cloned().collect();
         c.write_layout();
@@ -347,10 +370,12 @@ impl Cluster {
                 .iter()
                 .filter(|id| self.daemons[*id].kind == kind)
             {
-                t.push_str(&format!(
-                    "[[{kind}]]\nid = \"{id}\"\naddr = \"{}\"\n",
-                    self.daemons[id].addr
-                ));
+                // Across hosts walbc goes through the relays like everyone else.
+                let addr = match self.daemons[id].host {
+                    Some(_) => self.reach_list(&[id]),
+                    None => self.daemons[id].addr.clone(),
+                };
+                t.push_str(&format!("[[{kind}]]\nid = \"{id}\"\naddr = \"{addr}\"\n"));
             }
         }
         std::fs::write(self.layout(), t).unwrap();
@@ -417,7 +442,7 @@ impl Cluster {
         self.dir.join("layout.toml")
     }
 
-    /// The relay in front of proxy or archive `id` (with `Spec::relays`).
+    /// The relay in front of proxy or archive `id` (with `Spec::relays` or `Spec::hosts`).
     pub fn relay(&self, id: &str) -> &crate::relay::Relay {
         self.relays
             .get(id)

@@ -27,6 +27,8 @@ pub struct Daemon {
     pub log: PathBuf,
     /// walbc's flags to reach it (its TLS certificates), for the readiness probe.
     pub walbc_flags: Vec<String>,
+    /// The network namespace it runs in (`cluster::Spec::hosts`).
+    pub host: Option<crate::netns::Host>,
     child: Option<Child>,
     /// The temp dir holding the log of a daemon started alone.
     log_dir: Option<tempfile::TempDir>,
@@ -78,6 +80,7 @@ impl Daemon {
             args,
             log: log.to_path_buf(),
             walbc_flags: Vec::new(),
+            host: None,
             child: None,
             log_dir: None,
         }
@@ -103,7 +106,11 @@ impl Daemon {
             .append(true)
             .open(&self.log)
             .unwrap();
-        let mut c = Command::new(bin(&format!("walb-{}", self.kind)));
+        let program = bin(&format!("walb-{}", self.kind));
+        let mut c = match &self.host {
+            Some(h) => h.command(&program),
+            None => Command::new(program),
+        };
         c.args(&self.args).stderr(log);
         c
     }

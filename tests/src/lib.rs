@@ -9,6 +9,7 @@ pub mod daemon;
 pub mod db;
 pub mod flows;
 pub mod mariadb;
+pub mod netns;
 pub mod pg;
 pub mod relay;
 pub mod s3;

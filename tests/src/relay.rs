@@ -3,8 +3,15 @@
 //! A test starts a [`Relay`] in front of a daemon's address and gives the relay's address to
 //! the client instead, so that every byte between the two passes through it. The test can
 //! then cut the link (open connections are closed, new ones are refused) and restore it,
-//! throttle it, and see how much traffic went through. It is a real forwarder on 127.0.0.1
-//! sockets: the daemons cannot tell it from the network.
+//! throttle it, delay it, and see how much traffic went through. It is a real forwarder on
+//! real sockets (127.0.0.1, or any local address: `Relay::listen`): the daemons cannot tell
+//! it from the network.
+//!
+//! The relay is a link of one rate and one delay each way, shared by all its connections: each
+//! direction has one token bucket (`set_rate`), and what passes it is held in a delay line
+//! (`set_delay`) — each chunk stamped with the time it left the bucket and written out at
+//! that time plus the delay, with as many chunks in flight as the delay holds — so a long fat
+//! link carries its full rate, as a real one does, rather than a chunk per delay.
 //!
 //! The relay runs on its own thread with its own single-threaded tokio runtime, so it works
 //! the same from plain synchronous tests and from async ones; dropping it joins that thread.
@@ -19,11 +26,15 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 /// Largest piece read and written at once, whatever the rate.
 const MAX_CHUNK: usize = 64 * 1024;
+
+/// Chunks a direction holds in its delay line at most (up to 64 MiB): room for far more than
+/// a rate-limited link's delay holds, so only an unlimited rate meets the bound.
+const IN_FLIGHT: usize = 1024;
 
 /// How long `cut` waits for the connection tasks to close their sockets. They do so at once;
 /// the bound only keeps a test from hanging if something is badly wrong.
@@ -41,6 +52,9 @@ struct Control {
 
 struct Shared {
     bytes: AtomicU64,
+    /// When each direction's link (client → target, target → client) is free again at the
+    /// current rate: one token bucket per direction for all connections.
+    free_at: [Mutex<Instant>; 2],
     open: Mutex<usize>,
     all_closed: Condvar,
 }
@@ -66,9 +80,16 @@ impl Drop for OpenGuard {
 pub struct Relay {
     addr: String,
     control: watch::Sender<Control>,
-    rate: watch::Sender<Option<u64>>,
+    link: watch::Sender<Link>,
     shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
+}
+
+/// The link's shape: rate (bytes/s each way; None unlimited) and one-way delay.
+#[derive(Clone, Copy, Default)]
+struct Link {
+    rate: Option<u64>,
+    delay: Duration,
 }
 
 impl Relay {
@@ -76,7 +97,13 @@ impl Relay {
     /// `target` ("host:port"), connecting to it once per client. Returns at once; clients
     /// that connect before the relay thread runs wait in the listen backlog.
     pub fn start(target: &str) -> Relay {
-        let listener = StdTcpListener::bind("127.0.0.1:0").expect("relay: bind 127.0.0.1:0");
+        Relay::listen("127.0.0.1", target)
+    }
+
+    /// `start`, listening on a free port of local address `ip` instead of 127.0.0.1.
+    pub fn listen(ip: &str, target: &str) -> Relay {
+        let listener = StdTcpListener::bind((ip, 0))
+            .unwrap_or_else(|e| panic!("relay: bind {ip}, a free port: {e}"));
         listener
             .set_nonblocking(true)
             .expect("relay: non-blocking listener");
@@ -89,9 +116,10 @@ impl Relay {
             .build()
             .expect("relay: tokio runtime");
         let (control, control_rx) = watch::channel(Control::default());
-        let (rate, rate_rx) = watch::channel(None);
+        let (link, link_rx) = watch::channel(Link::default());
         let shared = Arc::new(Shared {
             bytes: AtomicU64::new(0),
+            free_at: [Mutex::new(Instant::now()), Mutex::new(Instant::now())],
             open: Mutex::new(0),
             all_closed: Condvar::new(),
         });
@@ -104,7 +132,7 @@ impl Relay {
                     listener,
                     target,
                     control_rx,
-                    rate_rx,
+                    link_rx,
                     thread_shared,
                 ));
                 // Dropping the runtime drops every connection task, which closes its sockets.
@@ -114,13 +142,13 @@ impl Relay {
         Relay {
             addr,
             control,
-            rate,
+            link,
             shared,
             thread: Some(thread),
         }
     }
 
-    /// "127.0.0.1:PORT": the address to give the client in place of the target.
+    /// "IP:PORT": the address to give the client in place of the target.
     pub fn addr(&self) -> String {
         self.addr.clone()
     }
@@ -149,11 +177,17 @@ impl Relay {
         self.control.borrow().cut
     }
 
-    /// Limits each direction of each connection, open ones included, to `bytes_per_sec`;
-    /// `None` lifts the limit. `Some(0)` stalls all traffic (sockets stay open) until the
-    /// rate is changed again.
+    /// Limits each direction of the link to `bytes_per_sec`, all connections (open ones
+    /// included) together; `None` lifts the limit. `Some(0)` stalls all traffic (sockets stay
+    /// open) until the rate is changed again.
     pub fn set_rate(&self, bytes_per_sec: Option<u64>) {
-        self.rate.send_replace(bytes_per_sec);
+        self.link.send_modify(|l| l.rate = bytes_per_sec);
+    }
+
+    /// Delays each direction by `one_way` (a round trip by twice that): from the next byte
+    /// read on, open connections included. Zero (the default) forwards at once.
+    pub fn set_delay(&self, one_way: Duration) {
+        self.link.send_modify(|l| l.delay = one_way);
     }
 
     /// Bytes written to the other side so far, both directions and all connections together.
@@ -182,7 +216,7 @@ async fn accept_loop(
     listener: StdTcpListener,
     target: String,
     mut control: watch::Receiver<Control>,
-    rate: watch::Receiver<Option<u64>>,
+    link: watch::Receiver<Link>,
     shared: Arc<Shared>,
 ) {
     let Ok(listener) = TcpListener::from_std(listener) else {
@@ -217,7 +251,7 @@ async fn accept_loop(
             target.clone(),
             now.epoch,
             control.clone(),
-            rate.clone(),
+            link.clone(),
             guard,
         ));
     }
@@ -230,7 +264,7 @@ async fn forward(
     target: String,
     epoch: u64,
     mut control: watch::Receiver<Control>,
-    rate: watch::Receiver<Option<u64>>,
+    link: watch::Receiver<Link>,
     guard: OpenGuard,
 ) {
     let shared = Arc::clone(&guard.0);
@@ -241,10 +275,15 @@ async fn forward(
         let _ = server.set_nodelay(true);
         let (client_rd, client_wr) = client.into_split();
         let (server_rd, server_wr) = server.into_split();
+        let (up_tx, up_rx) = mpsc::channel(IN_FLIGHT);
+        let (down_tx, down_rx) = mpsc::channel(IN_FLIGHT);
         tokio::try_join!(
-            pump(client_rd, server_wr, rate.clone(), &shared.bytes),
-            pump(server_rd, client_wr, rate, &shared.bytes),
+            take_in(client_rd, up_tx, link.clone(), &shared.free_at[0]),
+            give_out(up_rx, server_wr, &shared.bytes),
+            take_in(server_rd, down_tx, link, &shared.free_at[1]),
+            give_out(down_rx, client_wr, &shared.bytes),
         )
+        .map(drop)
     };
     tokio::select! {
         _ = relay => {}
@@ -254,26 +293,47 @@ async fn forward(
     drop(guard);
 }
 
-/// Copies one direction. At end of input it passes the half-close on and returns, leaving
-/// the other direction running, as TCP would.
-async fn pump(
+/// A piece of one direction in the delay line, and when to write it out.
+type InFlight = (Instant, Vec<u8>);
+
+/// Reads one direction into its delay line: each chunk once the direction's bucket lets it
+/// pass, stamped with that time plus the delay. At end of input it closes the line (the
+/// writer then passes the half-close on), leaving the other direction running, as TCP would.
+async fn take_in(
     mut from: OwnedReadHalf,
+    line: mpsc::Sender<InFlight>,
+    mut link: watch::Receiver<Link>,
+    free_at: &Mutex<Instant>,
+) -> io::Result<()> {
+    loop {
+        let mut buf = vec![0; chunk_len(link.borrow().rate)];
+        let n = from.read(&mut buf).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        buf.truncate(n);
+        pace(n, free_at, &mut link).await;
+        let due = Instant::now() + link.borrow().delay;
+        if line.send((due, buf)).await.is_err() {
+            // The writer failed; its error ends the connection.
+            return Ok(());
+        }
+    }
+}
+
+/// Writes one direction out of its delay line, each chunk at its time; passes the half-close
+/// on once the line is closed and empty.
+async fn give_out(
+    mut line: mpsc::Receiver<InFlight>,
     mut to: OwnedWriteHalf,
-    mut rate: watch::Receiver<Option<u64>>,
     bytes: &AtomicU64,
 ) -> io::Result<()> {
-    let mut buf = vec![0; MAX_CHUNK];
-    let mut free_at = Instant::now();
-    loop {
-        let want = chunk_len(*rate.borrow());
-        let n = from.read(&mut buf[..want]).await?;
-        if n == 0 {
-            return to.shutdown().await;
-        }
-        pace(n, &mut free_at, &mut rate).await;
-        to.write_all(&buf[..n]).await?;
-        bytes.fetch_add(n as u64, Ordering::Relaxed);
+    while let Some((due, buf)) = line.recv().await {
+        tokio::time::sleep_until(due).await;
+        to.write_all(&buf).await?;
+        bytes.fetch_add(buf.len() as u64, Ordering::Relaxed);
     }
+    to.shutdown().await
 }
 
 /// Chunks of at most a tenth of a second's worth, so slow rates do not come in big bursts.
@@ -284,39 +344,41 @@ fn chunk_len(rate: Option<u64>) -> usize {
     }
 }
 
-/// Waits until the link, at the current rate, has room for `n` more bytes. `free_at` is
-/// when it finished carrying the previous chunk; an idle link earns back at most one chunk
-/// of credit (a token bucket one chunk deep), so time spent reading and writing is not lost
-/// but a pause is not followed by an unlimited burst. A rate change mid-wait starts the
-/// chunk over at the new rate.
-async fn pace(n: usize, free_at: &mut Instant, rate: &mut watch::Receiver<Option<u64>>) {
+/// Waits until the direction's link, at the current rate, has carried `n` more bytes.
+/// `free_at` is when it finishes carrying what was booked before (by any connection); an
+/// idle link earns back at most one chunk of credit (a token bucket one chunk deep), so time
+/// spent reading and writing is not lost but a pause is not followed by an unlimited burst.
+/// A rate change mid-wait gives the booking back and books the chunk again at the new rate.
+async fn pace(n: usize, free_at: &Mutex<Instant>, link: &mut watch::Receiver<Link>) {
     loop {
-        let Some(bps) = *rate.borrow_and_update() else {
+        let Some(bps) = link.borrow_and_update().rate else {
             return;
         };
-        let deadline = (bps > 0).then(|| {
+        let booked = (bps > 0).then(|| {
             let credit = Duration::from_secs_f64(chunk_len(Some(bps)) as f64 / bps as f64);
             let now = Instant::now();
-            let start = (*free_at).max(now.checked_sub(credit).unwrap_or(now));
-            start + Duration::from_secs_f64(n as f64 / bps as f64)
+            let mut free = free_at.lock().unwrap_or_else(|e| e.into_inner());
+            let start = (*free).max(now.checked_sub(credit).unwrap_or(now));
+            let end = start + Duration::from_secs_f64(n as f64 / bps as f64);
+            *free = end;
+            (start, end)
         });
         let wait = async {
-            match deadline {
-                Some(deadline) => tokio::time::sleep_until(deadline).await,
+            match booked {
+                Some((_, end)) => tokio::time::sleep_until(end).await,
                 None => std::future::pending().await,
             }
         };
         tokio::select! {
-            _ = wait => {
-                if let Some(deadline) = deadline {
-                    *free_at = deadline;
-                }
-                return;
-            }
-            changed = rate.changed() => {
+            _ = wait => return,
+            changed = link.changed() => {
                 if changed.is_err() {
                     // The relay is going away and will drop this task.
                     std::future::pending::<()>().await;
+                }
+                let mut free = free_at.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some((start, _)) = booked.filter(|&(_, end)| *free == end) {
+                    *free = start;
                 }
             }
         }

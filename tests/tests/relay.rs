@@ -326,3 +326,41 @@ fn unreachable_target_closes_the_client_only() {
     assert_eq!(relay.open_connections(), 0);
     assert!(TcpStream::connect(relay.addr()).is_ok());
 }
+
+#[test]
+fn delay_and_rate_shape_a_long_fat_link() {
+    let echo = Echo::start();
+    let relay = Relay::start(&echo.addr);
+    let (delay, rate) = (Duration::from_millis(25), 25_000_000u64);
+    relay.set_delay(delay);
+    relay.set_rate(Some(rate));
+    let s = connect(&relay.addr());
+    // A small message crosses the relay twice (there and back): a round trip of 2 × delay.
+    let mut rtts: Vec<Duration> = (0..5)
+        .map(|_| {
+            let t = Instant::now();
+            assert_eq!(echo_over(&s, b"ping"), b"ping");
+            t.elapsed()
+        })
+        .collect();
+    rtts.sort();
+    let rtt = rtts[2];
+    assert!(
+        rtt >= 2 * delay && rtt.as_secs_f64() <= 2.0 * delay.as_secs_f64() * 1.15,
+        "round trip {rtt:?} for a one-way delay of {delay:?}"
+    );
+    // 48 MiB each way at 25 MB/s: about 2 s, with many chunks in flight at once (a chunk per
+    // delay would be 64 KiB per 25 ms, a tenth of the rate).
+    let data = random(48 << 20, 6);
+    let t = Instant::now();
+    let back = echo_over(&s, &data);
+    let took = t.elapsed() - 2 * delay;
+    assert_eq!(blake3::hash(&back), blake3::hash(&data));
+    let got = data.len() as f64 / took.as_secs_f64();
+    assert!(
+        (got / rate as f64 - 1.0).abs() <= 0.15,
+        "{:.1} MB/s through a {:.1} MB/s link",
+        got / 1e6,
+        rate as f64 / 1e6
+    );
+}

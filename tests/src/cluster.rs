@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
+pub use crate::daemon::free_addr;
+use crate::daemon::{temp_files, Daemon};
 use crate::{bin, have_root_and_fuse, run, run_ok};
 
 /// How many servers of each kind, and the devices (name, size in MiB, log size in MiB).
@@ -59,15 +61,6 @@ impl Default for Spec {
     }
 }
 
-struct Daemon {
-    kind: &'static str,
-    addr: String,
-    args: Vec<String>,
-    child: Option<Child>,
-    /// The namespace it runs in (`Spec::hosts`).
-    host: Option<crate::netns::Host>,
-}
-
 pub struct Cluster {
     pub dir: PathBuf,
     daemons: BTreeMap<String, Daemon>,
@@ -82,12 +75,6 @@ pub struct Cluster {
     /// The servers walbc's layout lists, in order (the first archive is the primary).
     in_layout: Vec<String>,
     _tmp: tempfile::TempDir,
-}
-
-/// A free port on 127.0.0.1 (bound and released; the daemon binds it right after).
-pub fn free_addr() -> String {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    l.local_addr().unwrap().to_string()
 }
 
 impl Cluster {
@@ -248,12 +235,7 @@ impl Cluster {
     /// directory on archive `id`: a failed or refused flow leaves nothing half-written.
     pub fn assert_no_temp_files(&self, id: &str, vol: &str) {
         let dir = self.dir.join(id).join("vols").join(vol);
-        let left: Vec<_> = std::fs::read_dir(&dir)
-            .unwrap()
-            .filter_map(|e| e.ok())
-            .map(|e| e.file_name())
-            .filter(|n| n.to_string_lossy().starts_with('.'))
-            .collect();
+        let left = temp_files(&dir);
         assert!(
             left.is_empty(),
             "temporary files left in {}: {left:?}",
@@ -362,26 +344,9 @@ impl Cluster {
     }
 
     fn add_daemon(&mut self, id: &str, kind: &'static str, addr: &str, extra: Vec<String>) {
-        let data = self.dir.join(id);
-        let mut args = vec![
-            "--id".to_string(),
-            id.to_string(),
-            "--listen".into(),
-            addr.to_string(),
-            "--data-dir".into(),
-            data.display().to_string(),
-        ];
-        args.extend(extra);
-        self.daemons.insert(
-            id.to_string(),
-            Daemon {
-                kind,
-                addr: addr.to_string(),
-                args,
-                child: None,
-                host: None,
-            },
-        );
+        let (data, log) = (self.dir.join(id), self.dir.join(format!("{id}.log")));
+        let d = Daemon::new(kind, id, addr, &data, &log, extra);
+        self.daemons.insert(id.to_string(), d);
     }
 
     /// TLS as walbc gen-certs sets it up for the layout: each daemon its own certificate
@@ -390,11 +355,13 @@ impl Cluster {
         let dir = self.dir.join("certs");
         let layout = walb_controller::walbc::layout::Layout::load(&self.layout()).unwrap();
         walb_controller::walbc::certs::generate(&dir, &layout, false).unwrap();
+        let controller = crate::certs::Certs::generated(&dir, "controller");
         for (id, d) in &mut self.daemons {
             d.args
                 .extend(crate::certs::Certs::generated(&dir, id).flags());
+            d.walbc_flags = controller.flags();
         }
-        self.certs = Some(crate::certs::Certs::generated(&dir, "controller"));
+        self.certs = Some(controller);
     }
 
     fn write_layout(&self) {
@@ -469,7 +436,6 @@ impl Cluster {
             let args = &mut self.daemons.get_mut(&id).unwrap().args;
             let at = args.iter().position(|a| a == flag).expect("storage flag") + 1;
             args[at] = value.to_string();
-            self.kill(&id);
             self.start_daemon(&id);
         }
     }
@@ -489,34 +455,9 @@ impl Cluster {
         &self.daemons[id].addr
     }
 
-    /// Starts (or restarts) daemon `id` and waits until it answers.
+    /// Starts (or restarts: SIGKILL first) daemon `id` and waits until it answers.
     pub fn start_daemon(&mut self, id: &str) {
-        let log = self.log_file(id);
-        let d = self.daemons.get_mut(id).expect("daemon id");
-        let program = bin(&format!("walb-{}", d.kind));
-        let child = match &d.host {
-            Some(h) => h.command(&program),
-            None => Command::new(program),
-        }
-        .args(&d.args)
-        .stderr(log)
-        .spawn()
-        .unwrap_or_else(|e| panic!("start {id}: {e}"));
-        d.child = Some(child);
-        let t = Instant::now();
-        loop {
-            let out = run(self.walbc_cmd().args(["call", id, "get", "pid"]));
-            if out.status.success() {
-                break;
-            }
-            assert!(
-                t.elapsed() < Duration::from_secs(20),
-                "{id} did not start: {}\nlog:\n{}",
-                String::from_utf8_lossy(&out.stderr),
-                self.log(id)
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        self.daemons.get_mut(id).expect("daemon id").spawn();
     }
 
     /// The flags daemon `id` is started with (its next `start_daemon` uses changed ones).
@@ -535,9 +476,8 @@ impl Cluster {
 
     /// SIGKILL of daemon `id`.
     pub fn kill(&mut self, id: &str) {
-        if let Some(mut c) = self.daemons.get_mut(id).and_then(|d| d.child.take()) {
-            let _ = c.kill();
-            let _ = c.wait();
+        if let Some(d) = self.daemons.get_mut(id) {
+            d.sigkill();
         }
     }
 
@@ -701,10 +641,7 @@ pub fn file_hash(p: &Path) -> String {
 impl Drop for Cluster {
     fn drop(&mut self) {
         for d in self.daemons.values_mut() {
-            if let Some(mut c) = d.child.take() {
-                let _ = c.kill();
-                let _ = c.wait();
-            }
+            d.sigkill();
         }
         for lp in self.loops.values() {
             let _ = Command::new("losetup").args(["-d", lp]).status();

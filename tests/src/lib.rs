@@ -1,9 +1,13 @@
 //! walb-tests: multi-process acceptance tests. Real binaries as child processes, real files,
-//! loop devices where root allows. It must not mock a server.
+//! loop devices where root allows. It must not mock a server. The workspace's one harness that
+//! starts daemons (`daemon`, and `cluster` on top of it); the daemon crates have no
+//! integration tests of their own.
 
 pub mod certs;
 pub mod cluster;
+pub mod daemon;
 pub mod db;
+pub mod flows;
 pub mod mariadb;
 pub mod netns;
 pub mod pg;
@@ -70,6 +74,16 @@ pub fn have_root_and_fuse(test: &str) -> bool {
         "{why}; set WALB_ALLOW_NO_ROOT=1 to skip knowingly"
     );
     false
+}
+
+/// The answer (head and body) to `GET /metrics` at `addr`.
+pub fn scrape(addr: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect to /metrics");
+    s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
 }
 
 /// Runs `cmd` with `sh -c` in `dir`; it must succeed; returns stdout.

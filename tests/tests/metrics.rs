@@ -3,15 +3,11 @@
 //! transfer moved. Needs root and /dev/fuse.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
 
 use walb_tests::cluster::{free_addr, Cluster, Spec};
 
 fn scrape(addr: &str) -> String {
-    let mut s = std::net::TcpStream::connect(addr).expect("connect to /metrics");
-    s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
-    let mut r = String::new();
-    s.read_to_string(&mut r).unwrap();
+    let r = walb_tests::scrape(addr);
     let (head, body) = r.split_once("\r\n\r\n").expect("an HTTP answer");
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     assert!(head.contains("application/openmetrics-text"), "{head}");

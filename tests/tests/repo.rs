@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use walb_repo::{layout, list, Repo};
 use walb_tests::cluster::{file_hash, Cluster, Spec};
-use walb_tests::{bin, run_ok};
+use walb_tests::{bin, run_ok, scrape};
 
 fn leak(s: String) -> &'static str {
     Box::leak(s.into_boxed_str())
@@ -67,15 +67,6 @@ fn chunk_bytes(url: &str) -> u64 {
             .map(|m| m.size)
             .sum()
     })
-}
-
-fn scrape(addr: &str) -> String {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).expect("connect to /metrics");
-    s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out
 }
 
 /// The value of the first sample of `name` (labels included when given) in an OpenMetrics

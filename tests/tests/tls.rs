@@ -18,6 +18,7 @@ use walb_proto::storage_client::StorageClient;
 use walb_proto::{frame, Frame, Open};
 use walb_tests::certs::Certs;
 use walb_tests::cluster::{file_hash, Cluster, Spec};
+use walb_tests::daemon::Daemon;
 use walb_tests::{bin, run};
 
 #[test]
@@ -65,36 +66,32 @@ fn tls_pipeline_requires_client_certificates() {
 }
 
 /// `walb-archive` on `listen` with `extra` flags, its data in `dir/a0`, its log in
-/// `dir/a0.log` (made anew).
-fn archive_cmd(dir: &Path, listen: &str, extra: &[String]) -> std::process::Command {
+/// `dir/a0.log` (made anew); not started.
+fn archive_cmd(dir: &Path, listen: &str, extra: &[String]) -> Daemon {
     daemon_cmd("archive", "a0", dir, listen, extra)
 }
 
 /// `walb-KIND --id ID` on `listen` with `extra` flags, its data in `dir/ID`, its log in
-/// `dir/ID.log` (made anew). A storage is pointed at no proxy, archive or wdevd that runs.
-fn daemon_cmd(
-    kind: &str,
-    id: &str,
-    dir: &Path,
-    listen: &str,
-    extra: &[String],
-) -> std::process::Command {
-    let mut cmd = std::process::Command::new(bin(&format!("walb-{kind}")));
-    cmd.args(["--id", id, "--listen", listen, "--data-dir"])
-        .arg(dir.join(id))
-        .args(extra)
-        .stderr(std::fs::File::create(dir.join(format!("{id}.log"))).unwrap());
+/// `dir/ID.log` (made anew); not started. A storage is pointed at no proxy, archive or wdevd
+/// that runs.
+fn daemon_cmd(kind: &'static str, id: &str, dir: &Path, listen: &str, extra: &[String]) -> Daemon {
+    let log = dir.join(format!("{id}.log"));
+    let _ = std::fs::remove_file(&log);
+    let mut extra = extra.to_vec();
     if kind == "storage" {
-        cmd.args([
+        let no_wdevd = dir.join("no-wdevd.sock").display().to_string();
+        for f in [
             "--proxy",
             "127.0.0.1:1",
             "--archive",
             "127.0.0.1:1",
             "--wdevd",
-        ])
-        .arg(dir.join("no-wdevd.sock"));
+            &no_wdevd,
+        ] {
+            extra.push(f.to_string());
+        }
     }
-    cmd
+    Daemon::new(kind, id, listen, &dir.join(id), &log, extra)
 }
 
 /// `walbc [tls] call addr args…`.
@@ -106,32 +103,15 @@ fn call(tls: &[String], addr: &str, args: &[&str]) -> std::process::Output {
         .args(args))
 }
 
-/// A daemon started for one test, killed when dropped.
-struct Lone(std::process::Child);
-
-impl Lone {
-    /// Starts `cmd` and waits until `walbc [tls] call addr version` answers; returns the reply.
-    fn start(cmd: &mut std::process::Command, tls: &[String], addr: &str) -> (Lone, String) {
-        let mut lone = Lone(cmd.spawn().expect("start the daemon"));
-        let t = std::time::Instant::now();
-        loop {
-            let out = call(tls, addr, &["version"]);
-            if out.status.success() {
-                let reply = String::from_utf8_lossy(&out.stdout).trim().to_string();
-                return (lone, reply);
-            }
-            assert!(lone.0.try_wait().unwrap().is_none(), "exited: {cmd:?}");
-            assert!(t.elapsed().as_secs() < 20, "did not answer: {cmd:?}");
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for Lone {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+/// Starts `d` (killed when dropped), waits until it answers `walbc [tls] call`, and returns
+/// its reply to `version`.
+fn start(mut d: Daemon, tls: &[String]) -> (Daemon, String) {
+    d.walbc_flags = tls.to_vec();
+    d.spawn();
+    let out = call(tls, &d.addr, &["version"]);
+    assert!(out.status.success(), "{}: version: {out:?}", d.id);
+    let reply = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    (d, reply)
 }
 
 #[test]
@@ -141,7 +121,7 @@ fn tls_plaintext_off_loopback_is_refused() {
     let any = format!("0.0.0.0:{port}");
     let local = format!("127.0.0.1:{port}");
 
-    let out = run(&mut archive_cmd(dir.path(), &any, &[]));
+    let out = run(&mut archive_cmd(dir.path(), &any, &[]).command());
     assert!(!out.status.success(), "started plain TCP on {any}");
     let err = std::fs::read_to_string(dir.path().join("a0.log")).unwrap();
     for word in [any.as_str(), "--tls-cert", "--insecure"] {
@@ -155,8 +135,7 @@ fn tls_plaintext_off_loopback_is_refused() {
         vec!["--insecure".to_string()],
         vec!["--config".to_string(), config.display().to_string()],
     ] {
-        let mut cmd = archive_cmd(dir.path(), &any, &insecure);
-        let (lone, reply) = Lone::start(&mut cmd, &[], &local);
+        let (lone, reply) = start(archive_cmd(dir.path(), &any, &insecure), &[]);
         assert!(reply.ends_with(" insecure"), "{insecure:?}: {reply}");
         drop(lone);
         let log = std::fs::read_to_string(dir.path().join("a0.log")).unwrap();
@@ -167,7 +146,7 @@ fn tls_plaintext_off_loopback_is_refused() {
         );
     }
 
-    let (_lone, reply) = Lone::start(&mut archive_cmd(dir.path(), &local, &[]), &[], &local);
+    let (_lone, reply) = start(archive_cmd(dir.path(), &local, &[]), &[]);
     assert!(
         reply.starts_with("archive ") && !reply.contains("insecure"),
         "{reply}"
@@ -227,10 +206,9 @@ fn tls_flags(certs: &Path, name: &str) -> Vec<String> {
 
 /// a0 serving TLS on 0.0.0.0:`port` with its certificate from `certs` (TLS needs no
 /// --insecure), answering walbc with controller.crt.
-fn tls_archive(dir: &Path, certs: &Path, port: u16) -> Lone {
-    let mut cmd = archive_cmd(dir, &format!("0.0.0.0:{port}"), &tls_flags(certs, "a0"));
-    let local = format!("127.0.0.1:{port}");
-    let (lone, reply) = Lone::start(&mut cmd, &tls_flags(certs, "controller"), &local);
+fn tls_archive(dir: &Path, certs: &Path, port: u16) -> Daemon {
+    let d = archive_cmd(dir, &format!("0.0.0.0:{port}"), &tls_flags(certs, "a0"));
+    let (lone, reply) = start(d, &tls_flags(certs, "controller"));
     assert!(!reply.contains("insecure"), "{reply}");
     lone
 }
@@ -349,7 +327,7 @@ struct Trio {
     dir: tempfile::TempDir,
     certs: std::path::PathBuf,
     addrs: std::collections::BTreeMap<&'static str, String>,
-    _daemons: Vec<Lone>,
+    _daemons: Vec<Daemon>,
 }
 
 const TRIO: [(&str, &str); 3] = [("storage", "s0"), ("proxy", "p0"), ("archive", "a0")];
@@ -376,8 +354,7 @@ fn trio(archive_extra: &[&str]) -> Trio {
             if *kind == "archive" {
                 extra.extend(archive_extra.iter().map(|s| s.to_string()));
             }
-            let mut cmd = daemon_cmd(kind, id, dir.path(), &addrs[id], &extra);
-            Lone::start(&mut cmd, &ctl, &addrs[id]).0
+            start(daemon_cmd(kind, id, dir.path(), &addrs[id], &extra), &ctl).0
         })
         .collect();
     Trio {
@@ -1144,7 +1121,7 @@ fn tls_connections_over_the_limit_are_closed() {
     let dir = tempfile::tempdir().unwrap();
     let local = format!("127.0.0.1:{}", walb_tests::db::free_port());
     let flags = ["--max-connections".to_string(), "2".to_string()];
-    let (_a0, _) = Lone::start(&mut archive_cmd(dir.path(), &local, &flags), &[], &local);
+    let (_a0, _) = start(archive_cmd(dir.path(), &local, &flags), &[]);
     // Two connections that are served (the server's HTTP/2 SETTINGS arrive); the one walbc
     // used to see the daemon up may take a moment to be let go.
     let serve_one = || {

@@ -1,19 +1,13 @@
-//! Test helpers: start and stop the real `walb-archive` binary, talk to it with the generated
-//! clients, build images and wdiffs with walb-core, and compute expected images.
-
-#![allow(dead_code)]
-
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+//! Data for one daemon's data flows, and raw flow clients that send it (crafted or broken
+//! streams included): wlogs from core's generator and a wlog-transfer client for a proxy;
+//! images, sorted wdiffs, expected images and bhash digests built with walb-core, and
+//! full-sync and wdiff-transfer clients for an archive.
 
 use bytes::Bytes;
 use rand::{Rng, RngCore, SeedableRng};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
-use tonic::Status;
 use walb_core::apply::{Applier, DiscardMode};
 use walb_core::blockio::FileIo;
 use walb_core::convert::wlog_records;
@@ -23,104 +17,156 @@ use walb_core::wdiff::{Cmpr, Codec, DiffMemory, SortedReader, SortedWriter};
 use walb_core::wlog::{GenConfig, Generator, WlogHeader, WlogReader, WlogWriter};
 use walb_core::{Gid, Pbs, Uuid, LBS};
 use walb_proto::archive_client::ArchiveClient;
+use walb_proto::proxy_client::ProxyClient;
 use walb_proto::wire;
 use walb_proto::{event, frame, Commit, Event, Frame, Open};
 
-/// A running daemon; killed on drop.
-pub struct Daemon {
-    child: Child,
-    pub addr: String,
-    pub data_dir: PathBuf,
+/// A clean diff `|b| --> |e|`.
+pub fn diff(b: u64, e: u64, mergeable: bool, ts: u64) -> MetaDiff {
+    let mut d = MetaDiff::clean(b, e).unwrap();
+    d.is_mergeable = mergeable;
+    d.timestamp = ts;
+    d
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+pub fn snap(b: u64, e: u64) -> MetaSnap {
+    MetaSnap::new(Gid(b), Gid(e)).unwrap()
 }
 
-impl Daemon {
-    pub async fn start(data_dir: &Path) -> Daemon {
-        Daemon::start_with(data_dir, &[]).await
+// ---- proxy: wlogs and the wlog transfer
+
+/// An address nobody listens on.
+pub fn dead_addr() -> String {
+    crate::daemon::free_addr()
+}
+
+/// The device size of the generated wlogs, in logical blocks.
+pub const DEV_LB: u64 = 8192;
+
+/// A generated wlog: its bytes and header.
+pub struct Wlog {
+    pub bytes: Vec<u8>,
+    pub header: WlogHeader,
+}
+
+/// A wlog of about `total` bytes made by core's generator (no discards or padding, so the
+/// first record of the first pack carries checksummed data).
+pub fn make_wlog(seed: u64, total: u64, begin_lsid: u64) -> Wlog {
+    let pbs = Pbs::B4096;
+    let mut cfg = GenConfig::new(DEV_LB, total, pbs, seed);
+    cfg.begin_lsid = begin_lsid;
+    cfg.salt = seed as u32 ^ 0x5a5a;
+    cfg.discard = false;
+    cfg.padding = false;
+    let header = WlogHeader {
+        salt: cfg.salt,
+        pbs,
+        uuid: Uuid([seed as u8; 16]),
+        begin_lsid,
+        end_lsid: u64::MAX,
+    };
+    Wlog {
+        bytes: write_wlog(cfg, header.clone()),
+        header,
     }
+}
 
-    /// Starts the daemon with extra flags.
-    pub async fn start_with(data_dir: &Path, extra: &[&str]) -> Daemon {
-        let addr = format!("127.0.0.1:{}", free_port());
-        let child = Command::new(env!("CARGO_BIN_EXE_walb-archive"))
-            .args(["--id", "a0", "--listen", &addr, "--data-dir"])
-            .arg(data_dir)
-            .args(extra)
-            .stdout(Stdio::null())
-            .env("RUST_LOG", "warn")
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn walb-archive");
-        let d = Daemon {
-            child,
-            addr,
-            data_dir: data_dir.to_path_buf(),
-        };
-        let t0 = Instant::now();
-        loop {
-            if d.try_ctl(&["get", "host-type"]).await.is_ok() {
-                return d;
-            }
-            assert!(
-                t0.elapsed() < Duration::from_secs(10),
-                "daemon did not start"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
+/// The wlog file of `header` and the packs `cfg` generates.
+fn write_wlog(cfg: GenConfig, header: WlogHeader) -> Vec<u8> {
+    let mut w = WlogWriter::new(Vec::new(), header).unwrap();
+    for (h, d) in Generator::new(cfg) {
+        w.write_pack(&h, &d).unwrap();
+    }
+    w.finish().unwrap()
+}
+
+/// A clean mergeable diff `|b| --> |e|` as a storage sends it with a wlog.
+pub fn wlog_diff(b: u64, e: u64) -> MetaDiff {
+    diff(b, e, true, 1_700_000_000 + e)
+}
+
+pub fn open_frame(vol: &str, w: &WlogHeader, size_lb: u64) -> Frame {
+    wire::frame(frame::Kind::Open(Open {
+        vol: vol.into(),
+        host_type: "storage".into(),
+        uuid: w.uuid.0.to_vec().into(),
+        pbs: w.pbs.get(),
+        salt: w.salt,
+        size_lb,
+        max_log_pb: 1 << 14,
+        ..Default::default()
+    }))
+}
+
+/// How a wlog transfer ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum End {
+    Ack,
+    Reject(String),
+    Error(String),
+}
+
+/// Sends `open`, then (if accepted) `data` in 1 MiB chunks and Commit{d}.
+pub async fn transfer(addr: &str, open: Frame, data: &[u8], d: &MetaDiff) -> End {
+    let (tx, mut events) = wlog_transfer(addr, open).await;
+    match next(&mut events).await {
+        Ok(event::Kind::Accept(_)) => {}
+        Ok(event::Kind::Reject(w)) => return End::Reject(w),
+        Ok(k) => panic!("unexpected {k:?}"),
+        Err(e) => return End::Error(e),
+    }
+    for piece in data.chunks(wire::CHUNK) {
+        if tx.send(wire::chunk(piece.to_vec())).await.is_err() {
+            break;
         }
     }
-
-    pub async fn archive(&self) -> ArchiveClient<Channel> {
-        walb_proto::sized!(ArchiveClient::new(wire::connect(&self.addr).await.unwrap()))
-    }
-
-    /// A control command; Err is the status.
-    pub async fn try_ctl(&self, args: &[&str]) -> Result<String, Status> {
-        walb_controller::walbc::words::call_words(&self.addr, args)
-            .await
-            .map_err(|e| Status::new(e.code, e.message))
-    }
-
-    pub async fn ctl(&self, args: &[&str]) -> String {
-        match self.try_ctl(args).await {
-            Ok(t) => t,
-            Err(e) => panic!("{args:?}: {e}"),
-        }
-    }
-
-    pub fn vol_dir(&self, vol: &str) -> PathBuf {
-        self.data_dir.join("vols").join(vol)
-    }
-
-    /// Names of temporary files in the volume directory.
-    pub fn temp_files(&self, vol: &str) -> Vec<String> {
-        std::fs::read_dir(self.vol_dir(vol))
-            .unwrap()
-            .filter_map(|e| {
-                let n = e.unwrap().file_name().to_string_lossy().into_owned();
-                n.starts_with('.').then_some(n)
-            })
-            .collect()
-    }
-
-    pub fn kill(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    let commit = Commit {
+        diff: d.to_bytes().into(),
+        ..Default::default()
+    };
+    let _ = tx.send(wire::frame(frame::Kind::Commit(commit))).await;
+    match next(&mut events).await {
+        Ok(event::Kind::Ack(_)) => End::Ack,
+        Ok(k) => panic!("unexpected {k:?}"),
+        Err(e) => End::Error(e),
     }
 }
 
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+/// A wlog transfer opened with `open` and held: the frames to send next and the events, once
+/// the first event (Accept) has come.
+pub async fn wlog_stream(
+    addr: &str,
+    open: Frame,
+) -> (mpsc::Sender<Frame>, tonic::Streaming<Event>) {
+    let (tx, mut events) = wlog_transfer(addr, open).await;
+    events.message().await.unwrap().unwrap();
+    (tx, events)
+}
+
+/// A wlog transfer to the proxy at `addr` opened with `open`: the frames to send next and the
+/// events.
+async fn wlog_transfer(addr: &str, open: Frame) -> (mpsc::Sender<Frame>, tonic::Streaming<Event>) {
+    let ch = wire::connect(addr).await.unwrap();
+    let mut c = walb_proto::sized!(ProxyClient::new(ch));
+    let (tx, rx) = mpsc::channel::<Frame>(4);
+    tx.send(open).await.unwrap();
+    let events = c
+        .wlog_transfer(ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    (tx, events)
+}
+
+async fn next(events: &mut tonic::Streaming<Event>) -> Result<event::Kind, String> {
+    match events.message().await {
+        Ok(Some(Event { kind: Some(k) })) => Ok(k),
+        Ok(_) => Err("stream ended".into()),
+        Err(s) => Err(s.message().to_string()),
     }
 }
+
+// ---- archive: full sync and wdiff transfer
 
 /// How a data flow ended.
 #[derive(Debug, PartialEq)]
@@ -173,6 +219,23 @@ pub async fn flow(
     };
     sender.abort();
     out
+}
+
+/// A wdiff transfer opened with `open` and held: the frames to send next and the events, once
+/// the first event (Accept) has come.
+pub async fn wdiff_stream(
+    client: &mut ArchiveClient<Channel>,
+    open: Open,
+) -> (mpsc::Sender<Frame>, tonic::Streaming<Event>) {
+    let (tx, rx) = mpsc::channel(4);
+    tx.send(wire::frame(frame::Kind::Open(open))).await.unwrap();
+    let mut events = client
+        .wdiff_transfer(ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    events.message().await.unwrap().unwrap(); // Accept
+    (tx, events)
 }
 
 pub fn wdiff_open(vol: &str, host: &str, uuid: Uuid, size_lb: u64, diff: &MetaDiff) -> Open {
@@ -285,11 +348,7 @@ pub fn make_wdiff(dev_lb: u64, seed: u64, uuid: Uuid) -> Vec<u8> {
         begin_lsid: 0,
         end_lsid: u64::MAX,
     };
-    let mut w = WlogWriter::new(Vec::new(), h).unwrap();
-    for (ph, d) in Generator::new(cfg) {
-        w.write_pack(&ph, &d).unwrap();
-    }
-    let wlog = Bytes::from(w.finish().unwrap());
+    let wlog = Bytes::from(write_wlog(cfg, h));
     let mut mem = DiffMemory::new();
     let r = WlogReader::new(Box::new(BytesSource::new(wlog))).unwrap();
     wlog_records(vec![r], |rec| {
@@ -332,34 +391,4 @@ pub fn bhash_of(img: &[u8]) -> String {
         .digest()
         .to_hex()
         .to_string()
-}
-
-/// The text of `GET /metrics` at `addr`.
-pub fn scrape(addr: &str) -> String {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-        .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out
-}
-
-pub fn free_addr() -> String {
-    format!("127.0.0.1:{}", free_port())
-}
-
-pub fn file_hash(p: &str) -> blake3::Hash {
-    blake3::hash(&std::fs::read(p).unwrap())
-}
-
-pub fn diff(b: u64, e: u64, mergeable: bool, ts: u64) -> MetaDiff {
-    let mut d = MetaDiff::clean(b, e).unwrap();
-    d.is_mergeable = mergeable;
-    d.timestamp = ts;
-    d
-}
-
-pub fn snap(b: u64, e: u64) -> MetaSnap {
-    MetaSnap::new(Gid(b), Gid(e)).unwrap()
 }

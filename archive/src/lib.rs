@@ -5,6 +5,7 @@ pub mod archive;
 pub mod capacity;
 pub mod commands;
 pub mod devhash;
+pub mod flow;
 pub mod hashsync;
 pub mod image;
 pub mod metrics;

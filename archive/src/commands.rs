@@ -190,7 +190,7 @@ async fn handle(a: &Arc<Archive>, cmd: Cmd) -> CmdResult<Reply> {
             })
         }
         Cmd::Restored(r) => Reply::Restored(archive_reply::Restored {
-            gids: on_vol(a, &r.vol, |_, vol| vol.restored()).await?,
+            gids: on_vol(a, &r.vol, |_, vol| Ok(vol.restored()?)).await?,
         }),
         Cmd::Replicate(r) => {
             let name = vol_arg(&r.vol)?;

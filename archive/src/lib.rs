@@ -16,6 +16,7 @@ pub mod repl;
 pub mod repo;
 pub mod retention;
 pub mod service;
+pub mod store_error;
 pub mod thin;
 pub mod verify;
 pub mod volume;

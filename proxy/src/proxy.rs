@@ -148,7 +148,7 @@ impl Proxy {
                 vols.remove(vol);
                 let _ = v.dir.remove();
             }
-            return Err(e);
+            return Err(e.into());
         }
         st.archives.insert(name.to_string(), new_archive(info));
         st.state = State::Stopped;

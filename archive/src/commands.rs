@@ -223,7 +223,7 @@ async fn handle(a: &Arc<Archive>, cmd: Cmd) -> CmdResult<Reply> {
         }
         Cmd::Retention(r) => Reply::Retention(
             on_vol(a, &r.vol, move |a, vol| {
-                crate::retention::run_once(a, vol, r.dry_run)
+                crate::upkeep::retention_once(a, vol, r.dry_run)
             })
             .await?,
         ),

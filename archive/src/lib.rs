@@ -18,5 +18,6 @@ pub mod retention;
 pub mod service;
 pub mod store_error;
 pub mod thin;
+pub mod upkeep;
 pub mod verify;
 pub mod volume;

@@ -185,21 +185,6 @@ fn read_through(path: &Path, p: &Progress) -> std::io::Result<u64> {
     Ok(size)
 }
 
-/// Verifies every volume whose last verification is older than `every` seconds, until the
-/// daemon stops; checks once a minute.
-pub async fn run_scheduled(a: std::sync::Arc<crate::archive::Archive>, every: u64) {
-    let job = move |a: &crate::archive::Archive, vol: &Vol| {
-        if !vol.has_image() || last(vol)?.is_some_and(|r| r.time + every > unix_now()) {
-            return Ok(None);
-        }
-        let r = verify(vol, Deep::Newest)?;
-        a.note_verify(&vol.name, &r);
-        Ok(Some(r.summary()))
-    };
-    a.every_volume("scheduled verify", std::time::Duration::from_secs(60), job)
-        .await
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,7 +1,7 @@
 //! What the archive's receiving flows share (full sync and wdiff transfer in `service`, hash
-//! sync in `hashsync`, replication into this archive through both): admission of a flow under
-//! the volume's lock, the size check with autoresize, the check of a received wdiff, and the
-//! conversions of their errors to statuses.
+//! sync in `hashsync`, replication into this archive through all three): admission of a flow
+//! under the volume's lock, the size check with autoresize, the check of a received wdiff, and
+//! the conversions of their errors to statuses.
 
 use std::path::Path;
 

@@ -227,7 +227,7 @@ impl Archive {
     }
 
     pub fn volumes(&self) -> CmdResult<Vec<String>> {
-        volfile::volumes(&self.data_dir.join("vols"))
+        Ok(volfile::volumes(&self.data_dir.join("vols"))?)
     }
 
     /// The volume's paths (the name is checked; the volume may not exist).

@@ -190,7 +190,7 @@ async fn handle(a: &Arc<Archive>, cmd: Cmd) -> CmdResult<Reply> {
             })
         }
         Cmd::Restored(r) => Reply::Restored(archive_reply::Restored {
-            gids: on_vol(a, &r.vol, |_, vol| vol.restored()).await?,
+            gids: on_vol(a, &r.vol, |_, vol| Ok(vol.restored()?)).await?,
         }),
         Cmd::Replicate(r) => {
             let name = vol_arg(&r.vol)?;
@@ -223,7 +223,7 @@ async fn handle(a: &Arc<Archive>, cmd: Cmd) -> CmdResult<Reply> {
         }
         Cmd::Retention(r) => Reply::Retention(
             on_vol(a, &r.vol, move |a, vol| {
-                crate::retention::run_once(a, vol, r.dry_run)
+                crate::upkeep::retention_once(a, vol, r.dry_run)
             })
             .await?,
         ),

@@ -62,7 +62,7 @@ pub fn record(vol: &Vol, h: DeviceHash, oldest: u64) -> CmdResult<()> {
         .iter()
         .map(|h| format!("{} {} {}\n", h.gid, h.bulk, h.digest))
         .collect();
-    volfile::write(&vol.dir.join(FILE), &text)
+    Ok(volfile::write(&vol.dir.join(FILE), &text)?)
 }
 
 #[cfg(test)]

@@ -21,10 +21,10 @@ use walb_proto::wire::check_chunk;
 use walb_proto::{hash_event, Accept, Ack, Frame, HashEvent, Open};
 
 use crate::archive::{Archive, Transient};
-use crate::image;
-use crate::service::{
+use crate::flow::{
     admit, blocking, cmd_status, fits, from_archive, internal, uuid_of, verify_wdiff,
 };
+use crate::image;
 use crate::volume::{State, TempFile};
 
 type HashEvents = mpsc::Sender<Result<HashEvent, Status>>;

@@ -1,5 +1,6 @@
 //! Image work on files: cloning the base image (reflink, else a sparse copy), the merged record
-//! stream of a wdiff chain, writing records into an image, and the virtual full image.
+//! stream of a wdiff chain, writing records into an image, and the virtual full image. Their
+//! failures are `StoreError`s naming the file.
 
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Write};
@@ -16,26 +17,25 @@ use walb_core::virt::{BulkSource, VirtualFull};
 use walb_core::wdiff::{Cmpr, Codec, Merger, RecStream, SortedReader, SortedWriter};
 use walb_core::{Uuid, LBS};
 use walb_daemon::progress::Progress;
-use walb_daemon::{CmdError, CmdResult};
 
+use crate::store_error::{StoreError, StoreResult};
 use crate::volume::{TempFile, Vol};
 
 const COPY_BUF: usize = 1 << 20;
 
-fn internal(what: impl std::fmt::Display, e: impl std::fmt::Display) -> CmdError {
-    CmdError::Internal(format!("{what}: {e}"))
-}
-
 /// Copies `src` into the empty file `dst`: a reflink (FICLONE) when the filesystem shares
 /// extents, else a sparse copy. Returns true for a reflink.
-pub fn clone_image(src: &Path, dst: &File) -> CmdResult<bool> {
-    let s = File::open(src).map_err(|e| internal(src.display(), e))?;
+pub fn clone_image(src: &Path, dst: &File) -> StoreResult<bool> {
+    let s = File::open(src).map_err(StoreError::io(src))?;
     // SAFETY: FICLONE takes the source descriptor as its argument; both files stay open.
     let r = unsafe { libc::ioctl(dst.as_raw_fd(), libc::FICLONE, s.as_raw_fd()) };
     if r == 0 {
         return Ok(true);
     }
-    sparse_copy(&s, dst).map_err(|e| internal(format!("copy {}", src.display()), e))?;
+    sparse_copy(&s, dst).map_err(|source| StoreError::Copy {
+        path: src.to_path_buf(),
+        source,
+    })?;
     Ok(false)
 }
 
@@ -88,7 +88,7 @@ enum Input {
 }
 
 impl Input {
-    fn open(self) -> CmdResult<RecStream> {
+    fn open(self) -> StoreResult<RecStream> {
         match self {
             Input::Stored(p) => open_diff(&p),
             // The open descriptor keeps the data; the name goes now.
@@ -103,7 +103,7 @@ impl Input {
 /// rounds of that many into temporary sorted wdiffs. Memory stays bounded (one read buffer
 /// and one pack per open file) whatever the chain's length, and each record costs a bounded
 /// number of comparisons, so time grows with the chain's bytes rather than its file count.
-pub fn chain_records(vol: &Vol, chain: &[MetaDiff]) -> CmdResult<RecStream> {
+pub fn chain_records(vol: &Vol, chain: &[MetaDiff]) -> StoreResult<RecStream> {
     let fan_in = vol.max_open_diffs.max(2);
     let mut inputs: Vec<Input> = chain
         .iter()
@@ -125,31 +125,31 @@ pub fn chain_records(vol: &Vol, chain: &[MetaDiff]) -> CmdResult<RecStream> {
     let streams = inputs
         .into_iter()
         .map(Input::open)
-        .collect::<CmdResult<Vec<_>>>()?;
+        .collect::<StoreResult<Vec<_>>>()?;
     Ok(Box::new(Merger::new(streams)))
 }
 
 /// One round's merge of `group` into a temporary sorted wdiff (uncompressed: it is read once).
-fn merge_to_temp(vol: &Vol, group: Vec<Input>) -> CmdResult<TempFile> {
+fn merge_to_temp(vol: &Vol, group: Vec<Input>) -> StoreResult<TempFile> {
     let tmp = TempFile::create(vol.temp_path("merge"))?;
     let streams = group
         .into_iter()
         .map(Input::open)
-        .collect::<CmdResult<Vec<_>>>()?;
+        .collect::<StoreResult<Vec<_>>>()?;
     let mut out = BufWriter::with_capacity(1 << 20, &tmp.file);
     let mut w = SortedWriter::new(&mut out, Uuid::default(), Cmpr::new(Codec::None, 0))?;
     for r in Merger::new(streams) {
         w.push(r?)?;
     }
     w.finish()?;
-    out.flush().map_err(|e| internal(tmp.path.display(), e))?;
+    out.flush().map_err(StoreError::io(&tmp.path))?;
     drop(out);
     Ok(tmp)
 }
 
 /// The records of a stored sorted wdiff, read through a buffer (not mapped, so what has been
 /// read does not stay resident); an error names the file (damage is DATA_LOSS).
-pub fn open_diff(path: &Path) -> CmdResult<RecStream> {
+pub fn open_diff(path: &Path) -> StoreResult<RecStream> {
     let f = File::open(path).map_err(|e| walb_core::Error::io("open", e).in_file(path))?;
     let src = ReadSource::new(BufReader::with_capacity(DIFF_READ_BUF, f));
     let (_, r) = SortedReader::open(Box::new(src)).map_err(|e| e.in_file(path))?;
@@ -186,7 +186,7 @@ impl<S: BulkSource> BulkSource for Tracked<S> {
 }
 
 /// Writes `recs` into the image `file` and makes it durable.
-pub fn apply_records(file: File, recs: RecStream, mode: DiscardMode) -> CmdResult<u64> {
+pub fn apply_records(file: File, recs: RecStream, mode: DiscardMode) -> StoreResult<u64> {
     let mut io = UringIo::new(file, 32);
     let mut ap = Applier::new(&mut io, mode)?;
     for r in recs {
@@ -196,8 +196,8 @@ pub fn apply_records(file: File, recs: RecStream, mode: DiscardMode) -> CmdResul
 }
 
 /// The base image with `chain` laid over it, read without writing anything.
-pub fn virtual_full(vol: &Vol, chain: &[MetaDiff]) -> CmdResult<VirtualFull> {
-    let base = FileIo::open(&vol.image(), false).map_err(|e| internal(vol.image().display(), e))?;
+pub fn virtual_full(vol: &Vol, chain: &[MetaDiff]) -> StoreResult<VirtualFull> {
+    let base = FileIo::open(&vol.image(), false).map_err(StoreError::io(vol.image()))?;
     Ok(VirtualFull::new(
         Box::new(base),
         chain_records(vol, chain)?,

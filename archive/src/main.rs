@@ -142,14 +142,17 @@ async fn main() -> Result<()> {
     }
     if !archive.retention.is_off() {
         let every = Duration::from_secs(args.retention_every_secs.max(1));
-        tokio::spawn(walb_archive::retention::run_scheduled(
+        tokio::spawn(walb_archive::upkeep::retention_scheduled(
             archive.clone(),
             every,
         ));
     }
     if args.verify_every_hours > 0 {
         let every = args.verify_every_hours * 3600;
-        tokio::spawn(walb_archive::verify::run_scheduled(archive.clone(), every));
+        tokio::spawn(walb_archive::upkeep::verify_scheduled(
+            archive.clone(),
+            every,
+        ));
     }
     if let Some(url) = &args.repo {
         let repo = walb_repo::Repo::open(url)?;

@@ -16,18 +16,15 @@ use walb_daemon::progress::Progress;
 use walb_daemon::{CmdError, CmdResult};
 
 use crate::image;
+use crate::store_error::{StoreError, StoreResult};
 use crate::volume::{sync_dir, TempFile, Vol};
 
-fn internal(what: impl std::fmt::Display, e: impl std::fmt::Display) -> CmdError {
-    CmdError::Internal(format!("{what}: {e}"))
-}
-
-fn open_image_rw(vol: &Vol) -> CmdResult<std::fs::File> {
+fn open_image_rw(vol: &Vol) -> StoreResult<std::fs::File> {
     std::fs::File::options()
         .read(true)
         .write(true)
         .open(vol.image())
-        .map_err(|e| internal(vol.image().display(), e))
+        .map_err(StoreError::io(vol.image()))
 }
 
 /// Writes the diffs up to clean snapshot `gid` into the base image, crash-safely (docs/formats.md
@@ -81,7 +78,7 @@ fn write_and_finish(vol: &Vol, chain: &[MetaDiff], mode: DiscardMode) -> CmdResu
         .into_iter()
         .filter(|d| meta::relation(&done.snap_b, d) == Relation::TooOld)
         .collect();
-    vol.remove_diffs(&obsolete)
+    Ok(vol.remove_diffs(&obsolete)?)
 }
 
 /// Merges the consecutive chain diffs from the one starting at `gid_b` to the one ending at
@@ -113,7 +110,10 @@ pub fn merge(vol: &Vol, gid_b: u64, gid_e: u64) -> CmdResult<MetaDiff> {
     })?;
     let newest = vol.diff_path(run.last().expect("run has two diffs"));
     let uuid = WdiffReader::open(&newest)
-        .map_err(|e| internal(newest.display(), e))?
+        .map_err(|source| StoreError::Decode {
+            path: newest.clone(),
+            source,
+        })?
         .uuid();
     let target = vol.diff_path(&merged);
     let mut out = AtomicFile::create(&target)?;
@@ -141,15 +141,11 @@ pub fn restore(vol: &Vol, gid: u64, mode: DiscardMode, force: bool) -> CmdResult
             vol.name
         )));
     }
-    std::fs::create_dir_all(&vol.restored_dir)
-        .map_err(|e| internal(vol.restored_dir.display(), e))?;
+    std::fs::create_dir_all(&vol.restored_dir).map_err(StoreError::io(&vol.restored_dir))?;
     let (p, _shown) = vol.running.begin(image_progress(vol, "restore")?);
     let tmp = TempFile::create(vol.restored_dir.join(format!(".tmp-{gid}.img")))?;
     let reflinked = image::clone_image(&vol.image(), &tmp.file)?;
-    let file = tmp
-        .file
-        .try_clone()
-        .map_err(|e| internal(tmp.path.display(), e))?;
+    let file = tmp.file.try_clone().map_err(StoreError::io(&tmp.path))?;
     image::apply_records(
         file,
         image::tracked(image::chain_records(vol, &chain)?, p),
@@ -157,18 +153,18 @@ pub fn restore(vol: &Vol, gid: u64, mode: DiscardMode, force: bool) -> CmdResult
     )?;
     tmp.persist(&target)?;
     tracing::info!(vol = %vol.name, gid, reflinked, "restored {}", target.display());
-    std::path::absolute(&target).map_err(|e| internal(target.display(), e))
+    Ok(std::path::absolute(&target).map_err(StoreError::io(&target))?)
 }
 
 pub fn del_restored(vol: &Vol, gid: u64) -> CmdResult<()> {
     let p = vol.restored_path(gid);
     match std::fs::remove_file(&p) {
-        Ok(()) => sync_dir(&vol.restored_dir),
+        Ok(()) => Ok(sync_dir(&vol.restored_dir)?),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(CmdError::NotFound(format!(
             "volume {} has no restored image of gid {gid}",
             vol.name
         ))),
-        Err(e) => Err(internal(p.display(), e)),
+        Err(e) => Err(StoreError::io(p)(e).into()),
     }
 }
 
@@ -225,8 +221,7 @@ pub fn cat(vol: &Vol, gid: u64, path: &Path) -> CmdResult<u64> {
         if n == 0 {
             break;
         }
-        out.write_all(&buf[..n])
-            .map_err(|e| internal(path.display(), e))?;
+        out.write_all(&buf[..n]).map_err(StoreError::io(path))?;
         total += n as u64;
     }
     out.commit()?;
@@ -264,8 +259,9 @@ pub fn resize(vol: &Vol, size_lb: u64) -> CmdResult<()> {
     let f = std::fs::OpenOptions::new()
         .write(true)
         .open(vol.image())
-        .map_err(|e| walb_daemon::CmdError::Internal(format!("{}: {e}", vol.image().display())))?;
+        .map_err(StoreError::io(vol.image()))?;
     f.set_len(size_lb * walb_core::LBS as u64)
         .and_then(|_| f.sync_all())
-        .map_err(|e| walb_daemon::CmdError::Internal(format!("{}: {e}", vol.image().display())))
+        .map_err(StoreError::io(vol.image()))?;
+    Ok(())
 }

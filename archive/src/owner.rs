@@ -17,10 +17,10 @@ const FILE: &str = "storage";
 /// Binds `vol` to storage `id`, or (None) to whichever sends a backup next.
 pub fn bind(vol: &Vol, id: Option<&str>) -> CmdResult<()> {
     let p = vol.dir.join(FILE);
-    match id {
+    Ok(match id {
         Some(id) => volfile::write(&p, id),
         None => volfile::remove(&p),
-    }
+    }?)
 }
 
 /// Refuses a storage's full or hash sync of a volume bound to another storage; binds an

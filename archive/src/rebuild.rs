@@ -10,6 +10,7 @@ use walb_daemon::{CmdError, CmdResult};
 use walb_repo::{list, restore, volinfo, Repo};
 
 use crate::archive::Archive;
+use crate::store_error::StoreError;
 use crate::volume::{State, TempFile};
 
 fn repo_err(e: walb_repo::Error) -> CmdError {
@@ -43,8 +44,7 @@ pub async fn rebuild(
         .map_err(repo_err)?
         .unwrap_or_default();
     // Files first, the state last: until it is written the volume does not exist here.
-    std::fs::create_dir_all(&vol.dir)
-        .map_err(|e| CmdError::Internal(format!("{}: {e}", vol.dir.display())))?;
+    std::fs::create_dir_all(&vol.dir).map_err(StoreError::io(&vol.dir))?;
     for d in &chain {
         let tmp = TempFile::create(vol.temp_path("rebuild"))?;
         restore::wdiff_to_file(repo, name, d, &tmp.path)

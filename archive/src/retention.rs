@@ -105,57 +105,6 @@ pub fn plan(points: &[Restorable], now: u64, rules: &Rules) -> Vec<(Restorable, 
         .collect()
 }
 
-/// Runs retention on every volume every `every`, until the daemon stops.
-pub async fn run_scheduled(a: std::sync::Arc<crate::archive::Archive>, every: std::time::Duration) {
-    a.every_volume("retention", every, |a, vol| {
-        run_once(a, vol, false).map(|_| None)
-    })
-    .await
-}
-
-/// Retention on one volume now (`dry_run`: only the plan); returns the plan.
-pub fn run_once(
-    a: &crate::archive::Archive,
-    vol: &Vol,
-    dry_run: bool,
-) -> CmdResult<walb_proto::archive_reply::Retention> {
-    use crate::volume::State;
-    use walb_proto::archive_reply::{retention::Point, Retention};
-    let mut reply = Retention {
-        archive: a.id.clone(),
-        ..Default::default()
-    };
-    if a.retention.is_off() {
-        // A plan against no rules would call every point but the newest a drop.
-        reply.off = true;
-        return Ok(reply);
-    }
-    if !vol.exists() || vol.state()? != State::Archived || vol.base()?.is_applying {
-        return Ok(reply);
-    }
-    let p = plan(
-        &vol.restorable()?,
-        walb_core::meta::unix_now(),
-        &a.retention,
-    );
-    reply.points = p
-        .iter()
-        .map(|(r, why)| Point {
-            gid: r.gid.0,
-            time: r.timestamp,
-            reasons: why.iter().map(|w| w.word().to_string()).collect(),
-        })
-        .collect();
-    if !dry_run {
-        let n = enforce(vol, &p, a.discard)?;
-        if n > 0 {
-            tracing::info!(vol = %vol.name, "retention dropped {n} points");
-            a.refresh_metrics(vol);
-        }
-    }
-    Ok(reply)
-}
-
 /// Carries out `plan` on `vol`: the base is applied to the oldest kept point, the explicit
 /// points between two kept ones are made implicit and the diffs between merged into one.
 /// Returns how many points were dropped. Runs under the volume's lock.

@@ -5,14 +5,12 @@
 //! removes the temporary file and leaves the volume as it was.
 
 use std::os::unix::fs::FileExt;
-use std::path::Path;
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use walb_core::meta::{self, MetaDiff, MetaSnap, MetaState, Relation};
-use walb_core::wdiff::{Kind, WdiffReader};
 use walb_core::{Uuid, LBS};
 use walb_proto::archive_server::Archive as ArchiveSvc;
 use walb_proto::bulk::decode;
@@ -20,20 +18,15 @@ use walb_proto::flow::next_frame;
 use walb_proto::wire::{accept, ack, check_chunk, reject};
 use walb_proto::{frame, Event, Frame, HashEvent, Open};
 
-use crate::archive::{Archive, Transient, TransientGuard};
+use crate::archive::{Archive, Transient};
+use crate::flow::{
+    admit, blocking, cmd_status, fits, from_archive, internal, uuid_of, verify_wdiff, Decision,
+};
 use crate::volume::{State, TempFile, Vol};
 
 type Events = mpsc::Sender<Result<Event, Status>>;
 
 pub struct Service(pub Arc<Archive>);
-
-pub(crate) fn internal(e: impl std::fmt::Display) -> Status {
-    Status::internal(e.to_string())
-}
-
-pub(crate) fn cmd_status(e: walb_daemon::CmdError) -> Status {
-    e.into()
-}
 
 /// Admits data flow `name` (`Service.Method`: the caller's role, its count of running flows)
 /// and runs it in its own task from its Open (whose host type must be the caller's role); its
@@ -111,13 +104,6 @@ impl ArchiveSvc for Service {
     }
 }
 
-pub(crate) fn uuid_of(b: &[u8]) -> Result<Uuid, Status> {
-    let a: [u8; 16] = b
-        .try_into()
-        .map_err(|_| Status::invalid_argument(format!("uuid must be 16 bytes, got {}", b.len())))?;
-    Ok(Uuid(a))
-}
-
 async fn send(tx: &Events, ev: Event) -> Result<(), Status> {
     tx.send(Ok(ev))
         .await
@@ -130,61 +116,7 @@ async fn send_reject(a: &Archive, tx: &Events, vol: &str, reason: &str) -> Resul
     send(tx, reject(reason)).await
 }
 
-pub(crate) async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, Status> + Send + 'static,
-) -> Result<T, Status> {
-    tokio::task::spawn_blocking(f).await.map_err(internal)?
-}
-
 // ---- wdiff transfer ----
-
-/// What a flow's checks decide: the transient to start, or the rejection word.
-pub(crate) type Decision = Result<Transient, &'static str>;
-
-/// Admits a data flow that may write `bytes` under the volume's lock: the volume must exist
-/// with no transient running and the free-space floor must hold after `bytes`; `decide` then
-/// checks the rest (state, uuid, size, …). Starts the transient it names, or returns the
-/// rejection word.
-pub(crate) async fn admit(
-    a: &Archive,
-    vol: &Vol,
-    bytes: u64,
-    decide: impl FnOnce() -> Result<Decision, Status>,
-) -> Result<Result<TransientGuard, &'static str>, Status> {
-    a.ready().map_err(cmd_status)?;
-    let _lock = a.lock(&vol.name).await;
-    if !vol.exists() {
-        return Ok(Err("archive-not-found"));
-    }
-    if !a.has_room(bytes).map_err(cmd_status)? {
-        return Ok(Err(crate::capacity::ARCHIVE_FULL));
-    }
-    if let Some(t) = a.entry(&vol.name).transient() {
-        return Ok(Err(t.reject_word()));
-    }
-    Ok(decide()?.and_then(|t| a.begin_transient(&vol.name, t).map_err(|t| t.reject_word())))
-}
-
-/// Whether a sync flow comes from another archive (replication) rather than a storage (its
-/// host type was checked against `walb_daemon::access::FLOWS` by `spawn_flow`).
-pub(crate) fn from_archive(open: &Open) -> bool {
-    open.host_type == "archive"
-}
-
-/// Whether the volume's image holds a device of `size_lb`; with `--autoresize` it is grown
-/// to it first. Runs under the volume's lock (in `admit`).
-pub(crate) fn fits(a: &Archive, vol: &Vol, size_lb: u64) -> Result<bool, Status> {
-    if size_lb <= vol.size_lb().map_err(cmd_status)? {
-        return Ok(true);
-    }
-    if !a.autoresize {
-        return Ok(false);
-    }
-    tracing::info!(vol = vol.name, size_lb, "autoresize: growing the image");
-    crate::ops::resize(vol, size_lb).map_err(cmd_status)?;
-    a.refresh_metrics(vol);
-    Ok(true)
-}
 
 /// The checks of a wdiff transfer once the volume exists and is idle.
 fn decide_wdiff(
@@ -306,32 +238,6 @@ async fn wdiff_flow(
     walb_daemon::transfers::record_diff("registered wdiffs", &vol.name, off, &diff);
     a.note_restorable(&vol.name, &diff);
     send(&tx, ack()).await
-}
-
-/// Reads every record of the received file: a sorted wdiff with the announced uuid whose
-/// records fit in the volume.
-pub(crate) fn verify_wdiff(path: &Path, uuid: &Uuid, size_lb: u64) -> Result<(), Status> {
-    let bad = |e: String| Status::data_loss(format!("received wdiff: {e}"));
-    let r = WdiffReader::open(path).map_err(|e| bad(e.to_string()))?;
-    if r.kind() != Kind::Sorted {
-        return Err(bad("indexed wdiff where a sorted one is needed".into()));
-    }
-    if r.uuid() != *uuid {
-        return Err(bad(format!(
-            "header uuid {} differs from Open.uuid {uuid}",
-            r.uuid()
-        )));
-    }
-    for rec in r {
-        let rec = rec.map_err(|e| bad(e.to_string()))?;
-        if rec.end() > size_lb {
-            return Err(bad(format!(
-                "record at LB {} (+{}) ends beyond the volume's {size_lb} LB",
-                rec.addr, rec.blocks
-            )));
-        }
-    }
-    Ok(())
 }
 
 // ---- full sync ----

@@ -12,6 +12,7 @@ use walb_daemon::progress::Progress;
 use walb_daemon::{volfile, CmdError, CmdResult};
 
 use crate::image::open_diff;
+use crate::store_error::{StoreError, StoreResult};
 use crate::volume::Vol;
 
 const READ_BUF: usize = 1 << 20;
@@ -106,7 +107,7 @@ pub fn verify(vol: &Vol, deep: Deep) -> CmdResult<Report> {
         r.bytes += d.data_size;
         let outcome = open_diff(&path).and_then(|recs| {
             recs.into_iter()
-                .try_for_each(|rec| rec.map(drop).map_err(CmdError::from))
+                .try_for_each(|rec| rec.map(drop).map_err(StoreError::from))
         });
         if let Err(e) = outcome {
             tracing::error!(vol = %vol.name, "verify: {e}");
@@ -164,7 +165,7 @@ fn compare_with_device(vol: &Vol, deep: Deep, r: &mut Report) -> CmdResult<()> {
 }
 
 /// The volume's last verification, if one ran.
-pub fn last(vol: &Vol) -> CmdResult<Option<Report>> {
+pub fn last(vol: &Vol) -> StoreResult<Option<Report>> {
     Ok(volfile::read(&vol.dir.join("verify"))?.and_then(|t| Report::from_text(&t)))
 }
 
@@ -182,21 +183,6 @@ fn read_through(path: &Path, p: &Progress) -> std::io::Result<u64> {
         p.add(n as u64);
     }
     Ok(size)
-}
-
-/// Verifies every volume whose last verification is older than `every` seconds, until the
-/// daemon stops; checks once a minute.
-pub async fn run_scheduled(a: std::sync::Arc<crate::archive::Archive>, every: u64) {
-    let job = move |a: &crate::archive::Archive, vol: &Vol| {
-        if !vol.has_image() || last(vol)?.is_some_and(|r| r.time + every > unix_now()) {
-            return Ok(None);
-        }
-        let r = verify(vol, Deep::Newest)?;
-        a.note_verify(&vol.name, &r);
-        Ok(Some(r.summary()))
-    };
-    a.every_volume("scheduled verify", std::time::Duration::from_secs(60), job)
-        .await
 }
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
 //! One volume's persistent files under `D/vols/<vol>/` (docs/formats.md §6.5): `state`, `uuid`,
 //! `archive_uuid`, `base` (MetaState), `base.img` and the wdiffs named by their MetaDiff; its
 //! restored images under `D/restored/<vol>/`. Every small file is replaced atomically; a missing
-//! directory is the Clear state.
+//! directory is the Clear state. Their failures are `StoreError`s; the checks a command makes
+//! of them (exists, state, restorable gid) answer `CmdError`s.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -10,6 +11,8 @@ use walb_core::meta::{self, MetaDiff, MetaSnap, MetaState, Restorable};
 use walb_core::{Gid, Uuid, LBS};
 use walb_daemon::error::{bad_state, invalid};
 use walb_daemon::{volfile, CmdError, CmdResult};
+
+use crate::store_error::{StoreError, StoreResult};
 
 /// The persisted (static) states; transients live in memory only (`archive::Transient`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,10 +63,6 @@ pub struct Vol {
 /// The default of `--max-open-diffs`.
 pub const DEFAULT_MAX_OPEN_DIFFS: usize = 32;
 
-fn internal(what: impl std::fmt::Display, e: impl std::fmt::Display) -> CmdError {
-    CmdError::Internal(format!("{what}: {e}"))
-}
-
 impl Vol {
     pub fn new(data_dir: &Path, name: &str) -> Vol {
         Vol {
@@ -94,30 +93,33 @@ impl Vol {
     }
 
     /// Creates the directory and the files of a fresh SyncReady volume.
-    pub fn create(&self) -> CmdResult<()> {
-        std::fs::create_dir_all(&self.dir).map_err(|e| internal(self.dir.display(), e))?;
+    pub fn create(&self) -> StoreResult<()> {
+        std::fs::create_dir_all(&self.dir).map_err(StoreError::io(&self.dir))?;
         self.reset_files()?;
         sync_parent(&self.dir)
     }
 
     /// Empty metadata: null uuids, the default base state, SyncReady (written last).
-    pub fn reset_files(&self) -> CmdResult<()> {
+    pub fn reset_files(&self) -> StoreResult<()> {
         self.set_uuid(&Uuid::default())?;
         self.set_archive_uuid(&Uuid::default())?;
         self.set_base(&MetaState::new(MetaSnap::default(), 0))?;
         self.set_state(State::SyncReady)
     }
 
-    pub fn state(&self) -> CmdResult<State> {
+    pub fn state(&self) -> StoreResult<State> {
         let path = self.dir.join("state");
-        let s = volfile::read(&path)?
-            .ok_or_else(|| CmdError::Internal(format!("{} is missing", path.display())))?;
-        State::parse(&s)
-            .ok_or_else(|| CmdError::Internal(format!("{}: bad state {s:?}", path.display())))
+        let Some(s) = volfile::read(&path)? else {
+            return Err(StoreError::Missing { path });
+        };
+        State::parse(&s).ok_or_else(|| StoreError::Bad {
+            path,
+            what: format!("bad state {s:?}"),
+        })
     }
 
-    pub fn set_state(&self, s: State) -> CmdResult<()> {
-        volfile::write(&self.dir.join("state"), s.word())
+    pub fn set_state(&self, s: State) -> StoreResult<()> {
+        Ok(volfile::write(&self.dir.join("state"), s.word())?)
     }
 
     /// The state, which must be one of `allowed` for `cmd`.
@@ -139,38 +141,41 @@ impl Vol {
         }
     }
 
-    fn read_uuid(&self, file: &str) -> CmdResult<Uuid> {
+    fn read_uuid(&self, file: &str) -> StoreResult<Uuid> {
         let path = self.dir.join(file);
         let s = volfile::read(&path)?.unwrap_or_default();
-        s.parse()
-            .map_err(|e: String| CmdError::Internal(format!("{}: {e}", path.display())))
+        s.parse().map_err(|what| StoreError::Bad { path, what })
     }
 
-    pub fn uuid(&self) -> CmdResult<Uuid> {
+    pub fn uuid(&self) -> StoreResult<Uuid> {
         self.read_uuid("uuid")
     }
 
-    pub fn set_uuid(&self, u: &Uuid) -> CmdResult<()> {
-        volfile::write(&self.dir.join("uuid"), &u.to_string())
+    pub fn set_uuid(&self, u: &Uuid) -> StoreResult<()> {
+        Ok(volfile::write(&self.dir.join("uuid"), &u.to_string())?)
     }
 
-    pub fn archive_uuid(&self) -> CmdResult<Uuid> {
+    pub fn archive_uuid(&self) -> StoreResult<Uuid> {
         self.read_uuid("archive_uuid")
     }
 
-    pub fn set_archive_uuid(&self, u: &Uuid) -> CmdResult<()> {
-        volfile::write(&self.dir.join("archive_uuid"), &u.to_string())
+    pub fn set_archive_uuid(&self, u: &Uuid) -> StoreResult<()> {
+        Ok(volfile::write(
+            &self.dir.join("archive_uuid"),
+            &u.to_string(),
+        )?)
     }
 
-    pub fn base(&self) -> CmdResult<MetaState> {
+    pub fn base(&self) -> StoreResult<MetaState> {
         let path = self.dir.join("base");
-        let b = volfile::read_bytes(&path)?
-            .ok_or_else(|| CmdError::Internal(format!("{} is missing", path.display())))?;
-        MetaState::from_bytes(&b).map_err(|e| internal(path.display(), e))
+        let Some(b) = volfile::read_bytes(&path)? else {
+            return Err(StoreError::Missing { path });
+        };
+        MetaState::from_bytes(&b).map_err(|source| StoreError::Decode { path, source })
     }
 
-    pub fn set_base(&self, s: &MetaState) -> CmdResult<()> {
-        volfile::write_bytes(&self.dir.join("base"), &s.to_bytes())
+    pub fn set_base(&self, s: &MetaState) -> StoreResult<()> {
+        Ok(volfile::write_bytes(&self.dir.join("base"), &s.to_bytes())?)
     }
 
     pub fn image(&self) -> PathBuf {
@@ -182,11 +187,11 @@ impl Vol {
     }
 
     /// Size of the base image in LB (0 without one).
-    pub fn size_lb(&self) -> CmdResult<u64> {
+    pub fn size_lb(&self) -> StoreResult<u64> {
         match std::fs::metadata(self.image()) {
             Ok(m) => Ok(m.len() / LBS as u64),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
-            Err(e) => Err(internal(self.image().display(), e)),
+            Err(e) => Err(StoreError::io(self.image())(e)),
         }
     }
 
@@ -195,18 +200,18 @@ impl Vol {
     }
 
     /// Every wdiff of the volume, ordered by gid range (chain order for a plain chain).
-    pub fn diffs(&self) -> CmdResult<Vec<MetaDiff>> {
+    pub fn diffs(&self) -> StoreResult<Vec<MetaDiff>> {
         let mut v = Vec::new();
-        let rd = std::fs::read_dir(&self.dir).map_err(|e| internal(self.dir.display(), e))?;
+        let rd = std::fs::read_dir(&self.dir).map_err(StoreError::io(&self.dir))?;
         for e in rd {
-            let e = e.map_err(|e| internal(self.dir.display(), e))?;
+            let e = e.map_err(StoreError::io(&self.dir))?;
             let Some(name) = e.file_name().to_str().map(str::to_string) else {
                 continue;
             };
             if name.starts_with('.') || !name.ends_with(".wdiff") {
                 continue;
             }
-            let size = e.metadata().map_err(|e| internal(&name, e))?.len();
+            let size = e.metadata().map_err(StoreError::io(&name))?.len();
             match meta::parse_name(&name, size) {
                 Ok(d) => v.push(d),
                 Err(err) => tracing::warn!(vol = %self.name, "ignoring {name}: {err}"),
@@ -217,18 +222,18 @@ impl Vol {
     }
 
     /// The chain applicable to the base snapshot (up to `up_to`).
-    pub fn chain(&self, base: &MetaState, up_to: Option<Gid>) -> CmdResult<Vec<MetaDiff>> {
+    pub fn chain(&self, base: &MetaState, up_to: Option<Gid>) -> StoreResult<Vec<MetaDiff>> {
         Ok(meta::applicable_chain(&base.snap_b, &self.diffs()?, up_to))
     }
 
     /// The archive's latest snapshot: the base with every applicable diff applied.
-    pub fn latest(&self) -> CmdResult<MetaSnap> {
+    pub fn latest(&self) -> StoreResult<MetaSnap> {
         let base = self.base()?;
         let chain = self.chain(&base, None)?;
         Ok(meta::apply_all(&base.snap_b, &chain)?)
     }
 
-    pub fn restorable(&self) -> CmdResult<Vec<Restorable>> {
+    pub fn restorable(&self) -> StoreResult<Vec<Restorable>> {
         // Before a full backup there is no base image and nothing to restore.
         if !self.has_image() {
             return Ok(Vec::new());
@@ -282,7 +287,7 @@ impl Vol {
     }
 
     /// Renames diff `d`'s file to the name with the other mergeable flag.
-    fn rename_flag(&self, d: &MetaDiff, mergeable: bool) -> CmdResult<()> {
+    fn rename_flag(&self, d: &MetaDiff, mergeable: bool) -> StoreResult<()> {
         let from = self.diff_path(d);
         let to = self.diff_path(&MetaDiff {
             is_mergeable: mergeable,
@@ -290,13 +295,9 @@ impl Vol {
         });
         // Never replace a file: a diff is registered under one name only.
         if to.exists() {
-            return Err(CmdError::Internal(format!(
-                "{} already exists next to {}",
-                to.display(),
-                from.display()
-            )));
+            return Err(StoreError::Exists { to, from });
         }
-        std::fs::rename(&from, &to).map_err(|e| internal(to.display(), e))?;
+        std::fs::rename(&from, &to).map_err(StoreError::io(&to))?;
         tracing::info!(vol = %self.name, mergeable, "diff {d}: mergeable flag set");
         Ok(())
     }
@@ -308,19 +309,18 @@ impl Vol {
     }
 
     /// Removes temporary files (ours `.tmp*`, AtomicFile's `.NAME.tmp.PID`) left by a crash.
-    pub fn sweep_temps(&self) -> CmdResult<usize> {
+    pub fn sweep_temps(&self) -> StoreResult<usize> {
         let mut n = 0;
         for dir in [&self.dir, &self.restored_dir] {
             let rd = match std::fs::read_dir(dir) {
                 Ok(rd) => rd,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(internal(dir.display(), e)),
+                Err(e) => return Err(StoreError::io(dir)(e)),
             };
             for e in rd {
-                let e = e.map_err(|e| internal(dir.display(), e))?;
+                let e = e.map_err(StoreError::io(dir))?;
                 if e.file_name().to_string_lossy().starts_with('.') {
-                    std::fs::remove_file(e.path())
-                        .map_err(|err| internal(e.path().display(), err))?;
+                    std::fs::remove_file(e.path()).map_err(StoreError::io(e.path()))?;
                     n += 1;
                 }
             }
@@ -329,13 +329,13 @@ impl Vol {
     }
 
     /// Deletes diff files; the directory is synced once.
-    pub fn remove_diffs(&self, ds: &[MetaDiff]) -> CmdResult<()> {
+    pub fn remove_diffs(&self, ds: &[MetaDiff]) -> StoreResult<()> {
         for d in ds {
             let p = self.diff_path(d);
             match std::fs::remove_file(&p) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(internal(p.display(), e)),
+                Err(e) => return Err(StoreError::io(p)(e)),
             }
         }
         if !ds.is_empty() {
@@ -349,7 +349,7 @@ impl Vol {
     }
 
     /// Gids of the restored images, ascending.
-    pub fn restored(&self) -> CmdResult<Vec<u64>> {
+    pub fn restored(&self) -> StoreResult<Vec<u64>> {
         let mut v: Vec<u64> = match std::fs::read_dir(&self.restored_dir) {
             Ok(rd) => rd
                 .filter_map(|e| e.ok())
@@ -359,36 +359,36 @@ impl Vol {
                 })
                 .collect(),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(internal(self.restored_dir.display(), e)),
+            Err(e) => return Err(StoreError::io(&self.restored_dir)(e)),
         };
         v.sort_unstable();
         Ok(v)
     }
 
     /// Removes everything of the volume (clear-vol).
-    pub fn remove_all(&self) -> CmdResult<()> {
+    pub fn remove_all(&self) -> StoreResult<()> {
         for d in [&self.restored_dir, &self.dir] {
             match std::fs::remove_dir_all(d) {
                 Ok(()) => sync_parent(d)?,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(internal(d.display(), e)),
+                Err(e) => return Err(StoreError::io(d)(e)),
             }
         }
         Ok(())
     }
 
     /// Removes the image, the diffs and the restored images (reset-vol keeps the directory).
-    pub fn remove_data(&self) -> CmdResult<()> {
+    pub fn remove_data(&self) -> StoreResult<()> {
         self.remove_diffs(&self.diffs()?)?;
         match std::fs::remove_file(self.image()) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(internal(self.image().display(), e)),
+            Err(e) => return Err(StoreError::io(self.image())(e)),
         }
         match std::fs::remove_dir_all(&self.restored_dir) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(internal(self.restored_dir.display(), e)),
+            Err(e) => return Err(StoreError::io(&self.restored_dir)(e)),
         }
         sync_dir(&self.dir)
     }
@@ -416,11 +416,11 @@ fn diffs_from_clean(vol: &str, diffs: &[MetaDiff], gid: Gid) -> CmdResult<Vec<Me
     Ok(from)
 }
 
-pub fn sync_dir(dir: &Path) -> CmdResult<()> {
-    walb_core::atomic::sync_dir(dir).map_err(|e| CmdError::Internal(e.to_string()))
+pub fn sync_dir(dir: &Path) -> StoreResult<()> {
+    Ok(walb_core::atomic::sync_dir(dir)?)
 }
 
-fn sync_parent(p: &Path) -> CmdResult<()> {
+fn sync_parent(p: &Path) -> StoreResult<()> {
     match p.parent() {
         Some(d) => sync_dir(d),
         None => Ok(()),
@@ -435,13 +435,13 @@ pub struct TempFile {
 }
 
 impl TempFile {
-    pub fn create(path: PathBuf) -> CmdResult<TempFile> {
+    pub fn create(path: PathBuf) -> StoreResult<TempFile> {
         let file = File::options()
             .read(true)
             .write(true)
             .create_new(true)
             .open(&path)
-            .map_err(|e| internal(path.display(), e))?;
+            .map_err(StoreError::io(&path))?;
         Ok(TempFile {
             path,
             file,
@@ -450,11 +450,12 @@ impl TempFile {
     }
 
     /// fsync, rename to `to`, fsync the directory.
-    pub fn persist(mut self, to: &Path) -> CmdResult<()> {
-        self.file
-            .sync_all()
-            .map_err(|e| internal(format!("fsync {}", self.path.display()), e))?;
-        std::fs::rename(&self.path, to).map_err(|e| internal(to.display(), e))?;
+    pub fn persist(mut self, to: &Path) -> StoreResult<()> {
+        self.file.sync_all().map_err(|source| StoreError::Fsync {
+            path: self.path.clone(),
+            source,
+        })?;
+        std::fs::rename(&self.path, to).map_err(StoreError::io(to))?;
         self.kept = true;
         sync_parent(to)
     }

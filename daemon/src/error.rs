@@ -1,4 +1,6 @@
-//! Command errors and their gRPC statuses.
+//! Command errors and their gRPC statuses: the edge where the daemons' typed errors (this
+//! crate's `volfile`, the archive's volume files, the storage's records, the proxy's layout, …)
+//! become one of the kinds walbc tells apart.
 
 use tonic::{Code, Status};
 
@@ -65,6 +67,18 @@ impl From<walb_core::Error> for CmdError {
 impl From<std::io::Error> for CmdError {
     fn from(e: std::io::Error) -> CmdError {
         CmdError::Internal(e.to_string())
+    }
+}
+
+impl From<crate::volfile::FileError> for CmdError {
+    fn from(e: crate::volfile::FileError) -> CmdError {
+        CmdError::Internal(e.to_string())
+    }
+}
+
+impl From<crate::volfile::BadName> for CmdError {
+    fn from(e: crate::volfile::BadName) -> CmdError {
+        CmdError::Invalid(e.to_string())
     }
 }
 

@@ -128,11 +128,12 @@ impl FlowGuard {
         let Some((_, id)) = self.peer.role.as_ref().filter(|_| self.peer.tls) else {
             return Ok(None);
         };
-        tokio::task::block_in_place(|| match crate::volfile::read(file)? {
+        let owner = tokio::task::block_in_place(|| match crate::volfile::read(file)? {
             Some(owner) if owner == *id => Ok(None),
             Some(owner) => Ok(Some(owner)),
             None => crate::volfile::write(file, id).map(|()| None),
-        })
+        })?;
+        Ok(owner)
     }
 
     /// The flow's first frame, which must be an Open and come within `--open-timeout-secs`,

@@ -9,6 +9,8 @@
 //!
 //! A diff is linked into every `sendto/` before it gets its main name, so a main file means
 //! "registered everywhere"; once the last link is gone the main file is removed.
+//!
+//! Failures are `LayoutError`s naming the file; the commands see them as `CmdError`s.
 
 use std::fs;
 use std::io::ErrorKind;
@@ -17,14 +19,54 @@ use std::path::{Path, PathBuf};
 
 use walb_core::atomic::{sync_dir, AtomicFile};
 use walb_core::meta::{parse_name, MetaDiff};
-use walb_daemon::{volfile, CmdError, CmdResult};
+use walb_daemon::volfile::{self, FileError};
+use walb_daemon::CmdError;
 
 use crate::archive_info::ArchiveInfo;
 
 const ARCHIVE_EXT: &str = ".archive";
 
-fn internal(what: &str, p: &Path, e: impl std::fmt::Display) -> CmdError {
-    CmdError::Internal(format!("{what} {}: {e}", p.display()))
+/// A failure of a volume's files: what was done, on which path, and why.
+#[derive(Debug, thiserror::Error)]
+pub enum LayoutError {
+    #[error("{op} {}: {source}", path.display())]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A small file (archive-info, size, started, storage).
+    #[error(transparent)]
+    File(#[from] FileError),
+    /// A directory fsync.
+    #[error(transparent)]
+    Sync(#[from] walb_core::Error),
+    /// A small file holds what it must not (`what`: which file).
+    #[error("{what} {}: {detail}", path.display())]
+    Corrupt {
+        what: &'static str,
+        path: PathBuf,
+        detail: String,
+    },
+}
+
+pub type LayoutResult<T> = Result<T, LayoutError>;
+
+/// Every failure of the proxy's files is its own (Internal).
+impl From<LayoutError> for CmdError {
+    fn from(e: LayoutError) -> CmdError {
+        match e {
+            LayoutError::Sync(e) => e.into(),
+            e => CmdError::Internal(e.to_string()),
+        }
+    }
+}
+
+/// An `Io` of `op` on `path`, for `map_err`.
+fn io(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> LayoutError {
+    let path = path.to_path_buf();
+    move |source| LayoutError::Io { op, path, source }
 }
 
 /// A diff waiting in a directory: its file and metadata (data_size = file size).
@@ -56,9 +98,9 @@ impl VolDir {
     }
 
     /// Creates the directory tree for a new archive (and the volume).
-    pub fn add_archive(&self, name: &str, info: &ArchiveInfo) -> CmdResult<()> {
+    pub fn add_archive(&self, name: &str, info: &ArchiveInfo) -> LayoutResult<()> {
         let sendto = self.sendto(name);
-        fs::create_dir_all(&sendto).map_err(|e| internal("create", &sendto, e))?;
+        fs::create_dir_all(&sendto).map_err(io("create", &sendto))?;
         for d in [self.dir.join("sendto"), self.dir.clone()] {
             sync_dir(&d)?;
         }
@@ -68,20 +110,23 @@ impl VolDir {
         self.write_info(name, info)
     }
 
-    pub fn write_info(&self, name: &str, info: &ArchiveInfo) -> CmdResult<()> {
-        volfile::write(&self.info_path(name), &format!("{}\n", info.line()))
+    pub fn write_info(&self, name: &str, info: &ArchiveInfo) -> LayoutResult<()> {
+        Ok(volfile::write(
+            &self.info_path(name),
+            &format!("{}\n", info.line()),
+        )?)
     }
 
     /// The archives and their info, by name.
-    pub fn archives(&self) -> CmdResult<Vec<(String, ArchiveInfo)>> {
+    pub fn archives(&self) -> LayoutResult<Vec<(String, ArchiveInfo)>> {
         let mut out = Vec::new();
         let rd = match fs::read_dir(&self.dir) {
             Ok(rd) => rd,
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(out),
-            Err(e) => return Err(internal("list", &self.dir, e)),
+            Err(e) => return Err(io("list", &self.dir)(e)),
         };
         for e in rd {
-            let e = e?;
+            let e = e.map_err(io("list", &self.dir))?;
             let fname = e.file_name();
             let Some(name) = fname.to_str().and_then(|n| n.strip_suffix(ARCHIVE_EXT)) else {
                 continue;
@@ -90,8 +135,11 @@ impl VolDir {
                 continue;
             }
             let text = volfile::read(&e.path())?.unwrap_or_default();
-            let info = ArchiveInfo::parse_line(&text)
-                .map_err(|err| internal("corrupt archive-info", &e.path(), err))?;
+            let info = ArchiveInfo::parse_line(&text).map_err(|err| LayoutError::Corrupt {
+                what: "corrupt archive-info",
+                path: e.path(),
+                detail: err.to_string(),
+            })?;
             out.push((name.to_string(), info));
         }
         out.sort_by(|a, b| a.0.cmp(&b.0));
@@ -99,26 +147,26 @@ impl VolDir {
     }
 
     /// Removes an archive: its info and its queue (diffs no other archive needs go too).
-    pub fn delete_archive(&self, name: &str) -> CmdResult<()> {
+    pub fn delete_archive(&self, name: &str) -> LayoutResult<()> {
         let p = self.info_path(name);
-        fs::remove_file(&p).map_err(|e| internal("remove", &p, e))?;
+        fs::remove_file(&p).map_err(io("remove", &p))?;
         sync_dir(&self.dir)?;
         let sendto = self.sendto(name);
         match fs::remove_dir_all(&sendto) {
             Ok(()) => {}
             Err(e) if e.kind() == ErrorKind::NotFound => {}
-            Err(e) => return Err(internal("remove", &sendto, e)),
+            Err(e) => return Err(io("remove", &sendto)(e)),
         }
         sync_dir(&self.dir.join("sendto"))?;
         self.gc_unlinked()
     }
 
     /// Removes the whole volume.
-    pub fn remove(&self) -> CmdResult<()> {
+    pub fn remove(&self) -> LayoutResult<()> {
         match fs::remove_dir_all(&self.dir) {
             Ok(()) => {}
             Err(e) if e.kind() == ErrorKind::NotFound => {}
-            Err(e) => return Err(internal("remove", &self.dir, e)),
+            Err(e) => return Err(io("remove", &self.dir)(e)),
         }
         if let Some(parent) = self.dir.parent() {
             sync_dir(parent)?;
@@ -126,23 +174,29 @@ impl VolDir {
         Ok(())
     }
 
-    pub fn size_lb(&self) -> CmdResult<u64> {
+    pub fn size_lb(&self) -> LayoutResult<u64> {
         let p = self.dir.join("size");
         match volfile::read(&p)? {
             None => Ok(0),
-            Some(s) => s.parse().map_err(|e| internal("corrupt", &p, e)),
+            Some(s) => s
+                .parse()
+                .map_err(|e: std::num::ParseIntError| LayoutError::Corrupt {
+                    what: "corrupt",
+                    path: p,
+                    detail: e.to_string(),
+                }),
         }
     }
 
-    pub fn set_size_lb(&self, lb: u64) -> CmdResult<()> {
-        volfile::write(&self.dir.join("size"), &format!("{lb}\n"))
+    pub fn set_size_lb(&self, lb: u64) -> LayoutResult<()> {
+        Ok(volfile::write(&self.dir.join("size"), &format!("{lb}\n"))?)
     }
 
     pub fn is_started(&self) -> bool {
         self.dir.join("started").exists()
     }
 
-    pub fn set_started(&self, on: bool) -> CmdResult<()> {
+    pub fn set_started(&self, on: bool) -> LayoutResult<()> {
         self.set_file("started", on.then_some(""))
     }
 
@@ -153,32 +207,32 @@ impl VolDir {
     }
 
     /// Binds the volume to storage `id`, or (None) to whichever ships next.
-    pub fn set_storage(&self, id: Option<&str>) -> CmdResult<()> {
+    pub fn set_storage(&self, id: Option<&str>) -> LayoutResult<()> {
         self.set_file("storage", id)
     }
 
     /// Writes the small file `name` with `text` durably, or removes it (None).
-    fn set_file(&self, name: &str, text: Option<&str>) -> CmdResult<()> {
+    fn set_file(&self, name: &str, text: Option<&str>) -> LayoutResult<()> {
         let p = self.dir.join(name);
-        match text {
+        Ok(match text {
             Some(t) => volfile::write(&p, t),
             None => volfile::remove(&p),
-        }
+        }?)
     }
 
     /// Diffs held in the volume directory (all archives), oldest first.
-    pub fn held(&self) -> CmdResult<Vec<HeldDiff>> {
+    pub fn held(&self) -> LayoutResult<Vec<HeldDiff>> {
         list_diffs(&self.dir)
     }
 
     /// Diffs waiting for `archive`, oldest first.
-    pub fn waiting(&self, archive: &str) -> CmdResult<Vec<HeldDiff>> {
+    pub fn waiting(&self, archive: &str) -> LayoutResult<Vec<HeldDiff>> {
         list_diffs(&self.sendto(archive))
     }
 
     /// A new diff being received, under a temporary name in the volume's directory until
     /// `register` gives it its own.
-    pub fn incoming(&self) -> CmdResult<AtomicFile> {
+    pub fn incoming(&self) -> LayoutResult<AtomicFile> {
         Ok(AtomicFile::create(&self.dir.join("incoming"))?)
     }
 
@@ -191,7 +245,7 @@ impl VolDir {
         mut file: AtomicFile,
         name: &str,
         archives: &[String],
-    ) -> CmdResult<bool> {
+    ) -> LayoutResult<bool> {
         if self.dir.join(name).exists() {
             return Ok(false);
         }
@@ -203,7 +257,7 @@ impl VolDir {
                 match fs::hard_link(tmp, &link) {
                     Ok(()) => {}
                     Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
-                    Err(e) => return Err(internal("link", &link, e)),
+                    Err(e) => return Err(io("link", &link)(e)),
                 }
                 sync_dir(&dir)?;
             }
@@ -213,12 +267,12 @@ impl VolDir {
     }
 
     /// Drops `archive`'s links to `diffs` (sent or obsolete) and main files no archive needs.
-    pub fn unlink_sent(&self, archive: &str, diffs: &[HeldDiff]) -> CmdResult<()> {
+    pub fn unlink_sent(&self, archive: &str, diffs: &[HeldDiff]) -> LayoutResult<()> {
         for d in diffs {
             match fs::remove_file(&d.path) {
                 Ok(()) => {}
                 Err(e) if e.kind() == ErrorKind::NotFound => {}
-                Err(e) => return Err(internal("remove", &d.path, e)),
+                Err(e) => return Err(io("remove", &d.path)(e)),
             }
         }
         sync_dir(&self.sendto(archive))?;
@@ -230,20 +284,20 @@ impl VolDir {
     }
 
     /// Removes a main file whose queue links are all gone (link count 1).
-    fn gc_one(&self, main: &Path) -> CmdResult<()> {
+    fn gc_one(&self, main: &Path) -> LayoutResult<()> {
         match fs::metadata(main) {
             Ok(md) if md.nlink() <= 1 => match fs::remove_file(main) {
                 Ok(()) => Ok(()),
                 Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
-                Err(e) => Err(internal("remove", main, e)),
+                Err(e) => Err(io("remove", main)(e)),
             },
             Ok(_) => Ok(()),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(internal("stat", main, e)),
+            Err(e) => Err(io("stat", main)(e)),
         }
     }
 
-    fn gc_unlinked(&self) -> CmdResult<()> {
+    fn gc_unlinked(&self) -> LayoutResult<()> {
         for d in self.held()? {
             self.gc_one(&d.path)?;
         }
@@ -252,13 +306,13 @@ impl VolDir {
     }
 
     /// Boot-time cleanup: temporary files of interrupted receives; main files no queue needs.
-    pub fn sweep(&self) -> CmdResult<()> {
-        let rd = fs::read_dir(&self.dir).map_err(|e| internal("list", &self.dir, e))?;
+    pub fn sweep(&self) -> LayoutResult<()> {
+        let rd = fs::read_dir(&self.dir).map_err(io("list", &self.dir))?;
         for e in rd {
-            let e = e?;
+            let e = e.map_err(io("list", &self.dir))?;
             if e.file_name().to_string_lossy().starts_with('.') {
                 tracing::info!("removing leftover {}", e.path().display());
-                fs::remove_file(e.path()).map_err(|err| internal("remove", &e.path(), err))?;
+                fs::remove_file(e.path()).map_err(io("remove", &e.path()))?;
             }
         }
         self.gc_unlinked()
@@ -266,15 +320,15 @@ impl VolDir {
 }
 
 /// The wdiff files (by name) in `dir`, oldest first (by gid range).
-fn list_diffs(dir: &Path) -> CmdResult<Vec<HeldDiff>> {
+fn list_diffs(dir: &Path) -> LayoutResult<Vec<HeldDiff>> {
     let mut out = Vec::new();
     let rd = match fs::read_dir(dir) {
         Ok(rd) => rd,
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(out),
-        Err(e) => return Err(internal("list", dir, e)),
+        Err(e) => return Err(io("list", dir)(e)),
     };
     for e in rd {
-        let e = e?;
+        let e = e.map_err(io("list", dir))?;
         let fname = e.file_name();
         let Some(name) = fname.to_str() else { continue };
         if !name.ends_with(".wdiff") || name.starts_with('.') {
@@ -284,7 +338,7 @@ fn list_diffs(dir: &Path) -> CmdResult<Vec<HeldDiff>> {
             Ok(md) => md,
             // Deleted by a sender meanwhile.
             Err(err) if err.kind() == ErrorKind::NotFound => continue,
-            Err(err) => return Err(internal("stat", &e.path(), err)),
+            Err(err) => return Err(io("stat", &e.path())(err)),
         };
         let Ok(meta) = parse_name(name, md.len()) else {
             tracing::warn!("ignoring {}: not a wdiff name", e.path().display());

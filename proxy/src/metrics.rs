@@ -4,6 +4,8 @@ use std::sync::Arc;
 
 use walb_daemon::metrics::{Counters, Gauges, Metrics};
 
+use crate::volume::Vol;
+
 pub struct ProxyMetrics {
     pub all: Arc<Metrics>,
     pub diffs: Gauges,
@@ -36,5 +38,28 @@ impl ProxyMetrics {
             ),
             all,
         }
+    }
+
+    /// Sets the waiting-diffs gauge from the queue directory.
+    pub fn update_waiting(&self, v: &Vol, archive: &str) {
+        if let Ok(w) = v.dir.waiting(archive) {
+            self.diffs
+                .set(&[("vol", &v.name), ("archive", archive)], w.len() as u64);
+        }
+    }
+
+    pub fn count_sent(&self, vol: &str, archive: &str, bytes: u64) {
+        self.bytes_sent
+            .inc_by(&[("vol", vol), ("archive", archive)], bytes);
+    }
+
+    pub fn count_send_error(&self, vol: &str, archive: &str) {
+        self.send_errors
+            .inc_by(&[("vol", vol), ("archive", archive)], 1);
+    }
+
+    pub fn set_send_error(&self, vol: &str, archive: &str, on: bool) {
+        self.send_error
+            .set(&[("vol", vol), ("archive", archive)], on as u64);
     }
 }

@@ -38,9 +38,9 @@ pub enum StopMode {
 pub struct Proxy {
     pub vols_dir: PathBuf,
     pub opts: Opts,
-    pub metrics: ProxyMetrics,
-    /// One per diff send allowed at once (`--max-transfers`).
-    pub transfers: tokio::sync::Semaphore,
+    pub metrics: Arc<ProxyMetrics>,
+    /// One per diff send allowed at once (`--max-transfers`), shared with every sender.
+    pub transfers: Arc<tokio::sync::Semaphore>,
     vols: Mutex<BTreeMap<String, Arc<Vol>>>,
 }
 
@@ -56,9 +56,9 @@ impl Proxy {
             .map_err(|e| CmdError::Internal(format!("create {}: {e}", vols_dir.display())))?;
         let p = Proxy {
             vols_dir,
-            transfers: opts.transfers.slots(),
+            transfers: Arc::new(opts.transfers.slots()),
             opts,
-            metrics: ProxyMetrics::register(metrics),
+            metrics: Arc::new(ProxyMetrics::register(metrics)),
             vols: Mutex::new(BTreeMap::new()),
         };
         for name in volfile::volumes(&p.vols_dir)? {
@@ -87,8 +87,8 @@ impl Proxy {
     pub fn boot(self: &Arc<Self>) -> CmdResult<()> {
         for vol in self.all_vols() {
             for a in vol.lock().archives.keys() {
-                self.update_waiting(&vol, a);
-                self.set_send_error_metric(&vol.name, a, false);
+                self.metrics.update_waiting(&vol, a);
+                self.metrics.set_send_error(&vol.name, a, false);
             }
             if vol.dir.is_started() {
                 tracing::info!(vol = %vol.name, "resuming (was started before the restart)");
@@ -152,14 +152,14 @@ impl Proxy {
                 vols.remove(vol);
                 let _ = v.dir.remove();
             }
-            return Err(e);
+            return Err(e.into());
         }
         st.archives.insert(name.to_string(), new_archive(info));
         st.state = State::Stopped;
         drop(st);
         drop(vols);
-        self.update_waiting(&v, name);
-        self.set_send_error_metric(vol, name, false);
+        self.metrics.update_waiting(&v, name);
+        self.metrics.set_send_error(vol, name, false);
         Ok(())
     }
 
@@ -237,10 +237,13 @@ impl Proxy {
                 s.due = Some(now);
                 s.armed = Some(now);
             }
-            self.set_send_error_metric(vol, name, false);
+            self.metrics.set_send_error(vol, name, false);
             a.task = Some(
                 Sender {
-                    proxy: self.clone(),
+                    metrics: self.metrics.clone(),
+                    retry_timeout: self.opts.retry_timeout,
+                    max_merge: (self.opts.max_merge_bytes, self.opts.max_merge_files),
+                    transfers: self.transfers.clone(),
                     vol: v.clone(),
                     archive: name.clone(),
                     info: a.info.clone(),
@@ -358,7 +361,7 @@ impl Proxy {
                         .get(name)
                         .ok_or_else(|| not_found_archive(&v.name, name))?;
                     a.ctl.trigger(Instant::now(), true);
-                    self.set_send_error_metric(&v.name, name, false);
+                    self.metrics.set_send_error(&v.name, name, false);
                 }
             }
         }
@@ -421,36 +424,9 @@ impl Proxy {
             st.archives.keys().cloned().collect()
         };
         for a in names {
-            self.update_waiting(v, &a);
-            self.set_send_error_metric(&v.name, &a, false);
+            self.metrics.update_waiting(v, &a);
+            self.metrics.set_send_error(&v.name, &a, false);
         }
-    }
-
-    /// Sets the waiting-diffs gauge from the queue directory.
-    pub fn update_waiting(&self, v: &Vol, archive: &str) {
-        if let Ok(w) = v.dir.waiting(archive) {
-            self.metrics
-                .diffs
-                .set(&[("vol", &v.name), ("archive", archive)], w.len() as u64);
-        }
-    }
-
-    pub fn count_sent(&self, vol: &str, archive: &str, bytes: u64) {
-        self.metrics
-            .bytes_sent
-            .inc_by(&[("vol", vol), ("archive", archive)], bytes);
-    }
-
-    pub fn count_send_error(&self, vol: &str, archive: &str) {
-        self.metrics
-            .send_errors
-            .inc_by(&[("vol", vol), ("archive", archive)], 1);
-    }
-
-    pub fn set_send_error_metric(&self, vol: &str, archive: &str, on: bool) {
-        self.metrics
-            .send_error
-            .set(&[("vol", vol), ("archive", archive)], on as u64);
     }
 }
 

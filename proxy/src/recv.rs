@@ -22,6 +22,7 @@ use walb_core::wdiff::{Cmpr, Codec, IndexedWriter};
 use walb_core::wlog::WlogReader;
 use walb_core::{Pbs, Uuid};
 use walb_daemon::limits::FlowGuard;
+use walb_daemon::CmdError;
 use walb_proto::flow::next_frame;
 use walb_proto::proxy_server::Proxy as ProxySvc;
 use walb_proto::wire::{accept, ack, check_chunk, reject};
@@ -168,7 +169,7 @@ async fn receive(
             return send(&tx, reject("no-space")).await;
         }
     }
-    let file = tokio::task::block_in_place(|| vol.dir.incoming())?;
+    let file = tokio::task::block_in_place(|| vol.dir.incoming()).map_err(CmdError::from)?;
     let (chunks, rx) = mpsc::channel::<Bytes>(IN_FLIGHT_CHUNKS);
     let max_bytes = ann.max_bytes;
     let converter = tokio::task::spawn_blocking(move || convert(rx, file, &ann));
@@ -194,13 +195,14 @@ async fn receive(
     let name = format_name(&diff);
     let archives: Vec<String> = vol.lock().archives.keys().cloned().collect();
     let size_lb = open.size_lb;
-    let stored = tokio::task::block_in_place(|| -> Result<bool, Status> {
+    let stored = tokio::task::block_in_place(|| -> Result<bool, CmdError> {
         let fresh = vol.dir.register(file, &name, &archives)?;
         if size_lb > vol.dir.size_lb()? {
             vol.dir.set_size_lb(size_lb)?;
         }
         Ok(fresh)
-    })?;
+    })
+    .map_err(Status::from)?;
     if stored {
         tracing::debug!(vol = %vol.name, "received {diff} ({bytes} bytes of wlog)");
         walb_daemon::transfers::record_diff("received wlogs", &vol.name, bytes, &diff);

@@ -7,7 +7,7 @@
 
 use std::io::Read;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::task::JoinHandle;
 use walb_core::meta::{can_merge, merge, MetaDiff};
@@ -17,12 +17,20 @@ use walb_daemon::{CmdError, CmdResult};
 
 use crate::archive_info::ArchiveInfo;
 use crate::layout::HeldDiff;
-use crate::proxy::Proxy;
+use crate::metrics::ProxyMetrics;
 use crate::send::{send_diffs, Outcome};
 use crate::volume::{SendCtl, Vol};
 
+/// One sender task's handles: the proxy's metrics and limits are given to it, so it needs
+/// nothing else of the proxy.
 pub struct Sender {
-    pub proxy: Arc<Proxy>,
+    pub metrics: Arc<ProxyMetrics>,
+    /// Give up retrying after this long without a new wlog, kick or start.
+    pub retry_timeout: Duration,
+    /// Limits of one merged send: bytes and files.
+    pub max_merge: (u64, usize),
+    /// The proxy's `--max-transfers` slots, shared by every sender.
+    pub transfers: Arc<tokio::sync::Semaphore>,
     pub vol: Arc<Vol>,
     pub archive: String,
     pub info: ArchiveInfo,
@@ -79,7 +87,7 @@ impl Sender {
                 st.busy = true;
             }
             let round = self.round().await;
-            self.proxy.update_waiting(&self.vol, &self.archive);
+            self.metrics.update_waiting(&self.vol, &self.archive);
             let mut st = self.ctl.lock();
             st.busy = false;
             let (vol, archive) = (self.vol.name.as_str(), self.archive.as_str());
@@ -91,13 +99,11 @@ impl Sender {
                     st.due = Some(Instant::now());
                 }
                 Round::Retry { why, give_up } => {
-                    let quiet = st
-                        .armed
-                        .is_none_or(|t| t.elapsed() >= self.proxy.opts.retry_timeout);
+                    let quiet = st.armed.is_none_or(|t| t.elapsed() >= self.retry_timeout);
                     if give_up && quiet {
                         tracing::warn!(vol, archive, "send error: giving up after {why}");
                         st.error = true;
-                        self.proxy.count_send_error(vol, archive);
+                        self.metrics.count_send_error(vol, archive);
                     } else {
                         let wait = st.backoff.failed();
                         tracing::info!(vol, archive, "send failed ({why}); retry in {wait:?}");
@@ -111,18 +117,18 @@ impl Sender {
                     tracing::warn!(vol, archive, "send error: {why}");
                     st.error = true;
                     st.last_failure = Some(why);
-                    self.proxy.count_send_error(vol, archive);
+                    self.metrics.count_send_error(vol, archive);
                 }
             }
             let error = st.error;
             drop(st);
-            self.proxy.set_send_error_metric(vol, archive, error);
+            self.metrics.set_send_error(vol, archive, error);
         }
     }
 
     async fn round(&self) -> Round {
-        let (dir, archive, opts) = (self.vol.dir.clone(), self.archive.clone(), &self.proxy.opts);
-        let (max_bytes, max_files) = (opts.max_merge_bytes, opts.max_merge_files);
+        let (dir, archive) = (self.vol.dir.clone(), self.archive.clone());
+        let (max_bytes, max_files) = self.max_merge;
         let picked = tokio::task::spawn_blocking(move || -> CmdResult<(Vec<HeldDiff>, u64)> {
             let batch = pick(dir.waiting(&archive)?, max_bytes, max_files)?;
             Ok((batch, dir.size_lb()?))
@@ -150,7 +156,6 @@ impl Sender {
         tracing::debug!(vol = %self.vol.name, archive = %self.archive, n = batch.len(), "sending");
         // Volumes take turns for the `--max-transfers` slots.
         let slot = self
-            .proxy
             .transfers
             .acquire()
             .await
@@ -160,11 +165,9 @@ impl Sender {
         drop(slot);
         match outcome {
             Outcome::Accepted { bytes } => {
-                self.proxy
-                    .metrics
-                    .all
-                    .transfer("wdiff-transfer", t0.elapsed());
-                self.proxy.count_sent(&self.vol.name, &self.archive, bytes);
+                self.metrics.all.transfer("wdiff-transfer", t0.elapsed());
+                self.metrics
+                    .count_sent(&self.vol.name, &self.archive, bytes);
                 tracing::debug!(vol = %self.vol.name, archive = %self.archive,
                     "sent {} diffs ({} bytes)", batch.len(), bytes);
                 walb_daemon::transfers::record(

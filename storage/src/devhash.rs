@@ -12,8 +12,8 @@ use walb_core::bhash::BulkHashes;
 use walb_core::LBS;
 use walb_daemon::{CmdError, CmdResult};
 
-use crate::commands::Storage;
 use crate::scan::Scan;
+use crate::storage::Storage;
 use crate::vol::Vol;
 
 /// The snapshot and the digest of the device at it.

@@ -31,8 +31,8 @@ use walb_proto::storage_server::Storage as StorageSvc;
 use walb_proto::wire::check_chunk;
 use walb_proto::{frame, hash_event, Accept, Ack, Frame, HashEvent, Open};
 
-use crate::commands::Storage;
 use crate::scan::Scan;
+use crate::storage::Storage;
 use crate::vol::{require, State, Vol};
 
 type HashEvents = mpsc::Sender<Result<HashEvent, Status>>;

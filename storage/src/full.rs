@@ -14,9 +14,9 @@ use walb_proto::{frame, wire, Commit, Frame, Open};
 
 use std::sync::Arc;
 
-use crate::commands::Storage;
 use crate::record::now;
 use crate::scan::Scan;
+use crate::storage::Storage;
 use crate::vol::{save, zero_done, State, Vol};
 use walb_proto::flow::{Flow, FlowError};
 

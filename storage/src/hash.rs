@@ -18,9 +18,9 @@ use walb_proto::flow::FlowError;
 use walb_proto::hashflow::{send_chunks_blocking, HashFlow};
 use walb_proto::{frame, wire, Commit, Frame, Open};
 
-use crate::commands::Storage;
 use crate::record::now;
 use crate::scan::Scan;
+use crate::storage::Storage;
 use crate::vol::{save, State, Vol};
 
 /// Runs a hash backup of `vol` with bulks of `bulk_lb`; returns the snapshot's gid.

@@ -16,5 +16,6 @@ pub mod rate;
 pub mod record;
 pub mod scan;
 pub mod ship;
+pub mod storage;
 pub mod vol;
 pub mod wdevd;

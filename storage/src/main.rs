@@ -10,8 +10,9 @@ use walb_daemon::metrics::Metrics;
 use walb_daemon::serve::{self, Shutdown};
 use walb_proto::storage_control_server::StorageControlServer;
 use walb_proto::storage_server::StorageServer;
-use walb_storage::commands::{Storage, StorageControlSvc};
+use walb_storage::commands::StorageControlSvc;
 use walb_storage::metrics::StorageMetrics;
+use walb_storage::storage::Storage;
 use walb_storage::wdevd::Wdevd;
 
 #[derive(Parser)]

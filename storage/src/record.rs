@@ -3,7 +3,11 @@
 
 use walb_core::meta::MetaLsidGid;
 use walb_core::{Gid, Lsid};
-use walb_daemon::{CmdError, CmdResult};
+
+/// A line that is not a record.
+#[derive(Debug, thiserror::Error)]
+#[error("bad record line {0:?}")]
+pub struct BadRecord(pub String);
 
 pub fn format(r: &MetaLsidGid) -> String {
     format!(
@@ -12,15 +16,15 @@ pub fn format(r: &MetaLsidGid) -> String {
     )
 }
 
-pub fn parse(line: &str) -> CmdResult<MetaLsidGid> {
+pub fn parse(line: &str) -> Result<MetaLsidGid, BadRecord> {
     let f: Vec<&str> = line.split_whitespace().collect();
-    let num = |i: usize| -> CmdResult<u64> {
+    let num = |i: usize| -> Result<u64, BadRecord> {
         f.get(i)
             .and_then(|s| s.parse().ok())
-            .ok_or_else(|| CmdError::Internal(format!("bad record line {line:?}")))
+            .ok_or_else(|| BadRecord(line.to_string()))
     };
     if f.len() != 4 {
-        return Err(CmdError::Internal(format!("bad record line {line:?}")));
+        return Err(BadRecord(line.to_string()));
     }
     Ok(MetaLsidGid {
         is_mergeable: num(0)? != 0,
@@ -34,7 +38,7 @@ pub fn format_all(rs: &[MetaLsidGid]) -> String {
     rs.iter().map(|r| format(r) + "\n").collect()
 }
 
-pub fn parse_all(text: &str) -> CmdResult<Vec<MetaLsidGid>> {
+pub fn parse_all(text: &str) -> Result<Vec<MetaLsidGid>, BadRecord> {
     text.lines()
         .filter(|l| !l.trim().is_empty())
         .map(parse)

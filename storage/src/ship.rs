@@ -18,8 +18,8 @@ use walb_daemon::{CmdError, CmdResult};
 use walb_proto::proxy_client::ProxyClient;
 use walb_proto::{frame, wire, Commit, Open};
 
-use crate::commands::Storage;
 use crate::record::now;
+use crate::storage::Storage;
 use crate::vol::{save, Meta, State, Vol};
 use crate::wdevd::DevStatus;
 use walb_proto::flow::{Flow, FlowError};

@@ -1,4 +1,5 @@
-//! A storage volume: its persisted state, device, done record and snapshot queue.
+//! A storage volume: its persisted state, device, done record and snapshot queue. Failures of
+//! its files are `VolError`s; a command's check of its state answers a `CmdError`.
 
 use std::path::{Path, PathBuf};
 
@@ -6,9 +7,40 @@ use tokio::sync::{Mutex, Notify};
 use walb_core::meta::MetaLsidGid;
 use walb_core::{Gid, Lsid};
 use walb_daemon::error::bad_state;
-use walb_daemon::{volfile, CmdError, CmdResult};
+use walb_daemon::volfile::{self, FileError};
+use walb_daemon::{CmdError, CmdResult};
 
-use crate::record;
+use crate::record::{self, BadRecord};
+
+/// A failure of a volume's files.
+#[derive(Debug, thiserror::Error)]
+pub enum VolError {
+    /// Creating the volume's directory.
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    File(#[from] FileError),
+    /// A file every volume has is missing.
+    #[error("{}: missing {file}", dir.display())]
+    Missing { dir: PathBuf, file: &'static str },
+    /// The state file names no static state.
+    #[error("bad state file: {0:?}")]
+    BadState(String),
+    /// The done record or the snapshot queue does not parse.
+    #[error(transparent)]
+    Record(#[from] BadRecord),
+}
+
+/// Every failure of the volume's files is this server's.
+impl From<VolError> for CmdError {
+    fn from(e: VolError) -> CmdError {
+        CmdError::Internal(e.to_string())
+    }
+}
 
 /// Static states are persisted; transient ones (a foreground task running) are not, and a
 /// restart finds the static state the task started from.
@@ -51,13 +83,13 @@ impl State {
         }
     }
 
-    fn parse(s: &str) -> CmdResult<State> {
+    fn parse(s: &str) -> Result<State, VolError> {
         Ok(match s {
             "SyncReady" => State::SyncReady,
             "Stopped" => State::Stopped,
             "Target" => State::Target,
             "Standby" => State::Standby,
-            other => return Err(CmdError::Internal(format!("bad state file: {other:?}"))),
+            other => return Err(VolError::BadState(other.to_string())),
         })
     }
 }
@@ -100,8 +132,11 @@ pub fn zero_done() -> MetaLsidGid {
 
 impl Vol {
     /// Creates a volume directory in SyncReady.
-    pub fn create(dir: &Path, name: &str, wdev: &str) -> CmdResult<Vol> {
-        std::fs::create_dir_all(dir)?;
+    pub fn create(dir: &Path, name: &str, wdev: &str) -> Result<Vol, VolError> {
+        std::fs::create_dir_all(dir).map_err(|source| VolError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
         let meta = Meta {
             state: State::SyncReady,
             wdev: wdev.to_string(),
@@ -114,10 +149,12 @@ impl Vol {
     }
 
     /// Loads a volume directory written by `create`/`save`.
-    pub fn load(dir: &Path, name: &str) -> CmdResult<Vol> {
-        let need = |f: &str| -> CmdResult<String> {
-            volfile::read(&dir.join(f))?
-                .ok_or_else(|| CmdError::Internal(format!("{}: missing {f}", dir.display())))
+    pub fn load(dir: &Path, name: &str) -> Result<Vol, VolError> {
+        let need = |file: &'static str| -> Result<String, VolError> {
+            volfile::read(&dir.join(file))?.ok_or_else(|| VolError::Missing {
+                dir: dir.to_path_buf(),
+                file,
+            })
         };
         let meta = Meta {
             state: State::parse(&need("state")?)?,
@@ -201,7 +238,7 @@ impl Vol {
 
 /// Persists `meta` (each file atomically; the queue before the done record, so a crash
 /// between them leaves records the next transfer skips as already done).
-pub fn save(dir: &Path, meta: &Meta) -> CmdResult<()> {
+pub fn save(dir: &Path, meta: &Meta) -> Result<(), VolError> {
     let state = match meta.state {
         // A restart during a full or hash backup or a failback finds the volume waiting for
         // one.
@@ -210,7 +247,7 @@ pub fn save(dir: &Path, meta: &Meta) -> CmdResult<()> {
     };
     volfile::write(&dir.join("queue"), &record::format_all(&meta.queue))?;
     volfile::write(&dir.join("done"), &record::format(&meta.done))?;
-    volfile::write(&dir.join("state"), state.name())
+    Ok(volfile::write(&dir.join("state"), state.name())?)
 }
 
 /// Refuses `cmd` unless the state is one of `ok`.

@@ -467,11 +467,7 @@ impl Cluster {
 
     /// The process id of running daemon `id`.
     pub fn pid(&self, id: &str) -> u32 {
-        self.daemons[id]
-            .child
-            .as_ref()
-            .expect("daemon running")
-            .id()
+        self.daemons[id].pid().expect("daemon running")
     }
 
     /// SIGKILL of daemon `id`.

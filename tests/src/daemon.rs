@@ -145,6 +145,11 @@ impl Daemon {
         }
     }
 
+    /// The process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// SIGKILL; `spawn` starts it again.
     pub fn sigkill(&mut self) {
         if let Some(mut c) = self.child.take() {

@@ -1,0 +1,110 @@
+//! What the archive's receiving flows share (full sync and wdiff transfer in `service`, hash
+//! sync in `hashsync`, replication into this archive through all three): admission of a flow
+//! under the volume's lock, the size check with autoresize, the check of a received wdiff, and
+//! the conversions of their errors to statuses.
+
+use std::path::Path;
+
+use tonic::Status;
+use walb_core::wdiff::{Kind, WdiffReader};
+use walb_core::Uuid;
+use walb_proto::Open;
+
+use crate::archive::{Archive, Transient, TransientGuard};
+use crate::volume::Vol;
+
+pub(crate) fn internal(e: impl std::fmt::Display) -> Status {
+    Status::internal(e.to_string())
+}
+
+/// A command's error, or a typed error of the files, as the status its kind maps to.
+pub(crate) fn cmd_status(e: impl Into<walb_daemon::CmdError>) -> Status {
+    e.into().into()
+}
+
+pub(crate) fn uuid_of(b: &[u8]) -> Result<Uuid, Status> {
+    let a: [u8; 16] = b
+        .try_into()
+        .map_err(|_| Status::invalid_argument(format!("uuid must be 16 bytes, got {}", b.len())))?;
+    Ok(Uuid(a))
+}
+
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, Status> + Send + 'static,
+) -> Result<T, Status> {
+    tokio::task::spawn_blocking(f).await.map_err(internal)?
+}
+
+/// What a flow's checks decide: the transient to start, or the rejection word.
+pub(crate) type Decision = Result<Transient, &'static str>;
+
+/// Admits a data flow that may write `bytes` under the volume's lock: the volume must exist
+/// with no transient running and the free-space floor must hold after `bytes`; `decide` then
+/// checks the rest (state, uuid, size, …). Starts the transient it names, or returns the
+/// rejection word.
+pub(crate) async fn admit(
+    a: &Archive,
+    vol: &Vol,
+    bytes: u64,
+    decide: impl FnOnce() -> Result<Decision, Status>,
+) -> Result<Result<TransientGuard, &'static str>, Status> {
+    a.ready().map_err(cmd_status)?;
+    let _lock = a.lock(&vol.name).await;
+    if !vol.exists() {
+        return Ok(Err("archive-not-found"));
+    }
+    if !a.has_room(bytes).map_err(cmd_status)? {
+        return Ok(Err(crate::capacity::ARCHIVE_FULL));
+    }
+    if let Some(t) = a.entry(&vol.name).transient() {
+        return Ok(Err(t.reject_word()));
+    }
+    Ok(decide()?.and_then(|t| a.begin_transient(&vol.name, t).map_err(|t| t.reject_word())))
+}
+
+/// Whether a sync flow comes from another archive (replication) rather than a storage (its
+/// host type was checked against `walb_daemon::access::FLOWS` by `spawn_flow`).
+pub(crate) fn from_archive(open: &Open) -> bool {
+    open.host_type == "archive"
+}
+
+/// Whether the volume's image holds a device of `size_lb`; with `--autoresize` it is grown
+/// to it first. Runs under the volume's lock (in `admit`).
+pub(crate) fn fits(a: &Archive, vol: &Vol, size_lb: u64) -> Result<bool, Status> {
+    if size_lb <= vol.size_lb().map_err(cmd_status)? {
+        return Ok(true);
+    }
+    if !a.autoresize {
+        return Ok(false);
+    }
+    tracing::info!(vol = vol.name, size_lb, "autoresize: growing the image");
+    crate::ops::resize(vol, size_lb).map_err(cmd_status)?;
+    a.refresh_metrics(vol);
+    Ok(true)
+}
+
+/// Reads every record of the received file: a sorted wdiff with the announced uuid whose
+/// records fit in the volume.
+pub(crate) fn verify_wdiff(path: &Path, uuid: &Uuid, size_lb: u64) -> Result<(), Status> {
+    let bad = |e: String| Status::data_loss(format!("received wdiff: {e}"));
+    let r = WdiffReader::open(path).map_err(|e| bad(e.to_string()))?;
+    if r.kind() != Kind::Sorted {
+        return Err(bad("indexed wdiff where a sorted one is needed".into()));
+    }
+    if r.uuid() != *uuid {
+        return Err(bad(format!(
+            "header uuid {} differs from Open.uuid {uuid}",
+            r.uuid()
+        )));
+    }
+    for rec in r {
+        let rec = rec.map_err(|e| bad(e.to_string()))?;
+        if rec.end() > size_lb {
+            return Err(bad(format!(
+                "record at LB {} (+{}) ends beyond the volume's {size_lb} LB",
+                rec.addr, rec.blocks
+            )));
+        }
+    }
+    Ok(())
+}

@@ -25,7 +25,8 @@ use crate::flow::{
     admit, blocking, cmd_status, fits, from_archive, internal, uuid_of, verify_wdiff,
 };
 use crate::image;
-use crate::volume::{State, TempFile};
+use crate::volume::State;
+use walb_core::atomic::TempFile;
 
 type HashEvents = mpsc::Sender<Result<HashEvent, Status>>;
 

@@ -19,7 +19,8 @@ use walb_core::{Uuid, LBS};
 use walb_daemon::progress::Progress;
 
 use crate::store_error::{StoreError, StoreResult};
-use crate::volume::{TempFile, Vol};
+use crate::volume::Vol;
+use walb_core::atomic::TempFile;
 
 const COPY_BUF: usize = 1 << 20;
 

@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use walb_core::apply::DiscardMode;
-use walb_core::atomic::{AtomicFile, Output};
+use walb_core::atomic::{AtomicFile, Output, TempFile};
 use walb_core::bhash::hash_bulks;
 use walb_core::meta::{self, MetaDiff, MetaSnap, Relation};
 use walb_core::virt::BulkSource;
@@ -17,7 +17,7 @@ use walb_daemon::{CmdError, CmdResult};
 
 use crate::image;
 use crate::store_error::{StoreError, StoreResult};
-use crate::volume::{sync_dir, TempFile, Vol};
+use crate::volume::{sync_dir, Vol};
 
 fn open_image_rw(vol: &Vol) -> StoreResult<std::fs::File> {
     std::fs::File::options()

@@ -3,7 +3,7 @@
 //! the newest image as the base, the chain of wdiffs after it, the uuids — so the archive can
 //! take over from a lost one (docs/recovery.md's archive replacement, then a hash backup).
 
-use walb_core::atomic::Output;
+use walb_core::atomic::{Output, TempFile};
 use walb_core::meta;
 use walb_daemon::error::bad_state;
 use walb_daemon::{CmdError, CmdResult};
@@ -11,7 +11,7 @@ use walb_repo::{list, restore, volinfo, Repo};
 
 use crate::archive::Archive;
 use crate::store_error::StoreError;
-use crate::volume::{State, TempFile};
+use crate::volume::State;
 
 fn repo_err(e: walb_repo::Error) -> CmdError {
     CmdError::Internal(format!("repository: {e}"))

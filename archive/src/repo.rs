@@ -17,7 +17,7 @@ use walb_repo::volinfo::{self, VolInfo};
 use walb_repo::{lease, list, Repo};
 
 use crate::archive::Archive;
-use crate::volume::TempFile;
+use walb_core::atomic::TempFile;
 
 pub struct Config {
     pub repo: Repo,

@@ -22,7 +22,8 @@ use crate::archive::{Archive, Transient};
 use crate::flow::{
     admit, blocking, cmd_status, fits, from_archive, internal, uuid_of, verify_wdiff, Decision,
 };
-use crate::volume::{State, TempFile, Vol};
+use crate::volume::{State, Vol};
+use walb_core::atomic::TempFile;
 
 type Events = mpsc::Sender<Result<Event, Status>>;
 

@@ -4,7 +4,6 @@
 //! directory is the Clear state. Their failures are `StoreError`s; the checks a command makes
 //! of them (exists, state, restorable gid) answer `CmdError`s.
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use walb_core::meta::{self, MetaDiff, MetaSnap, MetaState, Restorable};
@@ -427,51 +426,10 @@ fn sync_parent(p: &Path) -> StoreResult<()> {
     }
 }
 
-/// A temporary file that is removed on drop unless `persist`ed under its final name.
-pub struct TempFile {
-    pub path: PathBuf,
-    pub file: File,
-    kept: bool,
-}
-
-impl TempFile {
-    pub fn create(path: PathBuf) -> StoreResult<TempFile> {
-        let file = File::options()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .map_err(StoreError::io(&path))?;
-        Ok(TempFile {
-            path,
-            file,
-            kept: false,
-        })
-    }
-
-    /// fsync, rename to `to`, fsync the directory.
-    pub fn persist(mut self, to: &Path) -> StoreResult<()> {
-        self.file.sync_all().map_err(|source| StoreError::Fsync {
-            path: self.path.clone(),
-            source,
-        })?;
-        std::fs::rename(&self.path, to).map_err(StoreError::io(to))?;
-        self.kept = true;
-        sync_parent(to)
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        if !self.kept {
-            let _ = std::fs::remove_file(&self.path);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs::File;
 
     /// A volume with an (empty) image at `<|0|>` and clean diffs 0→1 explicit, 1→2, 2→3
     /// explicit, 3→4 explicit: restorable 0, 1, 3, 4; 2 implicit. Only names matter here.

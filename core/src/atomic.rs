@@ -13,10 +13,65 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{IoContext, Result};
 
+/// A file under a temporary name, removed on drop unless it was given its final name
+/// (`persist`). The one temporary-file type of the project: `AtomicFile` writes through one.
+pub struct TempFile {
+    pub path: PathBuf,
+    pub file: File,
+    kept: bool,
+}
+
+impl TempFile {
+    /// Creates (or truncates) `path`, open for reading and writing.
+    pub fn create(path: PathBuf) -> Result<TempFile> {
+        let file = File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .ctx(|| format!("create {}", path.display()))?;
+        Ok(TempFile {
+            path,
+            file,
+            kept: false,
+        })
+    }
+
+    /// fsync, rename to `to`, fsync the directory of `to`.
+    pub fn persist(self, to: &Path) -> Result<()> {
+        self.sync()?;
+        self.rename(to)
+    }
+
+    fn sync(&self) -> Result<()> {
+        self.file
+            .sync_all()
+            .ctx(|| format!("fsync {}", self.path.display()))
+    }
+
+    /// Renames the (already synced) file to `to` and fsyncs the directory.
+    fn rename(mut self, to: &Path) -> Result<()> {
+        fs::rename(&self.path, to).ctx(|| format!("rename to {}", to.display()))?;
+        self.kept = true;
+        sync_dir(&parent_dir(to))
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if !self.kept {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// A file written whole under a temporary name next to `target`, then made durable and given
+/// the target's name (`commit`); dropped before that, it leaves nothing behind.
 pub struct AtomicFile {
     target: PathBuf,
-    tmp: PathBuf,
-    w: Option<BufWriter<File>>,
+    tmp: TempFile,
+    w: BufWriter<File>,
 }
 
 impl AtomicFile {
@@ -26,12 +81,15 @@ impl AtomicFile {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
-        let f = File::create(&tmp).ctx(|| format!("create {}", tmp.display()))?;
+        let tmp = TempFile::create(dir.join(format!(".{name}.tmp.{}", std::process::id())))?;
+        let f = tmp
+            .file
+            .try_clone()
+            .ctx(|| format!("open {}", tmp.path.display()))?;
         Ok(AtomicFile {
             target: target.to_path_buf(),
             tmp,
-            w: Some(BufWriter::with_capacity(1 << 20, f)),
+            w: BufWriter::with_capacity(1 << 20, f),
         })
     }
 
@@ -53,34 +111,21 @@ impl AtomicFile {
         mut self,
         before_rename: impl FnOnce(&Path) -> std::result::Result<(), E>,
     ) -> std::result::Result<(), E> {
-        let w = self.w.as_mut().expect("not committed twice");
-        w.flush().ctx(|| format!("write {}", self.tmp.display()))?;
-        w.get_ref()
-            .sync_all()
-            .ctx(|| format!("fsync {}", self.tmp.display()))?;
-        before_rename(&self.tmp)?;
-        fs::rename(&self.tmp, &self.target)
-            .ctx(|| format!("rename to {}", self.target.display()))?;
-        self.w = None;
-        Ok(sync_dir(&parent_dir(&self.target))?)
+        self.w
+            .flush()
+            .ctx(|| format!("write {}", self.tmp.path.display()))?;
+        self.tmp.sync()?;
+        before_rename(&self.tmp.path)?;
+        Ok(self.tmp.rename(&self.target)?)
     }
 }
 
 impl Write for AtomicFile {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.w.as_mut().expect("open").write(buf)
+        self.w.write(buf)
     }
     fn flush(&mut self) -> io::Result<()> {
-        self.w.as_mut().expect("open").flush()
-    }
-}
-
-impl Drop for AtomicFile {
-    fn drop(&mut self) {
-        // Not committed: nothing partial may survive.
-        if self.w.is_some() {
-            let _ = fs::remove_file(&self.tmp);
-        }
+        self.w.flush()
     }
 }
 

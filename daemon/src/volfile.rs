@@ -27,7 +27,8 @@ pub enum FileError {
 
 pub type FileResult<T> = Result<T, FileError>;
 
-fn io(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> FileError {
+/// A `FileError::Io` of `op` on `path`, for `map_err`.
+pub fn io(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> FileError {
     let path = path.to_path_buf();
     move |source| FileError::Io { op, path, source }
 }

@@ -29,17 +29,10 @@ const ARCHIVE_EXT: &str = ".archive";
 /// A failure of a volume's files: what was done, on which path, and why.
 #[derive(Debug, thiserror::Error)]
 pub enum LayoutError {
-    #[error("{op} {}: {source}", path.display())]
-    Io {
-        op: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    /// A small file (archive-info, size, started, storage).
+    /// An operation on one of its files or directories.
     #[error(transparent)]
     File(#[from] FileError),
-    /// A directory fsync.
+    /// A directory fsync, or the received diff's file (core's `atomic`).
     #[error(transparent)]
     Sync(#[from] walb_core::Error),
     /// A small file holds what it must not (`what`: which file).
@@ -63,10 +56,10 @@ impl From<LayoutError> for CmdError {
     }
 }
 
-/// An `Io` of `op` on `path`, for `map_err`.
+/// A `FileError::Io` of `op` on `path`, for `map_err`.
 fn io(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> LayoutError {
-    let path = path.to_path_buf();
-    move |source| LayoutError::Io { op, path, source }
+    let f = volfile::io(op, path);
+    move |source| LayoutError::File(f(source))
 }
 
 /// A diff waiting in a directory: its file and metadata (data_size = file size).

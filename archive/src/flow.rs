@@ -1,16 +1,22 @@
 //! What the archive's receiving flows share (full sync and wdiff transfer in `service`, hash
 //! sync in `hashsync`, replication into this archive through all three): admission of a flow
-//! under the volume's lock, the size check with autoresize, the check of a received wdiff, and
+//! under the volume's lock, the size check with autoresize, the chunks written into a temporary file, the check of a
+//! received wdiff, and
 //! the conversions of their errors to statuses.
 
+use std::os::unix::fs::FileExt;
 use std::path::Path;
+use std::sync::Arc;
 
-use tonic::Status;
+use tonic::{Status, Streaming};
+use walb_core::atomic::TempFile;
 use walb_core::wdiff::{Kind, WdiffReader};
 use walb_core::Uuid;
-use walb_proto::Open;
+use walb_proto::flow::next_frame;
+use walb_proto::wire::check_chunk;
+use walb_proto::{frame, Commit, Frame, Open};
 
-use crate::archive::{Archive, Transient, TransientGuard};
+use crate::archive::{Archive, Entry, Transient, TransientGuard};
 use crate::volume::Vol;
 
 pub(crate) fn internal(e: impl std::fmt::Display) -> Status {
@@ -33,6 +39,49 @@ pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, Status> + Send + 'static,
 ) -> Result<T, Status> {
     tokio::task::spawn_blocking(f).await.map_err(internal)?
+}
+
+/// Writes a flow's chunks into `tmp` from byte `off` on as they arrive (each chunk's crc32
+/// checked, its bytes counted as the volume's received) until Commit, or until the volume is
+/// stopped by force; returns the Commit, the file and the offset after the last chunk.
+pub(crate) async fn receive_chunks(
+    a: &Archive,
+    entry: &Entry,
+    vol: &str,
+    input: &mut Streaming<Frame>,
+    tmp: TempFile,
+    mut off: u64,
+    what: &str,
+) -> Result<(Commit, TempFile, u64), Status> {
+    let tmp = Arc::new(tmp);
+    let commit = loop {
+        let next = tokio::select! {
+            f = next_frame(input, "Chunk or Commit") => f?,
+            _ = entry.aborted() => return Err(Status::aborted("the volume was stopped by force")),
+        };
+        match next {
+            frame::Kind::Chunk(c) => {
+                let data = check_chunk(&c)
+                    .map_err(|e| Status::data_loss(format!("{what} chunk at byte {off}: {e}")))?
+                    .clone();
+                a.count_received(vol, data.len());
+                let (t, at, n) = (tmp.clone(), off, data.len() as u64);
+                blocking(move || t.file.write_all_at(&data, at).map_err(internal)).await?;
+                off += n;
+            }
+            frame::Kind::Commit(c) => break c,
+            _ => {
+                return Err(Status::invalid_argument(format!(
+                    "{what} takes Chunk or Commit"
+                )))
+            }
+        }
+    };
+    Ok((
+        commit,
+        Arc::into_inner(tmp).expect("no write in flight"),
+        off,
+    ))
 }
 
 /// What a flow's checks decide: the transient to start, or the rejection word.

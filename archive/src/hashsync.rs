@@ -15,14 +15,13 @@ use walb_core::wdiff::header::FILE_HEADER_SIZE;
 use walb_core::wdiff::sorted::end_pack;
 use walb_core::wdiff::{FileHeader, Kind};
 use walb_core::LBS;
-use walb_proto::flow::next_frame;
 use walb_proto::hashflow::HashBatcher;
-use walb_proto::wire::check_chunk;
 use walb_proto::{hash_event, Accept, Ack, Frame, HashEvent, Open};
 
 use crate::archive::{Archive, Transient};
 use crate::flow::{
-    admit, blocking, cmd_status, fits, from_archive, internal, uuid_of, verify_wdiff,
+    admit, blocking, cmd_status, fits, from_archive, internal, receive_chunks, uuid_of,
+    verify_wdiff,
 };
 use crate::image;
 use crate::volume::State;
@@ -97,28 +96,10 @@ pub async fn hash_sync_flow(
     });
 
     // Packs follow a placeholder file header, written once the uuid is known.
-    let tmp = Arc::new(TempFile::create(vol.temp_path("hashsync")).map_err(cmd_status)?);
-    let mut off = FILE_HEADER_SIZE as u64;
-    let commit = loop {
-        let next = tokio::select! {
-            f = next_frame(&mut input, "Chunk or Commit") => f?,
-            _ = entry.aborted() => return Err(Status::aborted("the volume was stopped by force")),
-        };
-        match next {
-            walb_proto::frame::Kind::Chunk(c) => {
-                let data = check_chunk(&c)
-                    .map_err(|e| Status::data_loss(format!("hash sync chunk at byte {off}: {e}")))?
-                    .clone();
-                a.count_received(&vol.name, data.len());
-                let t = tmp.clone();
-                let at = off;
-                blocking(move || t.file.write_all_at(&data, at).map_err(internal)).await?;
-                off += c.data.len() as u64;
-            }
-            walb_proto::frame::Kind::Commit(c) => break c,
-            _ => return Err(Status::invalid_argument("hash sync takes Chunk or Commit")),
-        }
-    };
+    let tmp = TempFile::create(vol.temp_path("hashsync")).map_err(cmd_status)?;
+    let off = FILE_HEADER_SIZE as u64;
+    let (commit, tmp, off) =
+        receive_chunks(&a, &entry, &vol.name, &mut input, tmp, off, "hash sync").await?;
     hasher
         .await
         .map_err(internal)?
@@ -142,7 +123,6 @@ pub async fn hash_sync_flow(
     diff.is_mergeable = !from_archive && !snap_from.is_clean();
     diff.is_comp_diff = from_archive;
     diff.timestamp = open.cur_time;
-    let tmp = Arc::into_inner(tmp).expect("no write in flight");
     let size_lb = vol.size_lb().map_err(cmd_status)?;
     let tmp = blocking(move || {
         let h = FileHeader {

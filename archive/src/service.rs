@@ -15,12 +15,13 @@ use walb_core::{Uuid, LBS};
 use walb_proto::archive_server::Archive as ArchiveSvc;
 use walb_proto::bulk::decode;
 use walb_proto::flow::next_frame;
-use walb_proto::wire::{accept, ack, check_chunk, reject};
+use walb_proto::wire::{accept, ack, reject};
 use walb_proto::{frame, Event, Frame, HashEvent, Open};
 
 use crate::archive::{Archive, Transient};
 use crate::flow::{
-    admit, blocking, cmd_status, fits, from_archive, internal, uuid_of, verify_wdiff, Decision,
+    admit, blocking, cmd_status, fits, from_archive, internal, receive_chunks, uuid_of,
+    verify_wdiff, Decision,
 };
 use crate::volume::{State, Vol};
 use walb_core::atomic::TempFile;
@@ -177,33 +178,9 @@ async fn wdiff_flow(
     send(&tx, accept()).await?;
     tracing::debug!(vol = %vol.name, "receiving wdiff {diff}");
 
-    let tmp = Arc::new(TempFile::create(vol.temp_path("wdiff")).map_err(cmd_status)?);
-    let mut off = 0u64;
-    loop {
-        let next = tokio::select! {
-            f = next_frame(&mut input, "Chunk or Commit") => f?,
-            _ = entry.aborted() => return Err(Status::aborted("the volume was stopped by force")),
-        };
-        match next {
-            frame::Kind::Chunk(c) => {
-                let data = check_chunk(&c)
-                    .map_err(|e| Status::data_loss(format!("wdiff chunk at byte {off}: {e}")))?
-                    .clone();
-                a.count_received(&vol.name, data.len());
-                let t = tmp.clone();
-                let at = off;
-                blocking(move || t.file.write_all_at(&data, at).map_err(internal)).await?;
-                off += c.data.len() as u64;
-            }
-            frame::Kind::Commit(_) => break,
-            _ => {
-                return Err(Status::invalid_argument(
-                    "wdiff transfer takes Chunk or Commit",
-                ))
-            }
-        }
-    }
-    let tmp = Arc::into_inner(tmp).expect("no write in flight");
+    let tmp = TempFile::create(vol.temp_path("wdiff")).map_err(cmd_status)?;
+    let (_, tmp, off) =
+        receive_chunks(&a, &entry, &vol.name, &mut input, tmp, 0, "wdiff transfer").await?;
     let size_lb = vol.size_lb().map_err(cmd_status)?;
     let tmp = blocking(move || {
         tmp.file.sync_all().map_err(internal)?;

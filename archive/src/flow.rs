@@ -1,8 +1,8 @@
 //! What the archive's receiving flows share (full sync and wdiff transfer in `service`, hash
 //! sync in `hashsync`, replication into this archive through all three): admission of a flow
-//! under the volume's lock, the size check with autoresize, the chunks written into a temporary file, the check of a
-//! received wdiff, and
-//! the conversions of their errors to statuses.
+//! under the volume's lock, the size check with autoresize, the chunks written into a
+//! temporary file, the check of a received wdiff, and the conversions of their errors to
+//! statuses.
 
 use std::os::unix::fs::FileExt;
 use std::path::Path;

@@ -18,7 +18,7 @@ use walb_proto::storage_client::StorageClient;
 use walb_proto::{frame, Frame, Open};
 use walb_tests::certs::Certs;
 use walb_tests::cluster::{file_hash, Cluster, Spec};
-use walb_tests::daemon::Daemon;
+use walb_tests::daemon::{free_addr, Daemon};
 use walb_tests::{bin, run};
 
 #[test]
@@ -334,10 +334,8 @@ const TRIO: [(&str, &str); 3] = [("storage", "s0"), ("proxy", "p0"), ("archive",
 
 fn trio(archive_extra: &[&str]) -> Trio {
     let dir = tempfile::tempdir().unwrap();
-    let addrs: std::collections::BTreeMap<_, _> = TRIO
-        .iter()
-        .map(|(_, id)| (*id, format!("127.0.0.1:{}", walb_tests::db::free_port())))
-        .collect();
+    let addrs: std::collections::BTreeMap<_, _> =
+        TRIO.iter().map(|(_, id)| (*id, free_addr())).collect();
     let layout = dir.path().join("layout.toml");
     let text: String = TRIO
         .iter()
@@ -1119,7 +1117,7 @@ fn tls_connections_over_the_limit_are_closed() {
     use std::io::Read;
 
     let dir = tempfile::tempdir().unwrap();
-    let local = format!("127.0.0.1:{}", walb_tests::db::free_port());
+    let local = free_addr();
     let flags = ["--max-connections".to_string(), "2".to_string()];
     let (_a0, _) = start(archive_cmd(dir.path(), &local, &flags), &[]);
     // Two connections that are served (the server's HTTP/2 SETTINGS arrive); the one walbc

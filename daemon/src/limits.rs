@@ -142,17 +142,43 @@ impl FlowGuard {
         let (_, limit) = flow_limits();
         let first = tokio::time::timeout(limit, next_frame(input, "Open"))
             .await
-            .map_err(|_| {
-                Status::deadline_exceeded(format!(
-                    "{}: no Open within {limit:?} (--open-timeout-secs)",
-                    self.peer
-                ))
-            })??;
+            .map_err(|_| self.no_open(limit))??;
         let frame::Kind::Open(open) = first else {
             return Err(Status::invalid_argument("the first frame must be Open"));
         };
         self.check_open(&open.host_type)?;
         Ok(open)
+    }
+
+    /// After an acknowledged transfer, for flows that carry several one after the other: the
+    /// next transfer's Open on the same stream, or `None` when the sender ended the stream.
+    pub async fn read_next_open(
+        &self,
+        input: &mut Streaming<Frame>,
+    ) -> Result<Option<Open>, Status> {
+        let (_, limit) = flow_limits();
+        let next = tokio::time::timeout(limit, input.message())
+            .await
+            .map_err(|_| self.no_open(limit))??;
+        match next {
+            None => Ok(None),
+            Some(Frame {
+                kind: Some(frame::Kind::Open(open)),
+            }) => {
+                self.check_open(&open.host_type)?;
+                Ok(Some(open))
+            }
+            Some(_) => Err(Status::invalid_argument(
+                "after an Ack the next frame must be Open, or the stream must end",
+            )),
+        }
+    }
+
+    fn no_open(&self, limit: Duration) -> Status {
+        Status::deadline_exceeded(format!(
+            "{}: no Open within {limit:?} (--open-timeout-secs)",
+            self.peer
+        ))
     }
 
     /// Checks the host type the flow's Open announces: one of the flow's senders, and with

@@ -3,6 +3,7 @@
 
 use crate::{event, frame, Event, Frame};
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Streaming;
 
@@ -22,10 +23,17 @@ impl From<tonic::Status> for FlowError {
     }
 }
 
+type Answer = Result<tonic::Response<Streaming<Event>>, tonic::Status>;
+
 /// The frame sender and event stream of an opened flow.
 pub struct Flow {
     pub tx: mpsc::Sender<Frame>,
-    events: Streaming<Event>,
+    /// The receiver's events, once its answer came.
+    events: Option<Streaming<Event>>,
+    /// The call still waiting for the receiver's answer (a started flow).
+    calling: Option<JoinHandle<Answer>>,
+    /// The receiver's Accept was read.
+    accepted: bool,
 }
 
 impl Flow {
@@ -34,23 +42,75 @@ impl Flow {
     pub async fn open<F, Fut>(open: Frame, call: F) -> Result<Flow, FlowError>
     where
         F: FnOnce(ReceiverStream<Frame>) -> Fut,
-        Fut: std::future::Future<Output = Result<tonic::Response<Streaming<Event>>, tonic::Status>>,
+        Fut: std::future::Future<Output = Answer>,
     {
         let (tx, rx) = mpsc::channel(8);
         tx.send(open)
             .await
             .map_err(|_| FlowError::Transport("flow closed".into()))?;
         let events = call(ReceiverStream::new(rx)).await?.into_inner();
-        let mut flow = Flow { tx, events };
-        match flow.next().await? {
-            event::Kind::Accept(_) => Ok(flow),
+        let mut flow = Flow {
+            tx,
+            events: Some(events),
+            calling: None,
+            accepted: false,
+        };
+        flow.expect_accept().await?;
+        Ok(flow)
+    }
+
+    /// Starts a flow with `open` through `call` and returns at once: the frames sent next
+    /// follow the Open without waiting a round trip for the receiver's answer (docs/formats.md
+    /// §7.4). A Reject then shows in the first `send` after the receiver ended the flow, or in
+    /// `commit`. For transfers the receiver rarely refuses, across links where a round trip
+    /// costs more than the data it could carry.
+    pub fn start<F, Fut>(open: Frame, call: F) -> Flow
+    where
+        F: FnOnce(ReceiverStream<Frame>) -> Fut,
+        Fut: std::future::Future<Output = Answer> + Send + 'static,
+    {
+        let (tx, rx) = mpsc::channel(8);
+        tx.try_send(open)
+            .expect("a new channel has room for the Open");
+        Flow {
+            tx,
+            events: None,
+            calling: Some(tokio::spawn(call(ReceiverStream::new(rx)))),
+            accepted: false,
+        }
+    }
+
+    async fn expect_accept(&mut self) -> Result<(), FlowError> {
+        match self.next().await? {
+            event::Kind::Accept(_) => {
+                self.accepted = true;
+                Ok(())
+            }
             event::Kind::Reject(r) => Err(FlowError::Rejected(r)),
             event::Kind::Ack(_) => Err(FlowError::Transport("ack before data".into())),
         }
     }
 
+    /// The receiver's next event after its Accept.
+    async fn next_accepted(&mut self) -> Result<event::Kind, FlowError> {
+        if !self.accepted {
+            self.expect_accept().await?;
+        }
+        self.next().await
+    }
+
     async fn next(&mut self) -> Result<event::Kind, FlowError> {
-        self.events
+        if let Some(call) = self.calling.take() {
+            let answer = call
+                .await
+                .map_err(|e| FlowError::Transport(format!("flow call: {e}")))??;
+            self.events = Some(answer.into_inner());
+        }
+        let events = self
+            .events
+            .as_mut()
+            .ok_or_else(|| FlowError::Transport("the flow's call failed".into()))?;
+        events
             .message()
             .await?
             .and_then(|e| e.kind)
@@ -63,7 +123,7 @@ impl Flow {
         if self.tx.send(f).await.is_ok() {
             return Ok(());
         }
-        Err(match self.next().await {
+        Err(match self.next_accepted().await {
             Ok(event::Kind::Reject(r)) => FlowError::Rejected(r),
             Ok(k) => FlowError::Transport(format!("receiver closed the flow after {k:?}")),
             Err(e) => e,
@@ -81,10 +141,29 @@ impl Flow {
     /// Sends the commit and waits for the Ack (the receiver made it durable).
     pub async fn commit(mut self, commit: Frame) -> Result<(), FlowError> {
         self.send(commit).await?;
-        match self.next().await? {
-            event::Kind::Ack(_) => Ok(()),
+        self.acked().await
+    }
+
+    /// Waits for the Ack of the oldest transfer of the flow not yet acknowledged (its Accept
+    /// first, when not read yet). A flow that carries several transfers one after the other
+    /// (another Open sent after a Commit, docs/formats.md §7.4) reads their Acks in turn.
+    pub async fn acked(&mut self) -> Result<(), FlowError> {
+        match self.next_accepted().await? {
+            event::Kind::Ack(_) => {
+                self.accepted = false;
+                Ok(())
+            }
             event::Kind::Reject(r) => Err(FlowError::Rejected(r)),
             event::Kind::Accept(_) => Err(FlowError::Transport("accept instead of ack".into())),
+        }
+    }
+}
+
+impl Drop for Flow {
+    /// A flow given up before the receiver answered ends its call too.
+    fn drop(&mut self) {
+        if let Some(call) = &self.calling {
+            call.abort();
         }
     }
 }

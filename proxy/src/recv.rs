@@ -1,6 +1,7 @@
 //! wlog receive (docs/formats.md §7.4): the `Proxy.WlogTransfer` service. Open → Accept | Reject
 //! (`not-found`, `stopped`, `wlog-recv`, `no-space`: less free disk than the announced log) →
-//! Chunk* (a wlog file) → Commit{clean MetaDiff} → Ack.
+//! Chunk* (a wlog file) → Commit{clean MetaDiff} → Ack, then another Open of the same volume
+//! (the next wlog, sent before this Ack came) or the end of the stream.
 //! The wlog is converted as it arrives: a thread parses the chunks (every pack and record
 //! checksum verified) and writes the indexed wdiff, so no byte of the wlog is written to disk.
 //! At Commit the wdiff is made durable and registered before the Ack. Anything else (an
@@ -142,22 +143,47 @@ fn check_storage(vol: &Vol, flow: &FlowGuard) -> Result<(), Status> {
     }
 }
 
+/// The transfers of one stream: after each Ack the storage may send the next wlog of the
+/// same volume (another Open) or end the stream; a rejection ends it.
 async fn receive(
     proxy: Arc<Proxy>,
     flow: FlowGuard,
     mut input: Streaming<Frame>,
     tx: Events,
 ) -> Result<(), Status> {
-    let open = flow.read_open(&mut input).await?;
-    let ann = check_open(&open)?;
-    if let Ok(v) = proxy.vol(&open.vol) {
-        check_storage(&v, &flow)?;
+    let mut open = flow.read_open(&mut input).await?;
+    while receive_wlog(&proxy, &flow, &mut input, &tx, &open).await? {
+        match flow.read_next_open(&mut input).await? {
+            None => break,
+            Some(next) if next.vol == open.vol => open = next,
+            Some(next) => {
+                return Err(Status::invalid_argument(format!(
+                    "a stream carries the wlogs of one volume: {} after {}",
+                    next.vol, open.vol
+                )))
+            }
+        }
     }
-    let (guard, abort) = match begin(&proxy, &open.vol) {
+    Ok(())
+}
+
+/// One wlog: Accept, chunks, Commit, the diff registered, Ack; false when it was refused.
+async fn receive_wlog(
+    proxy: &Arc<Proxy>,
+    flow: &FlowGuard,
+    input: &mut Streaming<Frame>,
+    tx: &Events,
+    open: &Open,
+) -> Result<bool, Status> {
+    let ann = check_open(open)?;
+    if let Ok(v) = proxy.vol(&open.vol) {
+        check_storage(&v, flow)?;
+    }
+    let (guard, abort) = match begin(proxy, &open.vol) {
         Ok(g) => g,
         Err(word) => {
             tracing::info!(vol = %open.vol, "wlog transfer rejected: {word}");
-            return send(&tx, reject(word)).await;
+            return send(tx, reject(word)).await.map(|()| false);
         }
     };
     let vol = guard.0.clone();
@@ -166,19 +192,19 @@ async fn receive(
             .map_err(|e| Status::internal(format!("statvfs {}: {e}", vol.dir.dir.display())))?;
         if free < need {
             tracing::warn!(vol = %vol.name, "wlog transfer rejected: {free} bytes free, {need} announced");
-            return send(&tx, reject("no-space")).await;
+            return send(tx, reject("no-space")).await.map(|()| false);
         }
     }
     let file = tokio::task::block_in_place(|| vol.dir.incoming()).map_err(CmdError::from)?;
     let (chunks, rx) = mpsc::channel::<Bytes>(IN_FLIGHT_CHUNKS);
     let max_bytes = ann.max_bytes;
     let converter = tokio::task::spawn_blocking(move || convert(rx, file, &ann));
-    send(&tx, accept()).await?;
+    send(tx, accept()).await?;
 
     // However the chunks end (Commit, an error, stop force), the converter is told the input
     // ended (its channel closed) and waited for, so no file of this transfer outlives it
     // unregistered.
-    let received = receive_chunks(&mut input, &abort, &vol.name, max_bytes, chunks).await;
+    let received = receive_chunks(input, &abort, &vol.name, max_bytes, chunks).await;
     let converted = converter
         .await
         .map_err(|e| Status::internal(format!("convert task: {e}")))?;
@@ -211,7 +237,7 @@ async fn receive(
         tracing::info!(vol = %vol.name, "{diff} is already held; not queued again");
     }
     drop(guard);
-    send(&tx, ack()).await
+    send(tx, ack()).await.map(|()| true)
 }
 
 /// Chunks of the wlog handed to the converter at once: the memory one transfer holds.

@@ -63,14 +63,11 @@ pub async fn send_diffs(
         diff: merged.to_bytes().into(),
         ..Default::default()
     };
-    let flow = match Flow::open(wire::frame(frame::Kind::Open(open)), |s| {
-        client.wdiff_transfer(s)
-    })
-    .await
-    {
-        Ok(f) => f,
-        Err(e) => return outcome(e),
-    };
+    // The merged diff follows the Open at once; a refusal ends the production when the
+    // archive ends the flow, and `commit` reads the word.
+    let flow = Flow::start(wire::frame(frame::Kind::Open(open)), move |s| async move {
+        client.wdiff_transfer(s).await
+    });
     let chunk_tx = flow.tx.clone();
     let produced =
         tokio::task::spawn_blocking(move || produce(readers.1, uuid, cmpr, chunk_tx)).await;
@@ -82,8 +79,9 @@ pub async fn send_diffs(
                 .commit(wire::frame(frame::Kind::Commit(Commit::default())))
                 .await
             {
+                Err(FlowError::Rejected(word)) => Outcome::Rejected(word),
                 Err(FlowError::Transport(st)) => Outcome::Failed(format!("{e} ({st})")),
-                _ => Outcome::Failed(e),
+                Ok(()) => Outcome::Failed(e),
             }
         }
         Err(e) => return Outcome::Failed(format!("merge task: {e}")),

@@ -5,11 +5,13 @@
 //! an idle volume costs nothing between polls; at most `--max-transfers` wlogs are on their
 //! way at once, taken in turn.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
+use tokio::sync::SemaphorePermit;
 use walb_core::meta::{transfer_end, transfer_end_gid, MetaDiff, MetaLsidGid, MetaSnap};
 use walb_core::wlog::{WlogHeader, WlogWriter};
 use walb_core::Lsid;
@@ -79,6 +81,7 @@ fn to_wake(m: &Meta, dev: &DevStatus, before: Option<&DevStatus>) -> bool {
 /// failures (the poller's wake-ups wait the back-off out).
 pub async fn run(st: Arc<Storage>, vol: Arc<Vol>, shutdown: Shutdown) {
     let mut backoff = walb_daemon::backoff::Backoff::default();
+    let mut session = None;
     loop {
         let retry = backoff.wait();
         tokio::select! {
@@ -88,14 +91,16 @@ pub async fn run(st: Arc<Storage>, vol: Arc<Vol>, shutdown: Shutdown) {
             _ = shutdown.stopping() => return,
         }
         loop {
-            match step(&st, &vol).await {
+            match step(&st, &vol, &mut session).await {
                 Ok(true) if !shutdown.is_stopping() => continue,
                 Ok(true) => return,
                 Ok(false) => {
+                    session = None;
                     backoff.reset();
                     break;
                 }
                 Err(e) => {
+                    session = None;
                     let wait = backoff.failed();
                     tracing::warn!(vol = vol.name, "wlog transfer: {e}; retry in {wait:?}");
                     st.metrics.transfer_errors.inc_by(&[("vol", &vol.name)], 1);
@@ -106,8 +111,37 @@ pub async fn run(st: Arc<Storage>, vol: Arc<Vol>, shutdown: Shutdown) {
     }
 }
 
-/// One transfer if there is one to do; true when more may follow at once.
-async fn step(st: &Storage, vol: &Vol) -> CmdResult<bool> {
+/// The wlogs of a volume on their way to one proxy: one flow carries them one after the
+/// other, the next sent while the proxy makes the previous one durable, so a long link does
+/// not idle a round trip per wlog (docs/formats.md §7.4). It lasts while there is more to
+/// ship and ends when the volume is idle or on a failure; the done record moves only on
+/// Acks, so what was not acknowledged is sent again.
+struct Session<'a> {
+    proxy: String,
+    flow: Flow,
+    /// Sent, not acknowledged yet, oldest first.
+    unacked: VecDeque<Shipped>,
+    /// The volume's `--max-transfers` slot while the session lasts.
+    _slot: SemaphorePermit<'a>,
+}
+
+/// Wlogs a session has sent before it waits for the oldest one's Ack.
+const UNACKED: usize = 2;
+
+/// One wlog sent: the done record it continues and the one its Ack makes.
+struct Shipped {
+    from: MetaLsidGid,
+    to: MetaLsidGid,
+    bytes: u64,
+    sent: Instant,
+}
+
+/// One transfer if there is one to do, or one Ack awaited; true when more may follow at once.
+async fn step<'a>(
+    st: &'a Storage,
+    vol: &Vol,
+    session: &mut Option<Session<'a>>,
+) -> CmdResult<bool> {
     let meta = vol.meta.lock().await.clone();
     let dev = match meta.state {
         State::Target | State::Standby => st.wdevd.status(&meta.wdev).await?,
@@ -136,24 +170,39 @@ async fn step(st: &Storage, vol: &Vol) -> CmdResult<bool> {
     // Logs shipped before the last checkpoint may be freed only now.
     free_logs(st, &meta.wdev, meta.done.lsid.0, &dev).await?;
     let max_pb = st.max_wlog_send_pb(dev.pbs);
-    take_implicit_snapshot(st, vol, dev.permanent, max_pb).await?;
-    // A slot for the whole transfer: at most `--max-transfers` wlogs in memory and on the
+    let last_sent = session
+        .as_ref()
+        .and_then(|s| s.unacked.back())
+        .map(|s| s.to);
+    take_implicit_snapshot(st, vol, dev.permanent, max_pb, last_sent).await?;
+    // A slot for the session: at most `--max-transfers` volumes' wlogs in memory and on the
     // way; the volumes waiting take their turns in order. What is due is read once it is held.
-    let _slot = st
-        .transfers
-        .acquire()
-        .await
-        .expect("transfer slots stay open");
-    let meta = vol.meta.lock().await.clone();
-    let Some(end) = transfer_end(&meta.done, &meta.queue, Lsid(dev.permanent), max_pb) else {
-        return Ok(false);
+    let slot = match session {
+        Some(_) => None,
+        None => Some(
+            st.transfers
+                .acquire()
+                .await
+                .expect("transfer slots stay open"),
+        ),
     };
-    if end.rec_e.lsid > Lsid(dev.permanent) {
+    let meta = vol.meta.lock().await.clone();
+    // Transfers continue from the last wlog sent, acknowledged or not.
+    let from = last_sent.unwrap_or(meta.done);
+    let queue: Vec<MetaLsidGid> = meta
+        .queue
+        .iter()
+        .filter(|r| r.gid > from.gid)
+        .copied()
+        .collect();
+    let end = transfer_end(&from, &queue, Lsid(dev.permanent), max_pb)
         // Its logs are not permanent yet (a snapshot taken just before a WAL reset). A
         // transfer cut short here could take an intermediate gid the snapshot owns.
-        return Ok(false);
-    }
-    let (begin, limit) = (meta.done.lsid.0, end.lsid_limit.0);
+        .filter(|end| end.rec_e.lsid <= Lsid(dev.permanent));
+    let Some(end) = end else {
+        return settle(st, vol, &meta.wdev, session).await;
+    };
+    let (begin, limit) = (from.lsid.0, end.lsid_limit.0);
     if meta.state != State::Target || limit < begin {
         // A backup reset the volume while this step ran (the device status is older than
         // the done record): nothing to ship until the next step.
@@ -163,9 +212,9 @@ async fn step(st: &Storage, vol: &Vol) -> CmdResult<bool> {
     let (wlog, lsid_e) = tokio::task::spawn_blocking(move || extract(&ldev, begin, limit))
         .await
         .map_err(|e| CmdError::Internal(format!("extract task: {e}")))??;
-    let gid_e = transfer_end_gid(&meta.done, &end, Lsid(lsid_e));
-    let mut diff = MetaDiff::new(MetaSnap::clean(meta.done.gid), MetaSnap::clean(gid_e))?;
-    diff.is_mergeable = meta.done.is_mergeable;
+    let gid_e = transfer_end_gid(&from, &end, Lsid(lsid_e));
+    let mut diff = MetaDiff::new(MetaSnap::clean(from.gid), MetaSnap::clean(gid_e))?;
+    diff.is_mergeable = from.is_mergeable;
     diff.timestamp = end.rec_e.timestamp;
     let open = Open {
         vol: vol.name.clone(),
@@ -177,12 +226,10 @@ async fn step(st: &Storage, vol: &Vol) -> CmdResult<bool> {
         max_log_pb: limit - begin,
         ..Default::default()
     };
-    let bytes = wlog.bytes.len() as u64;
-    let proxy = send_to_first_proxy(st, open, wlog.bytes, diff.to_bytes()).await?;
     let reached = lsid_e == end.rec_e.lsid.0;
-    {
-        let mut m = vol.meta.lock().await;
-        m.done = MetaLsidGid {
+    let shipped = Shipped {
+        from,
+        to: MetaLsidGid {
             is_mergeable: if reached {
                 end.rec_e.is_mergeable
             } else {
@@ -191,24 +238,106 @@ async fn step(st: &Storage, vol: &Vol) -> CmdResult<bool> {
             timestamp: end.rec_e.timestamp,
             lsid: Lsid(lsid_e),
             gid: gid_e,
-        };
-        m.queue.retain(|r| r.gid > gid_e);
+        },
+        bytes: wlog.bytes.len() as u64,
+        sent: Instant::now(),
+    };
+    let diff = diff.to_bytes();
+    match session {
+        Some(s) => {
+            let sent = send_wlog(&mut s.flow, open, wlog.bytes, diff).await;
+            sent.map_err(|e| flow_failed(st, &s.proxy, e))?;
+            s.unacked.push_back(shipped);
+            if s.unacked.len() >= UNACKED {
+                return settle(st, vol, &meta.wdev, session).await;
+            }
+            Ok(true)
+        }
+        None => {
+            // A session's first wlog waits for its Ack, so that a proxy that refuses it
+            // hands the volume to the next one at once.
+            let (proxy, flow) = open_session(st, open, wlog.bytes, diff).await?;
+            let slot = slot.expect("a slot is taken for a new session");
+            let applied = apply(st, vol, &meta.wdev, shipped).await?;
+            *session = applied.then_some(Session {
+                proxy,
+                flow,
+                unacked: VecDeque::new(),
+                _slot: slot,
+            });
+            Ok(applied)
+        }
+    }
+}
+
+/// Nothing more to send now: waits for the oldest unacknowledged wlog's Ack and applies it;
+/// false when none was left (the session ends).
+async fn settle(
+    st: &Storage,
+    vol: &Vol,
+    wdev: &str,
+    session: &mut Option<Session<'_>>,
+) -> CmdResult<bool> {
+    let Some(s) = session.as_mut() else {
+        return Ok(false);
+    };
+    let Some(shipped) = s.unacked.pop_front() else {
+        return Ok(false);
+    };
+    let acked = s.flow.acked().await;
+    acked.map_err(|e| flow_failed(st, &s.proxy, e))?;
+    apply(st, vol, wdev, shipped).await
+}
+
+/// After a proxy's Ack: advances the done record, counts the transfer and frees what may be
+/// freed. False when a backup reset the volume meanwhile (the done record is no longer the
+/// one the wlog continued): the session ends and nothing is applied.
+async fn apply(st: &Storage, vol: &Vol, wdev: &str, s: Shipped) -> CmdResult<bool> {
+    {
+        let mut m = vol.meta.lock().await;
+        if m.done != s.from {
+            tracing::info!(
+                vol = vol.name,
+                "the volume was reset while gid {} → {} was on its way",
+                s.from.gid.0,
+                s.to.gid.0
+            );
+            return Ok(false);
+        }
+        m.done = s.to;
+        m.queue.retain(|r| r.gid > s.to.gid);
         save(&vol.dir, &m)?;
     }
+    st.metrics.all.transfer("wlog-transfer", s.sent.elapsed());
     tracing::debug!(
         vol = vol.name,
-        proxy,
-        "shipped lsid {begin}..{lsid_e} as gid {} → {}",
-        meta.done.gid,
-        gid_e.0
+        "shipped lsid {}..{} as gid {} → {}",
+        s.from.lsid.0,
+        s.to.lsid.0,
+        s.from.gid.0,
+        s.to.gid.0
     );
-    walb_daemon::transfers::record("shipped wlogs", &vol.name, bytes, meta.done.gid.0, gid_e.0);
+    walb_daemon::transfers::record(
+        "shipped wlogs",
+        &vol.name,
+        s.bytes,
+        s.from.gid.0,
+        s.to.gid.0,
+    );
     let l = [("vol", vol.name.as_str())];
-    st.metrics.bytes_shipped.inc_by(&l, bytes);
-    st.metrics.done_gid.set(&l, gid_e.0);
-    let dev = st.wdevd.status(&meta.wdev).await?;
-    free_logs(st, &meta.wdev, lsid_e, &dev).await?;
-    Ok(lsid_e < dev.permanent)
+    st.metrics.bytes_shipped.inc_by(&l, s.bytes);
+    st.metrics.done_gid.set(&l, s.to.gid.0);
+    let dev = st.wdevd.status(wdev).await?;
+    free_logs(st, wdev, s.to.lsid.0, &dev).await?;
+    Ok(true)
+}
+
+/// A session's failure: a proxy that could not be reached goes to the end of the order.
+fn flow_failed(st: &Storage, proxy: &str, e: FlowError) -> CmdError {
+    if matches!(e, FlowError::Transport(_)) {
+        st.proxy_down(proxy);
+    }
+    CmdError::Internal(format!("{proxy}: {e}"))
 }
 
 /// Frees the logs below `done` that wdevd allows freeing (up to its last checkpoint). When
@@ -227,17 +356,21 @@ async fn free_logs(st: &Storage, wdev: &str, done: u64, dev: &DevStatus) -> CmdR
     Ok(())
 }
 
-/// Queues a mergeable snapshot at `permanent` when new logs wait and either the queue is
-/// empty or its newest record is older than the snapshot interval.
+/// Queues a mergeable snapshot at `permanent` when new logs wait and either no record waits
+/// to be sent or the newest is older than the snapshot interval.
 async fn take_implicit_snapshot(
     st: &Storage,
     vol: &Vol,
     permanent: u64,
     max_pb: u64,
+    last_sent: Option<MetaLsidGid>,
 ) -> CmdResult<()> {
     let mut m = vol.meta.lock().await;
     let pre = *m.queue.last().unwrap_or(&m.done);
-    let due = m.queue.is_empty() || pre.timestamp + st.snapshot_interval.as_secs() <= now();
+    // Records already sent and waiting for their Ack count as shipped.
+    let sent = last_sent.unwrap_or(m.done);
+    let waiting = m.queue.iter().any(|r| r.gid > sent.gid);
+    let due = !waiting || pre.timestamp + st.snapshot_interval.as_secs() <= now();
     if permanent > pre.lsid.0 && due {
         m.queue_snapshot(permanent, true, max_pb);
         save(&vol.dir, &m)?;
@@ -301,28 +434,21 @@ pub fn extract(ldev: &Path, begin: u64, limit: u64) -> CmdResult<(Wlog, u64)> {
 }
 
 /// Sends the wlog to the proxies in priority order, those that failed lately last; the
-/// first that accepts and acks wins. Returns its address.
-async fn send_to_first_proxy(
+/// first that accepts and acks it carries the session. Returns its address and the flow.
+async fn open_session(
     st: &Storage,
     open: Open,
     wlog: Bytes,
     diff: Vec<u8>,
-) -> CmdResult<String> {
+) -> CmdResult<(String, Flow)> {
     let mut why = Vec::new();
     for p in st.proxy_order() {
-        let t0 = std::time::Instant::now();
-        match send_wlog(&p, open.clone(), wlog.clone(), diff.clone()).await {
-            Ok(()) => {
-                st.metrics.all.transfer("wlog-transfer", t0.elapsed());
+        match first_wlog(&p, open.clone(), wlog.clone(), diff.clone()).await {
+            Ok(flow) => {
                 st.proxy_up(&p);
-                return Ok(p);
+                return Ok((p, flow));
             }
-            Err(e) => {
-                if matches!(e, FlowError::Transport(_)) {
-                    st.proxy_down(&p);
-                }
-                why.push(format!("{p}: {e}"));
-            }
+            Err(e) => why.push(flow_failed(st, &p, e).to_string()),
         }
     }
     Err(CmdError::Internal(format!(
@@ -331,21 +457,39 @@ async fn send_to_first_proxy(
     )))
 }
 
-async fn send_wlog(addr: &str, open: Open, wlog: Bytes, diff: Vec<u8>) -> Result<(), FlowError> {
+/// Starts a flow to the proxy at `addr` with a wlog and waits for its Ack.
+async fn first_wlog(addr: &str, open: Open, wlog: Bytes, diff: Vec<u8>) -> Result<Flow, FlowError> {
     let ch = wire::connect(addr)
         .await
         .map_err(|e| FlowError::Transport(e.to_string()))?;
     let mut client = walb_proto::sized!(ProxyClient::new(ch));
-    let mut flow = Flow::open(wire::frame(frame::Kind::Open(open)), |s| {
-        client.wlog_transfer(s)
-    })
-    .await?;
+    // The wlog follows the Open at once: a refusal is rare, a round trip is not free.
+    let mut flow = Flow::start(wire::frame(frame::Kind::Open(open)), move |s| async move {
+        client.wlog_transfer(s).await
+    });
     flow.send_bytes(wlog).await?;
-    flow.commit(wire::frame(frame::Kind::Commit(Commit {
+    flow.send(commit(diff)).await?;
+    flow.acked().await?;
+    Ok(flow)
+}
+
+/// Sends another wlog on a session's flow (its Open, chunks and Commit) without waiting.
+async fn send_wlog(
+    flow: &mut Flow,
+    open: Open,
+    wlog: Bytes,
+    diff: Vec<u8>,
+) -> Result<(), FlowError> {
+    flow.send(wire::frame(frame::Kind::Open(open))).await?;
+    flow.send_bytes(wlog).await?;
+    flow.send(commit(diff)).await
+}
+
+fn commit(diff: Vec<u8>) -> walb_proto::Frame {
+    wire::frame(frame::Kind::Commit(Commit {
         diff: diff.into(),
         ..Default::default()
-    })))
-    .await
+    }))
 }
 
 #[cfg(test)]

@@ -36,10 +36,11 @@ pub struct Spec {
     pub archive_fs_mb: Option<u64>,
     /// More flags for every storage, proxy and archive daemon.
     pub daemon_flags: Vec<&'static str>,
-    /// Across hosts: every daemon in a network namespace of its own (`netns::Host`, plain
-    /// TCP with `--insecure`), relays as with `relays` on the root sides, and walbc's layout
-    /// naming the relays, so that walbc, proxies and archives reach each other through them
-    /// too. wdevd stays in the root namespace; storages reach its socket by path.
+    /// Across hosts: every daemon in a network namespace of its own (`netns::Host`; plain
+    /// TCP with `--insecure` unless `tls`, whose certificates then name the addresses in the
+    /// layout), relays as with `relays` on the root sides, and walbc's layout naming the
+    /// relays, so that walbc, proxies and archives reach each other through them too. wdevd
+    /// stays in the root namespace; storages reach its socket by path.
     pub hosts: bool,
 }
 
@@ -128,7 +129,7 @@ impl Cluster {
                     .insert(id.clone(), crate::relay::Relay::listen(ip, &addrs[id]));
             }
         }
-        let insecure = spec.hosts.then_some(&"--insecure");
+        let insecure = (spec.hosts && !spec.tls).then_some(&"--insecure");
         let flags = |more: &[&str]| -> Vec<String> {
             more.iter()
                 .chain(insecure)
@@ -372,12 +373,18 @@ impl Cluster {
                 .iter()
                 .filter(|id| self.daemons[*id].kind == kind)
             {
-                // Across hosts walbc goes through the relays like everyone else.
+                // Across hosts walbc goes through the relays like everyone else; the
+                // certificate names the host's own address too (the readiness probe's).
+                let own = &self.daemons[id].addr;
                 let addr = match self.daemons[id].host {
                     Some(_) => self.reach_list(&[id]),
-                    None => self.daemons[id].addr.clone(),
+                    None => own.clone(),
                 };
                 t.push_str(&format!("[[{kind}]]\nid = \"{id}\"\naddr = \"{addr}\"\n"));
+                if addr != *own {
+                    let ip = own.rsplit_once(':').map_or(own.as_str(), |(h, _)| h);
+                    t.push_str(&format!("names = [\"{ip}\"]\n"));
+                }
             }
         }
         std::fs::write(self.layout(), t).unwrap();

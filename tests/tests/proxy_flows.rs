@@ -1,7 +1,7 @@
 //! The real `walb-proxy` binary alone: archive-info add/list/get/update/delete and the state
 //! changes they make; wlog receive (a generated wlog becomes an indexed wdiff equal to its
 //! conversion; rejections; corrupt, mismatched and interrupted transfers register nothing and
-//! leave no temp file); sending without a reachable archive (retries, give-up (send error),
+//! leave no temp file; several wlogs on one stream); sending without a reachable archive (retries, give-up (send error),
 //! kick, stop empty, and a restart that keeps diffs and the Started state).
 
 use std::time::{Duration, Instant};
@@ -13,7 +13,9 @@ use walb_core::source::BytesSource;
 use walb_core::wdiff::{Body, DiffRec, IndexedReader};
 use walb_core::wlog::WlogReader;
 use walb_core::Uuid;
-use walb_proto::wire;
+use walb_proto::flow::Flow;
+use walb_proto::proxy_client::ProxyClient;
+use walb_proto::{frame, wire, Commit};
 use walb_tests::daemon::{free_addr, temp_files, Daemon};
 use walb_tests::flows::{
     dead_addr, make_wlog, open_frame, transfer, wlog_diff as diff, wlog_stream, End, Wlog, DEV_LB,
@@ -224,6 +226,47 @@ fn w_end(w: &Wlog) -> u64 {
         p.unwrap();
     }
     r.end_lsid()
+}
+
+/// One stream carries several wlogs of a volume, each sent before the previous one's Ack
+/// (docs/formats.md §7.4): both are registered, in order, and acked in turn; another volume's
+/// Open on that stream ends it as bad input and registers nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn one_stream_carries_several_wlogs_acked_in_turn() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = started(dir.path()).await;
+    let w1 = make_wlog(1, 1 << 20, 100);
+    let w2 = make_wlog(1, 256 << 10, w_end(&w1));
+    let (m1, m2) = (diff(0, 1), diff(1, 2));
+    let commit = |m: &walb_core::meta::MetaDiff| {
+        wire::frame(frame::Kind::Commit(Commit {
+            diff: m.to_bytes().into(),
+            ..Default::default()
+        }))
+    };
+    let ch = wire::connect(&d.addr).await.unwrap();
+    let mut c = walb_proto::sized!(ProxyClient::new(ch));
+    let mut flow = Flow::start(
+        open_frame("vol0", &w1.header, DEV_LB),
+        move |s| async move { c.wlog_transfer(s).await },
+    );
+    flow.send_bytes(w1.bytes.clone().into()).await.unwrap();
+    flow.send(commit(&m1)).await.unwrap();
+    flow.send(open_frame("vol0", &w2.header, DEV_LB))
+        .await
+        .unwrap();
+    flow.send_bytes(w2.bytes.clone().into()).await.unwrap();
+    flow.send(commit(&m2)).await.unwrap();
+    flow.acked().await.unwrap();
+    flow.acked().await.unwrap();
+    let names = format!("{}\n{}", format_name(&m1), format_name(&m2));
+    assert_eq!(d.ok(&["get", "proxy-diff", "vol0", "a0"]).await, names);
+
+    let _ = flow.send(open_frame("vol1", &w2.header, DEV_LB)).await;
+    let e = flow.acked().await.unwrap_err();
+    assert!(e.to_string().contains("wlogs of one volume"), "{e}");
+    assert_eq!(d.ok(&["get", "proxy-diff", "vol0", "a0"]).await, names);
+    assert!(temp_files(&d.vol_dir("vol0")).is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -1,6 +1,7 @@
 //! The pipeline across real hosts (docs/scenarios.md §8): every daemon in a network namespace
 //! of its own, each host's link a relay in the root namespace with 25 ms each way (50 ms round
-//! trip) and 200 Mbit/s (25 MB/s) each way (`Spec::hosts`). Full backup, continuous shipping,
+//! trip) and 200 Mbit/s (25 MB/s) each way (`Spec::hosts`), TLS with client certificates
+//! between them as a deployment across hosts runs (server certificates name IP addresses). Full backup, continuous shipping,
 //! hash backup and diff replication carry random (incompressible) data over it; a link cut
 //! mid-shipping recovers by itself. Each is judged by the restored image's hash against the
 //! device's, and prints its throughput against the link rate (wire bytes counted by the
@@ -25,6 +26,7 @@ fn wan(test: &str, archives: usize, mb: u64, first: usize) -> Option<Cluster> {
         archives,
         devices: vec![("wdev0", mb, mb)],
         hosts: true,
+        tls: true,
         ..Spec::default()
     };
     let c = Cluster::start(test, spec)?;

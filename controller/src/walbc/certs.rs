@@ -147,7 +147,10 @@ pub fn generate(dir: &Path, layout: &Layout, force: bool) -> Result<()> {
     write_pem(&ca_path, &ca.cert_pem(), false)?;
     write_pem(&dir.join(CA_KEY), &ca.key_pem(), true)?;
     for (kind, s) in layout.all() {
-        let pair = ca.issue(&[host(&s.addr).to_string()], Some((role(kind), &s.id)))?;
+        let hosts: Vec<String> = std::iter::once(host(&s.addr).to_string())
+            .chain(s.names.iter().cloned())
+            .collect();
+        let pair = ca.issue(&hosts, Some((role(kind), &s.id)))?;
         write_pair(dir, &s.id, pair)?;
     }
     for (role, id) in [("controller", "walbc"), ("monitor", "monitor")] {

@@ -11,6 +11,7 @@
 //! [[archive]]
 //! id = "a0"
 //! addr = "127.0.0.1:10200"
+//! names = ["10.0.0.5", "a0.example"]   # optional: more names for its certificate
 //! ```
 
 use std::path::Path;
@@ -18,10 +19,14 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
 pub struct Server {
     pub id: String,
     pub addr: String,
+    /// More host names or addresses the server is reached at (behind NAT, through a relay,
+    /// on a second network): `gen-certs` names them in its certificate too.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub names: Vec<String>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]

@@ -194,14 +194,17 @@ impl Quickstart {
             storage: vec![Server {
                 id: "s0".into(),
                 addr: free_addr()?,
+                ..Server::default()
             }],
             proxy: vec![Server {
                 id: "p0".into(),
                 addr: free_addr()?,
+                ..Server::default()
             }],
             archive: vec![Server {
                 id: "a0".into(),
                 addr: free_addr()?,
+                ..Server::default()
             }],
         };
         let base = |s: &Server| {

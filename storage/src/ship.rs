@@ -123,7 +123,11 @@ struct Session<'a> {
     unacked: VecDeque<Shipped>,
     /// The volume's `--max-transfers` slot while the session lasts.
     _slot: SemaphorePermit<'a>,
+    since: Instant,
 }
+
+/// How long a session keeps its slot while other volumes wait for one.
+const TURN: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Wlogs a session has sent before it waits for the oldest one's Ack.
 const UNACKED: usize = 2;
@@ -175,6 +179,16 @@ async fn step<'a>(
         .and_then(|s| s.unacked.back())
         .map(|s| s.to);
     take_implicit_snapshot(st, vol, dev.permanent, max_pb, last_sent).await?;
+    // A volume that keeps writing would keep its slot: after its turn, while every slot is
+    // taken, its session ends and it queues for a slot again behind the volumes waiting.
+    if let Some(s) = session {
+        if s.since.elapsed() >= TURN && st.transfers.available_permits() == 0 {
+            if !s.unacked.is_empty() {
+                return settle(st, vol, &meta.wdev, session).await;
+            }
+            *session = None;
+        }
+    }
     // A slot for the session: at most `--max-transfers` volumes' wlogs in memory and on the
     // way; the volumes waiting take their turns in order. What is due is read once it is held.
     let slot = match session {
@@ -264,6 +278,7 @@ async fn step<'a>(
                 flow,
                 unacked: VecDeque::new(),
                 _slot: slot,
+                since: Instant::now(),
             });
             Ok(applied)
         }

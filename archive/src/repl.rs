@@ -22,7 +22,7 @@ use walb_proto::archive_request as ar;
 use walb_proto::bulk::{encode_ordered, EncodeFailed};
 use walb_proto::control::call;
 use walb_proto::flow::{Flow, FlowError};
-use walb_proto::hashflow::{send_chunks_blocking, HashFlow};
+use walb_proto::hashflow::{hash_batches, send_chunks_blocking, HashFlow};
 use walb_proto::{frame, wire, ArchiveState, Commit, Open};
 
 use crate::archive::Archive;
@@ -238,7 +238,7 @@ async fn hash_copy(vol: &Vol, dst: &str) -> CmdResult<()> {
         .await
         .map_err(|e| flow_err(dst, e))?;
     let from = MetaSnap::from_bytes(&snap)?;
-    let (htx, hrx) = std::sync::mpsc::sync_channel::<(u64, Bytes)>(8);
+    let (htx, hrx) = hash_batches();
     let ftx = flow.tx.clone();
     let worker = tokio::task::spawn_blocking(move || -> walb_core::Result<u64> {
         let mut send = |p: EncodedPack| {
@@ -246,7 +246,7 @@ async fn hash_copy(vol: &Vol, dst: &str) -> CmdResult<()> {
                 .map_err(|e| walb_core::Error::Invalid(e.to_string()))
         };
         let cmpr = Cmpr::new(Codec::Zstd, 1);
-        diff_against_hashes(bulks_of(src, BULK_LB), hrx.into_iter(), cmpr, &mut send)
+        diff_against_hashes(bulks_of(src, BULK_LB), hrx, cmpr, &mut send)
     });
     flow.forward_hashes(htx, || {})
         .await

@@ -25,7 +25,41 @@ impl From<tonic::Status> for FlowError {
 /// The frame sender and event stream of an opened flow.
 pub struct Flow {
     pub tx: mpsc::Sender<Frame>,
-    events: Streaming<Event>,
+    answers: Answers,
+}
+
+/// The receiver's answers on a flow's stream, in order.
+pub struct Answers(Streaming<Event>);
+
+impl Answers {
+    /// The next answer: Accept, Reject or Ack.
+    pub async fn next(&mut self) -> Result<event::Kind, FlowError> {
+        self.0
+            .message()
+            .await?
+            .and_then(|e| e.kind)
+            .ok_or_else(|| FlowError::Transport("receiver closed the flow".into()))
+    }
+}
+
+/// Starts a stream with `open` through `call` (a generated client method) without waiting
+/// for the answer: a sender of several transfers on one stream (a chain of diffs,
+/// docs/formats.md §7.5) sends each next Open, data and Commit before the previous Ack and
+/// reads the answers as they come.
+pub async fn start<F, Fut>(
+    open: Frame,
+    call: F,
+) -> Result<(mpsc::Sender<Frame>, Answers), FlowError>
+where
+    F: FnOnce(ReceiverStream<Frame>) -> Fut,
+    Fut: std::future::Future<Output = Result<tonic::Response<Streaming<Event>>, tonic::Status>>,
+{
+    let (tx, rx) = mpsc::channel(8);
+    tx.send(open)
+        .await
+        .map_err(|_| FlowError::Transport("flow closed".into()))?;
+    let events = call(ReceiverStream::new(rx)).await?.into_inner();
+    Ok((tx, Answers(events)))
 }
 
 impl Flow {
@@ -36,12 +70,8 @@ impl Flow {
         F: FnOnce(ReceiverStream<Frame>) -> Fut,
         Fut: std::future::Future<Output = Result<tonic::Response<Streaming<Event>>, tonic::Status>>,
     {
-        let (tx, rx) = mpsc::channel(8);
-        tx.send(open)
-            .await
-            .map_err(|_| FlowError::Transport("flow closed".into()))?;
-        let events = call(ReceiverStream::new(rx)).await?.into_inner();
-        let mut flow = Flow { tx, events };
+        let (tx, answers) = start(open, call).await?;
+        let mut flow = Flow { tx, answers };
         match flow.next().await? {
             event::Kind::Accept(_) => Ok(flow),
             event::Kind::Reject(r) => Err(FlowError::Rejected(r)),
@@ -50,11 +80,7 @@ impl Flow {
     }
 
     async fn next(&mut self) -> Result<event::Kind, FlowError> {
-        self.events
-            .message()
-            .await?
-            .and_then(|e| e.kind)
-            .ok_or_else(|| FlowError::Transport("receiver closed the flow".into()))
+        self.answers.next().await
     }
 
     /// Sends a frame; when the receiver has ended the flow, returns why it did (its error

@@ -87,7 +87,7 @@ pub async fn hash_sync_flow(
     let bulk = open.bulk_lb as usize * LBS;
     let htx = tx.clone();
     let hasher = tokio::task::spawn_blocking(move || {
-        let mut batcher = HashBatcher::new(|h| {
+        let mut batcher = HashBatcher::new(bulk, |h| {
             htx.blocking_send(ev(hash_event::Kind::Hashes(h)))
                 .map_err(|_| walb_core::Error::Invalid("the hash sync ended".into()))
         });

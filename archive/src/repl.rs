@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use walb_core::meta::{self, MetaSnap};
+use walb_core::meta::{self, MetaDiff, MetaSnap};
 use walb_core::virt::BulkSource;
 use walb_core::wdiff::hashdiff::{bulks_of, diff_against_hashes};
 use walb_core::wdiff::sorted::EncodedPack;
@@ -22,7 +22,7 @@ use walb_proto::archive_request as ar;
 use walb_proto::bulk::{encode_ordered, EncodeFailed};
 use walb_proto::control::call;
 use walb_proto::flow::{Flow, FlowError};
-use walb_proto::hashflow::{send_chunks_blocking, HashFlow};
+use walb_proto::hashflow::{hash_batches, send_chunks_blocking, HashFlow};
 use walb_proto::{frame, wire, ArchiveState, Commit, Open};
 
 use crate::archive::Archive;
@@ -178,39 +178,93 @@ async fn send_diffs(vol: &Vol, dst: &str, latest: &walb_proto::Snap) -> CmdResul
     if chain.is_empty() && from != vol.latest()? {
         return Ok(false);
     }
-    let uuid = Bytes::copy_from_slice(&vol.uuid()?.0);
-    let size_lb = vol.size_lb()?;
     let total = chain.iter().map(|d| d.data_size).sum();
     let (p, _shown) = vol.running.begin(Progress::new("replicate", total));
-    for d in chain {
-        let data = Bytes::from(std::fs::read(vol.diff_path(&d))?);
-        let open = Open {
+    let mut rest = &chain[..];
+    while !rest.is_empty() {
+        let (took, rejected) = send_chain(vol, dst, rest, &p).await?;
+        rest = &rest[took..];
+        match rejected {
+            None => {}
+            // The destination has it already.
+            Some(w) if w == "too-old-diff" => rest = &rest[1..],
+            Some(w) => return Err(flow_err(dst, FlowError::Rejected(w))),
+        }
+    }
+    Ok(true)
+}
+
+/// Sends `chain` on one wdiff transfer stream (docs/formats.md §7.5): each diff's Open, chunks
+/// and Commit go right after the previous one's, without waiting for its Ack, so a chain of
+/// small diffs does not pay a round trip each. Returns how many diffs the destination
+/// registered, in order, and the rejection of the next one that ended the stream, if any.
+async fn send_chain(
+    vol: &Vol,
+    dst: &str,
+    chain: &[MetaDiff],
+    p: &Progress,
+) -> CmdResult<(usize, Option<String>)> {
+    let uuid = Bytes::copy_from_slice(&vol.uuid()?.0);
+    let size_lb = vol.size_lb()?;
+    let open = |d: &MetaDiff| {
+        wire::frame(frame::Kind::Open(Open {
             vol: vol.name.clone(),
             host_type: "archive".into(),
             uuid: uuid.clone(),
             size_lb,
             diff: d.to_bytes().into(),
             ..Default::default()
-        };
-        let mut c = client(dst).await?;
-        let mut flow = match Flow::open(wire::frame(frame::Kind::Open(open)), |s| {
-            c.wdiff_transfer(s)
-        })
-        .await
-        {
-            Ok(f) => f,
-            // The destination has it already.
-            Err(FlowError::Rejected(w)) if w == "too-old-diff" => continue,
-            Err(e) => return Err(flow_err(dst, e)),
-        };
-        flow.send_bytes(data).await.map_err(|e| flow_err(dst, e))?;
-        flow.commit(wire::frame(frame::Kind::Commit(Commit::default())))
-            .await
-            .map_err(|e| flow_err(dst, e))?;
+        }))
+    };
+    let mut c = client(dst).await?;
+    let mut flow = Flow::start(open(&chain[0]), move |s| async move {
+        c.wdiff_transfer(s).await
+    });
+    let tx = flow.tx.clone();
+    let files: Vec<_> = chain.iter().map(|d| vol.diff_path(d)).collect();
+    let nexts: Vec<_> = chain[1..].iter().map(open).collect();
+    let sender = tokio::spawn(async move {
+        let mut nexts = nexts.into_iter();
+        for f in files {
+            let data = tokio::fs::read(&f)
+                .await
+                .map_err(|e| CmdError::Internal(format!("read {}: {e}", f.display())))?;
+            let commit = wire::frame(frame::Kind::Commit(Commit::default()));
+            for frame in wire::chunks(data.into())
+                .chain([commit])
+                .chain(nexts.next())
+            {
+                if tx.send(frame).await.is_err() {
+                    // The destination ended the stream: its answers say why.
+                    return Ok(());
+                }
+            }
+        }
+        CmdResult::Ok(())
+    });
+    // A failed read ends the stream early; that failure is the one to report.
+    let failed = |e: FlowError, sender: tokio::task::JoinHandle<CmdResult<()>>| async move {
+        match sender.await {
+            Ok(Err(read)) => read,
+            _ => flow_err(dst, e),
+        }
+    };
+    for (i, d) in chain.iter().enumerate() {
+        match flow.acked().await {
+            Ok(()) => {}
+            Err(FlowError::Rejected(w)) => {
+                sender.abort();
+                return Ok((i, Some(w)));
+            }
+            Err(e) => return Err(failed(e, sender).await),
+        }
         p.add(d.data_size);
         tracing::info!(vol = %vol.name, "replicated diff {d} to {dst}");
     }
-    Ok(true)
+    sender
+        .await
+        .map_err(|e| CmdError::Internal(format!("chain sender: {e}")))??;
+    Ok((chain.len(), None))
 }
 
 /// Hash replication: the destination sends the hashes of its image at its latest snapshot;
@@ -238,7 +292,7 @@ async fn hash_copy(vol: &Vol, dst: &str) -> CmdResult<()> {
         .await
         .map_err(|e| flow_err(dst, e))?;
     let from = MetaSnap::from_bytes(&snap)?;
-    let (htx, hrx) = std::sync::mpsc::sync_channel::<(u64, Bytes)>(8);
+    let (htx, hrx) = hash_batches();
     let ftx = flow.tx.clone();
     let worker = tokio::task::spawn_blocking(move || -> walb_core::Result<u64> {
         let mut send = |p: EncodedPack| {
@@ -246,7 +300,7 @@ async fn hash_copy(vol: &Vol, dst: &str) -> CmdResult<()> {
                 .map_err(|e| walb_core::Error::Invalid(e.to_string()))
         };
         let cmpr = Cmpr::new(Codec::Zstd, 1);
-        diff_against_hashes(bulks_of(src, BULK_LB), hrx.into_iter(), cmpr, &mut send)
+        diff_against_hashes(bulks_of(src, BULK_LB), hrx, cmpr, &mut send)
     });
     flow.forward_hashes(htx, || {})
         .await

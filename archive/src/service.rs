@@ -155,32 +155,57 @@ fn relation_word(vol: &Vol, diff: &MetaDiff) -> Result<Option<&'static str>, Sta
     })
 }
 
+/// A wdiff transfer: one diff, or a chain of diffs of one volume from one sender each
+/// opened right after the previous one's Commit (replication, docs/formats.md §7.5); each is
+/// answered Accept|Reject … Ack in turn. A rejection ends the stream.
 async fn wdiff_flow(
     a: Arc<Archive>,
-    open: Open,
+    mut open: Open,
     mut input: Streaming<Frame>,
     tx: Events,
 ) -> Result<(), Status> {
+    loop {
+        if !receive_wdiff(&a, &open, &mut input, &tx).await? {
+            return Ok(());
+        }
+        match walb_daemon::limits::next_open(&mut input).await? {
+            None => return Ok(()),
+            Some(next) if next.vol == open.vol && next.host_type == open.host_type => open = next,
+            Some(_) => return Err(Status::invalid_argument(
+                "a wdiff transfer goes on with the Open of the same volume's next diff, or ends",
+            )),
+        }
+    }
+}
+
+/// Receives the diff `open` announces, through its Ack; false when it was rejected.
+async fn receive_wdiff(
+    a: &Arc<Archive>,
+    open: &Open,
+    input: &mut Streaming<Frame>,
+    tx: &Events,
+) -> Result<bool, Status> {
+    let reject = |word| async move { send_reject(a, tx, &open.vol, word).await.map(|()| false) };
     if walb_daemon::volfile::check_vol_name(&open.vol).is_err() {
-        return send_reject(&a, &tx, &open.vol, "archive-not-found").await;
+        return reject("archive-not-found").await;
     }
     let uuid = uuid_of(&open.uuid)?;
     let diff = MetaDiff::from_bytes(&open.diff)
         .map_err(|e| Status::invalid_argument(format!("Open.diff: {e}")))?;
     let vol = a.vol(&open.vol);
     // A diff's size is known only once it arrives: the floor alone is checked.
-    let admitted = admit(&a, &vol, 0, || decide_wdiff(&a, &vol, &open, &uuid, &diff)).await?;
+    let admitted = admit(a, &vol, 0, || decide_wdiff(a, &vol, open, &uuid, &diff)).await?;
     let entry = a.entry(&vol.name);
     let transient = match admitted {
         Ok(g) => g,
-        Err(word) => return send_reject(&a, &tx, &vol.name, word).await,
+        Err(word) => return reject(word).await,
     };
-    send(&tx, accept()).await?;
+    send(tx, accept()).await?;
     tracing::debug!(vol = %vol.name, "receiving wdiff {diff}");
 
     let tmp = TempFile::create(vol.temp_path("wdiff")).map_err(cmd_status)?;
     let (_, tmp, off) =
-        receive_chunks(&a, &entry, &vol.name, &mut input, tmp, 0, "wdiff transfer").await?;
+        receive_chunks(a, &entry, &vol.name, input, tmp, 0, "wdiff transfer").await?;
     let size_lb = vol.size_lb().map_err(cmd_status)?;
     let tmp = blocking(move || {
         tmp.file.sync_all().map_err(internal)?;
@@ -210,12 +235,12 @@ async fn wdiff_flow(
     // The flow is over before the sender learns it, so its next transfer is not refused.
     drop(transient);
     if let Some(word) = commit {
-        return send_reject(&a, &tx, &vol.name, word).await;
+        return reject(word).await;
     }
     tracing::debug!(vol = %vol.name, "registered wdiff {diff} ({off} bytes)");
     walb_daemon::transfers::record_diff("registered wdiffs", &vol.name, off, &diff);
     a.note_restorable(&vol.name, &diff);
-    send(&tx, ack()).await
+    send(tx, ack()).await.map(|()| true)
 }
 
 // ---- full sync ----

@@ -68,6 +68,29 @@ pub(crate) fn set_flow_limits(l: &LimitArgs) {
     ));
 }
 
+/// After an acknowledged transfer, for flows that carry several one after the other: the next
+/// transfer's Open on the same stream (within the Open timeout), or `None` when the sender
+/// ended the stream.
+pub async fn next_open(input: &mut Streaming<Frame>) -> Result<Option<Open>, Status> {
+    let (_, limit) = flow_limits();
+    let next = tokio::time::timeout(limit, input.message())
+        .await
+        .map_err(|_| {
+            Status::deadline_exceeded(format!(
+                "no Open or end of stream within {limit:?} after an Ack (--open-timeout-secs)"
+            ))
+        })??;
+    match next {
+        None => Ok(None),
+        Some(Frame {
+            kind: Some(frame::Kind::Open(open)),
+        }) => Ok(Some(open)),
+        Some(_) => Err(Status::invalid_argument(
+            "after an Ack the next frame must be Open, or the stream must end",
+        )),
+    }
+}
+
 fn flow_limits() -> (usize, Duration) {
     *FLOW_LIMITS.get_or_init(|| {
         (
@@ -150,28 +173,16 @@ impl FlowGuard {
         Ok(open)
     }
 
-    /// After an acknowledged transfer, for flows that carry several one after the other: the
-    /// next transfer's Open on the same stream, or `None` when the sender ended the stream.
+    /// `next_open`, with the Open's host type checked as the first's was.
     pub async fn read_next_open(
         &self,
         input: &mut Streaming<Frame>,
     ) -> Result<Option<Open>, Status> {
-        let (_, limit) = flow_limits();
-        let next = tokio::time::timeout(limit, input.message())
-            .await
-            .map_err(|_| self.no_open(limit))??;
-        match next {
-            None => Ok(None),
-            Some(Frame {
-                kind: Some(frame::Kind::Open(open)),
-            }) => {
-                self.check_open(&open.host_type)?;
-                Ok(Some(open))
-            }
-            Some(_) => Err(Status::invalid_argument(
-                "after an Ack the next frame must be Open, or the stream must end",
-            )),
+        let open = next_open(input).await?;
+        if let Some(o) = &open {
+            self.check_open(&o.host_type)?;
         }
+        Ok(open)
     }
 
     fn no_open(&self, limit: Duration) -> Status {

@@ -12,8 +12,12 @@ use tonic::Streaming;
 use crate::flow::FlowError;
 use crate::{hash_event, Frame, HashEvent, Hashes};
 
-/// Hashes per `Hashes` message: 8 KiB of hashes.
+/// Hashes per `Hashes` message at most: 8 KiB of hashes.
 pub const HASHES_PER_MSG: usize = 256;
+/// Image bytes one `Hashes` message covers at most: the sender compares (and starts sending)
+/// a batch only once it has it, so large bulks go a few to a message (256 bulks of 256 KiB
+/// would hold the first data back until 64 MiB of the image are hashed).
+pub const IMAGE_BYTES_PER_MSG: usize = 4 << 20;
 
 /// The frame sender and hash-event stream of an accepted hash sync.
 pub struct HashFlow {
@@ -73,17 +77,18 @@ impl HashFlow {
 
     /// Hands each batch of hashes (first bulk number, 32-byte BLAKE3s) to `to` until the
     /// last batch, or until `to` hangs up (the comparison ended early: its result tells why);
-    /// `each` runs once per batch.
+    /// `each` runs once per batch. Waits (without blocking the runtime) while the comparison
+    /// is behind.
     pub async fn forward_hashes(
         &mut self,
-        to: std::sync::mpsc::SyncSender<(u64, Bytes)>,
+        to: mpsc::Sender<(u64, Bytes)>,
         mut each: impl FnMut(),
     ) -> Result<(), FlowError> {
         loop {
             match self.next().await? {
                 hash_event::Kind::Hashes(h) => {
                     each();
-                    if to.send((h.first, h.blake3)).is_err() || h.last {
+                    if to.send((h.first, h.blake3)).await.is_err() || h.last {
                         return Ok(());
                     }
                 }
@@ -109,19 +114,42 @@ impl HashFlow {
     }
 }
 
-/// The receiving side's hashes in `Hashes` messages of `HASHES_PER_MSG`: `push` each bulk's
-/// hash in order, then `finish` (the last message, `last` set); every message goes to `send`.
+/// Hash batches on their way from `HashFlow::forward_hashes` to a comparison in blocking code,
+/// which iterates them (`hash_batches`).
+pub struct HashBatches(mpsc::Receiver<(u64, Bytes)>);
+
+impl Iterator for HashBatches {
+    type Item = (u64, Bytes);
+
+    fn next(&mut self) -> Option<(u64, Bytes)> {
+        self.0.blocking_recv()
+    }
+}
+
+/// The channel from `HashFlow::forward_hashes` to a blocking comparison, 8 batches deep.
+pub fn hash_batches() -> (mpsc::Sender<(u64, Bytes)>, HashBatches) {
+    let (tx, rx) = mpsc::channel(8);
+    (tx, HashBatches(rx))
+}
+
+/// The receiving side's hashes of bulks of `bulk` bytes in `Hashes` messages of
+/// `HASHES_PER_MSG` hashes or `IMAGE_BYTES_PER_MSG` of image, whichever is fewer (at least
+/// one): `push` each bulk's hash in order, then `finish` (the last message, `last` set); every
+/// message goes to `send`.
 pub struct HashBatcher<F> {
     batch: Vec<u8>,
+    per_msg: usize,
     first: u64,
     n: u64,
     send: F,
 }
 
 impl<E, F: FnMut(Hashes) -> Result<(), E>> HashBatcher<F> {
-    pub fn new(send: F) -> HashBatcher<F> {
+    pub fn new(bulk: usize, send: F) -> HashBatcher<F> {
+        let per_msg = (IMAGE_BYTES_PER_MSG / bulk.max(1)).clamp(1, HASHES_PER_MSG);
         HashBatcher {
-            batch: Vec::with_capacity(HASHES_PER_MSG * 32),
+            batch: Vec::with_capacity(per_msg * 32),
+            per_msg,
             first: 0,
             n: 0,
             send,
@@ -131,7 +159,7 @@ impl<E, F: FnMut(Hashes) -> Result<(), E>> HashBatcher<F> {
     pub fn push(&mut self, hash: &[u8; 32]) -> Result<(), E> {
         self.batch.extend_from_slice(hash);
         self.n += 1;
-        if self.batch.len() == HASHES_PER_MSG * 32 {
+        if self.batch.len() == self.per_msg * 32 {
             self.flush(false)?;
             self.first = self.n;
         }
@@ -171,9 +199,9 @@ fn unexpected(want: &str, got: &hash_event::Kind) -> FlowError {
 mod tests {
     use super::*;
 
-    fn batches(n: u64) -> Vec<(u64, usize, bool)> {
+    fn batches(bulk: usize, n: u64) -> Vec<(u64, usize, bool)> {
         let mut got = Vec::new();
-        let mut b = HashBatcher::new(|h: Hashes| -> Result<(), ()> {
+        let mut b = HashBatcher::new(bulk, |h: Hashes| -> Result<(), ()> {
             got.push((h.first, h.blake3.len() / 32, h.last));
             Ok(())
         });
@@ -187,11 +215,25 @@ mod tests {
     #[test]
     fn hashes_go_in_full_batches_then_a_last_one() {
         assert_eq!(
-            batches(600),
+            batches(4096, 600),
             [(0, 256, false), (256, 256, false), (512, 88, true)]
         );
         // A whole number of batches ends with an empty last one.
-        assert_eq!(batches(256), [(0, 256, false), (256, 0, true)]);
-        assert_eq!(batches(0), [(0, 0, true)]);
+        assert_eq!(batches(4096, 256), [(0, 256, false), (256, 0, true)]);
+        assert_eq!(batches(4096, 0), [(0, 0, true)]);
+    }
+
+    #[test]
+    fn large_bulks_go_a_few_to_a_message() {
+        // 256 KiB bulks: 16 to a message (4 MiB of image).
+        assert_eq!(
+            batches(256 << 10, 40),
+            [(0, 16, false), (16, 16, false), (32, 8, true)]
+        );
+        // A bulk larger than a message's share still goes.
+        assert_eq!(
+            batches(8 << 20, 2),
+            [(0, 1, false), (1, 1, false), (2, 0, true)]
+        );
     }
 }

@@ -236,7 +236,7 @@ async fn run(
     let progress = scan.clone();
     let htx = tx.clone();
     let hasher = tokio::task::spawn_blocking(move || -> CmdResult<()> {
-        let mut batcher = HashBatcher::new(|h| {
+        let mut batcher = HashBatcher::new(bulk_lb as usize * LBS, |h| {
             htx.blocking_send(Ok(HashEvent {
                 kind: Some(hash_event::Kind::Hashes(h)),
             }))

@@ -15,7 +15,7 @@ use walb_core::{Gid, Lsid};
 use walb_daemon::{CmdError, CmdResult};
 use walb_proto::archive_client::ArchiveClient;
 use walb_proto::flow::FlowError;
-use walb_proto::hashflow::{send_chunks_blocking, HashFlow};
+use walb_proto::hashflow::{hash_batches, send_chunks_blocking, HashBatches, HashFlow};
 use walb_proto::{frame, wire, Commit, Frame, Open};
 
 use crate::record::now;
@@ -88,7 +88,7 @@ async fn run(st: &Storage, vol: &Vol, wdev: &str, bulk_lb: u32) -> CmdResult<u64
         "hash backup from {snap_from}: gid {gid_b} on"
     );
 
-    let (htx, hrx) = std::sync::mpsc::sync_channel::<(u64, Bytes)>(8);
+    let (htx, hrx) = hash_batches();
     let file = st.wdevd.ddev_path(wdev).await?;
     let ftx = flow.tx.clone();
     let size_lb = dev.size_lb;
@@ -138,7 +138,7 @@ fn compare(
     size_lb: u64,
     bulk_lb: u32,
     scan: std::sync::Arc<Scan>,
-    hashes: std::sync::mpsc::Receiver<(u64, Bytes)>,
+    hashes: HashBatches,
     tx: mpsc::Sender<Frame>,
 ) -> CmdResult<(u64, u64)> {
     let mut sent = 0u64;
@@ -157,11 +157,6 @@ fn compare(
             })
             .map_err(|e| walb_core::Error::Invalid(e.to_string()))
         });
-    let changed = diff_against_hashes(
-        bulks,
-        hashes.into_iter(),
-        Cmpr::new(Codec::Zstd, 1),
-        &mut send,
-    )?;
+    let changed = diff_against_hashes(bulks, hashes, Cmpr::new(Codec::Zstd, 1), &mut send)?;
     Ok((changed, sent))
 }

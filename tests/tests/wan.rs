@@ -131,6 +131,28 @@ fn wan_diff_replication() {
 }
 
 #[test]
+fn wan_diff_replication_many_snapshots() {
+    let test = "wan_diff_replication_many_snapshots";
+    let Some(c) = wan(test, 2, 64, MIB) else {
+        return;
+    };
+    c.walbc(&["replicate", "vol0", "a0", "a1"]);
+    // 40 snapshots of 1 MiB each: 40 small diffs for the off-site archive, sent back to back
+    // on one stream (docs/formats.md §7.5), not a round trip each.
+    for i in 0..40u64 {
+        c.write_random("wdev0", (16 + i) << 20, MIB, 100 + i);
+        c.walbc(&["snapshot", "s0", "vol0"]);
+    }
+    c.wait_shipped("wdev0");
+    let gid = c.walbc(&["snapshot", "s0", "vol0"]);
+    check_flow(test, &c, "a1", "a1", || {
+        let latest = c.walbc(&["replicate", "vol0", "a0", "a1"]);
+        assert_eq!(latest, format!("{gid} {gid}"));
+        gid
+    });
+}
+
+#[test]
 fn wan_cut_link_recovers() {
     let test = "wan_cut_link_recovers";
     let Some(c) = wan(test, 1, 96, MIB) else {

@@ -17,7 +17,7 @@ use walb_core::wdiff::sorted::EncodedPack;
 use walb_core::wdiff::{Cmpr, Codec};
 use walb_core::LBS;
 use walb_proto::flow::FlowError;
-use walb_proto::hashflow::{send_chunks_blocking, HashFlow};
+use walb_proto::hashflow::{hash_batches, send_chunks_blocking, HashFlow};
 use walb_proto::storage_client::StorageClient;
 use walb_proto::{frame, wire, Commit, Open};
 
@@ -104,7 +104,7 @@ async fn failback_flow(s: &Server, vol: &str, img: PathBuf, size: u64) -> Result
     })
     .await
     .map_err(err)?;
-    let (htx, hrx) = std::sync::mpsc::sync_channel::<(u64, Bytes)>(8);
+    let (htx, hrx) = hash_batches();
     let ftx = flow.tx.clone();
     let worker = tokio::task::spawn_blocking(move || -> Result<(u64, u64)> {
         let io = FileIo::open(&img, false).with_context(|| format!("open {}", img.display()))?;
@@ -116,7 +116,7 @@ async fn failback_flow(s: &Server, vol: &str, img: PathBuf, size: u64) -> Result
             send_chunks_blocking(&ftx, b).map_err(|e| walb_core::Error::Invalid(e.to_string()))
         };
         let cmpr = Cmpr::new(Codec::Zstd, 1);
-        let changed = diff_against_hashes(bulks_of(src, BULK_LB), hrx.into_iter(), cmpr, &mut send)
+        let changed = diff_against_hashes(bulks_of(src, BULK_LB), hrx, cmpr, &mut send)
             .with_context(|| format!("compare {} with the device's hashes", img.display()))?;
         Ok((changed, sent))
     });

@@ -10,6 +10,11 @@ use crate::wdiff::cmpr::Cmpr;
 use crate::wdiff::rec::{Body, DiffRec};
 use crate::wdiff::sorted::{EncodedPack, Packer};
 
+/// Data bytes per pack of a compared diff: the comparison hands each pack to the sender as
+/// soon as it fills, so the link starts and stays busy (a pack of `sorted::MAX_PACK_DATA`
+/// would hold back 32 MiB of differing bulks at a time).
+pub const STREAM_PACK_DATA: u64 = 4 << 20;
+
 /// One bulk of an image: where it is and its bytes.
 pub struct ImageBulk {
     pub lba: u64,
@@ -50,7 +55,7 @@ pub fn diff_against_hashes(
     cmpr: Cmpr,
     emit: &mut dyn FnMut(EncodedPack) -> Result<()>,
 ) -> Result<u64> {
-    let mut packer = Packer::new(cmpr);
+    let mut packer = Packer::new(cmpr).with_max_data(STREAM_PACK_DATA);
     let changed = compare(bulks, hashes, &mut packer, emit)?;
     if let Some(p) = packer.take() {
         emit(p)?;
@@ -152,5 +157,26 @@ mod tests {
         let gap = vec![(9u64, Bytes::from(vec![0u8; 32]))];
         let e = diff_against_hashes(bulks(&new, bulk), gap.into_iter(), none, &mut |_| Ok(()));
         assert!(e.is_err());
+    }
+
+    #[test]
+    fn packs_are_cut_for_streaming() {
+        let bulk = 1 << 20;
+        let old = vec![1u8; 12 * bulk];
+        let new: Vec<u8> = (0..old.len()).map(|i| (i % 251) as u8).collect();
+        let hs: Vec<u8> = old
+            .chunks(bulk)
+            .flat_map(|c| blake3::hash(c).as_bytes().to_vec())
+            .collect();
+        let none = Cmpr::new(Codec::None, 0);
+        let mut sizes = Vec::new();
+        let batches = vec![(0u64, Bytes::from(hs))];
+        let n = diff_against_hashes(bulks(&new, bulk), batches.into_iter(), none, &mut |p| {
+            sizes.push((p.len() - crate::wdiff::sorted::PACK_HEADER_SIZE) as u64);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(n, 12);
+        assert_eq!(sizes, [STREAM_PACK_DATA; 3]);
     }
 }

@@ -103,6 +103,7 @@ pub fn end_pack() -> Box<[u8; PACK_HEADER_SIZE]> {
 pub struct Packer {
     cmpr: Cmpr,
     max_io_blocks: u32,
+    max_data: u64,
     recs: Vec<Stored>,
     total: u64,
     last_end: u64,
@@ -113,6 +114,7 @@ impl Packer {
         Packer {
             cmpr,
             max_io_blocks: DEFAULT_MAX_IO_BLOCKS,
+            max_data: MAX_PACK_DATA,
             recs: Vec::new(),
             total: 0,
             last_end: 0,
@@ -122,6 +124,13 @@ impl Packer {
     /// Cuts records longer than this (LB).
     pub fn with_max_io_blocks(mut self, max: u32) -> Packer {
         self.max_io_blocks = max.max(1);
+        self
+    }
+
+    /// Ends a pack once its data would pass `max` bytes (at most `MAX_PACK_DATA`): a
+    /// streaming sender hands packs on sooner.
+    pub fn with_max_data(mut self, max: u64) -> Packer {
+        self.max_data = max.min(MAX_PACK_DATA);
         self
     }
 
@@ -148,7 +157,7 @@ impl Packer {
             let s = encode_record(&piece, self.cmpr)?;
             let len = s.data.len() as u64;
             if self.recs.len() == MAX_PACK_RECORDS
-                || (!self.recs.is_empty() && self.total + len > MAX_PACK_DATA)
+                || (!self.recs.is_empty() && self.total + len > self.max_data)
             {
                 emit(self.take().expect("pack has records"))?;
             }

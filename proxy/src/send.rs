@@ -1,12 +1,13 @@
 //! The wire side of a wdiff transfer (docs/formats.md §7.5): merge the given diffs on the fly
 //! (newest wins) into one sorted wdiff and stream it to an archive's `WdiffTransfer`: Open{vol,
-//! "proxy", uuid, size_lb, merged MetaDiff} → Accept | Reject(word) → Chunk* → Commit → Ack. The
-//! caller decides what an outcome means for its queue.
+//! "proxy", uuid, size_lb, merged MetaDiff} → Accept | Reject(word) → Chunk* → Commit → Ack,
+//! and the next batch's Open on the same stream before that Ack. The caller decides what an
+//! outcome means for its queue.
 
 use std::io::{self, Write};
 
 use tokio::sync::mpsc;
-use walb_core::meta::merge_all;
+use walb_core::meta::{merge_all, MetaDiff};
 use walb_core::wdiff::{Cmpr, IndexedReader, Merger, RecStream, SortedWriter};
 use walb_core::Uuid;
 use walb_proto::archive_client::ArchiveClient;
@@ -26,74 +27,114 @@ pub enum Outcome {
     Failed(String),
 }
 
-/// Streams `diffs` (oldest first, one uuid, a mergeable chain) merged into one sorted wdiff
-/// compressed with `cmpr` to the archive at `addr`.
-pub async fn send_diffs(
-    addr: &str,
-    vol: &str,
-    size_lb: u64,
-    diffs: &[HeldDiff],
-    cmpr: Cmpr,
-) -> Outcome {
-    let metas: Vec<_> = diffs.iter().map(|d| d.meta).collect();
+/// A wdiff transfer stream to one archive, carrying merged batches one after the other: each
+/// batch's Open, chunks and Commit leave without waiting for an answer, and `acked` reads the
+/// answers in turn (docs/formats.md §7.5).
+pub struct DiffFlow {
+    flow: Flow,
+}
+
+/// One batch to send: the volume, its size, the diffs (oldest first, one uuid, a mergeable
+/// chain) and the compression of the merged wdiff.
+pub struct Batch<'a> {
+    pub vol: &'a str,
+    pub size_lb: u64,
+    pub diffs: &'a [HeldDiff],
+    pub cmpr: Cmpr,
+}
+
+impl DiffFlow {
+    /// Connects to the archive at `addr` and streams the first batch; returns the flow and
+    /// the bytes streamed.
+    pub async fn start(addr: &str, batch: Batch<'_>) -> Result<(DiffFlow, u64), Outcome> {
+        let (open, merged, readers) = prepare(&batch).await?;
+        let channel = wire::connect(addr)
+            .await
+            .map_err(|e| Outcome::Failed(e.to_string()))?;
+        let mut client = walb_proto::sized!(ArchiveClient::new(channel));
+        // The merged diff follows the Open at once; a refusal ends the production when the
+        // archive ends the flow, and the answer names it.
+        let flow = Flow::start(open, move |s| async move { client.wdiff_transfer(s).await });
+        let mut df = DiffFlow { flow };
+        let bytes = df.stream(merged, readers, batch.cmpr).await?;
+        Ok((df, bytes))
+    }
+
+    /// Streams another batch on the flow (the next in the chain) without waiting for the
+    /// answers to those before it; returns the bytes streamed.
+    pub async fn send(&mut self, batch: Batch<'_>) -> Result<u64, Outcome> {
+        let (open, merged, readers) = prepare(&batch).await?;
+        self.flow.send(open).await.map_err(outcome)?;
+        self.stream(merged, readers, batch.cmpr).await
+    }
+
+    /// The answer to the oldest batch not answered yet.
+    pub async fn acked(&mut self) -> Result<(), Outcome> {
+        self.flow.acked().await.map_err(outcome)
+    }
+
+    /// The merged wdiff's chunks, then its Commit.
+    async fn stream(
+        &mut self,
+        merged: MetaDiff,
+        readers: (Uuid, Vec<IndexedReader>),
+        cmpr: Cmpr,
+    ) -> Result<u64, Outcome> {
+        let (uuid, readers) = readers;
+        let chunk_tx = self.flow.tx.clone();
+        let produced =
+            tokio::task::spawn_blocking(move || produce(readers, uuid, cmpr, chunk_tx)).await;
+        let bytes = match produced {
+            Ok(Ok(n)) => n,
+            // The archive may have ended the stream: its answer says more than a closed
+            // channel.
+            Ok(Err(e)) => {
+                return Err(match self.flow.acked().await {
+                    Err(FlowError::Rejected(word)) => Outcome::Rejected(word),
+                    Err(FlowError::Transport(st)) => Outcome::Failed(format!("{e} ({st})")),
+                    Ok(()) => Outcome::Failed(e),
+                })
+            }
+            Err(e) => return Err(Outcome::Failed(format!("merge task: {e}"))),
+        };
+        let commit = Commit {
+            diff: merged.to_bytes().into(),
+            ..Default::default()
+        };
+        self.flow
+            .send(wire::frame(frame::Kind::Commit(commit)))
+            .await
+            .map_err(outcome)?;
+        Ok(bytes)
+    }
+}
+
+/// A batch's Open frame, merged MetaDiff and opened diffs.
+async fn prepare(
+    batch: &Batch<'_>,
+) -> Result<(Frame, MetaDiff, (Uuid, Vec<IndexedReader>)), Outcome> {
+    let metas: Vec<_> = batch.diffs.iter().map(|d| d.meta).collect();
     let Some(merged) = merge_all(&metas) else {
-        return Outcome::Failed(format!(
+        return Err(Outcome::Failed(format!(
             "the {} diffs to send do not form a mergeable chain",
-            diffs.len()
-        ));
+            batch.diffs.len()
+        )));
     };
-    let paths: Vec<_> = diffs.iter().map(|d| d.path.clone()).collect();
+    let paths: Vec<_> = batch.diffs.iter().map(|d| d.path.clone()).collect();
     let readers = match tokio::task::spawn_blocking(move || open_all(&paths)).await {
         Ok(Ok(r)) => r,
-        Ok(Err(e)) => return Outcome::Failed(e),
-        Err(e) => return Outcome::Failed(format!("open diffs: {e}")),
+        Ok(Err(e)) => return Err(Outcome::Failed(e)),
+        Err(e) => return Err(Outcome::Failed(format!("open diffs: {e}"))),
     };
-    let uuid = readers.0;
-
-    let channel = match wire::connect(addr).await {
-        Ok(c) => c,
-        Err(e) => return Outcome::Failed(e.to_string()),
-    };
-    let mut client = walb_proto::sized!(ArchiveClient::new(channel));
     let open = Open {
-        vol: vol.to_string(),
+        vol: batch.vol.to_string(),
         host_type: "proxy".into(),
-        uuid: uuid.0.to_vec().into(),
-        size_lb,
+        uuid: readers.0 .0.to_vec().into(),
+        size_lb: batch.size_lb,
         diff: merged.to_bytes().into(),
         ..Default::default()
     };
-    // The merged diff follows the Open at once; a refusal ends the production when the
-    // archive ends the flow, and `commit` reads the word.
-    let flow = Flow::start(wire::frame(frame::Kind::Open(open)), move |s| async move {
-        client.wdiff_transfer(s).await
-    });
-    let chunk_tx = flow.tx.clone();
-    let produced =
-        tokio::task::spawn_blocking(move || produce(readers.1, uuid, cmpr, chunk_tx)).await;
-    let bytes = match produced {
-        Ok(Ok(n)) => n,
-        // The archive may have ended the stream: its answer says more than a closed channel.
-        Ok(Err(e)) => {
-            return match flow
-                .commit(wire::frame(frame::Kind::Commit(Commit::default())))
-                .await
-            {
-                Err(FlowError::Rejected(word)) => Outcome::Rejected(word),
-                Err(FlowError::Transport(st)) => Outcome::Failed(format!("{e} ({st})")),
-                Ok(()) => Outcome::Failed(e),
-            }
-        }
-        Err(e) => return Outcome::Failed(format!("merge task: {e}")),
-    };
-    let commit = Commit {
-        diff: merged.to_bytes().into(),
-        ..Default::default()
-    };
-    match flow.commit(wire::frame(frame::Kind::Commit(commit))).await {
-        Ok(()) => Outcome::Accepted { bytes },
-        Err(e) => outcome(e),
-    }
+    Ok((wire::frame(frame::Kind::Open(open)), merged, readers))
 }
 
 fn outcome(e: FlowError) -> Outcome {

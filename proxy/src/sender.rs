@@ -5,6 +5,7 @@
 //! the retry timeout without a new wlog (or kick, or start), except for too-new-diff and syncing,
 //! which retry forever.
 
+use std::collections::VecDeque;
 use std::io::Read;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,7 +19,7 @@ use walb_daemon::{CmdError, CmdResult};
 use crate::archive_info::ArchiveInfo;
 use crate::layout::HeldDiff;
 use crate::metrics::ProxyMetrics;
-use crate::send::{send_diffs, Outcome};
+use crate::send::{Batch, DiffFlow, Outcome};
 use crate::volume::{SendCtl, Vol};
 
 /// One sender task's handles: the proxy's metrics and limits are given to it, so it needs
@@ -126,43 +127,119 @@ impl Sender {
         }
     }
 
+    /// Sends the oldest run of waiting diffs and, on the same stream while the archive makes
+    /// it durable, the runs after it (at most `UNACKED` unanswered); each answer is judged in
+    /// turn. Anything but an Ack ends the round: the batches behind it go again next round.
     async fn round(&self) -> Round {
-        let (dir, archive) = (self.vol.dir.clone(), self.archive.clone());
-        let (max_bytes, max_files) = self.max_merge;
-        let picked = tokio::task::spawn_blocking(move || -> CmdResult<(Vec<HeldDiff>, u64)> {
-            let batch = pick(dir.waiting(&archive)?, max_bytes, max_files)?;
-            Ok((batch, dir.size_lb()?))
-        })
-        .await;
-        let (batch, size_lb) = match picked {
-            Ok(Ok(b)) => b,
-            Ok(Err(e)) => {
-                return Round::Retry {
-                    why: e.to_string(),
-                    give_up: true,
-                }
-            }
-            Err(e) => {
-                return Round::Retry {
-                    why: e.to_string(),
-                    give_up: true,
-                }
-            }
+        let (batch, size_lb) = match self.next_batch(None).await {
+            Ok(b) => b,
+            Err(why) => return Round::Retry { why, give_up: true },
         };
         if batch.is_empty() {
             return Round::Idle;
         }
-        let cmpr = self.info.cmpr.0;
-        tracing::debug!(vol = %self.vol.name, archive = %self.archive, n = batch.len(), "sending");
         // Volumes take turns for the `--max-transfers` slots.
-        let slot = self
+        let _slot = self
             .transfers
             .acquire()
             .await
             .expect("transfer slots stay open");
         let t0 = Instant::now();
-        let outcome = send_diffs(&self.info.addr, &self.vol.name, size_lb, &batch, cmpr).await;
-        drop(slot);
+        let (mut flow, bytes) =
+            match DiffFlow::start(&self.info.addr, self.batch(&batch, size_lb)).await {
+                Ok(f) => f,
+                Err(o) => return self.judge(batch, o, t0).await,
+            };
+        let mut next_gid = end_gid(&batch);
+        let mut unacked = VecDeque::from([(batch, bytes, t0)]);
+        let mut more = true;
+        loop {
+            // After its turn, while every slot is taken, the round ends and the volume queues
+            // for a slot again behind those waiting.
+            if t0.elapsed() >= TURN && self.transfers.available_permits() == 0 {
+                more = false;
+            }
+            if more && unacked.len() < UNACKED {
+                match self.next_batch(Some(next_gid)).await {
+                    Ok((next, size_lb)) if !next.is_empty() => {
+                        let t = Instant::now();
+                        match flow.send(self.batch(&next, size_lb)).await {
+                            Ok(bytes) => {
+                                next_gid = end_gid(&next);
+                                unacked.push_back((next, bytes, t));
+                                continue;
+                            }
+                            // The answers to the batches before it say why the stream ended;
+                            // this one goes again in a later round.
+                            Err(_) => more = false,
+                        }
+                    }
+                    // All answered and nothing waits: the next wlog may be on its way, and
+                    // the stream stays open a moment for it rather than start anew.
+                    Ok(_) if unacked.is_empty() => {
+                        let woken = tokio::time::timeout(LINGER, self.ctl.notify.notified());
+                        if woken.await.is_ok() && !self.ctl.lock().stop {
+                            continue;
+                        }
+                        return Round::Progress;
+                    }
+                    Ok(_) => {}
+                    Err(_) => more = false,
+                }
+            }
+            let Some((batch, bytes, t)) = unacked.pop_front() else {
+                return Round::Progress;
+            };
+            match flow.acked().await {
+                Ok(()) => {
+                    let round = self.judge(batch, Outcome::Accepted { bytes }, t).await;
+                    if !matches!(round, Round::Progress) {
+                        return round;
+                    }
+                }
+                Err(o) => return self.judge(batch, o, t).await,
+            }
+        }
+    }
+
+    /// The oldest run of waiting diffs that continues the chain at `after` (any run when
+    /// `None`; none when the oldest waiting diff does not start there), and the volume's size.
+    async fn next_batch(&self, after: Option<u64>) -> Result<(Vec<HeldDiff>, u64), String> {
+        let (dir, archive) = (self.vol.dir.clone(), self.archive.clone());
+        let (max_bytes, max_files) = self.max_merge;
+        let picked = tokio::task::spawn_blocking(move || -> CmdResult<(Vec<HeldDiff>, u64)> {
+            let mut waiting = dir.waiting(&archive)?;
+            if let Some(gid) = after {
+                waiting.retain(|d| d.meta.snap_b.gid_b.0 >= gid);
+                if waiting
+                    .first()
+                    .is_some_and(|d| d.meta.snap_b.gid_b.0 != gid)
+                {
+                    waiting.clear();
+                }
+            }
+            Ok((pick(waiting, max_bytes, max_files)?, dir.size_lb()?))
+        })
+        .await;
+        match picked {
+            Ok(Ok(b)) => Ok(b),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    fn batch<'a>(&'a self, diffs: &'a [HeldDiff], size_lb: u64) -> Batch<'a> {
+        tracing::debug!(vol = %self.vol.name, archive = %self.archive, n = diffs.len(), "sending");
+        Batch {
+            vol: &self.vol.name,
+            size_lb,
+            diffs,
+            cmpr: self.info.cmpr.0,
+        }
+    }
+
+    /// What one batch's answer means for the queue (docs/formats.md §7.5).
+    async fn judge(&self, batch: Vec<HeldDiff>, outcome: Outcome, t0: Instant) -> Round {
         match outcome {
             Outcome::Accepted { bytes } => {
                 self.metrics.all.transfer("wdiff-transfer", t0.elapsed());
@@ -215,6 +292,20 @@ impl Sender {
             Err(e) => Round::Error(e.to_string()),
         }
     }
+}
+
+/// Batches a sender has streamed before it waits for the oldest one's answer.
+const UNACKED: usize = 2;
+
+/// How long a round keeps its slot while other volumes wait for one.
+const TURN: Duration = Duration::from_secs(1);
+
+/// How long a round's stream waits for a new wlog once everything sent is answered.
+const LINGER: Duration = Duration::from_secs(1);
+
+/// The gid a batch ends at: where the next batch of the chain begins.
+fn end_gid(batch: &[HeldDiff]) -> u64 {
+    batch.last().map_or(0, |d| d.meta.snap_e.gid_b.0)
 }
 
 fn file_uuid(d: &HeldDiff) -> CmdResult<Uuid> {

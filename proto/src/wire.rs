@@ -1,7 +1,8 @@
 //! Transport settings shared by every client and server, and the framing helpers of data flows.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
 use std::time::Duration;
 
 use tokio_rustls::rustls::pki_types::pem::PemObject;
@@ -232,12 +233,36 @@ impl TlsArgs {
     }
 }
 
+/// Channels kept per address once `keep_connections` was called.
+static KEPT: OnceLock<Mutex<HashMap<String, Channel>>> = OnceLock::new();
+
+/// From now on `connect` keeps one channel per address and hands it out again, so a process
+/// that calls the same servers several times pays the TCP and TLS handshakes (a round trip or
+/// two across a long link) once per server. A channel reconnects by itself after its
+/// connection ends. For short-lived clients such as walbc, whose certificates do not change
+/// while they run; daemons connect per transfer.
+pub fn keep_connections() {
+    let _ = KEPT.set(Mutex::new(HashMap::new()));
+}
+
 /// A channel to `addr` (host:port) with the large HTTP/2 windows data flows need.
 pub async fn connect(addr: &str) -> Result<Channel, WireError> {
-    endpoint(addr)?
+    if let Some(ch) = kept().and_then(|k| k.get(addr).cloned()) {
+        return Ok(ch);
+    }
+    let ch = endpoint(addr)?
         .connect()
         .await
-        .map_err(|e| WireError::Connect(addr.to_string(), source_chain(&e)))
+        .map_err(|e| WireError::Connect(addr.to_string(), source_chain(&e)))?;
+    if let Some(mut k) = kept() {
+        k.insert(addr.to_string(), ch.clone());
+    }
+    Ok(ch)
+}
+
+fn kept() -> Option<MutexGuard<'static, HashMap<String, Channel>>> {
+    KEPT.get()
+        .map(|k| k.lock().unwrap_or_else(|e| e.into_inner()))
 }
 
 /// The endpoint for `addr`; `connect_lazy` on it gives a channel that connects on first use.

@@ -95,8 +95,13 @@ pub async fn run(st: Arc<Storage>, vol: Arc<Vol>, shutdown: Shutdown) {
                 Ok(true) if !shutdown.is_stopping() => continue,
                 Ok(true) => return,
                 Ok(false) => {
-                    session = None;
                     backoff.reset();
+                    // Only while a slot is free: a lingering session keeps its own.
+                    let free = st.transfers.available_permits() > 0;
+                    if session.is_some() && free && linger(&vol, &shutdown).await {
+                        continue;
+                    }
+                    session = None;
                     break;
                 }
                 Err(e) => {
@@ -110,6 +115,20 @@ pub async fn run(st: Arc<Storage>, vol: Arc<Vol>, shutdown: Shutdown) {
         }
     }
 }
+
+/// A session with everything acknowledged waits up to `LINGER` for the poller to see more
+/// writes, so a steady writer's wlogs keep one stream; true when woken.
+async fn linger(vol: &Vol, shutdown: &Shutdown) -> bool {
+    tokio::select! {
+        _ = vol.polled.notified() => true,
+        _ = vol.kick.notified() => true,
+        _ = tokio::time::sleep(LINGER) => false,
+        _ = shutdown.stopping() => false,
+    }
+}
+
+/// How long an idle session waits for more writes before it ends.
+const LINGER: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The wlogs of a volume on their way to one proxy: one flow carries them one after the
 /// other, the next sent while the proxy makes the previous one durable, so a long link does
@@ -141,12 +160,17 @@ struct Shipped {
 }
 
 /// One transfer if there is one to do, or one Ack awaited; true when more may follow at once.
+/// False with the session kept when everything sent is acknowledged and nothing more is due
+/// yet; false without it when the volume cannot ship now.
 async fn step<'a>(
     st: &'a Storage,
     vol: &Vol,
     session: &mut Option<Session<'a>>,
 ) -> CmdResult<bool> {
     let meta = vol.meta.lock().await.clone();
+    if meta.state != State::Target {
+        *session = None;
+    }
     let dev = match meta.state {
         State::Target | State::Standby => st.wdevd.status(&meta.wdev).await?,
         _ => return Ok(false),
@@ -160,6 +184,7 @@ async fn step<'a>(
         return Ok(false);
     }
     if dev.overflow {
+        *session = None;
         let mut m = vol.meta.lock().await;
         if m.state == State::Target {
             tracing::error!(
@@ -220,6 +245,7 @@ async fn step<'a>(
     if meta.state != State::Target || limit < begin {
         // A backup reset the volume while this step ran (the device status is older than
         // the done record): nothing to ship until the next step.
+        *session = None;
         return Ok(false);
     }
     let ldev = st.wdevd.ldev_path(&meta.wdev).await?;
@@ -301,7 +327,11 @@ async fn settle(
     };
     let acked = s.flow.acked().await;
     acked.map_err(|e| flow_failed(st, &s.proxy, e))?;
-    apply(st, vol, wdev, shipped).await
+    let applied = apply(st, vol, wdev, shipped).await?;
+    if !applied {
+        *session = None;
+    }
+    Ok(applied)
 }
 
 /// After a proxy's Ack: advances the done record, counts the transfer and frees what may be

@@ -34,6 +34,8 @@ pub struct Flow {
     calling: Option<JoinHandle<Answer>>,
     /// The receiver's Accept was read.
     accepted: bool,
+    /// Commits sent whose answers were not read yet.
+    unanswered: usize,
 }
 
 impl Flow {
@@ -54,6 +56,7 @@ impl Flow {
             events: Some(events),
             calling: None,
             accepted: false,
+            unanswered: 0,
         };
         flow.expect_accept().await?;
         Ok(flow)
@@ -77,6 +80,7 @@ impl Flow {
             events: None,
             calling: Some(tokio::spawn(call(ReceiverStream::new(rx)))),
             accepted: false,
+            unanswered: 0,
         }
     }
 
@@ -120,14 +124,26 @@ impl Flow {
     /// Sends a frame; when the receiver has ended the flow, returns why it did (its error
     /// status or rejection), not only that it did.
     pub async fn send(&mut self, f: Frame) -> Result<(), FlowError> {
+        let commit = matches!(f.kind, Some(frame::Kind::Commit(_)));
         if self.tx.send(f).await.is_ok() {
+            self.unanswered += usize::from(commit);
             return Ok(());
         }
-        Err(match self.next_accepted().await {
+        Err(self.why_ended().await)
+    }
+
+    /// Why the receiver ended the flow (its frames can no longer be sent): its error status
+    /// or rejection. While earlier transfers of the flow wait for their answers, those come
+    /// first and `acked` reads them; this then says only that the flow ended.
+    pub async fn why_ended(&mut self) -> FlowError {
+        if self.unanswered > 0 {
+            return FlowError::Transport("the receiver ended the flow".into());
+        }
+        match self.next_accepted().await {
             Ok(event::Kind::Reject(r)) => FlowError::Rejected(r),
             Ok(k) => FlowError::Transport(format!("receiver closed the flow after {k:?}")),
             Err(e) => e,
-        })
+        }
     }
 
     /// Sends `data` as chunks of `wire::CHUNK` bytes.
@@ -151,6 +167,7 @@ impl Flow {
         match self.next_accepted().await? {
             event::Kind::Ack(_) => {
                 self.accepted = false;
+                self.unanswered = self.unanswered.saturating_sub(1);
                 Ok(())
             }
             event::Kind::Reject(r) => Err(FlowError::Rejected(r)),

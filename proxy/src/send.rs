@@ -86,13 +86,13 @@ impl DiffFlow {
             tokio::task::spawn_blocking(move || produce(readers, uuid, cmpr, chunk_tx)).await;
         let bytes = match produced {
             Ok(Ok(n)) => n,
-            // The archive may have ended the stream: its answer says more than a closed
-            // channel.
+            // A failure here (a diff that cannot be read): the stream ends with the flow.
+            Ok(Err(e)) if !self.flow.tx.is_closed() => return Err(Outcome::Failed(e)),
+            // The archive ended the stream: its answer says more than a closed channel.
             Ok(Err(e)) => {
-                return Err(match self.flow.acked().await {
-                    Err(FlowError::Rejected(word)) => Outcome::Rejected(word),
-                    Err(FlowError::Transport(st)) => Outcome::Failed(format!("{e} ({st})")),
-                    Ok(()) => Outcome::Failed(e),
+                return Err(match self.flow.why_ended().await {
+                    FlowError::Rejected(word) => Outcome::Rejected(word),
+                    FlowError::Transport(st) => Outcome::Failed(format!("{e} ({st})")),
                 })
             }
             Err(e) => return Err(Outcome::Failed(format!("merge task: {e}"))),

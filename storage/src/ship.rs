@@ -285,8 +285,15 @@ async fn step<'a>(
     let diff = diff.to_bytes();
     match session {
         Some(s) => {
-            let sent = send_wlog(&mut s.flow, open, wlog.bytes, diff).await;
-            sent.map_err(|e| flow_failed(st, &s.proxy, e))?;
+            if let Err(e) = send_wlog(&mut s.flow, open, wlog.bytes, diff).await {
+                // The proxy ended the stream: the answers to the wlogs before say why.
+                while let Some(before) = s.unacked.pop_front() {
+                    let acked = s.flow.acked().await;
+                    acked.map_err(|e| flow_failed(st, &s.proxy, e))?;
+                    apply(st, vol, &meta.wdev, before).await?;
+                }
+                return Err(flow_failed(st, &s.proxy, e));
+            }
             s.unacked.push_back(shipped);
             if s.unacked.len() >= UNACKED {
                 return settle(st, vol, &meta.wdev, session).await;

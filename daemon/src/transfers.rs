@@ -4,12 +4,16 @@
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use tokio::sync::Semaphore;
 
 /// The most outgoing data transfers a daemon runs at once: the wlogs a storage ships, the diff
-/// sends of a proxy. A volume waits for a slot, first come first served, and gives it back
-/// after each transfer, so many volumes take turns instead of one running ahead; what one
-/// transfer holds in memory (up to `--max-wlog-send-mb` or `--max-merge-mb`) is bounded too.
+/// sends of a proxy. A volume waits for a slot, first come first served, and holds it for a
+/// session (its transfers one after the other on one stream); it gives it back when the
+/// session ends, or after a `TURN` while every slot is taken, so many volumes take turns
+/// instead of one running ahead. What one transfer holds in memory (up to
+/// `--max-wlog-send-mb` or `--max-merge-mb`) is bounded too.
 #[derive(clap::Args, Clone, Debug)]
 pub struct TransferArgs {
     /// Outgoing transfers (wlogs shipped, diffs sent) run at once; more volumes wait their
@@ -20,9 +24,24 @@ pub struct TransferArgs {
 
 impl TransferArgs {
     /// The slots, one per transfer allowed at once.
-    pub fn slots(&self) -> tokio::sync::Semaphore {
-        tokio::sync::Semaphore::new(self.max_transfers.max(1))
+    pub fn slots(&self) -> Semaphore {
+        Semaphore::new(self.max_transfers.max(1))
     }
+}
+
+/// Transfers a session has sent before it waits for the oldest one's answer.
+pub const UNACKED: usize = 2;
+
+/// How long a session keeps its slot while every slot is taken.
+pub const TURN: Duration = Duration::from_secs(1);
+
+/// How long a session with everything answered waits for more to send before it ends.
+pub const LINGER: Duration = Duration::from_secs(1);
+
+/// Whether a session that started at `since` gives its slot back now: its turn is over and
+/// every slot is taken, so other volumes may be waiting.
+pub fn turn_over(since: Instant, slots: &Semaphore) -> bool {
+    since.elapsed() >= TURN && slots.available_permits() == 0
 }
 
 /// The default period of the INFO summary.

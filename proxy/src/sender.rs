@@ -14,6 +14,7 @@ use tokio::task::JoinHandle;
 use walb_core::meta::{can_merge, merge, MetaDiff};
 use walb_core::wdiff::FileHeader;
 use walb_core::Uuid;
+use walb_daemon::transfers::{turn_over, LINGER, UNACKED};
 use walb_daemon::{CmdError, CmdResult};
 
 use crate::archive_info::ArchiveInfo;
@@ -156,7 +157,7 @@ impl Sender {
         loop {
             // After its turn, while every slot is taken, the round ends and the volume queues
             // for a slot again behind those waiting.
-            if t0.elapsed() >= TURN && self.transfers.available_permits() == 0 {
+            if turn_over(t0, &self.transfers) {
                 more = false;
             }
             if more && unacked.len() < UNACKED {
@@ -293,15 +294,6 @@ impl Sender {
         }
     }
 }
-
-/// Batches a sender has streamed before it waits for the oldest one's answer.
-const UNACKED: usize = 2;
-
-/// How long a round keeps its slot while other volumes wait for one.
-const TURN: Duration = Duration::from_secs(1);
-
-/// How long a round's stream waits for a new wlog once everything sent is answered.
-const LINGER: Duration = Duration::from_secs(1);
 
 /// The gid a batch ends at: where the next batch of the chain begins.
 fn end_gid(batch: &[HeldDiff]) -> u64 {

@@ -16,6 +16,7 @@ use walb_core::meta::{transfer_end, transfer_end_gid, MetaDiff, MetaLsidGid, Met
 use walb_core::wlog::{WlogHeader, WlogWriter};
 use walb_core::Lsid;
 use walb_daemon::serve::Shutdown;
+use walb_daemon::transfers::{turn_over, LINGER, UNACKED};
 use walb_daemon::{CmdError, CmdResult};
 use walb_proto::proxy_client::ProxyClient;
 use walb_proto::{frame, wire, Commit, Open};
@@ -127,9 +128,6 @@ async fn linger(vol: &Vol, shutdown: &Shutdown) -> bool {
     }
 }
 
-/// How long an idle session waits for more writes before it ends.
-const LINGER: std::time::Duration = std::time::Duration::from_secs(1);
-
 /// The wlogs of a volume on their way to one proxy: one flow carries them one after the
 /// other, the next sent while the proxy makes the previous one durable, so a long link does
 /// not idle a round trip per wlog (docs/formats.md §7.4). It lasts while there is more to
@@ -142,14 +140,9 @@ struct Session<'a> {
     unacked: VecDeque<Shipped>,
     /// The volume's `--max-transfers` slot while the session lasts.
     _slot: SemaphorePermit<'a>,
+    /// When it took the slot: its turn.
     since: Instant,
 }
-
-/// How long a session keeps its slot while other volumes wait for one.
-const TURN: std::time::Duration = std::time::Duration::from_secs(1);
-
-/// Wlogs a session has sent before it waits for the oldest one's Ack.
-const UNACKED: usize = 2;
 
 /// One wlog sent: the done record it continues and the one its Ack makes.
 struct Shipped {
@@ -207,7 +200,7 @@ async fn step<'a>(
     // A volume that keeps writing would keep its slot: after its turn, while every slot is
     // taken, its session ends and it queues for a slot again behind the volumes waiting.
     if let Some(s) = session {
-        if s.since.elapsed() >= TURN && st.transfers.available_permits() == 0 {
+        if turn_over(s.since, &st.transfers) {
             if !s.unacked.is_empty() {
                 return settle(st, vol, &meta.wdev, session).await;
             }

@@ -64,6 +64,8 @@ pub struct Entry {
     abort: tokio::sync::Notify,
     /// The long action running on the volume, with its progress.
     pub running: Arc<walb_daemon::progress::Running>,
+    /// Its wdiffs as last listed (`volume::DiffList`).
+    pub listed: Arc<crate::volume::DiffList>,
 }
 
 impl Entry {
@@ -232,9 +234,11 @@ impl Archive {
 
     /// The volume's paths (the name is checked; the volume may not exist).
     pub fn vol(&self, name: &str) -> Vol {
+        let e = self.entry(name);
         Vol {
             max_open_diffs: self.max_open_diffs,
-            running: self.entry(name).running.clone(),
+            running: e.running.clone(),
+            listed: e.listed.clone(),
             ..Vol::new(&self.data_dir, name)
         }
     }

@@ -6,11 +6,13 @@
 
 use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::sync::Arc;
 
+use bytes::Bytes;
+use tokio::sync::mpsc;
 use tonic::{Status, Streaming};
 use walb_core::atomic::TempFile;
-use walb_core::wdiff::{Kind, WdiffReader};
+use walb_core::source::ChunkSource;
+use walb_core::wdiff::{DiffRec, FileHeader, Kind, SortedReader, WdiffReader};
 use walb_core::Uuid;
 use walb_proto::flow::next_frame;
 use walb_proto::wire::check_chunk;
@@ -41,19 +43,33 @@ pub(crate) async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(f).await.map_err(internal)?
 }
 
+/// Chunks handed to the writing (and checking) threads at once: the memory one flow holds.
+const IN_FLIGHT_CHUNKS: usize = 8;
+
 /// Writes a flow's chunks into `tmp` from byte `off` on as they arrive (each chunk's crc32
 /// checked, its bytes counted as the volume's received) until Commit, or until the volume is
-/// stopped by force; returns the Commit, the file and the offset after the last chunk.
+/// stopped by force; returns the Commit, the file and the offset after the last chunk. The
+/// writes run on a thread of their own; so does `check`, when given, on the same chunks.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn receive_chunks(
     a: &Archive,
     entry: &Entry,
     vol: &str,
     input: &mut Streaming<Frame>,
     tmp: TempFile,
-    mut off: u64,
+    off: u64,
     what: &str,
+    mut check: Option<WdiffCheck>,
 ) -> Result<(Commit, TempFile, u64), Status> {
-    let tmp = Arc::new(tmp);
+    let (tx, rx) = mpsc::channel::<Bytes>(IN_FLIGHT_CHUNKS);
+    let writer = tokio::task::spawn_blocking(move || write_chunks(rx, tmp, off));
+    let writer_failed = |writer: tokio::task::JoinHandle<_>| async move {
+        match writer.await.map_err(internal)? {
+            Ok(_) => Err(internal("the chunk writer stopped early")),
+            Err(e) => Err(e),
+        }
+    };
+    let mut at = off;
     let commit = loop {
         let next = tokio::select! {
             f = next_frame(input, "Chunk or Commit") => f?,
@@ -62,12 +78,23 @@ pub(crate) async fn receive_chunks(
         match next {
             frame::Kind::Chunk(c) => {
                 let data = check_chunk(&c)
-                    .map_err(|e| Status::data_loss(format!("{what} chunk at byte {off}: {e}")))?
+                    .map_err(|e| Status::data_loss(format!("{what} chunk at byte {at}: {e}")))?
                     .clone();
                 a.count_received(vol, data.len());
-                let (t, at, n) = (tmp.clone(), off, data.len() as u64);
-                blocking(move || t.file.write_all_at(&data, at).map_err(internal)).await?;
-                off += n;
+                at += data.len() as u64;
+                if let Some(ch) = &check {
+                    if ch.tx.send(data.clone()).await.is_err() {
+                        let ch = check.take().expect("checked above");
+                        return Err(ch.finish().await.err().unwrap_or_else(|| {
+                            Status::data_loss(format!(
+                                "received wdiff: bytes after the END pack (at byte {at})"
+                            ))
+                        }));
+                    }
+                }
+                if tx.send(data).await.is_err() {
+                    return writer_failed(writer).await;
+                }
             }
             frame::Kind::Commit(c) => break c,
             _ => {
@@ -77,11 +104,93 @@ pub(crate) async fn receive_chunks(
             }
         }
     };
-    Ok((
-        commit,
-        Arc::into_inner(tmp).expect("no write in flight"),
-        off,
-    ))
+    drop(tx);
+    let (tmp, end) = writer.await.map_err(internal)??;
+    if let Some(ch) = check {
+        ch.finish().await?;
+    }
+    Ok((commit, tmp, end))
+}
+
+/// The writing thread of `receive_chunks`: every chunk into `tmp` in turn from `off` on,
+/// until the input ends.
+fn write_chunks(
+    mut rx: mpsc::Receiver<Bytes>,
+    tmp: TempFile,
+    mut off: u64,
+) -> Result<(TempFile, u64), Status> {
+    while let Some(b) = rx.blocking_recv() {
+        tmp.file.write_all_at(&b, off).map_err(internal)?;
+        off += b.len() as u64;
+    }
+    Ok((tmp, off))
+}
+
+/// A received sorted wdiff checked as its chunks arrive, on a thread of its own beside the
+/// writes, so that its Commit need not read the file back: the same checks as `verify_wdiff`,
+/// and no byte after the END pack.
+pub(crate) struct WdiffCheck {
+    tx: mpsc::Sender<Bytes>,
+    task: tokio::task::JoinHandle<Result<(), Status>>,
+}
+
+impl WdiffCheck {
+    pub(crate) fn start(uuid: Uuid, size_lb: u64) -> WdiffCheck {
+        let (tx, rx) = mpsc::channel::<Bytes>(IN_FLIGHT_CHUNKS);
+        let task = tokio::task::spawn_blocking(move || {
+            let mut rx = rx;
+            let src = ChunkSource::new(std::iter::from_fn(move || rx.blocking_recv()));
+            let (h, mut recs) =
+                SortedReader::open(Box::new(src)).map_err(|e| bad_wdiff(e.to_string()))?;
+            check_wdiff(&h, recs.by_ref(), &uuid, size_lb)?;
+            let after = recs.into_source().read_up_to(1).map_err(internal)?;
+            match after.is_empty() {
+                true => Ok(()),
+                false => Err(bad_wdiff("bytes after the END pack".into())),
+            }
+        });
+        WdiffCheck { tx, task }
+    }
+
+    /// Once the input is over: what the check found.
+    async fn finish(self) -> Result<(), Status> {
+        drop(self.tx);
+        self.task.await.map_err(internal)?
+    }
+}
+
+fn bad_wdiff(e: String) -> Status {
+    Status::data_loss(format!("received wdiff: {e}"))
+}
+
+/// A wdiff's header names `uuid`, and every record parses and lies within `size_lb`.
+fn check_wdiff(
+    h: &FileHeader,
+    recs: impl Iterator<Item = walb_core::Result<DiffRec>>,
+    uuid: &Uuid,
+    size_lb: u64,
+) -> Result<(), Status> {
+    if h.kind != Kind::Sorted {
+        return Err(bad_wdiff(
+            "indexed wdiff where a sorted one is needed".into(),
+        ));
+    }
+    if h.uuid != *uuid {
+        return Err(bad_wdiff(format!(
+            "header uuid {} differs from Open.uuid {uuid}",
+            h.uuid
+        )));
+    }
+    for rec in recs {
+        let rec = rec.map_err(|e| bad_wdiff(e.to_string()))?;
+        if rec.end() > size_lb {
+            return Err(bad_wdiff(format!(
+                "record at LB {} (+{}) ends beyond the volume's {size_lb} LB",
+                rec.addr, rec.blocks
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// What a flow's checks decide: the transient to start, or the rejection word.
@@ -135,25 +244,7 @@ pub(crate) fn fits(a: &Archive, vol: &Vol, size_lb: u64) -> Result<bool, Status>
 /// Reads every record of the received file: a sorted wdiff with the announced uuid whose
 /// records fit in the volume.
 pub(crate) fn verify_wdiff(path: &Path, uuid: &Uuid, size_lb: u64) -> Result<(), Status> {
-    let bad = |e: String| Status::data_loss(format!("received wdiff: {e}"));
-    let r = WdiffReader::open(path).map_err(|e| bad(e.to_string()))?;
-    if r.kind() != Kind::Sorted {
-        return Err(bad("indexed wdiff where a sorted one is needed".into()));
-    }
-    if r.uuid() != *uuid {
-        return Err(bad(format!(
-            "header uuid {} differs from Open.uuid {uuid}",
-            r.uuid()
-        )));
-    }
-    for rec in r {
-        let rec = rec.map_err(|e| bad(e.to_string()))?;
-        if rec.end() > size_lb {
-            return Err(bad(format!(
-                "record at LB {} (+{}) ends beyond the volume's {size_lb} LB",
-                rec.addr, rec.blocks
-            )));
-        }
-    }
-    Ok(())
+    let r = WdiffReader::open(path).map_err(|e| bad_wdiff(e.to_string()))?;
+    let h = *r.header();
+    check_wdiff(&h, r, uuid, size_lb)
 }

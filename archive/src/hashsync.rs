@@ -98,8 +98,17 @@ pub async fn hash_sync_flow(
     // Packs follow a placeholder file header, written once the uuid is known.
     let tmp = TempFile::create(vol.temp_path("hashsync")).map_err(cmd_status)?;
     let off = FILE_HEADER_SIZE as u64;
-    let (commit, tmp, off) =
-        receive_chunks(&a, &entry, &vol.name, &mut input, tmp, off, "hash sync").await?;
+    let (commit, tmp, off) = receive_chunks(
+        &a,
+        &entry,
+        &vol.name,
+        &mut input,
+        tmp,
+        off,
+        "hash sync",
+        None,
+    )
+    .await?;
     hasher
         .await
         .map_err(internal)?
@@ -147,7 +156,7 @@ pub async fn hash_sync_flow(
         // The uuid first: a crash before the diff is registered leaves log diffs of the new
         // WAL too new (kept by the proxy), never applied onto the old chain.
         vol.set_uuid(&uuid).map_err(cmd_status)?;
-        tmp.persist(&vol.diff_path(&diff)).map_err(cmd_status)?;
+        vol.add_diff(tmp, &diff).map_err(cmd_status)?;
         a2.refresh_metrics(&vol);
         Ok(())
     })

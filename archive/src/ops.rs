@@ -123,7 +123,9 @@ pub fn merge(vol: &Vol, gid_b: u64, gid_e: u64) -> CmdResult<MetaDiff> {
         w.push(r?)?;
     }
     w.finish()?;
-    out.commit()?;
+    let committed = out.commit();
+    vol.diffs_changed();
+    committed?;
     vol.remove_diffs(run)?;
     Ok(merged)
 }

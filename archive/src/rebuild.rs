@@ -50,7 +50,7 @@ pub async fn rebuild(
         restore::wdiff_to_file(repo, name, d, &tmp.path)
             .await
             .map_err(repo_err)?;
-        tmp.persist(&vol.diff_path(d))?;
+        vol.add_diff(tmp, d)?;
     }
     let out = Output::create(&vol.image())?;
     // The diffs are in place already: the image alone (no chain, so no work files).

@@ -20,8 +20,8 @@ use walb_proto::{frame, Event, Frame, HashEvent, Open};
 
 use crate::archive::{Archive, Transient};
 use crate::flow::{
-    admit, blocking, cmd_status, fits, from_archive, internal, receive_chunks, uuid_of,
-    verify_wdiff, Decision,
+    admit, blocking, cmd_status, fits, from_archive, internal, receive_chunks, uuid_of, Decision,
+    WdiffCheck,
 };
 use crate::volume::{State, Vol};
 use walb_core::atomic::TempFile;
@@ -204,12 +204,21 @@ async fn receive_wdiff(
     tracing::debug!(vol = %vol.name, "receiving wdiff {diff}");
 
     let tmp = TempFile::create(vol.temp_path("wdiff")).map_err(cmd_status)?;
-    let (_, tmp, off) =
-        receive_chunks(a, &entry, &vol.name, input, tmp, 0, "wdiff transfer").await?;
     let size_lb = vol.size_lb().map_err(cmd_status)?;
+    let check = WdiffCheck::start(uuid, size_lb);
+    let (_, tmp, off) = receive_chunks(
+        a,
+        &entry,
+        &vol.name,
+        input,
+        tmp,
+        0,
+        "wdiff transfer",
+        Some(check),
+    )
+    .await?;
     let tmp = blocking(move || {
         tmp.file.sync_all().map_err(internal)?;
-        verify_wdiff(&tmp.path, &uuid, size_lb)?;
         Ok(tmp)
     })
     .await?;
@@ -226,7 +235,7 @@ async fn receive_wdiff(
             if let Some(word) = relation_word(&vol, &diff)? {
                 return Ok(Some(word));
             }
-            tmp.persist(&vol.diff_path(&diff)).map_err(cmd_status)?;
+            vol.add_diff(tmp, &diff).map_err(cmd_status)?;
             a2.refresh_metrics(&vol);
             Ok(None)
         })

@@ -57,6 +57,31 @@ pub struct Vol {
     pub max_open_diffs: usize,
     /// The volume's long action (restore, apply, merge, verify, …), shown by `get progress`.
     pub running: std::sync::Arc<walb_daemon::progress::Running>,
+    /// The wdiffs as last listed, shared by every `Vol` of the volume in one archive.
+    pub listed: std::sync::Arc<DiffList>,
+}
+
+/// The volume's wdiffs as last read from its directory, handed out again while nothing
+/// changed: a volume shipped continuously holds thousands of files (every wlog is a
+/// restorable point until thinned), and every registration asks for the list several times.
+/// The list is read again when the directory's mtime moved (any change by anyone) or after
+/// `Vol::diffs_changed` (every change made here calls it once the change is done, so a list
+/// read before it is never kept).
+#[derive(Default)]
+pub struct DiffList(std::sync::Mutex<Listed>);
+
+#[derive(Default)]
+struct Listed {
+    /// Bumped by every change made here.
+    generation: u64,
+    /// The list and the directory's mtime read before it.
+    list: Option<(std::time::SystemTime, std::sync::Arc<Vec<MetaDiff>>)>,
+}
+
+impl DiffList {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Listed> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 /// The default of `--max-open-diffs`.
@@ -70,6 +95,7 @@ impl Vol {
             restored_dir: data_dir.join("restored").join(name),
             max_open_diffs: DEFAULT_MAX_OPEN_DIFFS,
             running: Default::default(),
+            listed: Default::default(),
         }
     }
 
@@ -198,8 +224,45 @@ impl Vol {
         self.dir.join(meta::format_name(d))
     }
 
-    /// Every wdiff of the volume, ordered by gid range (chain order for a plain chain).
+    /// Registers a received or rebuilt wdiff: `tmp` made durable under `d`'s name.
+    pub fn add_diff(&self, tmp: walb_core::atomic::TempFile, d: &MetaDiff) -> StoreResult<()> {
+        let persisted = tmp.persist(&self.diff_path(d));
+        self.diffs_changed();
+        Ok(persisted?)
+    }
+
+    /// Every wdiff of the volume, in `MetaDiff::order_key` order (chain order for a plain
+    /// chain).
     pub fn diffs(&self) -> StoreResult<Vec<MetaDiff>> {
+        let mtime = std::fs::metadata(&self.dir)
+            .and_then(|m| m.modified())
+            .map_err(StoreError::io(&self.dir))?;
+        let generation = {
+            let l = self.listed.lock();
+            if let Some((m, list)) = &l.list {
+                if *m == mtime {
+                    return Ok(list.to_vec());
+                }
+            }
+            l.generation
+        };
+        let v = self.read_diffs()?;
+        let mut l = self.listed.lock();
+        if l.generation == generation {
+            l.list = Some((mtime, std::sync::Arc::new(v.clone())));
+        }
+        Ok(v)
+    }
+
+    /// Says that this process added, removed or renamed wdiffs: the next `diffs` reads the
+    /// directory.
+    pub fn diffs_changed(&self) {
+        let mut l = self.listed.lock();
+        l.generation += 1;
+        l.list = None;
+    }
+
+    fn read_diffs(&self) -> StoreResult<Vec<MetaDiff>> {
         let mut v = Vec::new();
         let rd = std::fs::read_dir(&self.dir).map_err(StoreError::io(&self.dir))?;
         for e in rd {
@@ -296,7 +359,9 @@ impl Vol {
         if to.exists() {
             return Err(StoreError::Exists { to, from });
         }
-        std::fs::rename(&from, &to).map_err(StoreError::io(&to))?;
+        let renamed = std::fs::rename(&from, &to);
+        self.diffs_changed();
+        renamed.map_err(StoreError::io(&to))?;
         tracing::info!(vol = %self.name, mergeable, "diff {d}: mergeable flag set");
         Ok(())
     }
@@ -329,14 +394,18 @@ impl Vol {
 
     /// Deletes diff files; the directory is synced once.
     pub fn remove_diffs(&self, ds: &[MetaDiff]) -> StoreResult<()> {
-        for d in ds {
+        let removed = ds.iter().try_for_each(|d| {
             let p = self.diff_path(d);
             match std::fs::remove_file(&p) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(StoreError::io(p)(e)),
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(StoreError::io(p)(e)),
             }
+        });
+        if !ds.is_empty() {
+            self.diffs_changed();
         }
+        removed?;
         if !ds.is_empty() {
             sync_dir(&self.dir)?;
         }
@@ -488,6 +557,7 @@ mod tests {
         )
         .unwrap();
         File::create(vol.diff_path(&dirty)).unwrap();
+        vol.diffs_changed();
         let before = vol.diffs().unwrap();
         let names = |v: &Vol| {
             v.diffs()
@@ -509,5 +579,35 @@ mod tests {
             .contains("not clean"));
         assert_eq!(vol.diffs().unwrap().len(), before.len());
         assert_eq!(names(&vol), want);
+    }
+
+    #[test]
+    fn the_listed_diffs_follow_every_change_here_and_elsewhere() {
+        let dir = tempfile::tempdir().unwrap();
+        let vol = volume(dir.path());
+        let names = |v: &Vol| {
+            v.diffs()
+                .unwrap()
+                .iter()
+                .map(meta::format_name)
+                .collect::<Vec<_>>()
+        };
+        let before = names(&vol);
+        assert_eq!(names(&vol), before, "listed twice, the same");
+        // Registered here: listed at once.
+        let mut d = MetaDiff::clean(5, 6).unwrap();
+        d.timestamp = 1_700_000_006;
+        let tmp = walb_core::atomic::TempFile::create(vol.temp_path("t")).unwrap();
+        vol.add_diff(tmp, &d).unwrap();
+        assert!(names(&vol).contains(&meta::format_name(&d)));
+        // Removed here.
+        vol.remove_diffs(&[d]).unwrap();
+        assert_eq!(names(&vol), before);
+        // Changed by another process: the directory's mtime moves.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        File::create(vol.diff_path(&d)).unwrap();
+        assert!(names(&vol).contains(&meta::format_name(&d)));
+        // Another Vol of the same archive entry shares the list; a fresh one reads its own.
+        assert_eq!(names(&Vol::new(dir.path(), "v")), names(&vol));
     }
 }

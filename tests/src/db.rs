@@ -142,7 +142,7 @@ impl Drop for Server {
     }
 }
 
-/// A mounted file system, lazily unmounted when dropped (a failing test leaves no mount).
+/// A mounted file system, unmounted when dropped (a failing test leaves no mount).
 pub struct Mounted(pub PathBuf);
 
 impl Mounted {
@@ -156,17 +156,43 @@ impl Mounted {
     /// A clean unmount (it must succeed).
     pub fn unmount(self) {
         sh(&format!("umount {}", self.0.display()), Path::new("/"));
+        std::mem::forget(self);
     }
 }
 
 impl Drop for Mounted {
+    /// A plain unmount, retried while processes killed a moment ago still hold files on it
+    /// (a lazily detached file system would keep its loop device attached for as long as
+    /// anything holds it); lazy only when it stays busy for 10 s.
     fn drop(&mut self) {
-        let _ = Command::new("umount")
-            .arg("-l")
-            .arg(&self.0)
-            .stderr(std::process::Stdio::null())
-            .status();
+        let quiet = || {
+            let mut c = Command::new("umount");
+            c.arg(&self.0).stderr(std::process::Stdio::null());
+            c
+        };
+        let t = std::time::Instant::now();
+        while t.elapsed() < std::time::Duration::from_secs(10) {
+            match quiet().status() {
+                Ok(s) if s.success() => return,
+                _ if !is_mounted(&self.0) => return,
+                _ => std::thread::sleep(std::time::Duration::from_millis(100)),
+            }
+        }
+        eprintln!(
+            "{} still busy after 10 s: unmounting lazily",
+            self.0.display()
+        );
+        let _ = quiet().arg("-l").status();
     }
+}
+
+/// Whether `m` is a mount point now (in /proc/self/mountinfo).
+fn is_mounted(m: &Path) -> bool {
+    let m = m.display().to_string();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.split(' ').nth(4) == Some(m.as_str()))
 }
 
 /// A loop device on an image file, detached when dropped.

@@ -180,6 +180,16 @@ async fn corrupt_or_dropped_wdiff_changes_nothing() {
     assert_eq!(d.ok(&["get", "diff", VOL]).await, "");
     assert_eq!(d.ok(&["bhash", VOL, "0"]).await, before);
     assert_eq!(d.ok(&["get", "latest-snap", VOL]).await, "0 0");
+    // Bytes after the END pack: checked as they arrive, like the packs.
+    let mut w = make_wdiff(LB, 24, uuid);
+    w.extend_from_slice(&[7; 100]);
+    let o = send_wdiff(&mut c, VOL, uuid, LB, &diff(0, 1, false, 1), &w).await;
+    assert!(
+        matches!(&o, Outcome::Failed(m) if m.contains("after the END pack")),
+        "{o:?}"
+    );
+    wait_for(|| d.temp_files(VOL).is_empty()).await;
+    assert_eq!(d.ok(&["get", "diff", VOL]).await, "");
     // A chunk whose checksum does not match its data.
     let mut frames = wdiff_frames(&make_wdiff(LB, 23, uuid), 65536);
     if let Some(walb_proto::frame::Kind::Chunk(ch)) = &mut frames[0].kind {

@@ -422,6 +422,11 @@ impl SortedReader {
         Ok((h, SortedReader::new(src)))
     }
 
+    /// The input after the END pack (once every record was read).
+    pub fn into_source(self) -> Box<dyn Source> {
+        self.src
+    }
+
     fn fill(&mut self) -> Result<()> {
         while self.queue.is_empty() && !self.done {
             let at = self.src.pos();

@@ -3,7 +3,7 @@
 //! Each `submit` groups its IOs into logpacks, writes them to the ring and returns once the log
 //! write is done (the driver's ack point); a FUA or `flush` makes the log durable first.
 //! Acknowledged data stays pending in memory (reads see it); once enough is pending, the batch
-//! goes to the writeback thread, which makes its log permanent and then writes it to the data
+//! goes to a writeback thread (`dev::writeback`), which makes its log permanent and then writes it to the data
 //! device while new writes are logged. `written` advances when a batch is on the data device;
 //! the superblock is synced at checkpoints (data device synced first), so redo after a crash
 //! starts from a written lsid whose data is on the data device.
@@ -113,8 +113,8 @@ impl Wdev {
             .try_clone()
             .map_err(|e| walb_core::Error::io("second handle on the data device", e))?;
         let ddev: SharedIo = Arc::new(Mutex::new(ddev));
-        let wb = Writeback::spawn(log_sync.clone(), ddev.clone(), &ldev.sb.name)
-            .map_err(|e| walb_core::Error::io("spawn the writeback thread", e))?;
+        let wb = Writeback::new(log_sync.clone(), ddev.clone())
+            .map_err(|e| walb_core::Error::io("start the writeback threads", e))?;
         let mut dev = Wdev {
             ldev,
             ddev,

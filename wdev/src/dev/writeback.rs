@@ -1,12 +1,12 @@
-//! Background data writeback: one thread per device makes a batch's logs permanent (through
-//! `LogSync`, so writers go on logging during the sync), then writes the
-//! batch's data to the data device (walb's driver does the same with its data IO queue). The
-//! device hands over one batch at a time and keeps it for reads until the thread reports it
-//! written.
+//! Background data writeback: a small pool of threads shared by every device makes a
+//! batch's logs permanent (through `LogSync`, so writers go on logging during the sync), then
+//! writes the batch's data to the data device (walb's driver does the same with its data IO
+//! queue). A device hands over one batch at a time and keeps it for reads until a thread
+//! reports it written. The pool is shared so that an idle device costs no thread: a wdevd
+//! serving hundreds of devices runs `POOL_THREADS`, not one per device.
 
 use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use walb_core::apply::{Applier, DiscardMode};
 use walb_core::blockio::BlockIo;
@@ -15,55 +15,77 @@ use walb_core::LBS;
 
 use super::logsync::LogSync;
 
-/// The data device, shared by the device (reads, syncs) and its writeback thread.
+/// The data device, shared by the device (reads, syncs) and the writeback pool.
 pub type SharedIo = Arc<Mutex<Box<dyn BlockIo>>>;
 
 /// The thread takes the data device for at most this many bytes at a time, so a read waits
 /// for one chunk, not for a whole batch.
 const CHUNK_BYTES: u64 = 4 << 20;
 
-/// The thread's stack. wdevd locks its memory (`mlockall`), so a thread's whole stack is
-/// resident: the default 2 MiB would cost every device 2 MiB; the thread needs far less.
+/// A pool thread's stack. wdevd locks its memory (`mlockall`), so a thread's whole stack is
+/// resident; the threads need far less than the default 2 MiB.
 const STACK_BYTES: usize = 256 << 10;
 
-/// A batch handed to the thread: records sorted by address, and the lsid they cover (every
-/// pack below it has its data in this batch or on the data device already).
+/// Threads in the pool: devices whose batches wait for a slow disk do not hold up the others
+/// beyond this many at once.
+const POOL_THREADS: usize = 4;
+
+/// A batch handed to the pool: records sorted by address, the lsid they cover (every pack
+/// below it has its data in this batch or on the data device already), and where the pool
+/// reports it.
 struct Batch {
     recs: Arc<DiffMemory>,
     end: u64,
+    done: Receiver<Result<(), String>>,
 }
 
-/// What the thread is asked to do with a batch.
+/// What a pool thread is asked to do with a batch, and where it reports.
 struct Job {
+    log: Arc<LogSync>,
+    ddev: SharedIo,
     recs: Arc<DiffMemory>,
     /// Make the logs below this lsid durable first (they are not yet known to be permanent).
     sync_log: Option<u64>,
+    done: Sender<Result<(), String>>,
 }
 
+/// One device's side of the writeback: its batch in flight.
 pub struct Writeback {
-    jobs: Option<Sender<Job>>,
-    done: Receiver<Result<(), String>>,
+    log: Arc<LogSync>,
+    ddev: SharedIo,
     inflight: Option<Batch>,
-    /// The error of a failed batch; sticky, since the thread reports each batch once.
+    /// The error of a failed batch; sticky, since the pool reports each batch once.
     failed: Option<String>,
-    thread: Option<JoinHandle<()>>,
+}
+
+/// The pool's queue; its threads start on first use.
+fn pool() -> std::io::Result<&'static Sender<Job>> {
+    static POOL: OnceLock<Sender<Job>> = OnceLock::new();
+    if let Some(p) = POOL.get() {
+        return Ok(p);
+    }
+    let (tx, rx) = mpsc::channel::<Job>();
+    let rx = Arc::new(Mutex::new(rx));
+    for i in 0..POOL_THREADS {
+        let rx = rx.clone();
+        std::thread::Builder::new()
+            .name(format!("wdev-wb-{i}"))
+            .stack_size(STACK_BYTES)
+            .spawn(move || run(&rx))?;
+    }
+    // Threads started by a caller that lost the race see their queue closed and end.
+    Ok(POOL.get_or_init(|| tx))
 }
 
 impl Writeback {
-    /// Starts the thread; it syncs the log device through `log`.
-    pub fn spawn(log: Arc<LogSync>, ddev: SharedIo, name: &str) -> std::io::Result<Writeback> {
-        let (jobs, job_rx) = mpsc::channel();
-        let (done_tx, done) = mpsc::channel();
-        let thread = std::thread::Builder::new()
-            .name(format!("wdev-wb-{name}"))
-            .stack_size(STACK_BYTES)
-            .spawn(move || run(&log, ddev, job_rx, done_tx))?;
+    /// A device's writeback through the shared pool; it syncs the log device through `log`.
+    pub fn new(log: Arc<LogSync>, ddev: SharedIo) -> std::io::Result<Writeback> {
+        pool()?;
         Ok(Writeback {
-            jobs: Some(jobs),
-            done,
+            log,
+            ddev,
             inflight: None,
             failed: None,
-            thread: Some(thread),
         })
     }
 
@@ -77,17 +99,24 @@ impl Writeback {
     }
 
     /// Starts writing `recs`, which cover the log up to `end` (logs below `end` are made
-    /// permanent first when `sync_log`). The thread must be idle.
+    /// permanent first when `sync_log`). No batch of this device may be in flight.
     pub fn start(&mut self, recs: DiffMemory, end: u64, sync_log: bool) {
         assert!(self.inflight.is_none(), "one writeback batch at a time");
         let recs = Arc::new(recs);
+        let (done_tx, done) = mpsc::channel();
         let job = Job {
+            log: self.log.clone(),
+            ddev: self.ddev.clone(),
             recs: recs.clone(),
             sync_log: sync_log.then_some(end),
+            done: done_tx,
         };
-        let sent = self.jobs.as_ref().is_some_and(|j| j.send(job).is_ok());
-        assert!(sent, "the writeback thread lives as long as the device");
-        self.inflight = Some(Batch { recs, end });
+        let sent = pool().is_ok_and(|p| p.send(job).is_ok());
+        assert!(
+            sent,
+            "the writeback pool, started by new, lives as long as the process"
+        );
+        self.inflight = Some(Batch { recs, end, done });
     }
 
     /// The end lsid of the batch in flight once its logs are permanent and its data written
@@ -95,21 +124,21 @@ impl Writeback {
     /// `None` when nothing is in flight or, without `wait`, not done yet. A failed batch
     /// stays in flight (reads still need it; redo will write it) and its error is returned.
     pub fn finish(&mut self, wait: bool) -> Option<Result<u64, String>> {
-        let end = self.inflight.as_ref()?.end;
+        let b = self.inflight.as_ref()?;
         if let Some(e) = &self.failed {
             return Some(Err(e.clone()));
         }
+        let lost = || Err("the writeback job was lost".to_string());
         let r = if wait {
-            self.done
-                .recv()
-                .unwrap_or_else(|_| Err("the writeback thread died".into()))
+            b.done.recv().unwrap_or_else(|_| lost())
         } else {
-            match self.done.try_recv() {
+            match b.done.try_recv() {
                 Ok(r) => r,
                 Err(TryRecvError::Empty) => return None,
-                Err(TryRecvError::Disconnected) => Err("the writeback thread died".into()),
+                Err(TryRecvError::Disconnected) => lost(),
             }
         };
+        let end = b.end;
         match &r {
             Ok(()) => self.inflight = None,
             Err(e) => self.failed = Some(e.clone()),
@@ -119,34 +148,42 @@ impl Writeback {
 }
 
 impl Drop for Writeback {
+    /// Waits for the batch in flight (if any): the device's files are not released while a
+    /// pool thread still writes to them.
     fn drop(&mut self) {
-        // Closing the queue stops the thread after the batch in flight (if any).
-        self.jobs = None;
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+        if let Some(b) = self.inflight.as_ref().filter(|_| self.failed.is_none()) {
+            let _ = b.done.recv();
         }
     }
 }
 
-fn run(log: &LogSync, ddev: SharedIo, jobs: Receiver<Job>, done: Sender<Result<(), String>>) {
-    for job in jobs {
-        let r = do_job(log, &ddev, &job).map_err(|e| e.to_string());
+/// A pool thread: batches in turn, from any device. A panic in a batch is reported as its
+/// failure, and the thread goes on.
+fn run(jobs: &Mutex<Receiver<Job>>) {
+    loop {
+        let job = match jobs.lock().expect("pool queue").recv() {
+            Ok(j) => j,
+            Err(_) => return,
+        };
+        let r = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| do_job(&job))) {
+            Ok(r) => r.map_err(|e| e.to_string()),
+            Err(_) => Err("the writeback of a batch panicked".to_string()),
+        };
         if let Err(e) = &r {
             tracing::error!("data device writeback failed: {e}");
         }
-        if done.send(r).is_err() {
-            break;
-        }
+        let _ = job.done.send(r);
     }
 }
 
 /// Data reaches the data device only after its log is permanent.
-fn do_job(log: &LogSync, ddev: &SharedIo, job: &Job) -> walb_core::Result<()> {
+fn do_job(job: &Job) -> walb_core::Result<()> {
     if let Some(lsid) = job.sync_log {
-        log.sync_to(lsid)
+        job.log
+            .sync_to(lsid)
             .map_err(|e| walb_core::Error::io("sync log device", e))?;
     }
-    write_batch(ddev, &job.recs)
+    write_batch(&job.ddev, &job.recs)
 }
 
 /// Writes every record (in address order) without syncing: the superblock sync that follows

@@ -103,11 +103,12 @@ impl Flow {
         self.next().await
     }
 
+    /// Cancel safe (as `acked` is): dropped while it waits, nothing is lost.
     async fn next(&mut self) -> Result<event::Kind, FlowError> {
-        if let Some(call) = self.calling.take() {
-            let answer = call
-                .await
-                .map_err(|e| FlowError::Transport(format!("flow call: {e}")))??;
+        if let Some(call) = self.calling.as_mut() {
+            let joined = call.await;
+            self.calling = None;
+            let answer = joined.map_err(|e| FlowError::Transport(format!("flow call: {e}")))??;
             self.events = Some(answer.into_inner());
         }
         let events = self
@@ -163,6 +164,7 @@ impl Flow {
     /// Waits for the Ack of the oldest transfer of the flow not yet acknowledged (its Accept
     /// first, when not read yet). A flow that carries several transfers one after the other
     /// (another Open sent after a Commit, docs/formats.md §7.4) reads their Acks in turn.
+    /// Cancel safe: a sender may wait for an Ack or for more to send, whichever comes first.
     pub async fn acked(&mut self) -> Result<(), FlowError> {
         match self.next_accepted().await? {
             event::Kind::Ack(_) => {

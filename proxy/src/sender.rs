@@ -188,10 +188,21 @@ impl Sender {
                     Err(_) => more = false,
                 }
             }
-            let Some((batch, bytes, t)) = unacked.pop_front() else {
+            if unacked.is_empty() {
                 return Round::Progress;
+            }
+            // While another batch may go, a wlog arriving meanwhile is sent at once rather than
+            // after this Ack: the archive's link does not idle a round trip per batch, and a
+            // batch holds what came during one transfer, not during one transfer and its Ack.
+            let answer = match more && unacked.len() < UNACKED {
+                true => tokio::select! {
+                    a = flow.acked() => a,
+                    _ = self.ctl.notify.notified() => continue,
+                },
+                false => flow.acked().await,
             };
-            match flow.acked().await {
+            let (batch, bytes, t) = unacked.pop_front().expect("checked above");
+            match answer {
                 Ok(()) => {
                     let round = self.judge(batch, Outcome::Accepted { bytes }, t).await;
                     if !matches!(round, Round::Progress) {

@@ -202,7 +202,7 @@ async fn step<'a>(
     if let Some(s) = session {
         if turn_over(s.since, &st.transfers) {
             if !s.unacked.is_empty() {
-                return settle(st, vol, &meta.wdev, session).await;
+                return settle(st, vol, &meta.wdev, session, false).await;
             }
             *session = None;
         }
@@ -232,7 +232,7 @@ async fn step<'a>(
         // transfer cut short here could take an intermediate gid the snapshot owns.
         .filter(|end| end.rec_e.lsid <= Lsid(dev.permanent));
     let Some(end) = end else {
-        return settle(st, vol, &meta.wdev, session).await;
+        return settle(st, vol, &meta.wdev, session, true).await;
     };
     let (begin, limit) = (from.lsid.0, end.lsid_limit.0);
     if meta.state != State::Target || limit < begin {
@@ -289,7 +289,7 @@ async fn step<'a>(
             }
             s.unacked.push_back(shipped);
             if s.unacked.len() >= UNACKED {
-                return settle(st, vol, &meta.wdev, session).await;
+                return settle(st, vol, &meta.wdev, session, false).await;
             }
             Ok(true)
         }
@@ -312,21 +312,32 @@ async fn step<'a>(
 }
 
 /// Nothing more to send now: waits for the oldest unacknowledged wlog's Ack and applies it;
-/// false when none was left (the session ends).
+/// false when none was left (the session ends). With `or_more`, while another wlog may be
+/// sent, the poller's next wake-up (the device moved) ends the wait early with true, so what
+/// was written meanwhile leaves before this Ack rather than after it.
 async fn settle(
     st: &Storage,
     vol: &Vol,
     wdev: &str,
     session: &mut Option<Session<'_>>,
+    or_more: bool,
 ) -> CmdResult<bool> {
     let Some(s) = session.as_mut() else {
         return Ok(false);
     };
-    let Some(shipped) = s.unacked.pop_front() else {
+    if s.unacked.is_empty() {
         return Ok(false);
+    }
+    let acked = match or_more && s.unacked.len() < UNACKED {
+        true => tokio::select! {
+            a = s.flow.acked() => a,
+            _ = vol.polled.notified() => return Ok(true),
+            _ = vol.kick.notified() => return Ok(true),
+        },
+        false => s.flow.acked().await,
     };
-    let acked = s.flow.acked().await;
     acked.map_err(|e| flow_failed(st, &s.proxy, e))?;
+    let shipped = s.unacked.pop_front().expect("checked above");
     let applied = apply(st, vol, wdev, shipped).await?;
     if !applied {
         *session = None;

@@ -19,7 +19,7 @@ use walb_daemon::progress::Progress;
 use walb_daemon::{CmdError, CmdResult};
 use walb_proto::archive_client::ArchiveClient;
 use walb_proto::archive_request as ar;
-use walb_proto::bulk::{encode_ordered, EncodeFailed};
+use walb_proto::bulk::encode_ordered;
 use walb_proto::control::call;
 use walb_proto::flow::{Flow, FlowError};
 use walb_proto::hashflow::{hash_batches, send_chunks_blocking, HashFlow};
@@ -147,8 +147,7 @@ async fn full_copy(vol: &Vol, dst: &str, bulk: BulkArgs) -> CmdResult<()> {
                 Ok(b) => tx
                     .blocking_send(wire::frame(frame::Kind::Bulk(b)))
                     .map_err(|_| CmdError::Internal("the full copy ended early".into())),
-                Err(EncodeFailed::Input(e)) => Err(e.into()),
-                Err(EncodeFailed::Encode(e)) => Err(CmdError::Internal(e.to_string())),
+                Err(e) => Err(e.into()),
             };
             outcome = sent;
             outcome.is_ok()

@@ -34,8 +34,6 @@ pub enum BulkError {
     Crc { lba: u64, got: u32, want: u32 },
     #[error("bulk at LB {lba}: {what}")]
     Decode { lba: u64, what: String },
-    #[error("compress a bulk: {0}")]
-    Encode(String),
 }
 
 impl FromStr for BulkCmpr {
@@ -69,31 +67,59 @@ impl std::fmt::Display for BulkCmpr {
     }
 }
 
-/// The bulk of `data` (whole logical blocks) at `lba`.
-pub fn encode(lba: u64, data: &[u8], cmpr: BulkCmpr) -> Result<Bulk, BulkError> {
+/// The bulk of `data` (whole logical blocks) at `lba`. Raw data travels as the same bytes
+/// (no copy); a compression that would not make it smaller is given up as soon as its output
+/// reaches the input's size.
+pub fn encode(lba: u64, data: Bytes, cmpr: BulkCmpr) -> Bulk {
     let blocks = (data.len() / 512) as u32;
     let (codec, out) = if data.iter().all(|&b| b == 0) {
         (BulkCodec::BulkRaw, Bytes::new())
     } else {
         let packed = match cmpr {
             BulkCmpr::None => None,
-            BulkCmpr::Lz4 => Some((BulkCodec::BulkLz4, lz4_flex::compress(data))),
-            BulkCmpr::Zstd(level) => Some((
-                BulkCodec::BulkZstd,
-                zstd::bulk::compress(data, level).map_err(|e| BulkError::Encode(e.to_string()))?,
-            )),
+            BulkCmpr::Lz4 => Some(lz4_flex::compress(&data))
+                .filter(|p| p.len() < data.len())
+                .map(|p| (BulkCodec::BulkLz4, Bytes::from(p))),
+            BulkCmpr::Zstd(level) => zstd_smaller(&data, level).map(|p| (BulkCodec::BulkZstd, p)),
         };
-        match packed {
-            Some((codec, p)) if p.len() < data.len() => (codec, Bytes::from(p)),
-            _ => (BulkCodec::BulkRaw, Bytes::copy_from_slice(data)),
-        }
+        packed.unwrap_or((BulkCodec::BulkRaw, data))
     };
-    Ok(Bulk {
+    Bulk {
         lba,
         blocks,
         crc32: crc32fast::hash(&out),
         data: out,
         codec: codec as i32,
+    }
+}
+
+thread_local! {
+    /// Each encoding thread's zstd context and output buffer, made once rather than per bulk
+    /// (a context and a buffer of a bulk's size are hundreds of KiB: fresh ones cost page
+    /// faults and zeroing every time).
+    static ZSTD: std::cell::RefCell<Option<(i32, zstd::bulk::Compressor<'static>, Vec<u8>)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+thread_local! {
+    /// Each decoding thread's zstd context (None if it could not be made: one per bulk then).
+    static UNZSTD: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        std::cell::RefCell::new(zstd::bulk::Decompressor::new().ok());
+}
+
+/// `data` compressed by zstd at `level` when that is smaller than `data`.
+fn zstd_smaller(data: &[u8], level: i32) -> Option<Bytes> {
+    ZSTD.with(|z| {
+        let mut z = z.borrow_mut();
+        if z.as_ref().is_none_or(|(l, _, _)| *l != level) {
+            *z = Some((level, zstd::bulk::Compressor::new(level).ok()?, Vec::new()));
+        }
+        let (_, c, out) = z.as_mut().expect("set above");
+        out.clear();
+        out.reserve_exact(data.len().saturating_sub(1));
+        // An output that does not fit in fewer bytes than the input fails: the bulk goes raw.
+        let n = c.compress_to_buffer(data, out).ok()?;
+        (n < data.len()).then(|| Bytes::copy_from_slice(&out[..n]))
     })
 }
 
@@ -116,7 +142,12 @@ pub fn decode(b: &Bulk) -> Result<Option<Bytes>, BulkError> {
     let data = match BulkCodec::try_from(b.codec) {
         Ok(BulkCodec::BulkRaw) => b.data.clone(),
         Ok(BulkCodec::BulkZstd) => Bytes::from(
-            zstd::bulk::decompress(&b.data, len).map_err(|e| err(format!("zstd: {e}")))?,
+            UNZSTD
+                .with(|d| match &mut *d.borrow_mut() {
+                    Some(d) => d.decompress(&b.data, len),
+                    None => zstd::bulk::decompress(&b.data, len),
+                })
+                .map_err(|e| err(format!("zstd: {e}")))?,
         ),
         Ok(BulkCodec::BulkLz4) => {
             Bytes::from(lz4_flex::decompress(&b.data, len).map_err(|e| err(format!("lz4: {e}")))?)
@@ -140,17 +171,17 @@ pub fn encode_ordered<E: Send + 'static>(
     input: impl Iterator<Item = Result<(u64, Bytes), E>>,
     cmpr: BulkCmpr,
     workers: usize,
-    mut out: impl FnMut(Result<Bulk, EncodeFailed<E>>) -> bool,
+    mut out: impl FnMut(Result<Bulk, E>) -> bool,
 ) {
     let workers = workers.max(1);
     std::thread::scope(|s| {
         let mut lanes = Vec::with_capacity(workers);
         for _ in 0..workers {
             let (itx, irx) = mpsc::sync_channel::<(u64, Bytes)>(2);
-            let (otx, orx) = mpsc::sync_channel::<Result<Bulk, BulkError>>(2);
+            let (otx, orx) = mpsc::sync_channel::<Bulk>(2);
             s.spawn(move || {
                 for (lba, data) in irx {
-                    if otx.send(encode(lba, &data, cmpr)).is_err() {
+                    if otx.send(encode(lba, data, cmpr)).is_err() {
                         return;
                     }
                 }
@@ -174,13 +205,13 @@ pub fn encode_ordered<E: Send + 'static>(
             }
             if taken == sent {
                 if let Some(e) = failed {
-                    out(Err(EncodeFailed::Input(e)));
+                    out(Err(e));
                 }
                 break;
             }
             let r = lanes[taken % workers].1.recv().expect("worker alive");
             taken += 1;
-            if !out(r.map_err(EncodeFailed::Encode)) {
+            if !out(Ok(r)) {
                 break;
             }
         }
@@ -189,19 +220,12 @@ pub fn encode_ordered<E: Send + 'static>(
     });
 }
 
-/// Why `encode_ordered` stopped: the input's error, or a bulk that could not be encoded.
-#[derive(Debug)]
-pub enum EncodeFailed<E> {
-    Input(E),
-    Encode(BulkError),
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn roundtrip(data: &[u8], cmpr: BulkCmpr) -> Bulk {
-        let b = encode(8, data, cmpr).unwrap();
+        let b = encode(8, Bytes::copy_from_slice(data), cmpr);
         let back = decode(&b).unwrap();
         match back {
             None => assert!(data.iter().all(|&x| x == 0)),
@@ -233,10 +257,10 @@ mod tests {
 
     #[test]
     fn damage_and_bad_choices_are_named() {
-        let mut b = encode(16, &[1u8; 4096], BulkCmpr::Zstd(1)).unwrap();
+        let mut b = encode(16, Bytes::from(vec![1u8; 4096]), BulkCmpr::Zstd(1));
         b.crc32 ^= 1;
         assert!(matches!(decode(&b), Err(BulkError::Crc { lba: 16, .. })));
-        let mut b = encode(16, &[1u8; 4096], BulkCmpr::Zstd(1)).unwrap();
+        let mut b = encode(16, Bytes::from(vec![1u8; 4096]), BulkCmpr::Zstd(1));
         b.blocks = 9;
         assert!(decode(&b).is_err());
         for bad in ["zstd:0", "zstd:x", "gzip", "zstd:20"] {

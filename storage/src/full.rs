@@ -9,7 +9,7 @@ use walb_core::LBS;
 use walb_daemon::args::BulkArgs;
 use walb_daemon::{CmdError, CmdResult};
 use walb_proto::archive_client::ArchiveClient;
-use walb_proto::bulk::{encode_ordered, EncodeFailed};
+use walb_proto::bulk::encode_ordered;
 use walb_proto::{frame, wire, Commit, Frame, Open};
 
 use std::sync::Arc;
@@ -119,12 +119,7 @@ fn read_bulks(
         .into_iter()
         .map(|b| b.map(|b| (b.lba, b.data)));
     encode_ordered(input, bulk.bulk_cmpr, bulk.workers(), |b| {
-        let frame = b
-            .map(|b| wire::frame(frame::Kind::Bulk(b)))
-            .map_err(|e| match e {
-                EncodeFailed::Input(e) => e,
-                EncodeFailed::Encode(e) => CmdError::Internal(e.to_string()),
-            });
+        let frame = b.map(|b| wire::frame(frame::Kind::Bulk(b)));
         let failed = frame.is_err();
         tx.blocking_send(frame).is_ok() && !failed
     });

@@ -1,14 +1,16 @@
 //! Reading a device bulk by bulk on a thread of its own, so reads overlap with what the
 //! caller does with each bulk (compress, hash, send); paced by the storage's scan rate limit,
-//! with progress anyone can read and a cancel flag.
+//! with progress anyone can read and a cancel flag. The reads go through io_uring, several
+//! in flight, bypassing the page cache where the device allows (`walb_core::blockio::
+//! SeqReader`): a backup's scan neither copies through the cache nor evicts the host's.
 
-use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use bytes::Bytes;
+use walb_core::blockio::SeqReader;
 use walb_core::LBS;
 use walb_daemon::progress::{Progress, Shows};
 use walb_daemon::{CmdError, CmdResult};
@@ -59,9 +61,11 @@ impl Scan {
 /// Bytes read ahead of the consumer (two bulks at least).
 const READ_AHEAD_BYTES: usize = 8 << 20;
 
-/// Bytes read per system call (whole bulks, at least one): fewer, larger reads keep the
-/// device's queue full.
+/// Bytes per read (whole bulks, at least one).
 const READ_BYTES: usize = 1 << 20;
+
+/// Reads in flight: enough to keep a device's queue busy.
+const READ_DEPTH: usize = 4;
 
 /// Starts reading `path` from LB 0 to `size_lb` in bulks of `bulk_lb`; the receiver yields
 /// them in order (an error, or `cancel`, ends the stream). Dropping the receiver stops the
@@ -82,6 +86,14 @@ pub fn read_bulks(
     rx
 }
 
+fn gcd(a: usize, b: usize) -> usize {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
+}
+
 /// The reader thread's loop; returns when done, when the receiver went away, or with the
 /// error that ends the stream.
 fn read_into(
@@ -91,32 +103,31 @@ fn read_into(
     scan: &Scan,
     tx: &mpsc::SyncSender<CmdResult<Bulk>>,
 ) -> CmdResult<()> {
-    let f = std::fs::File::open(path)
+    // Whole bulks and whole 4 KiB pages (the reader's unit), about READ_BYTES.
+    let bulk = bulk_lb as usize * LBS;
+    let unit = bulk / gcd(bulk, 4096) * 4096;
+    let per_read = READ_BYTES.div_ceil(unit).max(1) * unit;
+    let reader = SeqReader::open(path, 0, size_lb * LBS as u64, per_read, READ_DEPTH)
         .map_err(|e| CmdError::Internal(format!("open {}: {e}", path.display())))?;
-    let per_read = (READ_BYTES / (bulk_lb as usize * LBS)).max(1) as u64 * bulk_lb as u64;
-    let mut lba = 0u64;
-    while lba < size_lb {
+    for chunk in reader {
         if scan.cancelled.load(Ordering::Relaxed) {
             return Err(CmdError::State(format!("{} cancelled", scan.progress.kind)));
         }
-        let blocks = (size_lb - lba).min(per_read);
-        let mut buf = vec![0u8; blocks as usize * LBS];
-        f.read_exact_at(&mut buf, lba * LBS as u64)
-            .map_err(|e| CmdError::Internal(format!("read {} at LB {lba}: {e}", path.display())))?;
-        let data = Bytes::from(buf);
-        for off in (0..blocks).step_by(bulk_lb as usize) {
-            let n = (blocks - off).min(bulk_lb as u64);
+        let (off, data) =
+            chunk.map_err(|e| CmdError::Internal(format!("read {}: {e}", path.display())))?;
+        let (lba, blocks) = (off / LBS as u64, (data.len() / LBS) as u64);
+        for at in (0..blocks).step_by(bulk_lb as usize) {
+            let n = (blocks - at).min(bulk_lb as u64);
             let bulk = Bulk {
-                lba: lba + off,
+                lba: lba + at,
                 blocks: n as u32,
-                data: data.slice((off as usize * LBS)..((off + n) as usize * LBS)),
+                data: data.slice((at as usize * LBS)..((at + n) as usize * LBS)),
             };
             if tx.send(Ok(bulk)).is_err() {
                 return Ok(());
             }
         }
-        lba += blocks;
-        let done = lba * LBS as u64;
+        let done = (lba + blocks) * LBS as u64;
         scan.progress.set(done);
         scan.pace(done);
     }

@@ -142,7 +142,12 @@ struct Session<'a> {
     _slot: SemaphorePermit<'a>,
     /// When it took the slot: its turn.
     since: Instant,
+    /// When it sent its last wlog.
+    last_sent: Instant,
 }
+
+/// Logs permanent for less than a poll that amount to less than this wait for the poll.
+const COALESCE_BYTES: u64 = 4 << 20;
 
 /// One wlog sent: the done record it continues and the one its Ack makes.
 struct Shipped {
@@ -241,6 +246,15 @@ async fn step<'a>(
         *session = None;
         return Ok(false);
     }
+    // A trickle of writes (a database's commits make logs permanent many times a second)
+    // leaves at most once a poll: every wlog costs each server a file and a registration, and
+    // the archive a restorable point. Up to an explicit snapshot it leaves at once.
+    if let Some(s) = session.as_ref() {
+        let bytes = (limit - begin) * dev.pbs as u64;
+        if end.rec_e.is_mergeable && bytes < COALESCE_BYTES && s.last_sent.elapsed() < st.poll {
+            return settle(st, vol, &meta.wdev, session, true).await;
+        }
+    }
     let ldev = st.wdevd.ldev_path(&meta.wdev).await?;
     let (wlog, lsid_e) = tokio::task::spawn_blocking(move || extract(&ldev, begin, limit))
         .await
@@ -288,6 +302,7 @@ async fn step<'a>(
                 return Err(flow_failed(st, &s.proxy, e));
             }
             s.unacked.push_back(shipped);
+            s.last_sent = Instant::now();
             if s.unacked.len() >= UNACKED {
                 return settle(st, vol, &meta.wdev, session, false).await;
             }
@@ -305,6 +320,7 @@ async fn step<'a>(
                 unacked: VecDeque::new(),
                 _slot: slot,
                 since: Instant::now(),
+                last_sent: Instant::now(),
             });
             Ok(applied)
         }

@@ -294,8 +294,10 @@ pub fn full_sync_frames(img: &[u8], bulk_lb: u32, snap: MetaSnap) -> Vec<Frame> 
         .chunks(bulk_lb as usize * LBS)
         .enumerate()
         .map(|(i, b)| {
-            let bulk = walb_proto::bulk::encode(i as u64 * bulk_lb as u64, b, Default::default());
-            wire::frame(frame::Kind::Bulk(bulk.unwrap()))
+            let data = bytes::Bytes::copy_from_slice(b);
+            let bulk =
+                walb_proto::bulk::encode(i as u64 * bulk_lb as u64, data, Default::default());
+            wire::frame(frame::Kind::Bulk(bulk))
         })
         .collect();
     v.push(wire::frame(frame::Kind::Commit(Commit {

@@ -1,9 +1,11 @@
 //! Positional block I/O behind one small trait, so crash tests can break it: `FileIo` (pread/
 //! pwrite), `UringIo` (io_uring with many writes in flight) and `FaultIo` (injects EIO, torn
-//! writes and a full disk).
+//! writes and a full disk); and `SeqReader`, a whole device read in order through io_uring
+//! (device scans).
 
 pub mod fault;
 pub mod file;
+pub mod seqread;
 pub mod uring;
 
 use std::io;
@@ -12,6 +14,7 @@ use bytes::Bytes;
 
 pub use fault::{Fault, FaultIo};
 pub use file::FileIo;
+pub use seqread::SeqReader;
 pub use uring::UringIo;
 
 pub trait BlockIo: Send {

@@ -517,6 +517,11 @@ mod tests {
         vol
     }
 
+    /// The file names of the volume's diffs, as listed.
+    fn names(v: &Vol) -> Vec<String> {
+        v.diffs().unwrap().iter().map(meta::format_name).collect()
+    }
+
     fn explicit(vol: &Vol) -> Vec<u64> {
         vol.restorable()
             .unwrap()
@@ -559,13 +564,6 @@ mod tests {
         File::create(vol.diff_path(&dirty)).unwrap();
         vol.diffs_changed();
         let before = vol.diffs().unwrap();
-        let names = |v: &Vol| {
-            v.diffs()
-                .unwrap()
-                .iter()
-                .map(meta::format_name)
-                .collect::<Vec<_>>()
-        };
         let want = names(&vol);
         for (gids, word) in [(vec![Gid(1), Gid(9)], "gid 9"), (vec![Gid(4)], "gid 4")] {
             let e = vol.set_mergeable(&gids, true).unwrap_err();
@@ -585,13 +583,6 @@ mod tests {
     fn the_listed_diffs_follow_every_change_here_and_elsewhere() {
         let dir = tempfile::tempdir().unwrap();
         let vol = volume(dir.path());
-        let names = |v: &Vol| {
-            v.diffs()
-                .unwrap()
-                .iter()
-                .map(meta::format_name)
-                .collect::<Vec<_>>()
-        };
         let before = names(&vol);
         assert_eq!(names(&vol), before, "listed twice, the same");
         // Registered here: listed at once.

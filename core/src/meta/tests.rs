@@ -203,6 +203,21 @@ fn arb_diff() -> impl Strategy<Value = MetaDiff> {
         })
 }
 
+/// `applicable_chain` by its definition: `choose_next` over every diff, step after step.
+fn chain_by_steps(s: &MetaSnap, diffs: &[MetaDiff], up_to: Option<Gid>) -> Vec<MetaDiff> {
+    let pool: Vec<MetaDiff> = diffs
+        .iter()
+        .filter(|d| up_to.is_none_or(|g| d.snap_e.gid_b <= g))
+        .copied()
+        .collect();
+    let (mut cur, mut out) = (*s, Vec::new());
+    while let Some(d) = choose_next(&cur, &pool) {
+        cur = apply_snap(&cur, d);
+        out.push(*d);
+    }
+    out
+}
+
 /// A diff that starts somewhere in `[lo, hi]` and ends past `after`; a log diff (`log`) is
 /// clean at both ends, otherwise either end may be dirty (hash backup, replication).
 fn diff_from(lo: u64, hi: u64, after: u64, log: bool) -> impl Strategy<Value = MetaDiff> {
@@ -287,6 +302,24 @@ proptest! {
         let b = MetaDiff::from_bytes(&d.to_bytes()).unwrap();
         prop_assert_eq!((b.snap_b, b.snap_e, b.is_mergeable, b.timestamp, b.data_size), (d.snap_b, d.snap_e, d.is_mergeable, d.timestamp, d.data_size));
         prop_assert_eq!(MetaSnap::from_bytes(&d.snap_e.to_bytes()).unwrap(), d.snap_e);
+    }
+
+    #[test]
+    fn the_chain_is_the_step_by_step_choice(
+        diffs in proptest::collection::vec(
+            (arb_diff(), any::<bool>(), 0u64..4).prop_map(|(mut d, comp, size)| {
+                d.is_comp_diff = comp;
+                d.data_size = size; // tells apart diffs with the same gids
+                d
+            }),
+            0..40,
+        ),
+        start in 0u64..6,
+        up_to in proptest::option::of(0u64..30),
+    ) {
+        let s = MetaSnap::clean(Gid(start));
+        let up_to = up_to.map(Gid);
+        prop_assert_eq!(applicable_chain(&s, &diffs, up_to), chain_by_steps(&s, &diffs, up_to));
     }
 
     #[test]

@@ -146,7 +146,8 @@ struct Session<'a> {
     last_sent: Instant,
 }
 
-/// Logs permanent for less than a poll that amount to less than this wait for the poll.
+/// New logs below this size, half a poll or less after a session's last send, wait for the next
+/// poll.
 const COALESCE_BYTES: u64 = 4 << 20;
 
 /// One wlog sent: the done record it continues and the one its Ack makes.
@@ -247,11 +248,12 @@ async fn step<'a>(
         return Ok(false);
     }
     // A trickle of writes (a database's commits make logs permanent many times a second)
-    // leaves at most once a poll: every wlog costs each server a file and a registration, and
+    // leaves at most about once a poll (the next poll's wake-up, at least half a poll after
+    // the last send, always lets it go): every wlog costs each server a file and a registration, and
     // the archive a restorable point. Up to an explicit snapshot it leaves at once.
     if let Some(s) = session.as_ref() {
         let bytes = (limit - begin) * dev.pbs as u64;
-        if end.rec_e.is_mergeable && bytes < COALESCE_BYTES && s.last_sent.elapsed() < st.poll {
+        if end.rec_e.is_mergeable && bytes < COALESCE_BYTES && s.last_sent.elapsed() < st.poll / 2 {
             return settle(st, vol, &meta.wdev, session, true).await;
         }
     }

@@ -11,6 +11,7 @@ use std::io;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::os::unix::io::AsRawFd;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use io_uring::{opcode, types, IoUring};
@@ -18,13 +19,17 @@ use io_uring::{opcode, types, IoUring};
 /// Alignment of direct reads' buffers (and of the chunk size): any logical block size.
 const ALIGN: usize = 4096;
 
-/// A zeroed buffer aligned for O_DIRECT, handed out as `Bytes` without a copy once read.
+/// A buffer aligned for O_DIRECT (zeroed when first allocated), handed out as `Bytes` without
+/// a copy once read, and given back to its reader's pool when the last `Bytes` goes: a scan
+/// reuses a few buffers instead of faulting in and zeroing a fresh one per read.
 struct Aligned {
     ptr: std::ptr::NonNull<u8>,
     /// Bytes allocated.
     cap: usize,
     /// Bytes shown (`filled`).
     len: usize,
+    /// Where the buffer goes back to when dropped.
+    pool: Arc<Pool>,
 }
 
 // SAFETY: `Aligned` owns its allocation exclusively; moving it between threads moves a Box.
@@ -32,27 +37,66 @@ unsafe impl Send for Aligned {}
 // SAFETY: shared access is read-only (`AsRef`); nothing mutates through `&Aligned`.
 unsafe impl Sync for Aligned {}
 
-impl Aligned {
+/// Buffers of one size (a reader's chunk) waiting for reuse; at most `MAX_POOLED` kept.
+struct Pool {
+    cap: usize,
+    free: Mutex<Vec<std::ptr::NonNull<u8>>>,
+}
+
+// SAFETY: the pooled pointers are allocations nothing else refers to (given back by `Aligned`'s
+// drop); the Mutex serialises access to the list.
+unsafe impl Send for Pool {}
+// SAFETY: as above.
+unsafe impl Sync for Pool {}
+
+/// Buffers a pool keeps: the reads in flight plus those the consumer still holds, about.
+const MAX_POOLED: usize = 16;
+
+impl Pool {
     fn layout(cap: usize) -> std::alloc::Layout {
         std::alloc::Layout::from_size_align(cap.max(ALIGN), ALIGN).expect("a valid layout")
     }
 
-    fn new(cap: usize) -> Aligned {
-        let layout = Aligned::layout(cap);
-        // SAFETY: the layout has a non-zero size (at least ALIGN).
-        let p = unsafe { std::alloc::alloc_zeroed(layout) };
-        let ptr =
-            std::ptr::NonNull::new(p).unwrap_or_else(|| std::alloc::handle_alloc_error(layout));
-        Aligned { ptr, cap, len: cap }
+    fn take(self: &Arc<Pool>) -> Aligned {
+        let reused = self.free.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let ptr = reused.unwrap_or_else(|| {
+            let layout = Pool::layout(self.cap);
+            // SAFETY: the layout has a non-zero size (at least ALIGN).
+            let p = unsafe { std::alloc::alloc_zeroed(layout) };
+            std::ptr::NonNull::new(p).unwrap_or_else(|| std::alloc::handle_alloc_error(layout))
+        });
+        Aligned {
+            ptr,
+            cap: self.cap,
+            len: self.cap,
+            pool: self.clone(),
+        }
     }
+}
 
+impl Drop for Pool {
+    fn drop(&mut self) {
+        for p in self
+            .free
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+        {
+            // SAFETY: allocated by `Pool::take` with `layout(cap)`; pooled pointers are owned
+            // by the pool alone and freed once.
+            unsafe { std::alloc::dealloc(p.as_ptr(), Pool::layout(self.cap)) }
+        }
+    }
+}
+
+impl Aligned {
     fn as_mut_ptr(&mut self) -> *mut u8 {
         self.ptr.as_ptr()
     }
 
     fn as_mut_slice(&mut self) -> &mut [u8] {
-        // SAFETY: `ptr` holds `cap` initialised (zeroed) bytes owned by self, and `&mut self`
-        // makes this the only reference.
+        // SAFETY: `ptr` holds `cap` initialised bytes (zeroed at allocation, or an earlier
+        // read's) owned by self, and `&mut self` makes this the only reference.
         unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.cap) }
     }
 
@@ -73,8 +117,14 @@ impl AsRef<[u8]> for Aligned {
 
 impl Drop for Aligned {
     fn drop(&mut self) {
-        // SAFETY: allocated by `Aligned::new` with `layout(cap)`, freed once.
-        unsafe { std::alloc::dealloc(self.ptr.as_ptr(), Aligned::layout(self.cap)) }
+        let mut free = self.pool.free.lock().unwrap_or_else(|e| e.into_inner());
+        if free.len() < MAX_POOLED {
+            free.push(self.ptr);
+            return;
+        }
+        drop(free);
+        // SAFETY: allocated by `Pool::take` with `layout(cap)`, not pooled, freed once.
+        unsafe { std::alloc::dealloc(self.ptr.as_ptr(), Pool::layout(self.cap)) }
     }
 }
 
@@ -101,6 +151,8 @@ pub struct SeqReader {
     /// Submitted (or, without a ring, due) reads, oldest first; user_data is the read's offset.
     pending: VecDeque<Pending>,
     failed: bool,
+    /// The read buffers, reused once the consumer lets go of them.
+    pool: Arc<Pool>,
 }
 
 impl SeqReader {
@@ -134,6 +186,10 @@ impl SeqReader {
             end,
             pending: VecDeque::new(),
             failed: false,
+            pool: Arc::new(Pool {
+                cap: chunk.max(1).div_ceil(ALIGN) * ALIGN,
+                free: Mutex::new(Vec::new()),
+            }),
         })
     }
 
@@ -153,7 +209,7 @@ impl SeqReader {
         while self.pending.len() < self.depth && self.next_off < self.end {
             let len = (self.end - self.next_off).min(self.chunk as u64) as usize;
             let mut p = Pending {
-                buf: Aligned::new(self.chunk),
+                buf: self.pool.take(),
                 off: self.next_off,
                 len,
                 result: None,

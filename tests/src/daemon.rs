@@ -34,10 +34,22 @@ pub struct Daemon {
     log_dir: Option<tempfile::TempDir>,
 }
 
-/// A free port on 127.0.0.1 (bound and released; the daemon binds it right after).
+/// A free port on 127.0.0.1 (bound and released; the daemon binds it right after), one no
+/// other caller in this process got.
 pub fn free_addr() -> String {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    l.local_addr().unwrap().to_string()
+    // A port is free when picked, not when its daemon binds it: never hand one out twice in
+    // this process (a cluster picks all its ports before starting its daemons, and the kernel
+    // may offer a port just released again).
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    loop {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+        let a = l.local_addr().unwrap();
+        let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+        if !given.contains(&a.port()) {
+            given.push(a.port());
+            return a.to_string();
+        }
+    }
 }
 
 /// Names of the temporary files (names starting with '.') in `dir`; none when it is missing.

@@ -63,17 +63,54 @@ pub(crate) async fn receive_chunks(
 ) -> Result<(Commit, TempFile, u64), Status> {
     let (tx, rx) = mpsc::channel::<Bytes>(IN_FLIGHT_CHUNKS);
     let writer = tokio::task::spawn_blocking(move || write_chunks(rx, tmp, off));
-    let writer_failed = |writer: tokio::task::JoinHandle<_>| async move {
-        match writer.await.map_err(internal)? {
-            Ok(_) => Err(internal("the chunk writer stopped early")),
-            Err(e) => Err(e),
-        }
+    let received = chunks_until_commit(a, entry, vol, input, off, what, &tx, &mut check).await;
+    // The writer is waited for on every path, so that a failed flow's temporary file is gone
+    // before its error is answered.
+    drop(tx);
+    let written = writer.await.map_err(internal)?;
+    let commit = match (received, written) {
+        // The writer's own failure (a full disk) is why the chunks could not be handed on.
+        (Err(Stop::WriterGone), Err(e)) | (Ok(_), Err(e)) => return Err(e),
+        (Err(Stop::WriterGone), Ok(_)) => return Err(internal("the chunk writer stopped early")),
+        (Err(Stop::Failed(e)), _) => return Err(e),
+        (Ok(c), Ok((tmp, end))) => (c, tmp, end),
     };
-    let mut at = off;
-    let commit = loop {
+    if let Some(ch) = check {
+        ch.finish().await?;
+    }
+    Ok(commit)
+}
+
+/// Why `chunks_until_commit` stopped short of Commit.
+enum Stop {
+    /// The writing thread ended: its result says why.
+    WriterGone,
+    Failed(Status),
+}
+
+impl From<Status> for Stop {
+    fn from(st: Status) -> Stop {
+        Stop::Failed(st)
+    }
+}
+
+/// The loop of `receive_chunks`: each chunk checked, counted and handed to the writer (and to
+/// `check`) until Commit.
+#[allow(clippy::too_many_arguments)]
+async fn chunks_until_commit(
+    a: &Archive,
+    entry: &Entry,
+    vol: &str,
+    input: &mut Streaming<Frame>,
+    mut at: u64,
+    what: &str,
+    tx: &mpsc::Sender<Bytes>,
+    check: &mut Option<WdiffCheck>,
+) -> Result<Commit, Stop> {
+    loop {
         let next = tokio::select! {
             f = next_frame(input, "Chunk or Commit") => f?,
-            _ = entry.aborted() => return Err(Status::aborted("the volume was stopped by force")),
+            _ = entry.aborted() => return Err(Status::aborted("the volume was stopped by force").into()),
         };
         match next {
             frame::Kind::Chunk(c) => {
@@ -82,34 +119,29 @@ pub(crate) async fn receive_chunks(
                     .clone();
                 a.count_received(vol, data.len());
                 at += data.len() as u64;
-                if let Some(ch) = &check {
+                if let Some(ch) = check.as_ref() {
                     if ch.tx.send(data.clone()).await.is_err() {
                         let ch = check.take().expect("checked above");
-                        return Err(ch.finish().await.err().unwrap_or_else(|| {
+                        let e = ch.finish().await.err().unwrap_or_else(|| {
                             Status::data_loss(format!(
                                 "received wdiff: bytes after the END pack (at byte {at})"
                             ))
-                        }));
+                        });
+                        return Err(e.into());
                     }
                 }
                 if tx.send(data).await.is_err() {
-                    return writer_failed(writer).await;
+                    return Err(Stop::WriterGone);
                 }
             }
-            frame::Kind::Commit(c) => break c,
+            frame::Kind::Commit(c) => return Ok(c),
             _ => {
-                return Err(Status::invalid_argument(format!(
-                    "{what} takes Chunk or Commit"
-                )))
+                return Err(
+                    Status::invalid_argument(format!("{what} takes Chunk or Commit")).into(),
+                )
             }
         }
-    };
-    drop(tx);
-    let (tmp, end) = writer.await.map_err(internal)??;
-    if let Some(ch) = check {
-        ch.finish().await?;
     }
-    Ok((commit, tmp, end))
 }
 
 /// The writing thread of `receive_chunks`: every chunk into `tmp` in turn from `off` on,

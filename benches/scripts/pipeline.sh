@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # End-to-end throughput of the pipeline on localhost (root, /dev/fuse): wdevd + storage + proxy
 # + archive from a release build, one wdev device.
-#  1. full backup MB/s of a SIZE_MB device filled with random data, next to the disk's read
+#  1. full backup MB/s of a SIZE_MB device filled with random data, and of a second one of
+#     half-compressible data (fio, buffer_compress_percentage=50), each next to the disk's read
 #     speed of the same bytes (dd of the data device file, page cache dropped first);
 #  2. device writes → restorable snapshot: WRITE_MB of random 1 MiB writes through the loop
 #     device, then a snapshot; MB/s from the first write to "restorable on the archive".
@@ -24,7 +25,7 @@ adir="$(mktemp -d "${ARCHIVE_DIR:-$dir}/walb-archive.XXXXXX")"
 pids=()
 cleanup() {
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    "$bin/wdevc" --run-dir "$dir/run" delete-wdev b0 2>/dev/null || true
+    for b in b0 b1; do "$bin/wdevc" --run-dir "$dir/run" delete-wdev $b 2>/dev/null || true; done
     [ -n "${wdevd:-}" ] && kill "$wdevd" 2>/dev/null && wait "$wdevd" 2>/dev/null || true
     rm -rf "$dir" "$adir"
 }
@@ -34,10 +35,14 @@ port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); 
 truncate -s $((write_mb * 2 + 64))M ldev
 truncate -s ${size_mb}M ddev
 "$bin/wdevc" format-ldev ldev ddev --pbs 4096 --name b0 >/dev/null
+truncate -s $((size_mb + 64))M ldev1
+truncate -s ${size_mb}M ddev1
+"$bin/wdevc" format-ldev ldev1 ddev1 --pbs 4096 --name b1 >/dev/null
 mkdir -p run
 "$bin/wdevd" --run-dir "$dir/run" 2>wdevd.log & wdevd=$!
 while [ ! -S run/wdevd.sock ]; do sleep 0.1; done
 dev=$("$bin/wdevc" --run-dir "$dir/run" create-wdev b0 ldev ddev)
+dev1=$("$bin/wdevc" --run-dir "$dir/run" create-wdev b1 ldev1 ddev1)
 sp=$(port); pp=$(port); ap=$(port)
 "$bin/walb-archive" --id a0 --listen 127.0.0.1:$ap --data-dir "$adir/a0" 2>a0.log & pids+=($!)
 "$bin/walb-proxy" --id p0 --listen 127.0.0.1:$pp --data-dir p0 2>p0.log & pids+=($!)
@@ -59,12 +64,15 @@ w() { "$bin/walbc" --layout layout.toml --timeout 600 "$@"; }
 for s in s0 p0 a0; do until w call $s get pid >/dev/null 2>&1; do sleep 0.1; done; done
 w init-storage s0 vol0 b0
 dd if=/dev/urandom of="$dev" bs=1M count="$size_mb" oflag=direct status=none
+w init-storage s0 vol1 b1
+fio --name=half --filename="$dev1" --direct=1 --rw=write --bs=1M --size="${size_mb}M" \
+    --buffer_compress_percentage=50 --buffer_compress_chunk=4096 --refill_buffers --output=/dev/null
 # The disk is noisy: its read rate is measured right before each scan it limits.
 cold() { sync; echo 3 > /proc/sys/vm/drop_caches; }
-disk_read() { # -> MB/s of a cold read of the data device file
+disk_read() { # [file] -> MB/s of a cold read of the data device file
     cold
     local t0 t1
-    t0=$(date +%s.%N); dd if=ddev of=/dev/null bs=1M status=none; t1=$(date +%s.%N)
+    t0=$(date +%s.%N); dd if="${1:-ddev}" of=/dev/null bs=1M status=none; t1=$(date +%s.%N)
     cold
     echo "$size_mb / ($t1 - $t0)" | bc -l
 }
@@ -85,6 +93,8 @@ hash_step() { # -> "MB/s storage-CPU-s archive-CPU-s" of one hash backup
 }
 disk=$(disk_read)
 full=$(timed w full-backup s0 vol0)
+disk_half=$(disk_read ddev1)
+full_half=$(timed w full-backup s0 vol1)
 # Bytes each process had the disk write and read (/proc/PID/io; reads served by the page cache
 # do not count), per byte the application wrote, over the writes → restorable step.
 worker=$(pgrep -P "$wdevd" | head -1)
@@ -142,6 +152,7 @@ row() { # what MB/s limit-MB/s
 }
 printf '%-36s %9s %9s %7s\n' what MB/s "disk rd" ratio
 row "full backup, ${size_mb} MiB random" "$full" "$disk"
+row "full backup, ${size_mb} MiB half-compr." "$full_half" "$disk_half"
 printf '%-36s %9.1f\n' "writes → restorable, ${write_mb} MiB" "$ship"
 printf '  disk bytes per byte written: %s\n' "$amp"
 lat_row() { # what sorted-latencies

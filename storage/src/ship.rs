@@ -249,8 +249,9 @@ async fn step<'a>(
     }
     // A trickle of writes (a database's commits make logs permanent many times a second)
     // leaves at most about once a poll (the next poll's wake-up, at least half a poll after
-    // the last send, always lets it go): every wlog costs each server a file and a registration, and
-    // the archive a restorable point. Up to an explicit snapshot it leaves at once.
+    // the last send, always lets it go): every wlog costs each server a file and a
+    // registration, and the archive a restorable point. Up to an explicit snapshot it leaves
+    // at once.
     if let Some(s) = session.as_ref() {
         let bytes = (limit - begin) * dev.pbs as u64;
         if end.rec_e.is_mergeable && bytes < COALESCE_BYTES && s.last_sent.elapsed() < st.poll / 2 {

@@ -301,6 +301,7 @@ async fn full_sync_flow(
     tracing::info!(vol = %vol.name, size_lb = open.size_lb, "full sync started");
 
     let mut writes = tokio::task::JoinSet::new();
+    let workers = a.bulk.workers();
     let (snap, lineage) = loop {
         let next = tokio::select! {
             f = next_frame(&mut input, "Bulk or Commit") => f?,
@@ -322,7 +323,7 @@ async fn full_sync_flow(
                 }
                 // Decoded and written on the blocking pool, several bulks at once; a failure
                 // ends the flow at the next bulk or at Commit.
-                while writes.len() >= a.bulk.workers() * 2 {
+                while writes.len() >= workers * 2 {
                     join_write(&mut writes).await?;
                 }
                 let t = tmp.clone();

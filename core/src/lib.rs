@@ -20,6 +20,7 @@ pub mod convert;
 pub mod ldev;
 pub mod logging;
 pub mod logpack;
+pub mod malloc;
 pub mod meta;
 pub mod size;
 pub mod source;

@@ -39,6 +39,7 @@ impl CommonArgs {
     /// Logging and transport set up; the serve options for `host_type`.
     pub fn init(&self, host_type: &'static str) -> anyhow::Result<crate::serve::Opts> {
         walb_core::logging::init();
+        walb_core::malloc::tune();
         let insecure = self.plaintext_off_loopback()?;
         self.tls.init()?;
         std::fs::create_dir_all(&self.data_dir)

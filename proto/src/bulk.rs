@@ -69,19 +69,17 @@ impl std::fmt::Display for BulkCmpr {
 
 /// The bulk of `data` (whole logical blocks) at `lba`. Raw data travels as the same bytes
 /// (no copy); a compression that would not make it smaller is given up as soon as its output
-/// reaches the input's size.
+/// reaches the input's size, and after such a bulk the thread sends the next ones raw without
+/// trying for a while (`Backoff`).
 pub fn encode(lba: u64, data: Bytes, cmpr: BulkCmpr) -> Bulk {
     let blocks = (data.len() / 512) as u32;
     let (codec, out) = if data.iter().all(|&b| b == 0) {
         (BulkCodec::BulkRaw, Bytes::new())
+    } else if cmpr == BulkCmpr::None || Backoff::skip() {
+        (BulkCodec::BulkRaw, data)
     } else {
-        let packed = match cmpr {
-            BulkCmpr::None => None,
-            BulkCmpr::Lz4 => Some(lz4_flex::compress(&data))
-                .filter(|p| p.len() < data.len())
-                .map(|p| (BulkCodec::BulkLz4, Bytes::from(p))),
-            BulkCmpr::Zstd(level) => zstd_smaller(&data, level).map(|p| (BulkCodec::BulkZstd, p)),
-        };
+        let packed = packed(&data, cmpr);
+        Backoff::tried(packed.is_some());
         packed.unwrap_or((BulkCodec::BulkRaw, data))
     };
     Bulk {
@@ -90,6 +88,65 @@ pub fn encode(lba: u64, data: Bytes, cmpr: BulkCmpr) -> Bulk {
         crc32: crc32fast::hash(&out),
         data: out,
         codec: codec as i32,
+    }
+}
+
+/// `data` compressed by `cmpr` when that makes it smaller.
+fn packed(data: &[u8], cmpr: BulkCmpr) -> Option<(BulkCodec, Bytes)> {
+    match cmpr {
+        BulkCmpr::None => None,
+        BulkCmpr::Lz4 => Some(lz4_flex::compress(data))
+            .filter(|p| p.len() < data.len())
+            .map(|p| (BulkCodec::BulkLz4, Bytes::from(p))),
+        BulkCmpr::Zstd(level) => zstd_smaller(data, level).map(|p| (BulkCodec::BulkZstd, p)),
+    }
+}
+
+/// Bulks a thread sends raw without trying to compress them after one that did not compress,
+/// at most: random data (encrypted or already compressed) then costs one attempt in this many
+/// bulks rather than one per bulk.
+const MAX_SKIP: u32 = 16;
+
+/// Each encoding thread's back-off from data that does not compress: after a failed attempt it
+/// skips the next `n` bulks, `n` doubling (1, 2, 4, … `MAX_SKIP`) while attempts keep failing;
+/// one that compresses starts over.
+#[derive(Clone, Copy, Default)]
+struct Backoff {
+    /// Bulks still to skip.
+    left: u32,
+    /// Bulks to skip after the next failed attempt.
+    next: u32,
+}
+
+thread_local! {
+    static BACKOFF: std::cell::Cell<Backoff> = const { std::cell::Cell::new(Backoff { left: 0, next: 1 }) };
+}
+
+impl Backoff {
+    /// Whether this bulk goes raw without an attempt.
+    fn skip() -> bool {
+        BACKOFF.with(|c| {
+            let mut b = c.get();
+            let skip = b.left > 0;
+            b.left = b.left.saturating_sub(1);
+            c.set(b);
+            skip
+        })
+    }
+
+    /// The outcome of an attempt.
+    fn tried(compressed: bool) {
+        BACKOFF.with(|c| {
+            c.set(if compressed {
+                Backoff { left: 0, next: 1 }
+            } else {
+                let b = c.get();
+                Backoff {
+                    left: b.next,
+                    next: (b.next * 2).min(MAX_SKIP),
+                }
+            })
+        });
     }
 }
 
@@ -234,25 +291,57 @@ mod tests {
         b
     }
 
-    #[test]
-    fn every_codec_round_trips_and_random_data_travels_raw() {
-        let text: Vec<u8> = (0..65536u32).map(|i| (i % 7) as u8).collect();
-        // xorshift64: bytes no codec can shrink.
+    fn text() -> Vec<u8> {
+        (0..65536u32).map(|i| (i % 7) as u8).collect()
+    }
+
+    /// xorshift64: bytes no codec can shrink.
+    fn random() -> Vec<u8> {
         let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        let random: Vec<u8> = (0..65536)
+        (0..65536)
             .map(|_| {
                 x ^= x << 13;
                 x ^= x >> 7;
                 x ^= x << 17;
                 x as u8
             })
-            .collect();
+            .collect()
+    }
+
+    #[test]
+    fn every_codec_round_trips_and_random_data_travels_raw() {
         for c in [BulkCmpr::None, BulkCmpr::Lz4, BulkCmpr::Zstd(3)] {
-            assert!(roundtrip(&[0u8; 4096], c).data.is_empty());
-            let b = roundtrip(&text, c);
-            assert_eq!(b.codec == BulkCodec::BulkRaw as i32, c == BulkCmpr::None);
-            assert_eq!(roundtrip(&random, c).codec, BulkCodec::BulkRaw as i32);
+            // A thread each: the back-off after random data is the thread's.
+            std::thread::spawn(move || {
+                assert!(roundtrip(&[0u8; 4096], c).data.is_empty());
+                let b = roundtrip(&text(), c);
+                assert_eq!(b.codec == BulkCodec::BulkRaw as i32, c == BulkCmpr::None);
+                assert_eq!(roundtrip(&random(), c).codec, BulkCodec::BulkRaw as i32);
+            })
+            .join()
+            .unwrap();
         }
+    }
+
+    #[test]
+    fn incompressible_bulks_back_off_and_a_compressible_one_starts_over() {
+        let (text, random) = (text(), random());
+        let raw = BulkCodec::BulkRaw as i32;
+        let codecs = |seq: &[&[u8]]| -> Vec<bool> {
+            let c = BulkCmpr::Zstd(1);
+            seq.iter().map(|d| roundtrip(d, c).codec != raw).collect()
+        };
+        // A failed attempt skips the next bulk; one that compresses starts over.
+        assert_eq!(
+            codecs(&[&random, &text, &text, &text]),
+            [false, false, true, true]
+        );
+        // Failures in a row skip 1, then 2 bulks; all-zero bulks do not count.
+        let zero = [0u8; 4096];
+        assert_eq!(
+            codecs(&[&random, &random, &random, &zero, &text, &text, &text]),
+            [false, false, false, false, false, false, true]
+        );
     }
 
     #[test]

@@ -58,6 +58,7 @@ fn main() -> Result<()> {
         (Some(sup), Some(fd)) => {
             let stop = block_signals(&[libc::SIGINT, libc::SIGTERM]);
             walb_core::logging::init();
+            walb_core::malloc::tune();
             worker::run(&a, sup, fd, &stop)
         }
         _ => {

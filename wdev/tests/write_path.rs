@@ -416,7 +416,7 @@ fn a_data_device_write_error_surfaces_and_loses_nothing() {
         let r = dev
             .submit(std::slice::from_ref(&io), false)
             .map(|()| model_apply(&mut model, &io))
-            .and_then(|()| dev.flush());
+            .and_then(|()| dev.checkpoint_nowait());
         if let Err(e) = r {
             failed = Some(e);
             break;

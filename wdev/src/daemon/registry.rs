@@ -57,13 +57,15 @@ impl Served {
         let (sync, lsid) = self.dev.lock().expect("device lock").flush_target()?;
         sync.sync_to(lsid)
             .map_err(|e| walb_core::Error::io("sync log device", e))?;
-        self.dev.lock().expect("device lock").flushed()
+        self.dev.lock().expect("device lock").flushed();
+        Ok(())
     }
 
     /// The periodic checkpoint (`Wdev::checkpoint_nowait`), with the log and data device
     /// syncs made without the device lock, so writers are not held up by them.
     pub fn checkpoint_nowait(&self) -> Result<(), WdevError> {
         self.flush()?;
+        self.dev.lock().expect("device lock").hand_off_if_idle()?;
         let Some(due) = self.dev.lock().expect("device lock").super_due() else {
             return Ok(());
         };

@@ -290,14 +290,16 @@ impl Wdev {
         self.submit(&[Io::Discard { lba, blocks }], false)
     }
 
-    /// Makes every completed log durable (permanent) and, when the writeback thread is idle,
-    /// hands it the pending data. Acknowledged data is then safe (redo writes it after a
-    /// crash); it reaches the data device in the background.
+    /// Makes every completed log durable (permanent). Acknowledged data is then safe (redo
+    /// writes it after a crash); it reaches the data device in the background, once enough is
+    /// pending or at the next checkpoint, not at every flush: an fsync per write would
+    /// otherwise wake the writeback thread for every small write.
     pub fn flush(&mut self) -> Result<()> {
         let (sync, lsid) = self.flush_target()?;
         sync.sync_to(lsid)
             .map_err(|e| walb_core::Error::io("sync log device", e))?;
-        self.flushed()
+        self.flushed();
+        Ok(())
     }
 
     /// `flush` in two steps, so that the log device syncs without the device lock: this
@@ -308,14 +310,17 @@ impl Wdev {
         Ok((self.log_sync.clone(), self.lsids.completed))
     }
 
-    /// After `flush_target`'s sync: `permanent` advances to what is durable, and an idle
-    /// writeback thread takes the pending data.
-    pub fn flushed(&mut self) -> Result<()> {
+    /// After `flush_target`'s sync: `permanent` advances to what is durable.
+    pub fn flushed(&mut self) {
         self.note_durable();
-        if !self.wb.is_busy() {
-            self.hand_off()?;
+    }
+
+    /// An idle writeback thread takes the pending data (the periodic checkpoint).
+    pub fn hand_off_if_idle(&mut self) -> Result<()> {
+        if self.wb.is_busy() {
+            return Ok(());
         }
-        Ok(())
+        self.hand_off()
     }
 
     /// `permanent` catches up with syncs made without the device lock.
@@ -332,12 +337,13 @@ impl Wdev {
         self.sync_super()
     }
 
-    /// The periodic checkpoint: like `flush` (logs durable, pending data handed to an idle
-    /// writeback thread), then the superblock synced if `written` moved; it never waits for a
+    /// The periodic checkpoint: `flush` (logs durable), pending data handed to an idle
+    /// writeback thread, then the superblock synced if `written` moved; it never waits for a
     /// batch in flight, so writers are not held up every interval. What is still in flight
     /// is recorded by a later one (or by `checkpoint`, which waits).
     pub fn checkpoint_nowait(&mut self) -> Result<()> {
         self.flush()?;
+        self.hand_off_if_idle()?;
         if let Some(due) = self.super_due() {
             sync_data_device(&due.ddev)?;
             self.record_written(&due)?;

@@ -139,6 +139,10 @@ thread_local! {
     static SNAPPY: std::cell::RefCell<snap::raw::Encoder> = std::cell::RefCell::new(snap::raw::Encoder::new());
     /// A zstd context is costly to build; keep one per thread for the last level used.
     static ZSTD: std::cell::RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> = const { std::cell::RefCell::new(None) };
+    /// The same for decompression (None if it could not be made: one per record then). A
+    /// context per record cost more than a small record's decompression.
+    static UNZSTD: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        std::cell::RefCell::new(zstd::bulk::Decompressor::new().ok());
 }
 
 /// Runs a block compressor into the scratch buffer (`max` bytes); copies out the result only
@@ -182,7 +186,12 @@ pub fn decompress(codec: Codec, src: &[u8], orig_len: usize) -> Result<Vec<u8>> 
         Codec::Lz4 => {
             lz4_flex::block::decompress(src, orig_len).map_err(|e| codec_err(codec, e))?
         }
-        Codec::Zstd => zstd::bulk::decompress(src, orig_len).map_err(|e| codec_err(codec, e))?,
+        Codec::Zstd => UNZSTD
+            .with_borrow_mut(|d| match d {
+                Some(d) => d.decompress(src, orig_len),
+                None => zstd::bulk::decompress(src, orig_len),
+            })
+            .map_err(|e| codec_err(codec, e))?,
     };
     if out.len() != orig_len {
         return Err(size_err(codec, out.len(), orig_len));

@@ -256,7 +256,9 @@ fn wdev_overflow_freeze_and_resize_through_wdevc() {
         return;
     };
     let dir = rig.dir.clone();
-    sh("truncate -s 2M ldev && truncate -s 32M ddev", &dir);
+    // A 4 MiB log (1021 PBs of ring): a 1 MiB write takes 257 PBs when it reaches wdevd whole
+    // and up to 512 when the kernel splits it into 4 KiB writes, each in a pack of its own.
+    sh("truncate -s 4M ldev && truncate -s 32M ddev", &dir);
     run_ok(rig.wdevc().args([
         "format-ldev",
         "ldev",
@@ -290,7 +292,7 @@ fn wdev_overflow_freeze_and_resize_through_wdevc() {
             .contains("86400000")
     );
 
-    // Freeing extracted logs keeps a 2 MiB ring from overflowing under 8 MiB of writes.
+    // Freeing extracted logs keeps a 4 MiB ring from overflowing under 8 MiB of writes.
     for i in 0..8 {
         write_mib(1, i);
         q(&rig, "force-checkpoint");

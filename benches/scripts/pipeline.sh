@@ -90,22 +90,16 @@ cpu() { # pid -> CPU seconds (user + system) so far
     awk -v hz="$(getconf CLK_TCK)" '{ print ($14 + $15) / hz }' "/proc/$1/stat"
 }
 spid=${pids[2]} apid=${pids[0]}
-hash_step() { # -> "MB/s storage-CPU-s archive-CPU-s" of one hash backup
+step() { # walbc-command vol -> "MB/s storage-CPU-s archive-CPU-s" of one backup of vol
     local s0 a0 r
     s0=$(cpu "$spid"); a0=$(cpu "$apid")
-    r=$(timed w hash-backup s0 vol0)
-    echo "$r $(echo "$(cpu "$spid") - $s0" | bc -l) $(echo "$(cpu "$apid") - $a0" | bc -l)"
-}
-full_step() { # vol -> "MB/s storage-CPU-s archive-CPU-s" of its full backup
-    local s0 a0 r
-    s0=$(cpu "$spid"); a0=$(cpu "$apid")
-    r=$(timed w full-backup s0 "$1")
+    r=$(timed w "$1" s0 "$2")
     echo "$r $(echo "$(cpu "$spid") - $s0" | bc -l) $(echo "$(cpu "$apid") - $a0" | bc -l)"
 }
 disk=$(disk_read)
-read -r full f_scpu f_acpu <<<"$(full_step vol0)"
+read -r full f_scpu f_acpu <<<"$(step full-backup vol0)"
 disk_half=$(disk_read ddev1)
-read -r full_half fh_scpu fh_acpu <<<"$(full_step vol1)"
+read -r full_half fh_scpu fh_acpu <<<"$(step full-backup vol1)"
 # Bytes each process had the disk write and read (/proc/PID/io; reads served by the page cache
 # do not count), per byte the application wrote, over the writes → restorable step.
 worker=$(pgrep -P "$wdevd" | head -1)
@@ -151,13 +145,13 @@ kill "$fio"; wait "$fio" 2>/dev/null || true
 w snapshot s0 vol0 >/dev/null
 # Hash backup of the unchanged volume, then with 10% of it rewritten (random 1 MiB writes).
 disk0=$(disk_read)
-read -r hash0 s_cpu0 a_cpu0 <<<"$(hash_step)"
+read -r hash0 s_cpu0 a_cpu0 <<<"$(step hash-backup vol0)"
 # The 10% are written while s0 stands by (not shipped), so the hash backup must send them.
 w go-standby s0 vol0
 fio --name=h --filename="$dev" --direct=1 --ioengine=libaio --rw=randwrite --bs=1M --iodepth=8 \
     --size="$((size_mb / 10))M" --output=/dev/null
 disk10=$(disk_read)
-read -r hash10 s_cpu10 a_cpu10 <<<"$(hash_step)"
+read -r hash10 s_cpu10 a_cpu10 <<<"$(step hash-backup vol0)"
 row() { # what MB/s limit-MB/s
     printf '%-36s %9.1f %9.1f %6.0f%%\n' "$1" "$2" "$3" "$(echo "100*$2/$3" | bc -l)"
 }

@@ -110,7 +110,7 @@ const MAX_SKIP: u32 = 16;
 /// Each encoding thread's back-off from data that does not compress: after a failed attempt it
 /// skips the next `n` bulks, `n` doubling (1, 2, 4, … `MAX_SKIP`) while attempts keep failing;
 /// one that compresses starts over.
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy)]
 struct Backoff {
     /// Bulks still to skip.
     left: u32,
@@ -119,10 +119,13 @@ struct Backoff {
 }
 
 thread_local! {
-    static BACKOFF: std::cell::Cell<Backoff> = const { std::cell::Cell::new(Backoff { left: 0, next: 1 }) };
+    static BACKOFF: std::cell::Cell<Backoff> = const { std::cell::Cell::new(Backoff::START) };
 }
 
 impl Backoff {
+    /// Nothing to skip; the next failed attempt skips one bulk.
+    const START: Backoff = Backoff { left: 0, next: 1 };
+
     /// Whether this bulk goes raw without an attempt.
     fn skip() -> bool {
         BACKOFF.with(|c| {
@@ -138,7 +141,7 @@ impl Backoff {
     fn tried(compressed: bool) {
         BACKOFF.with(|c| {
             c.set(if compressed {
-                Backoff { left: 0, next: 1 }
+                Backoff::START
             } else {
                 let b = c.get();
                 Backoff {

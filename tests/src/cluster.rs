@@ -238,9 +238,8 @@ impl Cluster {
     /// left behind.
     pub fn assert_no_temp_files(&self, id: &str, vol: &str) {
         let dir = self.dir.join(id).join("vols").join(vol);
-        let seen = temp_files(&dir);
         let t = Instant::now();
-        let mut left = seen.clone();
+        let mut left = temp_files(&dir);
         while !left.is_empty() && t.elapsed() < Duration::from_secs(15) {
             std::thread::sleep(Duration::from_millis(200));
             let now = temp_files(&dir);

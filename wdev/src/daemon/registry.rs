@@ -65,8 +65,12 @@ impl Served {
     /// syncs made without the device lock, so writers are not held up by them.
     pub fn checkpoint_nowait(&self) -> Result<(), WdevError> {
         self.flush()?;
-        self.dev.lock().expect("device lock").hand_off_if_idle()?;
-        let Some(due) = self.dev.lock().expect("device lock").super_due() else {
+        let due = {
+            let mut dev = self.dev.lock().expect("device lock");
+            dev.hand_off_if_idle()?;
+            dev.super_due()
+        };
+        let Some(due) = due else {
             return Ok(());
         };
         sync_data_device(&due.ddev)?;

@@ -1,6 +1,9 @@
 //! The library device against a plain model: reads, flushes, crash and redo, ring wrap,
 //! overflow, reset-wal, and the log it leaves redoing to the same data.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
 use bytes::Bytes;
 use rand::rngs::StdRng;
 use rand::{Rng, RngCore, SeedableRng};
@@ -289,6 +292,8 @@ fn bad_requests_are_refused() {
 
 /// Eight writers through one group commit, each on its own region so the end state is known
 /// whatever the order; the data is checked, and the log's pack and record counts returned.
+/// Half the writers wait for each write, half go on and count completions (a FUSE thread's
+/// way): once every writer has returned, every completion has run, and all succeeded.
 fn eight_concurrent_writers() -> (u64, u64) {
     let f = files(50_000, Pbs::B4096);
     let mut dev = open(&f);
@@ -299,20 +304,30 @@ fn eight_concurrent_writers() -> (u64, u64) {
     let (writers, writes) = (8u64, 200u64);
     let region = DEV_LB / writers;
     let mut model = vec![0u8; DEV_LB as usize * LBS];
+    let completed = Arc::new(AtomicU64::new(0));
     std::thread::scope(|s| {
         for w in 0..writers {
-            let (dev, group) = (&dev, &group);
+            let (dev, group, completed) = (&dev, &group, &completed);
             s.spawn(move || {
                 for i in 0..writes {
                     let lba = w * region + (i * 8) % region;
                     let data = Bytes::from(vec![(w * 31 + i) as u8; 8 * LBS]);
-                    group
-                        .submit(dev, Io::Write { lba, data }, i % 50 == 0)
-                        .unwrap();
+                    let (io, fua) = (Io::Write { lba, data }, i % 50 == 0);
+                    if w % 2 == 0 {
+                        group.submit(dev, io, fua).unwrap();
+                        continue;
+                    }
+                    let completed = completed.clone();
+                    let done = move |r: walb_wdev::dev::Outcome| {
+                        r.unwrap();
+                        completed.fetch_add(1, Ordering::Relaxed);
+                    };
+                    group.submit_then(dev, io, fua, Box::new(done));
                 }
             });
         }
     });
+    assert_eq!(completed.load(Ordering::Relaxed), writers / 2 * writes);
     for w in 0..writers {
         for i in 0..writes {
             let lba = w * region + (i * 8) % region;

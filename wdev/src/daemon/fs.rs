@@ -10,7 +10,7 @@ use walb_core::LBS;
 use super::fuse::{Answer, Request};
 use super::fuse_abi::{self as abi, Attr, AttrOut, EntryOut, OpenOut, StatfsOut, WriteOut};
 use crate::daemon::registry::{Registry, Served};
-use crate::dev::{Io, WdevError};
+use crate::dev::{Io, Outcome, WdevError};
 
 /// Seconds the kernel may cache names and attributes.
 const TTL_SECS: u64 = 1;
@@ -193,11 +193,17 @@ impl WdevFs {
             lba,
             data: Bytes::copy_from_slice(data),
         };
-        s.submit(io, fua).map_err(|e| Answer::Err(errno(&e)))?;
-        Ok(ok(&WriteOut {
-            size: a.size,
-            padding: 0,
-        }))
+        // Answered by whichever thread logs the write's batch; this one goes on reading.
+        let reply = r.reply();
+        let size = a.size;
+        let done = move |out: Outcome| {
+            reply.send(match out {
+                Ok(()) => ok(&WriteOut { size, padding: 0 }),
+                Err(e) => Answer::Err(errno(&e)),
+            })
+        };
+        s.submit_then(io, fua, Box::new(done));
+        Ok(Answer::None)
     }
 
     fn fallocate(&self, r: &Request) -> Result<Answer, Answer> {

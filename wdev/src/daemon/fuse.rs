@@ -5,10 +5,15 @@
 //! The connection is a file descriptor; whoever holds it keeps the mount alive. The supervisor
 //! mounts and answers INIT once; workers get the descriptor and the negotiated [`Init`] and
 //! only run [`serve`].
+//!
+//! A handler answers a request at once, or takes a [`Reply`] and answers later from any thread
+//! (a WRITE is answered by whichever thread logs its batch), so that the thread goes back to
+//! reading requests instead of waiting.
 
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::Path;
+use std::sync::Arc;
 
 use nix::errno::Errno;
 
@@ -53,13 +58,77 @@ impl Init {
 pub struct Request<'a> {
     pub h: InHeader,
     pub body: &'a [u8],
+    conn: &'a Arc<Conn>,
 }
 
-/// What a handler answers: nothing (FORGET, INTERRUPT), an errno, or the answer's bytes.
+impl Request<'_> {
+    /// The answer owed for this request, to be given later (the handler then returns
+    /// [`Answer::None`]).
+    pub fn reply(&self) -> Reply {
+        Reply {
+            conn: self.conn.clone(),
+            unique: self.h.unique,
+            opcode: self.h.opcode,
+            sent: false,
+        }
+    }
+}
+
+/// What a handler answers: nothing (FORGET, INTERRUPT, or a request whose [`Reply`] it took),
+/// an errno, or the answer's bytes.
 pub enum Answer {
     None,
     Err(i32),
     Ok(Vec<u8>),
+}
+
+/// The connection as answers need it: the descriptor, and what to note on each answer.
+struct Conn {
+    fd: OwnedFd,
+    answered: Box<dyn Fn() + Send + Sync>,
+}
+
+impl Conn {
+    /// Sends `a` for request `unique`; false when the connection is gone.
+    fn answer(&self, unique: u64, opcode: u32, a: Answer) -> bool {
+        let sent = match a {
+            Answer::None => return true,
+            Answer::Err(e) => send(self.fd.as_fd(), unique, -e, &[]),
+            Answer::Ok(v) => send(self.fd.as_fd(), unique, 0, &[&v]),
+        };
+        match sent {
+            Err(e) if e.raw_os_error() == Some(libc::ENODEV) => return false,
+            // One bad answer fails one request, not the connection.
+            Err(e) => tracing::error!("FUSE answer to opcode {opcode}: {e}"),
+            Ok(()) => (self.answered)(),
+        }
+        true
+    }
+}
+
+/// An answer owed to the kernel for one request. Dropped unanswered, it answers EIO, so that
+/// no request waits for good.
+pub struct Reply {
+    conn: Arc<Conn>,
+    unique: u64,
+    opcode: u32,
+    sent: bool,
+}
+
+impl Reply {
+    pub fn send(mut self, a: Answer) {
+        self.sent = true;
+        self.conn.answer(self.unique, self.opcode, a);
+    }
+}
+
+impl Drop for Reply {
+    fn drop(&mut self) {
+        if !self.sent {
+            self.conn
+                .answer(self.unique, self.opcode, Answer::Err(libc::EIO));
+        }
+    }
 }
 
 /// Largest WRITE we accept: 1 MiB (256 pages).
@@ -183,18 +252,28 @@ pub fn notify_resend(fd: BorrowedFd) -> io::Result<()> {
 }
 
 /// Serves requests on `fd` with `threads` threads until the connection goes away (Ok) or
-/// fails. `handle` runs concurrently on every thread.
-pub fn serve<F>(fd: BorrowedFd, init: Init, threads: usize, handle: F) -> io::Result<()>
+/// fails. `handle` runs concurrently on every thread; `answered` runs after every answer sent.
+pub fn serve<F>(
+    fd: BorrowedFd,
+    init: Init,
+    threads: usize,
+    answered: impl Fn() + Send + Sync + 'static,
+    handle: F,
+) -> io::Result<()>
 where
     F: Fn(&Request) -> Answer + Sync,
 {
+    let conn = Arc::new(Conn {
+        fd: fd.try_clone_to_owned()?,
+        answered: Box::new(answered),
+    });
     std::thread::scope(|s| {
         let workers: Vec<_> = (0..threads.max(1))
             .map(|i| {
-                let handle = &handle;
+                let (handle, conn) = (&handle, &conn);
                 std::thread::Builder::new()
                     .name(format!("fuse-{i}"))
-                    .spawn_scoped(s, move || serve_one(fd, init, handle))
+                    .spawn_scoped(s, move || serve_one(conn, init, handle))
             })
             .collect::<io::Result<_>>()?;
         let mut r = Ok(());
@@ -208,27 +287,20 @@ where
     })
 }
 
-fn serve_one<F>(fd: BorrowedFd, init: Init, handle: &F) -> io::Result<()>
+fn serve_one<F>(conn: &Arc<Conn>, init: Init, handle: &F) -> io::Result<()>
 where
     F: Fn(&Request) -> Answer,
 {
     // The kernel refuses reads into buffers smaller than its largest request.
     let mut buf = vec![0u8; init.max_write as usize + (64 << 10)];
-    while let Some(n) = read_request(fd, &mut buf)? {
+    while let Some(n) = read_request(conn.fd.as_fd(), &mut buf)? {
         let Some(h) = abi::read::<InHeader>(&buf[..n]) else {
             continue;
         };
         let body = &buf[size_of::<InHeader>()..n];
-        let sent = match handle(&Request { h, body }) {
-            Answer::None => Ok(()),
-            Answer::Err(e) => send(fd, h.unique, -e, &[]),
-            Answer::Ok(v) => send(fd, h.unique, 0, &[&v]),
-        };
-        match sent {
-            Err(e) if e.raw_os_error() == Some(libc::ENODEV) => break,
-            // One bad answer fails one request, not the connection.
-            Err(e) => tracing::error!("FUSE answer to opcode {}: {e}", h.opcode),
-            Ok(()) => {}
+        let a = handle(&Request { h, body, conn });
+        if !conn.answer(h.unique, h.opcode, a) {
+            break;
         }
     }
     Ok(())

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use walb_core::blockio::FileIo;
 
-use crate::dev::{sync_data_device, GroupCommit, Io, Outcome, Wdev, WdevError};
+use crate::dev::{sync_data_device, Done, GroupCommit, Io, Outcome, Wdev, WdevError};
 
 pub struct Served {
     /// FUSE inode of the device's file.
@@ -48,6 +48,13 @@ impl Served {
     pub fn submit(&self, io: Io, fua: bool) -> Outcome {
         self.wait_melted();
         self.writes.submit(&self.dev, io, fua)
+    }
+
+    /// Like `submit`, but `done` gets the outcome, on whichever thread logs `io`; this one may
+    /// return before.
+    pub fn submit_then(&self, io: Io, fua: bool, done: Done) {
+        self.wait_melted();
+        self.writes.submit_then(&self.dev, io, fua, done)
     }
 
     /// Makes every acknowledged write durable in the log (fsync). The log device syncs

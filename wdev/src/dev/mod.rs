@@ -7,7 +7,7 @@ mod redo;
 mod wdev;
 mod writeback;
 
-pub use group::{GroupCommit, Outcome};
+pub use group::{Done, GroupCommit, Outcome};
 pub use logsync::LogSync;
 pub use lsids::Lsids;
 pub use wdev::{sync_data_device, Io, SuperDue, Wdev, WdevError};

@@ -310,9 +310,11 @@ impl Wdev {
         Ok((self.log_sync.clone(), self.lsids.completed))
     }
 
-    /// After `flush_target`'s sync: `permanent` advances to what is durable.
+    /// After `flush_target`'s sync (or any sync made without the device lock): `permanent`
+    /// advances to what is durable.
     pub fn flushed(&mut self) {
-        self.note_durable();
+        let durable = self.log_sync.durable().min(self.lsids.completed);
+        self.lsids.permanent = self.lsids.permanent.max(durable);
     }
 
     /// An idle writeback thread takes the pending data (the periodic checkpoint).
@@ -321,12 +323,6 @@ impl Wdev {
             return Ok(());
         }
         self.hand_off()
-    }
-
-    /// `permanent` catches up with syncs made without the device lock.
-    fn note_durable(&mut self) {
-        let durable = self.log_sync.durable().min(self.lsids.completed);
-        self.lsids.permanent = self.lsids.permanent.max(durable);
     }
 
     /// Writes every acknowledged write to the data device (waiting for the writeback thread),

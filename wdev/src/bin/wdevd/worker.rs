@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use walb_wdev::daemon::fuse::{self, Answer, Init};
+use walb_wdev::daemon::fuse::{self, Init};
 use walb_wdev::daemon::registry::{now_ms, Registry, Serving};
 use walb_wdev::daemon::{ctl, fs::WdevFs, handover};
 
@@ -100,13 +100,15 @@ pub fn run(a: &Args, supervisor: u32, handover_fd: i32, stop: &libc::sigset_t) -
         let reg = reg.clone();
         std::thread::spawn(move || {
             let fs = WdevFs { reg: reg.clone() };
-            let first = &reg.serving.get().expect("serving set").first_answer_ms;
-            let r = fuse::serve(conn.as_fd(), init, FUSE_THREADS, |req| {
-                let ans = fs.handle(req);
-                if !matches!(ans, Answer::None) && first.load(Ordering::Relaxed) == 0 {
+            let serving = reg.clone();
+            let answered = move || {
+                let first = &serving.serving.get().expect("serving set").first_answer_ms;
+                if first.load(Ordering::Relaxed) == 0 {
                     first.store(now_ms(), Ordering::Relaxed);
                 }
-                ans
+            };
+            let r = fuse::serve(conn.as_fd(), init, FUSE_THREADS, answered, |req| {
+                fs.handle(req)
             });
             reg.checkpoint_all(true);
             match r {

@@ -14,6 +14,7 @@ use walb_core::atomic::TempFile;
 use walb_core::source::ChunkSource;
 use walb_core::wdiff::{DiffRec, FileHeader, Kind, SortedReader, WdiffReader};
 use walb_core::Uuid;
+use walb_daemon::chunks::{ChunkThread, Stop};
 use walb_proto::flow::next_frame;
 use walb_proto::wire::check_chunk;
 use walb_proto::{frame, Commit, Frame, Open};
@@ -43,9 +44,6 @@ pub(crate) async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(f).await.map_err(internal)?
 }
 
-/// Chunks handed to the writing (and checking) threads at once: the memory one flow holds.
-const IN_FLIGHT_CHUNKS: usize = 8;
-
 /// Writes a flow's chunks into `tmp` from byte `off` on as they arrive (each chunk's crc32
 /// checked, its bytes counted as the volume's received) until Commit, or until the volume is
 /// stopped by force; returns the Commit, the file and the offset after the last chunk. The
@@ -61,37 +59,13 @@ pub(crate) async fn receive_chunks(
     what: &str,
     mut check: Option<WdiffCheck>,
 ) -> Result<(Commit, TempFile, u64), Status> {
-    let (tx, rx) = mpsc::channel::<Bytes>(IN_FLIGHT_CHUNKS);
-    let writer = tokio::task::spawn_blocking(move || write_chunks(rx, tmp, off));
-    let received = chunks_until_commit(a, entry, vol, input, off, what, &tx, &mut check).await;
-    // The writer is waited for on every path, so that a failed flow's temporary file is gone
-    // before its error is answered.
-    drop(tx);
-    let written = writer.await.map_err(internal)?;
-    let commit = match (received, written) {
-        // The writer's own failure (a full disk) is why the chunks could not be handed on.
-        (Err(Stop::WriterGone), Err(e)) | (Ok(_), Err(e)) => return Err(e),
-        (Err(Stop::WriterGone), Ok(_)) => return Err(internal("the chunk writer stopped early")),
-        (Err(Stop::Failed(e)), _) => return Err(e),
-        (Ok(c), Ok((tmp, end))) => (c, tmp, end),
-    };
+    let writer = ChunkThread::spawn("the chunk writer", move |rx| write_chunks(rx, tmp, off));
+    let received = chunks_until_commit(a, entry, vol, input, off, what, &writer, &mut check).await;
+    let (commit, (tmp, end)) = writer.join(received).await?;
     if let Some(ch) = check {
-        ch.finish().await?;
+        ch.0.finish().await?;
     }
-    Ok(commit)
-}
-
-/// Why `chunks_until_commit` stopped short of Commit.
-enum Stop {
-    /// The writing thread ended: its result says why.
-    WriterGone,
-    Failed(Status),
-}
-
-impl From<Status> for Stop {
-    fn from(st: Status) -> Stop {
-        Stop::Failed(st)
-    }
+    Ok((commit, tmp, end))
 }
 
 /// The loop of `receive_chunks`: each chunk checked, counted and handed to the writer (and to
@@ -104,7 +78,7 @@ async fn chunks_until_commit(
     input: &mut Streaming<Frame>,
     mut at: u64,
     what: &str,
-    tx: &mpsc::Sender<Bytes>,
+    writer: &ChunkThread<(TempFile, u64)>,
     check: &mut Option<WdiffCheck>,
 ) -> Result<Commit, Stop> {
     loop {
@@ -120,9 +94,9 @@ async fn chunks_until_commit(
                 a.count_received(vol, data.len());
                 at += data.len() as u64;
                 if let Some(ch) = check.as_ref() {
-                    if ch.tx.send(data.clone()).await.is_err() {
+                    if ch.0.send(data.clone()).await.is_err() {
                         let ch = check.take().expect("checked above");
-                        let e = ch.finish().await.err().unwrap_or_else(|| {
+                        let e = ch.0.finish().await.err().unwrap_or_else(|| {
                             Status::data_loss(format!(
                                 "received wdiff: bytes after the END pack (at byte {at})"
                             ))
@@ -130,9 +104,7 @@ async fn chunks_until_commit(
                         return Err(e.into());
                     }
                 }
-                if tx.send(data).await.is_err() {
-                    return Err(Stop::WriterGone);
-                }
+                writer.send(data).await?;
             }
             frame::Kind::Commit(c) => return Ok(c),
             _ => {
@@ -161,16 +133,11 @@ fn write_chunks(
 /// A received sorted wdiff checked as its chunks arrive, on a thread of its own beside the
 /// writes, so that its Commit need not read the file back: the same checks as `verify_wdiff`,
 /// and no byte after the END pack.
-pub(crate) struct WdiffCheck {
-    tx: mpsc::Sender<Bytes>,
-    task: tokio::task::JoinHandle<Result<(), Status>>,
-}
+pub(crate) struct WdiffCheck(ChunkThread<()>);
 
 impl WdiffCheck {
     pub(crate) fn start(uuid: Uuid, size_lb: u64) -> WdiffCheck {
-        let (tx, rx) = mpsc::channel::<Bytes>(IN_FLIGHT_CHUNKS);
-        let task = tokio::task::spawn_blocking(move || {
-            let mut rx = rx;
+        WdiffCheck(ChunkThread::spawn("the wdiff check", move |mut rx| {
             let src = ChunkSource::new(std::iter::from_fn(move || rx.blocking_recv()));
             let (h, mut recs) =
                 SortedReader::open(Box::new(src)).map_err(|e| bad_wdiff(e.to_string()))?;
@@ -180,14 +147,7 @@ impl WdiffCheck {
                 true => Ok(()),
                 false => Err(bad_wdiff("bytes after the END pack".into())),
             }
-        });
-        WdiffCheck { tx, task }
-    }
-
-    /// Once the input is over: what the check found.
-    async fn finish(self) -> Result<(), Status> {
-        drop(self.tx);
-        self.task.await.map_err(internal)?
+        }))
     }
 }
 

@@ -3,13 +3,15 @@
 //! the Prometheus `/metrics` endpoint, periodic transfer summaries in the log, readiness for
 //! systemd, graceful shutdown, atomic per-volume files, the command table (`access`), the
 //! caller's identity (`peer`), the audit log, certificate reload (`tls`) and the limits on
-//! what one peer can take (`limits`).
+//! what one peer can take (`limits`), and a received flow's chunks handed to a blocking thread
+//! (`chunks`).
 //! It must not hold any daemon's volume logic.
 
 pub mod access;
 pub mod args;
 pub mod audit;
 pub mod backoff;
+pub mod chunks;
 pub mod config;
 pub mod conn;
 pub mod disk;

@@ -22,6 +22,7 @@ use walb_core::source::ChunkSource;
 use walb_core::wdiff::{Cmpr, Codec, IndexedWriter};
 use walb_core::wlog::WlogReader;
 use walb_core::{Pbs, Uuid};
+use walb_daemon::chunks::{ChunkThread, Stop};
 use walb_daemon::limits::FlowGuard;
 use walb_daemon::CmdError;
 use walb_proto::flow::next_frame;
@@ -196,27 +197,15 @@ async fn receive_wlog(
         }
     }
     let file = tokio::task::block_in_place(|| vol.dir.incoming()).map_err(CmdError::from)?;
-    let (chunks, rx) = mpsc::channel::<Bytes>(IN_FLIGHT_CHUNKS);
     let max_bytes = ann.max_bytes;
-    let converter = tokio::task::spawn_blocking(move || convert(rx, file, &ann));
+    let converter = ChunkThread::spawn("the wlog converter", move |rx| convert(rx, file, &ann));
     send(tx, accept()).await?;
 
     // However the chunks end (Commit, an error, stop force), the converter is told the input
     // ended (its channel closed) and waited for, so no file of this transfer outlives it
     // unregistered.
-    let received = receive_chunks(input, &abort, &vol.name, max_bytes, chunks).await;
-    let converted = converter
-        .await
-        .map_err(|e| Status::internal(format!("convert task: {e}")))?;
-    let (diff, bytes, file) = match (received, converted) {
-        (Ok((diff, bytes)), Ok(file)) => (diff, bytes, file),
-        // The converter stopped first (bad data, a full disk): its error says why.
-        (Err(Stop::ConverterGone), Err(e)) => return Err(e),
-        (Err(Stop::ConverterGone), Ok(_)) => {
-            return Err(Status::internal("the wlog converter ended early"))
-        }
-        (Err(Stop::Failed(st)), _) | (Ok(_), Err(st)) => return Err(st),
-    };
+    let received = receive_chunks(input, &abort, &vol.name, max_bytes, &converter).await;
+    let ((diff, bytes), file) = converter.join(received).await?;
 
     let name = format_name(&diff);
     let archives: Vec<String> = vol.lock().archives.keys().cloned().collect();
@@ -240,30 +229,14 @@ async fn receive_wlog(
     send(tx, ack()).await.map(|()| true)
 }
 
-/// Chunks of the wlog handed to the converter at once: the memory one transfer holds.
-const IN_FLIGHT_CHUNKS: usize = 8;
-
-/// Why the chunk loop stopped short of Commit.
-enum Stop {
-    /// The converter closed its end: its own result says why.
-    ConverterGone,
-    Failed(Status),
-}
-
-impl From<Status> for Stop {
-    fn from(st: Status) -> Stop {
-        Stop::Failed(st)
-    }
-}
-
 /// Passes the wlog's chunks to the converter until Commit; returns the Commit's clean diff
-/// and the wlog's size. Dropping `chunks` on return ends the converter's input.
+/// and the wlog's size.
 async fn receive_chunks(
     input: &mut Streaming<Frame>,
     abort: &Notify,
     vol: &str,
     max_bytes: Option<u64>,
-    chunks: mpsc::Sender<Bytes>,
+    converter: &ChunkThread<AtomicFile>,
 ) -> Result<(MetaDiff, u64), Stop> {
     let mut bytes = 0u64;
     loop {
@@ -281,9 +254,7 @@ async fn receive_chunks(
                     ))
                     .into());
                 }
-                if chunks.send(data.clone()).await.is_err() {
-                    return Err(Stop::ConverterGone);
-                }
+                converter.send(data.clone()).await?;
             }
             frame::Kind::Commit(c) => {
                 let d = MetaDiff::from_bytes(&c.diff)

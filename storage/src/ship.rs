@@ -56,9 +56,12 @@ pub async fn watch(st: Arc<Storage>, shutdown: Shutdown) {
                 continue;
             };
             vol.writes.sample(dev.latest);
-            let l = [("vol", vol.name.as_str())];
-            st.metrics.log_usage.set(&l, dev.log_usage);
-            st.metrics.log_capacity.set(&l, dev.log_capacity);
+            let log = (dev.log_usage, dev.log_capacity);
+            if vol.log_shown.lock().expect("log_shown lock").replace(log) != Some(log) {
+                let l = [("vol", vol.name.as_str())];
+                st.metrics.log_usage.set(&l, dev.log_usage);
+                st.metrics.log_capacity.set(&l, dev.log_capacity);
+            }
             if to_wake(&m, dev, seen.get(&m.wdev)) {
                 vol.polled.notify_one();
             }

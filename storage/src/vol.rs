@@ -119,6 +119,9 @@ pub struct Vol {
     pub scan: walb_daemon::progress::Running<crate::scan::Scan>,
     /// The device's write rate, sampled by the poller.
     pub writes: crate::rate::WriteRate,
+    /// The log usage and capacity last set in the metrics, so that an idle volume's poll
+    /// sets nothing.
+    pub log_shown: std::sync::Mutex<Option<(u64, u64)>>,
 }
 
 pub fn zero_done() -> MetaLsidGid {
@@ -174,6 +177,7 @@ impl Vol {
             polled: Notify::new(),
             scan: Default::default(),
             writes: Default::default(),
+            log_shown: Default::default(),
         }
     }
 }

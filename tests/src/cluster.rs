@@ -152,16 +152,18 @@ impl Cluster {
         let archive0 = aa.first().map(|a| c.reach_list(&[a])).unwrap_or_default();
         let wdevd_sock = c.run_dir().join("wdevd.sock").display().to_string();
         for id in &ss {
-            let extra = vec![
+            let mut extra = vec![
                 "--proxy".into(),
                 proxy_list.clone(),
                 "--archive".into(),
                 archive0.clone(),
                 "--wdevd".into(),
                 wdevd_sock.clone(),
-                "--poll-ms".into(),
-                "200".into(),
             ];
+            // Tests poll faster than the default (500 ms) unless they say otherwise.
+            if !spec.storage_flags.contains(&"--poll-ms") {
+                extra.extend(["--poll-ms".into(), "200".into()]);
+            }
             let extra = extra
                 .into_iter()
                 .chain(flags(&spec.storage_flags))

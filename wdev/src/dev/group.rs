@@ -81,13 +81,7 @@ impl GroupCommit {
                 if batch.is_empty() {
                     break;
                 }
-                let (ok, bad) = log_batch(dev, batch);
-                for (q, e) in bad {
-                    (q.done)(Err(e));
-                }
-                for (q, r) in ok {
-                    (q.done)(r);
-                }
+                log_batch(dev, batch);
             }
             drop(token);
             if self.queue.lock().expect("queue lock").is_empty() {
@@ -116,12 +110,9 @@ impl GroupCommit {
     }
 }
 
-/// A logged batch's IOs with the outcome, and the IOs refused before it.
-type Logged = (Vec<(Queued, Outcome)>, Vec<(Queued, Arc<WdevError>)>);
-
-/// Logs the IOs of `batch` the device takes as one batch; the completions are left to the
-/// caller, to run without the device lock.
-fn log_batch(dev: &Mutex<Wdev>, batch: Vec<Queued>) -> Logged {
+/// Logs the IOs of `batch` the device takes as one batch, then runs every completion (the
+/// refused IOs' first) without the device lock.
+fn log_batch(dev: &Mutex<Wdev>, batch: Vec<Queued>) {
     let mut d = dev.lock().expect("device lock");
     let (mut good, mut bad) = (Vec::with_capacity(batch.len()), Vec::new());
     for q in batch {
@@ -130,12 +121,19 @@ fn log_batch(dev: &Mutex<Wdev>, batch: Vec<Queued>) -> Logged {
             Err(e) => bad.push((q, Arc::new(e))),
         }
     }
-    if good.is_empty() {
-        return (Vec::new(), bad);
-    }
-    let ios: Vec<Io> = good.iter().map(|q| q.io.clone()).collect();
-    let fua = good.iter().any(|q| q.fua);
-    let r = d.submit(&ios, fua).map_err(Arc::new);
+    let r = match good.is_empty() {
+        true => Ok(()),
+        false => {
+            let ios: Vec<Io> = good.iter().map(|q| q.io.clone()).collect();
+            let fua = good.iter().any(|q| q.fua);
+            d.submit(&ios, fua).map_err(Arc::new)
+        }
+    };
     drop(d);
-    (good.into_iter().map(|q| (q, r.clone())).collect(), bad)
+    for (q, e) in bad {
+        (q.done)(Err(e));
+    }
+    for q in good {
+        (q.done)(r.clone());
+    }
 }
